@@ -1,0 +1,92 @@
+#!/bin/bash
+# Install the Debian packages this project needs to build and test.
+# Idempotent: installs only what is missing, adds a deb-src entry only when
+# none exists (in a file of its own), and says what it did.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	SUDO="sudo"
+fi
+
+PKGS_RUNTIME="samba samba-vfs-modules smbclient samba-testsuite"
+PKGS_BUILD="gcc make pkg-config python3 liburing-dev libtalloc-dev \
+libtevent-dev libattr1-dev libcmocka-dev fuse3 libfuse3-dev xsltproc \
+docbook-xsl dpkg-dev"
+# What Samba's own configure needs for the header-only preparation
+# (measured on Debian 12 with --disable-python --without-ad-dc).
+PKGS_SAMBA_CONFIGURE="libgnutls28-dev libpopt-dev libjansson-dev libtdb-dev \
+libacl1-dev libparse-yapp-perl flex bison libarchive-dev libcap-dev \
+libbsd-dev python3-dev libdbus-1-dev libldap2-dev libpam0g-dev liblmdb-dev \
+libkeyutils-dev libsystemd-dev zlib1g-dev libicu-dev"
+# Used by the selftest: unshare/mount (util-linux), impacket for SMB2 locks,
+# attr tools for xattr checks, procps for pgrep.
+PKGS_TEST="util-linux python3-impacket attr procps acl"
+
+ALL="$PKGS_RUNTIME $PKGS_BUILD $PKGS_SAMBA_CONFIGURE $PKGS_TEST"
+
+missing=""
+for p in $ALL; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+		grep -q "install ok installed"; then
+		missing="$missing $p"
+	fi
+done
+
+have_deb_src() {
+	local f
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+		/etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		if grep -qE '^[[:space:]]*(deb-src|Types:.*deb-src)' "$f"; then
+			return 0
+		fi
+	done
+	return 1
+}
+
+need_update=0
+if ! have_deb_src; then
+	f=/etc/apt/sources.list.d/samba-async-vfs-deb-src.sources
+	echo "bootstrap: no deb-src entry found; adding $f"
+	$SUDO tee "$f" >/dev/null <<'SRC'
+# Added by samba-async-vfs buildtools/bootstrap.sh: the build needs the
+# exact Debian source of the installed smbd (apt-get source samba=<version>).
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm bookworm-updates bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb-src
+URIs: http://deb.debian.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+	need_update=1
+fi
+
+if [ -n "$missing" ] || [ "$need_update" = 1 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	$SUDO apt-get update -q -o Acquire::Retries=3 >/dev/null || {
+		echo "bootstrap: apt-get update failed" >&2
+		exit 1
+	}
+fi
+
+if [ -n "$missing" ]; then
+	echo "bootstrap: installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	# shellcheck disable=SC2086
+	if ! $SUDO apt-get install -y -q --no-install-recommends \
+		-o Acquire::Retries=3 $missing >/tmp/bootstrap-apt.log 2>&1; then
+		tail -20 /tmp/bootstrap-apt.log >&2
+		echo "bootstrap: apt-get install failed (log: /tmp/bootstrap-apt.log)" >&2
+		exit 1
+	fi
+	# The Debian package starts the system smbd/nmbd; the selftest runs
+	# its own private smbd, so leave the system services as the admin set
+	# them (we do not stop them), only note it.
+fi
+echo "bootstrap: all packages present"
