@@ -1,0 +1,51 @@
+# Thin front end to the waf build (buildtools/waf runs the waf shipped in
+# the prepared Samba source) and to the selftest.
+#
+#   make            install missing packages, prepare Samba, build
+#   make test       the selftest; ends with "N passed, N failed, N skipped"
+#   make run        a private smbd on 127.0.0.1:$(RUN_PORT) with our modules
+#   make bench      side-by-side benchmarks (see selftest/bench)
+#   make install    into the modules dir smbd -b reports (honours DESTDIR)
+
+PYTHON ?= /usr/bin/python3
+WAF = $(PYTHON) buildtools/waf
+RUN_PORT ?= 44445
+TESTARGS ?=
+BENCHARGS ?=
+
+.PHONY: all build configure bootstrap test run bench install clean distclean
+
+all: build
+
+bootstrap:
+	@bash buildtools/bootstrap.sh
+
+bin/c4che/_cache.py:
+	@bash buildtools/bootstrap.sh
+	./configure $(CONFIGURE_ARGS)
+
+configure:
+	@bash buildtools/bootstrap.sh
+	./configure $(CONFIGURE_ARGS)
+
+build: bin/c4che/_cache.py
+	@bash buildtools/bootstrap.sh
+	$(WAF) build
+
+test: build
+	$(PYTHON) selftest/selftest.py $(TESTARGS)
+
+run: build
+	$(PYTHON) selftest/run.py --port $(RUN_PORT)
+
+bench: build
+	$(PYTHON) selftest/bench/bench.py $(BENCHARGS)
+
+install: build
+	$(WAF) install --destdir="$(DESTDIR)"
+
+clean:
+	$(WAF) clean || true
+
+distclean:
+	rm -rf bin .lock-waf*

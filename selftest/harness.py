@@ -1,0 +1,313 @@
+#!/usr/bin/python3
+"""A private smbd for tests and benchmarks.
+
+Starts the installed smbd on 127.0.0.1 with its own smb.conf, state dirs,
+passdb and test users, serving one share per environment.  Samba 4.17
+loads VFS modules only from its modules dir, so smbd runs in a private
+mount namespace where a copy of that dir, holding Samba's modules and ours,
+is bind-mounted over the system one: nothing is written to the system.
+"""
+import os
+import pwd
+import grp
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(TOP, 'bin')
+
+GROUP = 'asvfs_grp'
+PASSWORD = 'Asvfs-Test-Pw1'
+# Two users with access to every share and a third one without.
+USERS = ['asvfs_u1', 'asvfs_u2']
+OUTSIDER = 'asvfs_u3'
+
+# Share options of Samba's own selftest file server, as far as the
+# modules exist in Debian (fake_acls and xattr_tdb are test-only there).
+BASE_VFS = 'acl_xattr streams_xattr'
+SHARE_DEFAULTS = {
+    'read only': 'no',
+    'ea support': 'yes',
+    'store dos attributes': 'yes',
+    'map archive': 'yes',
+    'map hidden': 'no',
+    'map system': 'no',
+    'map readonly': 'no',
+    'dos filemode': 'yes',
+    'strict rename': 'yes',
+    'create mask': '0755',
+    'valid users': ' '.join(USERS),
+}
+
+# Variants of every environment's share, for suites that need other share
+# options (as Samba's selftest runs smb2.durable-open on its [durable]).
+SHARE_VARIANTS = {
+    'durable': {'kernel share modes': 'no', 'kernel oplocks': 'no',
+                'posix locking': 'no'},
+}
+
+# The environments: name -> (extra vfs objects, extra share options)
+ENVIRONMENTS = {
+    'default': ('', {}),
+    'io_uring': ('io_uring', {}),
+    'aio_pthread': ('aio_pthread', {'aio_pthread:aio open': 'yes'}),
+    'async_dosmode': ('', {'smbd async dosmode': 'yes'}),
+    'canary': ('asvfs_canary', {'asvfs_canary:log level': '1'}),
+}
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def ensure_users():
+    """Create the test group and users (idempotent) with smbpasswd-able
+    unix accounts; they never get a login shell or home."""
+    try:
+        grp.getgrnam(GROUP)
+    except KeyError:
+        run(['groupadd', GROUP])
+    for user in USERS + [OUTSIDER]:
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            cmd = ['useradd', '-M', '-N', '-s', '/usr/sbin/nologin']
+            if user in USERS:
+                cmd += ['-G', GROUP]
+            run(cmd + [user])
+
+
+def our_modules():
+    """Module .so files of this build (modules and the test canary) plus
+    the engine library they link against."""
+    found = []
+    for sub in ('modules', 'selftest'):
+        d = os.path.join(BIN, sub)
+        if os.path.isdir(d):
+            found += [os.path.join(d, f) for f in sorted(os.listdir(d))
+                      if f.endswith('.so')]
+    engine = os.path.join(BIN, 'modules', 'lib', 'libasync_vfs_engine.so')
+    if not os.path.exists(engine):
+        raise RuntimeError('%s missing: run make first' % engine)
+    return found + [engine]
+
+
+def smbd_modules_dir():
+    out = subprocess.run(['smbd', '-b'], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True).stdout
+    m = re.search(r'^\s+MODULESDIR:\s+(\S+)$', out, re.M)
+    return os.path.join(m.group(1), 'vfs')
+
+
+class Smbd:
+    """One private smbd with one share per environment."""
+
+    def __init__(self, envs=None, workdir=None, extra_global=None,
+                 share_root=None, log_level='1', port=None):
+        self.envs = envs if envs is not None else dict(ENVIRONMENTS)
+        self.extra_global = extra_global or {}
+        self.log_level = log_level
+        self.dir = workdir or tempfile.mkdtemp(prefix='asvfs-st-')
+        self.share_root = share_root or os.path.join(self.dir, 'shares')
+        self.port = port or free_port()
+        self.proc = None
+        self.conf = os.path.join(self.dir, 'smb.conf')
+        self.log = os.path.join(self.dir, 'logs', 'log.smbd')
+
+    # -- configuration -------------------------------------------------
+    def shares(self):
+        """(share name, vfs objects, options) of every share: one per
+        environment plus its variants, named <env>_<variant>."""
+        for env, (vfs, opts) in self.envs.items():
+            yield env, vfs, opts
+            for variant, vopts in SHARE_VARIANTS.items():
+                yield '%s_%s' % (env, variant), vfs, dict(opts, **vopts)
+
+    def share_path(self, env):
+        return os.path.join(self.share_root, env)
+
+    def _global_section(self):
+        d = self.dir
+        g = {
+            'netbios name': 'ASVFSTEST',
+            'workgroup': 'ASVFS',
+            'server role': 'standalone server',
+            'interfaces': '127.0.0.1/8',
+            'bind interfaces only': 'yes',
+            'smb ports': str(self.port),
+            'disable netbios': 'yes',
+            'server min protocol': 'SMB2_02',
+            'private dir': os.path.join(d, 'private'),
+            'lock directory': os.path.join(d, 'lock'),
+            'state directory': os.path.join(d, 'state'),
+            'cache directory': os.path.join(d, 'cache'),
+            'pid directory': os.path.join(d, 'pid'),
+            'ncalrpc dir': os.path.join(d, 'ncalrpc'),
+            'log file': self.log,
+            'max log size': '0',
+            'log level': self.log_level,
+            'passdb backend': 'tdbsam:' + os.path.join(d, 'private',
+                                                       'passdb.tdb'),
+            'load printers': 'no',
+            'printing': 'bsd',
+            'printcap name': '/dev/null',
+            'disable spoolss': 'yes',
+            'usershare path': '',
+            'panic action': '/bin/echo SMBD-PANIC-ACTION %d',
+            'smb2 leases': 'yes',
+            # As in Samba's own selftest file server (selftest/target/
+            # Samba3.pm), so that smbtorture tests what it expects.
+            'kernel oplocks': 'no',
+            'kernel change notify': 'no',
+            'server multi channel support': 'yes',
+            'smbd:FSCTL_SMBTORTURE': 'yes',
+            'smbd:validate_oplock_types': 'yes',
+            'smbd:sharedelay': '100000',
+            'smbd:writetimeupdatedelay': '500000',
+            'mangled names': 'yes',
+        }
+        g.update(self.extra_global)
+        return g
+
+    def write_conf(self):
+        lines = ['[global]']
+        for k, v in self._global_section().items():
+            lines.append('\t%s = %s' % (k, v))
+        for share, vfs, opts in self.shares():
+            o = dict(SHARE_DEFAULTS)
+            o['path'] = self.share_path(share)
+            o['vfs objects'] = (BASE_VFS + ' ' + vfs).strip()
+            o.update(opts)
+            lines.append('')
+            lines.append('[%s]' % share)
+            for k, v in o.items():
+                lines.append('\t%s = %s' % (k, v))
+        with open(self.conf, 'w') as f:
+            f.write('\n'.join(lines) + '\n')
+
+    def _prepare_dirs(self):
+        for sub in ('private', 'lock', 'state', 'cache', 'pid', 'ncalrpc',
+                    'logs', 'vfs'):
+            os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        os.makedirs(self.share_root, exist_ok=True)
+        gid = grp.getgrnam(GROUP).gr_gid
+        for share, _, _ in self.shares():
+            p = self.share_path(share)
+            os.makedirs(p, exist_ok=True)
+            os.chown(p, 0, gid)
+            # Sticky and group-writable: both users create, neither may
+            # remove the other's files, the outsider gets nothing.
+            os.chmod(p, 0o3770)
+
+    def _prepare_modules(self):
+        """A copy of the system vfs dir plus our modules, to be bind-mounted
+        over the system one inside smbd's mount namespace."""
+        vfs = os.path.join(self.dir, 'vfs')
+        sysdir = smbd_modules_dir()
+        for f in os.listdir(sysdir):
+            shutil.copy2(os.path.join(sysdir, f), vfs)
+        for f in our_modules():
+            shutil.copy2(f, vfs)
+        self.sys_vfs_dir = sysdir
+
+    def _add_users(self):
+        for user in USERS + [OUTSIDER]:
+            subprocess.run(['smbpasswd', '-c', self.conf, '-s', '-a', user],
+                           input='%s\n%s\n' % (PASSWORD, PASSWORD),
+                           universal_newlines=True, check=True,
+                           stdout=subprocess.DEVNULL)
+
+    # -- life cycle ----------------------------------------------------
+    def start(self, timeout=30):
+        ensure_users()
+        self._prepare_dirs()
+        self._prepare_modules()
+        self.write_conf()
+        self._add_users()
+        vfs = os.path.join(self.dir, 'vfs')
+        # unshare execs sh which execs smbd: self.proc.pid is smbd's pid.
+        script = ('mount --bind "$1" "$2" && exec smbd --foreground '
+                  '--no-process-group --configfile="$3"')
+        self.stdout = open(os.path.join(self.dir, 'logs', 'smbd.out'), 'w')
+        self.proc = subprocess.Popen(
+            ['unshare', '--mount', '--propagation', 'private', '--',
+             'sh', '-c', script, 'sh', vfs, self.sys_vfs_dir, self.conf],
+            stdout=self.stdout, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError('smbd exited at start (rc %d); see %s' %
+                                   (self.proc.returncode, self.dir))
+            try:
+                with socket.create_connection(('127.0.0.1', self.port),
+                                              timeout=1):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError('smbd did not listen on port %d' % self.port)
+
+    def cpu_children_seconds(self):
+        """CPU time of reaped children (the per-connection smbds) of the
+        parent smbd: cutime + cstime of /proc/<pid>/stat."""
+        with open('/proc/%d/stat' % self.proc.pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        hz = os.sysconf('SC_CLK_TCK')
+        return (int(fields[13]) + int(fields[14])) / hz
+
+    def stop(self):
+        """Stop only the smbd we started (and its children, which share its
+        session)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def panics(self):
+        """Lines that show an smbd panic or crash, from all our logs."""
+        bad = re.compile(r'PANIC|INTERNAL ERROR|SMBD-PANIC-ACTION|'
+                         r'Signal \d+ caught|BACKTRACE')
+        hits = []
+        logdir = os.path.join(self.dir, 'logs')
+        for root, _, files in os.walk(logdir):
+            if os.path.basename(root) == 'cores' or '/cores/' in root:
+                hits += ['core file: %s' % os.path.join(root, f)
+                         for f in files]
+        for f in sorted(os.listdir(logdir)):
+            if not os.path.isfile(os.path.join(logdir, f)):
+                continue
+            with open(os.path.join(logdir, f), errors='replace') as fh:
+                for line in fh:
+                    if bad.search(line):
+                        hits.append('%s: %s' % (f, line.rstrip()))
+        return hits
+
+    def unc(self, env):
+        return '//127.0.0.1/%s' % env
+
+    def creds(self, user=None):
+        return '%s%%%s' % (user or USERS[0], PASSWORD)
+
+    def cleanup(self):
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,297 @@
+#!/usr/bin/python3
+"""samba-async-vfs selftest: unit tests, slowfs tests, our own smbd tests
+and smbtorture suites on every environment of one private smbd.
+
+Rules (see selftest/README.md):
+- a test that passes on the default environment and fails on another
+  environment is a failure, never a known failure;
+- known failures of the default environment are listed, with the reason,
+  in selftest/knownfail; a listed test that passes is reported and fails
+  the run;
+- selftest/flapping lists timing-dependent tests (with the reason) whose
+  failure is reported but not counted on any environment;
+- any smbd panic or core file fails the run.
+Ends with the line "N passed, N failed, N skipped".
+"""
+import argparse
+import concurrent.futures
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+import smbd_tests  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
+                       r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')
+
+
+class Results:
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+        self.skipped = 0
+        self.lines = []
+
+    def add(self, status, name, detail=''):
+        if status == 'pass':
+            self.passed += 1
+        elif status in ('skip', 'knownfail'):
+            self.skipped += 1
+        else:
+            self.failed += 1
+        line = '%s: %s%s' % (status, name, (' (%s)' % detail) if detail
+                             else '')
+        self.lines.append(line)
+        if status != 'pass':
+            print(line, flush=True)
+
+
+def read_patterns(path):
+    """Lines "regex  # reason"; a reason is required."""
+    pats = []
+    if not os.path.exists(path):
+        return pats
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith('#'):
+                continue
+            regex, _, reason = line.partition('#')
+            if not reason.strip():
+                sys.exit('%s:%d: a known failure needs a reason' % (path, n))
+            pats.append((re.compile(regex.strip()), reason.strip()))
+    return pats
+
+
+def match(pats, name):
+    for regex, reason in pats:
+        if regex.search(name):
+            return reason
+    return None
+
+
+def parse_subunit(text):
+    """name -> 'pass' | 'fail' | 'skip' from subunit v1 lines."""
+    out = {}
+    for line in text.splitlines():
+        m = RESULT_RE.match(line)
+        if not m:
+            continue
+        kind, name = m.group(1), m.group(2).strip()
+        if kind in ('success', 'successful'):
+            out[name] = 'pass'
+        elif kind in ('skip', 'xfail'):
+            out[name] = 'skip'
+        else:
+            out[name] = 'fail'
+    return out
+
+
+def run_unit_tests(res, bindir):
+    unitdir = os.path.join(bindir, 'selftest', 'unit')
+    if not os.path.isdir(unitdir):
+        res.add('fail', 'unit', 'no unit tests built (cmocka missing?)')
+        return
+    env = dict(os.environ, CMOCKA_MESSAGE_OUTPUT='SUBUNIT')
+    for prog in sorted(os.listdir(unitdir)):
+        path = os.path.join(unitdir, prog)
+        if not (prog.startswith('test_') and os.access(path, os.X_OK)):
+            continue
+        p = subprocess.run([path], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, env=env,
+                           universal_newlines=True, timeout=300)
+        results = parse_subunit(p.stdout)
+        if not results or (p.returncode != 0 and
+                           'fail' not in results.values()):
+            res.add('fail', 'unit.%s' % prog, 'exit %d: %s' %
+                    (p.returncode, p.stdout[-300:]))
+        for name, status in sorted(results.items()):
+            res.add(status, 'unit.%s.%s' % (prog, name))
+
+
+def run_slowfs_tests(res, bindir):
+    binary = os.path.join(bindir, 'selftest', 'slowfs', 'slowfs')
+    script = os.path.join(HERE, 'slowfs', 'test_slowfs.sh')
+    if not os.path.exists(script):
+        return
+    if not os.path.exists(binary):
+        res.add('fail', 'slowfs', 'slowfs not built (libfuse3-dev missing?)')
+        return
+    p = subprocess.run(['bash', script, binary], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True,
+                       timeout=600)
+    seen = 0
+    for line in p.stdout.splitlines():
+        m = re.match(r'^(ok|FAIL|skip): ([^:]+)(?::\s*(.*))?$', line)
+        if not m:
+            continue
+        seen += 1
+        status = {'ok': 'pass', 'FAIL': 'fail', 'skip': 'skip'}[m.group(1)]
+        res.add(status, 'slowfs.' + m.group(2).strip(), m.group(3) or '')
+    if p.returncode != 0 and seen == 0:
+        res.add('fail', 'slowfs', p.stdout[-500:])
+
+
+def run_torture(smbd, env, spec, timeout):
+    """Run one suite; "@variant" in the spec selects <env>_<variant>."""
+    suite, *extra = spec.split()
+    share = env
+    for arg in [a for a in extra if a.startswith('@')]:
+        share = '%s_%s' % (env, arg[1:])
+        extra.remove(arg)
+    cmd = ['smbtorture', smbd.unc(share), '-p', str(smbd.port),
+           '-U', smbd.creds(), '--target=samba3', '--format=subunit'] + \
+        extra + [suite]
+    start = time.time()
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=timeout)
+        out, rc = p.stdout, p.returncode
+    except subprocess.TimeoutExpired as e:
+        out = e.stdout.decode() if isinstance(e.stdout, bytes) else \
+            (e.stdout or '')
+        rc = 'timeout'
+    return env, spec, out, rc, time.time() - start
+
+
+def classify_torture(res, runs, knownfail, flapping):
+    """Compare each environment with the default one."""
+    default = {}
+    for (env, suite), (results, _rc) in runs.items():
+        if env == 'default':
+            for name, st in results.items():
+                default['%s.%s' % (suite, name)] = st
+    for (env, suite), (results, rc) in sorted(runs.items()):
+        if not results or (rc != 0 and 'fail' not in results.values()):
+            res.add('fail', '%s/%s' % (env, suite),
+                    'smbtorture exit %s without results' % rc)
+        for name, st in sorted(results.items()):
+            full = '%s.%s' % (suite, name)
+            status, why = judge(env, st, default.get(full),
+                                match(knownfail, full), match(flapping, full))
+            res.add(status, '%s/%s' % (env, full), why)
+
+
+def judge(env, st, default_st, kf, flap):
+    """(status, reason) of one smbtorture result on one environment."""
+    if st == 'skip':
+        return 'skip', ''
+    if flap:
+        # Timing dependent anywhere: its result proves nothing either way.
+        return ('pass', '') if st == 'pass' else ('knownfail', flap)
+    if st == 'pass':
+        if env == 'default' and kf:
+            return 'fail', 'UNEXPECTED SUCCESS of a known failure (%s)' % kf
+        return 'pass', ''
+    if env == 'default':
+        return ('knownfail', kf) if kf else ('fail', '')
+    if default_st == 'fail' and kf:
+        return 'knownfail', 'fails on default too: %s' % kf
+    if default_st == 'fail':
+        return 'fail', 'fails on default too, not in selftest/knownfail'
+    return 'fail', 'passes on default'
+
+
+def run_env_suites(smbd, env, suites, timeout):
+    """Suites of one environment run one after the other: they share its
+    directory, and timing-sensitive tests (notify) must not compete."""
+    return [run_torture(smbd, env, spec, timeout) for spec in suites]
+
+
+def run_torture_suites(res, smbd, envs, suites, jobs, timeout, outdir):
+    runs = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futs = [pool.submit(run_env_suites, smbd, e, suites, timeout)
+                for e in envs]
+        for fut in concurrent.futures.as_completed(futs):
+            for env, spec, out, rc, secs in fut.result():
+                suite = spec.split()[0]
+                with open(os.path.join(outdir, '%s.%s.subunit' %
+                                       (env, suite)), 'w') as f:
+                    f.write(out)
+                results = parse_subunit(out)
+                runs[(env, suite)] = (results, rc)
+                print('ran %-20s on %-14s %5.1fs %3d tests' %
+                      (suite, env, secs, len(results)), flush=True)
+    classify_torture(res, runs,
+                     read_patterns(os.path.join(HERE, 'knownfail')),
+                     read_patterns(os.path.join(HERE, 'flapping')))
+
+
+def read_list(path):
+    with open(path) as f:
+        return [ln.split('#')[0].strip() for ln in f
+                if ln.split('#')[0].strip()]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--bindir', default=harness.BIN)
+    ap.add_argument('--env', help='comma-separated environments '
+                    '(default: all)')
+    ap.add_argument('--suites', help='comma-separated smbtorture suites '
+                    '(default: selftest/tests.list)')
+    ap.add_argument('--only', choices=['unit', 'slowfs', 'smbd', 'torture'],
+                    action='append', help='run only these parts')
+    ap.add_argument('--jobs', type=int, default=2)
+    ap.add_argument('--timeout', type=int, default=900,
+                    help='per smbtorture suite, seconds')
+    ap.add_argument('--keep', action='store_true',
+                    help='keep the smbd work dir')
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit('selftest: must run as root (it creates test users and '
+                 'a mount namespace)')
+
+    parts = args.only or ['unit', 'slowfs', 'smbd', 'torture']
+    envs = args.env.split(',') if args.env else list(harness.ENVIRONMENTS)
+    if 'default' not in envs and 'torture' in parts:
+        envs.insert(0, 'default')
+    suites = args.suites.split(',') if args.suites else \
+        read_list(os.path.join(HERE, 'tests.list'))
+    outdir = os.path.join(args.bindir, 'selftest-results')
+    os.makedirs(outdir, exist_ok=True)
+
+    res = Results()
+    if 'unit' in parts:
+        run_unit_tests(res, args.bindir)
+    if 'slowfs' in parts:
+        run_slowfs_tests(res, args.bindir)
+    smbd = None
+    if 'smbd' in parts or 'torture' in parts:
+        smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]
+                                  for e in envs})
+        smbd.start()
+        print('selftest: smbd pid %d on 127.0.0.1:%d, work dir %s' %
+              (smbd.proc.pid, smbd.port, smbd.dir), flush=True)
+    try:
+        if 'smbd' in parts:
+            smbd_tests.run_all(res, smbd)
+        if 'torture' in parts:
+            run_torture_suites(res, smbd, envs, suites, args.jobs,
+                               args.timeout, outdir)
+    finally:
+        if smbd is not None:
+            smbd.stop()
+            for line in smbd.panics():
+                res.add('fail', 'smbd-panic', line)
+            if not args.keep and res.failed == 0:
+                smbd.cleanup()
+            else:
+                print('selftest: smbd work dir kept: %s' % smbd.dir)
+    with open(os.path.join(outdir, 'results.txt'), 'w') as f:
+        f.write('\n'.join(res.lines) + '\n')
+    print('selftest: all results in %s' % outdir)
+    print('%d passed, %d failed, %d skipped' %
+          (res.passed, res.failed, res.skipped))
+    return 1 if res.failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,129 @@
+#!/usr/bin/python3
+"""Our own tests against the private smbd, driven by smbclient.
+
+Each test takes (smbd, env) and raises AssertionError with the reason; it
+runs on every environment, so a module that changes what a user may do
+shows up as a failure on its share.
+"""
+import hashlib
+import os
+import pwd
+import subprocess
+import tempfile
+
+import harness
+
+
+def smbclient(smbd, env, commands, user=None, password=None):
+    creds = smbd.creds(user) if password is None else \
+        '%s%%%s' % (user, password)
+    p = subprocess.run(['smbclient', smbd.unc(env), '-p', str(smbd.port),
+                        '-mSMB3', '-U', creds, '-c', commands],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=120)
+    return p.returncode, p.stdout
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def put_then_get_returns_same_bytes(smbd, env):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, 'src')
+        dst = os.path.join(tmp, 'dst')
+        with open(src, 'wb') as f:
+            f.write(os.urandom(3 * 1024 * 1024 + 4097))
+        rc, out = smbclient(smbd, env, 'put %s roundtrip.bin; '
+                            'get roundtrip.bin %s; del roundtrip.bin' %
+                            (src, dst))
+        assert rc == 0, out
+        assert sha256(src) == sha256(dst), 'content differs'
+
+
+def outsider_is_refused_at_tree_connect(smbd, env):
+    rc, out = smbclient(smbd, env, 'ls', user=harness.OUTSIDER)
+    assert rc != 0 and 'NT_STATUS_ACCESS_DENIED' in out, out
+
+
+def wrong_password_is_refused(smbd, env):
+    rc, out = smbclient(smbd, env, 'ls', user=harness.USERS[0],
+                        password='wrong')
+    assert rc != 0 and 'NT_STATUS_LOGON_FAILURE' in out, out
+
+
+def second_user_cannot_read_private_file(smbd, env):
+    owner, other = harness.USERS
+    name = 'private-%s.txt' % env
+    path = os.path.join(smbd.share_path(env), name)
+    with open(path, 'w') as f:
+        f.write('secret of %s\n' % owner)
+    pw = pwd.getpwnam(owner)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+    os.chmod(path, 0o600)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rc, out = smbclient(smbd, env, 'get %s %s/x' % (name, tmp),
+                                user=other)
+            assert rc != 0 and 'NT_STATUS_ACCESS_DENIED' in out, out
+            assert not os.path.exists(os.path.join(tmp, 'x')) or \
+                os.path.getsize(os.path.join(tmp, 'x')) == 0, \
+                'data leaked to the second user'
+            rc, out = smbclient(smbd, env, 'get %s %s/y' % (name, tmp),
+                                user=owner)
+            assert rc == 0, out
+    finally:
+        os.unlink(path)
+
+
+def files_are_created_as_the_requesting_user(smbd, env):
+    for user in harness.USERS:
+        name = 'owned-by-%s' % user
+        rc, out = smbclient(smbd, env, 'put /etc/hostname %s' % name,
+                            user=user)
+        assert rc == 0, out
+        path = os.path.join(smbd.share_path(env), name)
+        st = os.stat(path)
+        os.unlink(path)
+        assert st.st_uid == pwd.getpwnam(user).pw_uid, \
+            '%s owned by uid %d' % (name, st.st_uid)
+
+
+def canary_module_loads_by_name(smbd, env):
+    if env != 'canary':
+        raise NotImplementedError
+    rc, out = smbclient(smbd, env, 'ls')
+    assert rc == 0, out
+    with open(smbd.log, errors='replace') as f:
+        log = f.read()
+    assert 'asvfs_canary: connected to [canary] interface' in log, \
+        'no connect line of the canary in %s' % smbd.log
+
+
+TESTS = [
+    put_then_get_returns_same_bytes,
+    outsider_is_refused_at_tree_connect,
+    wrong_password_is_refused,
+    second_user_cannot_read_private_file,
+    files_are_created_as_the_requesting_user,
+    canary_module_loads_by_name,
+]
+
+
+def run_all(res, smbd):
+    for test in TESTS:
+        for env in smbd.envs:
+            name = 'smbd.%s/%s' % (test.__name__, env)
+            try:
+                test(smbd, env)
+            except NotImplementedError:
+                continue
+            except AssertionError as e:
+                res.add('fail', name, str(e).strip().replace('\n', ' | ')
+                        [:400])
+                continue
+            res.add('pass', name)
