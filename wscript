@@ -159,6 +159,7 @@ def check_libs(conf):
                            'int main(void) { return 0; }\n',
                   lib='cmocka', uselib_store='CMOCKA', mandatory=False,
                   msg='Checking for cmocka (unit tests)')
+    conf.find_program('xsltproc', var='XSLTPROC', mandatory=False)
     conf.check_cfg(package='fuse3', args=['--cflags', '--libs'],
                    uselib_store='FUSE3', mandatory=False,
                    msg='Checking for fuse3 (slowfs)')
@@ -169,6 +170,7 @@ def configure(conf):
     check_samba_tree(conf)
     check_installed_smbd(conf)
     check_libs(conf)
+    conf.env.MANDIR = conf.env.MANDIR or '/usr/share/man'
     conf.env.append_value('CFLAGS', ['-g', '-O2', '-fPIC', '-Wall',
                                      '-Wextra', '-Wno-unused-parameter',
                                      '-Wno-missing-field-initializers'])
@@ -196,6 +198,7 @@ def configure(conf):
 def build(bld):
     bld.recurse('modules')
     bld.recurse('selftest')
+    bld.recurse('docs')
 
 
 @conf
