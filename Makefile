@@ -20,7 +20,7 @@ all: build
 bootstrap:
 	@bash buildtools/bootstrap.sh
 
-bin/c4che/_cache.py:
+bin/c4che/_cache.py: wscript buildtools/prepare-samba.sh
 	@bash buildtools/bootstrap.sh
 	./configure $(CONFIGURE_ARGS)
 

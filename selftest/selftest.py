@@ -22,6 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import build_tests  # noqa: E402
 import harness  # noqa: E402
 import smbd_tests  # noqa: E402
 
@@ -237,7 +238,7 @@ def main():
                     '(default: all)')
     ap.add_argument('--suites', help='comma-separated smbtorture suites '
                     '(default: selftest/tests.list)')
-    ap.add_argument('--only', choices=['unit', 'slowfs', 'smbd', 'torture'],
+    ap.add_argument('--only', choices=['build', 'unit', 'slowfs', 'smbd', 'torture'],
                     action='append', help='run only these parts')
     ap.add_argument('--jobs', type=int, default=2)
     ap.add_argument('--timeout', type=int, default=900,
@@ -249,7 +250,7 @@ def main():
         sys.exit('selftest: must run as root (it creates test users and '
                  'a mount namespace)')
 
-    parts = args.only or ['unit', 'slowfs', 'smbd', 'torture']
+    parts = args.only or ['build', 'unit', 'slowfs', 'smbd', 'torture']
     envs = args.env.split(',') if args.env else list(harness.ENVIRONMENTS)
     if 'default' not in envs and 'torture' in parts:
         envs.insert(0, 'default')
@@ -259,6 +260,8 @@ def main():
     os.makedirs(outdir, exist_ok=True)
 
     res = Results()
+    if 'build' in parts:
+        build_tests.run_all(res)
     if 'unit' in parts:
         run_unit_tests(res, args.bindir)
     if 'slowfs' in parts:

@@ -1,0 +1,132 @@
+#!/usr/bin/python3
+"""Tests of the build itself: a wrong or missing Samba tree, a version
+mismatch or a missing package give one clear error line, never a compiler
+error wall; make install honours DESTDIR.
+
+Each configure here writes to its own out dir and waf lock file, so the
+project's bin/ is never touched.
+"""
+import os
+import re
+import subprocess
+import tempfile
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = '/usr/bin/python3'
+
+
+def samba_tree():
+    p = subprocess.run(['bash', os.path.join(TOP, 'buildtools',
+                                             'prepare-samba.sh')],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                       universal_newlines=True, check=True)
+    return p.stdout.strip().splitlines()[-1]
+
+
+WAFLOCK = '.lock-waf-buildtest-%d' % os.getpid()
+
+
+def waf(tmp, *args, env=None):
+    e = dict(os.environ, WAFLOCK=WAFLOCK)
+    e.update(env or {})
+    p = subprocess.run([PY, os.path.join(TOP, 'buildtools', 'waf')] +
+                       list(args) + ['--out=' + os.path.join(tmp, 'out')],
+                       cwd=TOP, env=e, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True,
+                       timeout=300)
+    return p.returncode, p.stdout
+
+
+def assert_clear_error(rc, out, *needles):
+    assert rc != 0, 'configure succeeded:\n' + out[-500:]
+    for n in needles:
+        assert n in out, 'no "%s" in: %s' % (n, out[-600:])
+    # never a compiler error wall or a Python backtrace
+    assert not re.search(r'\.[ch]:\d+:\d+: error', out), out[-600:]
+    assert 'Traceback' not in out, out[-600:]
+
+
+def configure_refuses_a_samba_version_mismatch(tmp):
+    fake = os.path.join(tmp, 'smbd')
+    with open(fake, 'w') as f:
+        f.write('#!/bin/sh\ncase "$1" in\n'
+                '--version) echo "Version 4.22.3-Debian" ;;\n'
+                '-b) printf "Paths:\\n   MODULESDIR: /usr/lib/x86_64-'
+                'linux-gnu/samba\\n" ;;\nesac\n')
+    os.chmod(fake, 0o755)
+    rc, out = waf(tmp, 'configure', '--with-samba-source=' + samba_tree(),
+                  '--smbd=' + fake)
+    assert_clear_error(rc, out, 'Samba version mismatch',
+                       'installed smbd is 4.22.3-Debian',
+                       'Samba source is 4.17', 'interface 47')
+
+
+def configure_refuses_an_unprepared_tree(tmp):
+    tree = os.path.join(tmp, 'tree')
+    os.makedirs(os.path.join(tree, 'third_party'))
+    os.symlink(os.path.join(samba_tree(), 'third_party', 'waf'),
+               os.path.join(tree, 'third_party', 'waf'))
+    rc, out = waf(tmp, 'configure', '--with-samba-source=' + tree)
+    assert_clear_error(rc, out, 'is not a prepared Samba tree',
+                       'prepare-samba.sh')
+
+
+def configure_refuses_a_missing_tree(tmp):
+    rc, out = waf(tmp, 'configure',
+                  '--with-samba-source=' + os.path.join(tmp, 'nowhere'))
+    assert_clear_error(rc, out, 'is not a Samba source tree')
+
+
+def configure_names_a_missing_package(tmp):
+    rc, out = waf(tmp, 'configure', '--with-samba-source=' + samba_tree(),
+                  env={'PKG_CONFIG_LIBDIR': os.path.join(tmp, 'empty'),
+                       'PKG_CONFIG_PATH': ''})
+    assert_clear_error(rc, out, 'missing: install libtalloc-dev')
+
+
+def install_honours_destdir(tmp):
+    rc, out = waf(tmp, 'configure', '--with-samba-source=' + samba_tree())
+    assert rc == 0, out[-800:]
+    dest = os.path.join(tmp, 'dest')
+    rc, out = waf(tmp, 'install', '--destdir=' + dest)
+    assert rc == 0, out[-800:]
+    found = []
+    for root, _, files in os.walk(dest):
+        found += [os.path.relpath(os.path.join(root, f), dest)
+                  for f in files]
+    vfs = 'usr/lib/x86_64-linux-gnu/samba/vfs/'
+    assert vfs + 'libasync_vfs_engine.so' in found, found
+    assert not [f for f in found if 'canary' in f], \
+        'the test-only canary was installed: %s' % found
+    assert not [f for f in found if '/unit/' in f or 'slowfs' in f], found
+    if os.path.exists('/usr/bin/xsltproc'):
+        assert 'usr/share/man/man7/samba-async-vfs.7' in found, found
+
+
+TESTS = [
+    configure_refuses_a_samba_version_mismatch,
+    configure_refuses_an_unprepared_tree,
+    configure_refuses_a_missing_tree,
+    configure_names_a_missing_package,
+    install_honours_destdir,
+]
+
+
+def run_one(test):
+    """None when the test passed, else the reason."""
+    with tempfile.TemporaryDirectory(prefix='asvfs-build-') as tmp:
+        try:
+            test(tmp)
+        except AssertionError as e:
+            return str(e).replace('\n', ' | ')[:500]
+        finally:
+            if os.path.exists(os.path.join(TOP, WAFLOCK)):
+                os.unlink(os.path.join(TOP, WAFLOCK))
+    return None
+
+
+def run_all(res):
+    for test in TESTS:
+        why = run_one(test)
+        res.add('fail' if why else 'pass', 'build.' + test.__name__,
+                why or '')
