@@ -25,24 +25,16 @@ static const struct {
 	{ IORING_OP_ASYNC_CANCEL, "async_cancel" },
 };
 
-bool asvfs_uring_probe(struct asvfs_uring_support *support)
+bool asvfs_uring_probe_ring(struct io_uring *ring,
+			    struct asvfs_uring_support *support)
 {
-	struct io_uring ring;
 	struct io_uring_probe *probe = NULL;
-	int ret;
 	int op;
 
 	memset(support, 0, sizeof(*support));
-
-	ret = io_uring_queue_init(4, &ring, 0);
-	if (ret < 0) {
-		support->setup_errno = -ret;
-		return false;
-	}
-	probe = io_uring_get_probe_ring(&ring);
+	probe = io_uring_get_probe_ring(ring);
 	if (probe == NULL) {
 		/* Kernels before 5.6 cannot tell: assume nothing. */
-		io_uring_queue_exit(&ring);
 		support->setup_errno = EOPNOTSUPP;
 		return false;
 	}
@@ -50,8 +42,24 @@ bool asvfs_uring_probe(struct asvfs_uring_support *support)
 		support->op[op] = io_uring_opcode_supported(probe, op);
 	}
 	io_uring_free_probe(probe);
-	io_uring_queue_exit(&ring);
 	return true;
+}
+
+bool asvfs_uring_probe(struct asvfs_uring_support *support)
+{
+	struct io_uring ring;
+	bool ok;
+	int ret;
+
+	memset(support, 0, sizeof(*support));
+	ret = io_uring_queue_init(4, &ring, 0);
+	if (ret < 0) {
+		support->setup_errno = -ret;
+		return false;
+	}
+	ok = asvfs_uring_probe_ring(&ring, support);
+	io_uring_queue_exit(&ring);
+	return ok;
 }
 
 bool asvfs_uring_op_supported(const struct asvfs_uring_support *support,

@@ -25,6 +25,11 @@ struct asvfs_uring_support {
  */
 bool asvfs_uring_probe(struct asvfs_uring_support *support);
 
+/* The same, for a ring the caller already has. */
+struct io_uring;
+bool asvfs_uring_probe_ring(struct io_uring *ring,
+			    struct asvfs_uring_support *support);
+
 bool asvfs_uring_op_supported(const struct asvfs_uring_support *support,
 			      int opcode);
 

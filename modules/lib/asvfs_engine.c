@@ -1,0 +1,745 @@
+/*
+ * samba-async-vfs: the engine shared by all modules of one smbd process.
+ *
+ * Life of an operation:
+ *
+ *   asvfs_pread_send()            caller's turn of the tevent loop
+ *     op_start() -> engine->backlog, schedule the submit immediate
+ *   engine_submit_handler()       next turn: every op queued meanwhile
+ *     backlog -> SQEs -> one io_uring_submit() -> engine->inflight
+ *   engine_reap_handler()         ring fd readable
+ *     CQEs in batches -> op_complete() -> continue short I/O, or
+ *     copy out and tevent_req_done()
+ *
+ * The caller may free its request at any point.  Before submission the op
+ * just goes away; after it the op is orphaned: it stays on the inflight
+ * list with its dup()ed fd and bounce buffer until the kernel reports it,
+ * and an IORING_OP_ASYNC_CANCEL asks the kernel to hurry.
+ */
+#include "asvfs_engine.h"
+#include "asvfs_uring_probe.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <string.h>
+#include <unistd.h>
+
+#define ASVFS_REAP_BATCH 64
+#define ASVFS_SHUTDOWN_WAIT_MS 10000
+
+struct asvfs_op;
+typedef void (*asvfs_op_prep_fn)(struct asvfs_op *op,
+				 struct io_uring_sqe *sqe);
+
+struct asvfs_op {
+	struct asvfs_op *prev, *next;
+	struct asvfs_engine *engine;
+	enum asvfs_op_kind kind;
+	struct tevent_req *req;		/* NULL once orphaned */
+	int fd;				/* our dup(): valid until completion */
+	uint8_t *buf;			/* bounce buffer, owned by the op */
+	size_t len;
+	size_t done;
+	off_t offset;
+	bool in_kernel;
+};
+
+struct asvfs_engine {
+	struct tevent_context *ev;
+	pid_t pid;
+	struct io_uring ring;
+	struct tevent_fd *fde;
+	struct tevent_immediate *submit_im;
+	bool submit_scheduled;
+	bool sq_unsubmitted;		/* SQEs the kernel refused for now */
+	struct asvfs_op *backlog;	/* waiting for a submission queue slot */
+	struct asvfs_op *inflight;	/* owned by the kernel */
+	struct asvfs_uring_support support;
+	void *ev_sentinel;		/* freed with ev: we must go first */
+};
+
+static struct asvfs_engine *the_engine;
+static int setup_errno;
+static pid_t setup_errno_pid;
+static struct asvfs_engine_stats stats;
+
+#define DLIST_PUSH_BACK(head, p) do {					\
+	(p)->next = NULL;						\
+	if ((head) == NULL) {						\
+		(p)->prev = (p);					\
+		(head) = (p);						\
+	} else {							\
+		(p)->prev = (head)->prev;				\
+		(head)->prev->next = (p);				\
+		(head)->prev = (p);					\
+	}								\
+} while (0)
+
+#define DLIST_UNLINK(head, p) do {					\
+	if ((p) == (head)) {						\
+		if ((p)->next != NULL) {				\
+			(p)->next->prev = (p)->prev;			\
+		}							\
+		(head) = (p)->next;					\
+	} else {							\
+		(p)->prev->next = (p)->next;				\
+		if ((p)->next != NULL) {				\
+			(p)->next->prev = (p)->prev;			\
+		} else {						\
+			(head)->prev = (p)->prev;			\
+		}							\
+	}								\
+	(p)->next = (p)->prev = NULL;					\
+} while (0)
+
+const char *asvfs_op_kind_name(enum asvfs_op_kind kind)
+{
+	switch (kind) {
+	case ASVFS_OP_PREAD:
+		return "pread";
+	case ASVFS_OP_PWRITE:
+		return "pwrite";
+	case ASVFS_OP_FSYNC:
+		return "fsync";
+	case ASVFS_OP_KIND_COUNT:
+		break;
+	}
+	return "?";
+}
+
+const struct asvfs_engine_stats *asvfs_engine_stats(void)
+{
+	return &stats;
+}
+
+void asvfs_engine_count_fallback(enum asvfs_op_kind kind)
+{
+	if (kind < ASVFS_OP_KIND_COUNT) {
+		stats.op[kind].fallback++;
+	}
+}
+
+bool asvfs_engine_op_supported(struct asvfs_engine *engine, int opcode)
+{
+	return asvfs_uring_op_supported(&engine->support, opcode);
+}
+
+/* --- operations ------------------------------------------------------ */
+
+static int op_destructor(struct asvfs_op *op)
+{
+	/* Linked ops have prev != NULL (the head points at the tail). */
+	if (op->prev != NULL) {
+		if (op->in_kernel) {
+			DLIST_UNLINK(op->engine->inflight, op);
+			stats.inflight--;
+		} else {
+			DLIST_UNLINK(op->engine->backlog, op);
+		}
+	}
+	if (op->fd != -1) {
+		close(op->fd);
+		op->fd = -1;
+	}
+	return 0;
+}
+
+static void op_prep(struct asvfs_op *op, struct io_uring_sqe *sqe)
+{
+	switch (op->kind) {
+	case ASVFS_OP_PREAD:
+		io_uring_prep_read(sqe, op->fd, op->buf + op->done,
+				   op->len - op->done, op->offset + op->done);
+		break;
+	case ASVFS_OP_PWRITE:
+		io_uring_prep_write(sqe, op->fd, op->buf + op->done,
+				    op->len - op->done, op->offset + op->done);
+		break;
+	case ASVFS_OP_FSYNC:
+	case ASVFS_OP_KIND_COUNT:
+		io_uring_prep_fsync(sqe, op->fd, 0);
+		break;
+	}
+	io_uring_sqe_set_data(sqe, op);
+}
+
+static void engine_schedule_submit(struct asvfs_engine *engine);
+
+static void op_start(struct asvfs_op *op)
+{
+	DLIST_PUSH_BACK(op->engine->backlog, op);
+	engine_schedule_submit(op->engine);
+}
+
+/*
+ * The caller freed its request.  Nothing of the caller's is referenced by
+ * the op, so only the kernel's view matters: not submitted yet means we
+ * can forget it; submitted means we wait for its completion.
+ */
+static void op_orphan(struct asvfs_op *op)
+{
+	struct asvfs_engine *engine = op->engine;
+	struct io_uring_sqe *sqe = NULL;
+
+	op->req = NULL;
+	stats.op[op->kind].cancelled++;
+	if (!op->in_kernel) {
+		talloc_free(op);	/* unlinks itself from the backlog */
+		return;
+	}
+	/* Best effort: regular file I/O may not be cancellable. */
+	sqe = io_uring_get_sqe(&engine->ring);
+	if (sqe != NULL) {
+		io_uring_prep_cancel(sqe, op, 0);
+		io_uring_sqe_set_data(sqe, NULL);
+		engine_schedule_submit(engine);
+	}
+}
+
+/* --- tevent_req glue --------------------------------------------------- */
+
+struct asvfs_io_state {
+	struct asvfs_op *op;
+	void *user_buf;			/* pread: where the data goes */
+	ssize_t result;
+	int err;
+};
+
+static void asvfs_io_cleanup(struct tevent_req *req,
+			     enum tevent_req_state req_state)
+{
+	struct asvfs_io_state *state = tevent_req_data(
+		req, struct asvfs_io_state);
+
+	if (state->op != NULL) {
+		state->op->req = NULL;
+		op_orphan(state->op);
+		state->op = NULL;
+	}
+}
+
+/* Tell the waiting caller, and leave the op to the kernel as an orphan. */
+static void op_fail_caller(struct asvfs_op *op, int err)
+{
+	struct tevent_req *req = op->req;
+	struct asvfs_io_state *state = tevent_req_data(
+		req, struct asvfs_io_state);
+
+	stats.op[op->kind].completed++;
+	stats.op[op->kind].errors++;
+	state->op = NULL;
+	op->req = NULL;
+	tevent_req_error(req, err);
+}
+
+static void op_finish(struct asvfs_op *op, ssize_t result, int err)
+{
+	struct tevent_req *req = op->req;
+	struct asvfs_io_state *state = tevent_req_data(
+		req, struct asvfs_io_state);
+
+	stats.op[op->kind].completed++;
+	state->op = NULL;
+	if (result < 0) {
+		stats.op[op->kind].errors++;
+		talloc_free(op);
+		tevent_req_error(req, err);
+		return;
+	}
+	if (op->kind == ASVFS_OP_PREAD && result > 0) {
+		memcpy(state->user_buf, op->buf, result);
+	}
+	state->result = result;
+	talloc_free(op);
+	tevent_req_done(req);
+}
+
+/*
+ * A completion for a request someone still waits for.  Short transfers
+ * are continued where they stopped (the re-entry below goes through the
+ * backlog, never recursively into the kernel).
+ */
+static void op_complete(struct asvfs_op *op, int32_t res)
+{
+	if (res == -EAGAIN || res == -EINTR) {
+		stats.op[op->kind].resubmitted++;
+		op_start(op);
+		return;
+	}
+	if (res < 0) {
+		if (op->done > 0) {
+			op_finish(op, op->done, 0);
+			return;
+		}
+		op_finish(op, -1, -res);
+		return;
+	}
+	if (op->kind == ASVFS_OP_FSYNC) {
+		op_finish(op, 0, 0);
+		return;
+	}
+	op->done += res;
+	if (op->done < op->len) {
+		stats.op[op->kind].short_io++;
+		if (res == 0) {
+			/* EOF on read; a write that makes no progress */
+			if (op->kind == ASVFS_OP_PWRITE && op->done == 0) {
+				op_finish(op, -1, ENOSPC);
+				return;
+			}
+			op_finish(op, op->done, 0);
+			return;
+		}
+		stats.op[op->kind].resubmitted++;
+		op_start(op);
+		return;
+	}
+	op_finish(op, op->done, 0);
+}
+
+/* --- the ring on the event loop ---------------------------------------- */
+
+static void engine_submit(struct asvfs_engine *engine)
+{
+	struct io_uring_sqe *sqe = NULL;
+	int ret;
+
+	while (engine->backlog != NULL) {
+		struct asvfs_op *op = engine->backlog;
+
+		sqe = io_uring_get_sqe(&engine->ring);
+		if (sqe == NULL) {
+			/* The queue is full: hand it over, then go on. */
+			stats.submit_calls++;
+			io_uring_submit(&engine->ring);
+			sqe = io_uring_get_sqe(&engine->ring);
+			if (sqe == NULL) {
+				break;	/* retried after the next reap */
+			}
+		}
+		op_prep(op, sqe);
+		DLIST_UNLINK(engine->backlog, op);
+		DLIST_PUSH_BACK(engine->inflight, op);
+		op->in_kernel = true;
+		stats.inflight++;
+		stats.op[op->kind].submitted++;
+	}
+	if (io_uring_sq_ready(&engine->ring) == 0) {
+		return;
+	}
+	stats.submit_calls++;
+	ret = io_uring_submit(&engine->ring);
+	/*
+	 * -EBUSY/-EAGAIN: the completion queue is full.  The SQEs stay in
+	 * the ring and go with the submission after the next reap; retrying
+	 * from an immediate here would starve the fd event that reaps.
+	 */
+	engine->sq_unsubmitted = (ret < 0);
+}
+
+static void engine_submit_handler(struct tevent_context *ev,
+				  struct tevent_immediate *im,
+				  void *private_data)
+{
+	struct asvfs_engine *engine = talloc_get_type_abort(
+		private_data, struct asvfs_engine);
+
+	engine->submit_scheduled = false;
+	engine_submit(engine);
+}
+
+/*
+ * Submission waits for the next loop turn so that everything prepared in
+ * this one (a directory listing's fan-out, a compound request, short-I/O
+ * continuations) goes to the kernel in one io_uring_enter().
+ */
+static void engine_schedule_submit(struct asvfs_engine *engine)
+{
+	if (engine->submit_scheduled) {
+		return;
+	}
+	engine->submit_scheduled = true;
+	tevent_schedule_immediate(engine->submit_im, engine->ev,
+				  engine_submit_handler, engine);
+}
+
+static void engine_handle_cqe(struct asvfs_engine *engine,
+			      struct asvfs_op *op, int32_t res)
+{
+	if (op == NULL) {
+		return;		/* the completion of a cancel request */
+	}
+	DLIST_UNLINK(engine->inflight, op);
+	op->in_kernel = false;
+	stats.inflight--;
+	if (op->req == NULL) {
+		talloc_free(op);	/* orphan: the result goes nowhere */
+		return;
+	}
+	op_complete(op, res);
+}
+
+static unsigned engine_reap(struct asvfs_engine *engine)
+{
+	struct io_uring_cqe *cqes[ASVFS_REAP_BATCH];
+	struct {
+		struct asvfs_op *op;
+		int32_t res;
+	} done[ASVFS_REAP_BATCH];
+	unsigned n, i, total = 0;
+
+	/*
+	 * Copy the batch out before handling it: handlers queue new work
+	 * and complete tevent_reqs, which must not see a half-consumed CQ.
+	 */
+	do {
+		n = io_uring_peek_batch_cqe(&engine->ring, cqes,
+					    ASVFS_REAP_BATCH);
+		for (i = 0; i < n; i++) {
+			done[i].op = io_uring_cqe_get_data(cqes[i]);
+			done[i].res = cqes[i]->res;
+		}
+		io_uring_cq_advance(&engine->ring, n);
+		if (n > 0) {
+			stats.reaps++;
+		}
+		for (i = 0; i < n; i++) {
+			engine_handle_cqe(engine, done[i].op, done[i].res);
+		}
+		total += n;
+	} while (n == ASVFS_REAP_BATCH);
+	return total;
+}
+
+static void engine_reap_handler(struct tevent_context *ev,
+				struct tevent_fd *fde, uint16_t flags,
+				void *private_data)
+{
+	struct asvfs_engine *engine = talloc_get_type_abort(
+		private_data, struct asvfs_engine);
+
+	engine_reap(engine);
+	if (engine->backlog != NULL || engine->sq_unsubmitted) {
+		engine_schedule_submit(engine);
+	}
+}
+
+/* --- life cycle -------------------------------------------------------- */
+
+/*
+ * Hand everything in flight back: callers still waiting get ECANCELED,
+ * and we wait (bounded) until the kernel no longer owns any buffer.
+ */
+static void engine_drain(struct asvfs_engine *engine)
+{
+	struct asvfs_op *op = NULL;
+	struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 100000000 };
+	int waited_ms = 0;
+
+	while (engine->backlog != NULL) {
+		op = engine->backlog;
+		if (op->req != NULL) {
+			op_fail_caller(op, ECANCELED);
+		}
+		talloc_free(op);
+	}
+	for (op = engine->inflight; op != NULL; op = op->next) {
+		struct io_uring_sqe *sqe = NULL;
+
+		if (op->req != NULL) {
+			op_fail_caller(op, ECANCELED);
+		}
+		sqe = io_uring_get_sqe(&engine->ring);
+		if (sqe == NULL) {
+			io_uring_submit(&engine->ring);
+			sqe = io_uring_get_sqe(&engine->ring);
+		}
+		if (sqe != NULL) {
+			io_uring_prep_cancel(sqe, op, 0);
+			io_uring_sqe_set_data(sqe, NULL);
+		}
+	}
+	io_uring_submit(&engine->ring);
+	while (engine->inflight != NULL && waited_ms < ASVFS_SHUTDOWN_WAIT_MS) {
+		struct io_uring_cqe *cqe = NULL;
+
+		if (io_uring_wait_cqe_timeout(&engine->ring, &cqe, &ts) != 0) {
+			waited_ms += 100;
+		}
+		engine_reap(engine);
+	}
+	/*
+	 * What the kernel still owns after the wait must not be freed with
+	 * the engine: leak it rather than let the kernel write into memory
+	 * that has been reused.
+	 */
+	while (engine->inflight != NULL) {
+		op = engine->inflight;
+		DLIST_UNLINK(engine->inflight, op);
+		op->in_kernel = false;
+		talloc_set_destructor(op, NULL);
+		talloc_steal(NULL, op);
+	}
+}
+
+static int engine_destructor(struct asvfs_engine *engine)
+{
+	if (the_engine == engine) {
+		the_engine = NULL;
+	}
+	if (engine->pid == getpid()) {
+		engine_drain(engine);
+	}
+	TALLOC_FREE(engine->fde);
+	TALLOC_FREE(engine->submit_im);
+	if (engine->ev_sentinel != NULL) {
+		talloc_set_destructor(engine->ev_sentinel, NULL);
+		TALLOC_FREE(engine->ev_sentinel);
+	}
+	/*
+	 * In a child of fork() this only drops our mapping and fd of the
+	 * parent's ring; the parent's requests are untouched.
+	 */
+	io_uring_queue_exit(&engine->ring);
+	return 0;
+}
+
+static int ev_sentinel_destructor(void *sentinel)
+{
+	struct asvfs_engine *engine = *(struct asvfs_engine **)sentinel;
+
+	engine->ev_sentinel = NULL;
+	talloc_free(engine);
+	return 0;
+}
+
+void asvfs_engine_shutdown(void)
+{
+	TALLOC_FREE(the_engine);
+}
+
+static struct asvfs_engine *engine_create(
+	struct tevent_context *ev, const struct asvfs_engine_config *config,
+	int *err)
+{
+	struct asvfs_engine *engine = NULL;
+	struct io_uring_params params = { 0 };
+	struct asvfs_engine **sentinel = NULL;
+	int ret;
+
+	engine = talloc_zero(NULL, struct asvfs_engine);
+	if (engine == NULL) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	if (config->sqpoll) {
+		params.flags |= IORING_SETUP_SQPOLL;
+		params.sq_thread_idle = 50;
+	}
+	ret = io_uring_queue_init_params(config->entries, &engine->ring,
+					 &params);
+	if (ret < 0) {
+		talloc_free(engine);
+		*err = -ret;
+		return NULL;
+	}
+	engine->ev = ev;
+	engine->pid = getpid();
+	talloc_set_destructor(engine, engine_destructor);
+	asvfs_uring_probe_ring(&engine->ring, &engine->support);
+	engine->submit_im = tevent_create_immediate(engine);
+	engine->fde = tevent_add_fd(ev, engine, engine->ring.ring_fd,
+				    TEVENT_FD_READ, engine_reap_handler,
+				    engine);
+	sentinel = talloc(ev, struct asvfs_engine *);
+	if (engine->submit_im == NULL || engine->fde == NULL ||
+	    sentinel == NULL) {
+		talloc_free(sentinel);
+		talloc_free(engine);
+		*err = ENOMEM;
+		return NULL;
+	}
+	*sentinel = engine;
+	engine->ev_sentinel = sentinel;
+	talloc_set_destructor((void *)sentinel, ev_sentinel_destructor);
+	return engine;
+}
+
+struct asvfs_engine *asvfs_engine_get(struct tevent_context *ev,
+				      const struct asvfs_engine_config *config,
+				      int *err, bool *first_failure)
+{
+	pid_t pid = getpid();
+
+	*first_failure = false;
+	if (the_engine != NULL && the_engine->pid != pid) {
+		/* Inherited across fork(): never use the parent's ring. */
+		TALLOC_FREE(the_engine);
+		memset(&stats, 0, sizeof(stats));
+	}
+	if (the_engine != NULL) {
+		if (the_engine->ev != ev) {
+			*err = EXDEV;
+			return NULL;
+		}
+		return the_engine;
+	}
+	if (setup_errno != 0 && setup_errno_pid == pid) {
+		*err = setup_errno;
+		return NULL;
+	}
+	the_engine = engine_create(ev, config, err);
+	if (the_engine == NULL) {
+		setup_errno = *err;
+		setup_errno_pid = pid;
+		*first_failure = true;
+	}
+	return the_engine;
+}
+
+/* --- the operations' send/recv ----------------------------------------- */
+
+static struct tevent_req *asvfs_io_send(TALLOC_CTX *mem_ctx,
+					struct tevent_context *ev,
+					struct asvfs_engine *engine,
+					enum asvfs_op_kind kind, int fd,
+					size_t n, off_t offset)
+{
+	struct tevent_req *req = NULL;
+	struct asvfs_io_state *state = NULL;
+	struct asvfs_op *op = NULL;
+
+	req = tevent_req_create(mem_ctx, &state, struct asvfs_io_state);
+	if (req == NULL) {
+		return NULL;
+	}
+	/* Completions never run inside the caller's stack. */
+	tevent_req_defer_callback(req, ev);
+
+	if (ev != engine->ev) {
+		tevent_req_error(req, EXDEV);
+		return tevent_req_post(req, ev);
+	}
+	op = talloc_zero(engine, struct asvfs_op);
+	if (tevent_req_nomem(op, req)) {
+		return tevent_req_post(req, ev);
+	}
+	op->fd = -1;
+	talloc_set_destructor(op, op_destructor);
+	op->engine = engine;
+	op->kind = kind;
+	op->len = n;
+	op->offset = offset;
+	if (n > 0) {
+		op->buf = talloc_size(op, n);
+		if (tevent_req_nomem(op->buf, req)) {
+			talloc_free(op);
+			return tevent_req_post(req, ev);
+		}
+	}
+	/* The kernel may use the fd after the caller closed its own. */
+	op->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (op->fd == -1) {
+		tevent_req_error(req, errno);
+		talloc_free(op);
+		return tevent_req_post(req, ev);
+	}
+	op->req = req;
+	state->op = op;
+	tevent_req_set_cleanup_fn(req, asvfs_io_cleanup);
+	return req;
+}
+
+struct tevent_req *asvfs_pread_send(TALLOC_CTX *mem_ctx,
+				    struct tevent_context *ev,
+				    struct asvfs_engine *engine,
+				    int fd, void *buf, size_t n,
+				    off_t offset)
+{
+	struct tevent_req *req = NULL;
+	struct asvfs_io_state *state = NULL;
+
+	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_PREAD, fd, n,
+			    offset);
+	if (req == NULL || !tevent_req_is_in_progress(req)) {
+		return req;
+	}
+	state = tevent_req_data(req, struct asvfs_io_state);
+	state->user_buf = buf;
+	op_start(state->op);
+	return req;
+}
+
+struct tevent_req *asvfs_pwrite_send(TALLOC_CTX *mem_ctx,
+				     struct tevent_context *ev,
+				     struct asvfs_engine *engine,
+				     int fd, const void *buf, size_t n,
+				     off_t offset)
+{
+	struct tevent_req *req = NULL;
+	struct asvfs_io_state *state = NULL;
+
+	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_PWRITE, fd, n,
+			    offset);
+	if (req == NULL || !tevent_req_is_in_progress(req)) {
+		return req;
+	}
+	state = tevent_req_data(req, struct asvfs_io_state);
+	if (n > 0) {
+		memcpy(state->op->buf, buf, n);
+	}
+	op_start(state->op);
+	return req;
+}
+
+struct tevent_req *asvfs_fsync_send(TALLOC_CTX *mem_ctx,
+				    struct tevent_context *ev,
+				    struct asvfs_engine *engine, int fd)
+{
+	struct tevent_req *req = NULL;
+	struct asvfs_io_state *state = NULL;
+
+	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_FSYNC, fd, 0, 0);
+	if (req == NULL || !tevent_req_is_in_progress(req)) {
+		return req;
+	}
+	state = tevent_req_data(req, struct asvfs_io_state);
+	op_start(state->op);
+	return req;
+}
+
+static ssize_t asvfs_io_recv(struct tevent_req *req, int *perrno)
+{
+	struct asvfs_io_state *state = tevent_req_data(
+		req, struct asvfs_io_state);
+	enum tevent_req_state req_state;
+	uint64_t err;
+	ssize_t result = -1;
+
+	if (tevent_req_is_error(req, &req_state, &err)) {
+		*perrno = (req_state == TEVENT_REQ_USER_ERROR) ? (int)err :
+			ENOMEM;
+	} else {
+		result = state->result;
+		*perrno = 0;
+	}
+	tevent_req_received(req);
+	return result;
+}
+
+ssize_t asvfs_pread_recv(struct tevent_req *req, int *perrno)
+{
+	return asvfs_io_recv(req, perrno);
+}
+
+ssize_t asvfs_pwrite_recv(struct tevent_req *req, int *perrno)
+{
+	return asvfs_io_recv(req, perrno);
+}
+
+int asvfs_fsync_recv(struct tevent_req *req, int *perrno)
+{
+	return asvfs_io_recv(req, perrno) == 0 ? 0 : -1;
+}

@@ -1,0 +1,111 @@
+/*
+ * samba-async-vfs: the engine shared by all modules of one smbd process.
+ *
+ * One io_uring per process, created lazily on first use after fork and
+ * bound to the event context it was first asked for (smbd's main one).
+ * Operations are tevent_reqs.  Everything the kernel reads or writes after
+ * submission (a dup() of the fd, engine-owned bounce buffers) belongs to
+ * the engine, not to the request: when the caller frees a request in
+ * flight (client cancel, disconnect, shutdown) the engine adopts the
+ * orphan, asks the kernel to cancel it, and drops its result; nothing the
+ * caller owns is touched after the free.
+ *
+ * The engine does not depend on Samba: modules translate its results into
+ * VFS ones, and it can be unit tested on a plain tevent loop.
+ */
+#ifndef ASVFS_ENGINE_H
+#define ASVFS_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <talloc.h>
+#include <tevent.h>
+
+enum asvfs_op_kind {
+	ASVFS_OP_PREAD = 0,
+	ASVFS_OP_PWRITE,
+	ASVFS_OP_FSYNC,
+	ASVFS_OP_KIND_COUNT
+};
+
+struct asvfs_op_counters {
+	uint64_t submitted;	/* handed to the kernel (resubmits included) */
+	uint64_t completed;	/* completed to a caller, success or error */
+	uint64_t short_io;	/* completions with fewer bytes than asked */
+	uint64_t resubmitted;	/* continuations of short I/O */
+	uint64_t cancelled;	/* orphaned by the caller while in flight */
+	uint64_t fallback;	/* passed to the next module instead */
+	uint64_t errors;	/* completed to a caller with an error */
+};
+
+struct asvfs_engine_stats {
+	struct asvfs_op_counters op[ASVFS_OP_KIND_COUNT];
+	uint64_t submit_calls;	/* io_uring_submit() calls (enters) */
+	uint64_t reaps;		/* completion batches reaped */
+	uint64_t inflight;	/* operations the kernel still owns */
+};
+
+struct asvfs_engine_config {
+	unsigned entries;	/* submission queue size */
+	bool sqpoll;		/* a kernel thread polls the queue */
+};
+
+struct asvfs_engine;
+
+/*
+ * The process's engine for ev.  Returns NULL with *err set when io_uring
+ * cannot be used here (ENOSYS/EPERM from seccomp or
+ * kernel.io_uring_disabled, ENOMEM from RLIMIT_MEMLOCK, ...), or with
+ * *err = EXDEV when ev is not the event context the engine is bound to
+ * (e.g. smbd's temporary one in smb_vfs_fsync_sync()): the caller then
+ * uses the next module.  A setup failure is remembered for the life of the
+ * process; *first_failure tells the caller to log it once.
+ */
+struct asvfs_engine *asvfs_engine_get(struct tevent_context *ev,
+				      const struct asvfs_engine_config *config,
+				      int *err, bool *first_failure);
+
+/* Whether the kernel implements the opcode (probed at setup). */
+bool asvfs_engine_op_supported(struct asvfs_engine *engine, int opcode);
+
+/* Counters of this process (also counts fallbacks without an engine). */
+const struct asvfs_engine_stats *asvfs_engine_stats(void);
+void asvfs_engine_count_fallback(enum asvfs_op_kind kind);
+const char *asvfs_op_kind_name(enum asvfs_op_kind kind);
+
+/*
+ * Tear the process's engine down now: cancel what is in flight and wait
+ * (bounded) for the kernel to let go of its memory.  Used at exit and by
+ * tests; a later asvfs_engine_get() starts a fresh one.
+ */
+void asvfs_engine_shutdown(void);
+
+/*
+ * pread/pwrite/fsync.  The result is the number of bytes (0 for fsync) or
+ * -1 with *perrno set.  A short transfer is continued until done, EOF
+ * (read) or an error; an error after progress returns the progress.
+ * buf is copied (pwrite) or filled (pread) through an engine-owned bounce
+ * buffer, so it need only live as long as the request.
+ */
+struct tevent_req *asvfs_pread_send(TALLOC_CTX *mem_ctx,
+				    struct tevent_context *ev,
+				    struct asvfs_engine *engine,
+				    int fd, void *buf, size_t n,
+				    off_t offset);
+ssize_t asvfs_pread_recv(struct tevent_req *req, int *perrno);
+
+struct tevent_req *asvfs_pwrite_send(TALLOC_CTX *mem_ctx,
+				     struct tevent_context *ev,
+				     struct asvfs_engine *engine,
+				     int fd, const void *buf, size_t n,
+				     off_t offset);
+ssize_t asvfs_pwrite_recv(struct tevent_req *req, int *perrno);
+
+struct tevent_req *asvfs_fsync_send(TALLOC_CTX *mem_ctx,
+				    struct tevent_context *ev,
+				    struct asvfs_engine *engine, int fd);
+int asvfs_fsync_recv(struct tevent_req *req, int *perrno);
+
+#endif

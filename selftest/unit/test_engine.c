@@ -1,0 +1,437 @@
+/*
+ * Unit tests of the engine on a real tevent loop and a real io_uring,
+ * against temporary files and pipes.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <talloc.h>
+#include <tevent.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "asvfs_engine.h"
+
+struct fixture {
+	struct tevent_context *ev;
+	struct asvfs_engine *engine;
+	char path[64];
+	int fd;
+};
+
+static const struct asvfs_engine_config test_config = { .entries = 32 };
+
+static int setup(void **state)
+{
+	struct fixture *f = talloc_zero(NULL, struct fixture);
+	bool first = false;
+	int err = 0;
+
+	f->ev = tevent_context_init(f);
+	assert_non_null(f->ev);
+	f->engine = asvfs_engine_get(f->ev, &test_config, &err, &first);
+	if (f->engine == NULL) {
+		print_message("io_uring unavailable: %s\n", strerror(err));
+		talloc_free(f);
+		return -1;
+	}
+	snprintf(f->path, sizeof(f->path), "/tmp/asvfs-engine-XXXXXX");
+	f->fd = mkstemp(f->path);
+	assert_true(f->fd >= 0);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	asvfs_engine_shutdown();
+	close(f->fd);
+	unlink(f->path);
+	talloc_free(f);
+	return 0;
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e = NULL;
+	int n = 0;
+
+	while ((e = readdir(d)) != NULL) {
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+/* Run the loop until req is done (or fail after 10 s). */
+static void wait_req(struct tevent_context *ev, struct tevent_req *req)
+{
+	time_t end = time(NULL) + 10;
+
+	while (tevent_req_is_in_progress(req)) {
+		assert_true(time(NULL) < end);
+		assert_int_equal(tevent_loop_once(ev), 0);
+	}
+}
+
+static void loop_until_idle(struct tevent_context *ev)
+{
+	time_t end = time(NULL) + 10;
+
+	while (asvfs_engine_stats()->inflight > 0) {
+		assert_true(time(NULL) < end);
+		assert_int_equal(tevent_loop_once(ev), 0);
+	}
+}
+
+static void reads_and_writes_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	size_t n = 1024 * 1024 + 17;
+	uint8_t *out = talloc_size(f, n);
+	uint8_t *in = talloc_zero_size(f, n);
+	struct tevent_req *req = NULL;
+	size_t i;
+	int err;
+
+	for (i = 0; i < n; i++) {
+		out[i] = (uint8_t)(i * 7 + 3);
+	}
+	req = asvfs_pwrite_send(f, f->ev, f->engine, f->fd, out, n, 4096);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pwrite_recv(req, &err), n);
+	TALLOC_FREE(req);
+
+	req = asvfs_fsync_send(f, f->ev, f->engine, f->fd);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_fsync_recv(req, &err), 0);
+	TALLOC_FREE(req);
+
+	req = asvfs_pread_send(f, f->ev, f->engine, f->fd, in, n, 4096);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pread_recv(req, &err), n);
+	assert_memory_equal(in, out, n);
+	TALLOC_FREE(req);
+}
+
+static void requests_of_one_turn_share_one_submit(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *reqs[64];
+	char bufs[64][512];
+	uint64_t calls, submitted;
+	int i, err;
+
+	assert_int_equal(pwrite(f->fd, "x", 1, 64 * 512), 1);
+	calls = asvfs_engine_stats()->submit_calls;
+	submitted = asvfs_engine_stats()->op[ASVFS_OP_PREAD].submitted;
+	for (i = 0; i < 64; i++) {
+		reqs[i] = asvfs_pread_send(f, f->ev, f->engine, f->fd,
+					   bufs[i], sizeof(bufs[i]), i * 512);
+		assert_non_null(reqs[i]);
+	}
+	for (i = 0; i < 64; i++) {
+		wait_req(f->ev, reqs[i]);
+		assert_int_equal(asvfs_pread_recv(reqs[i], &err), 512);
+	}
+	assert_int_equal(asvfs_engine_stats()->op[ASVFS_OP_PREAD].submitted -
+			 submitted, 64);
+	/* 64 requests, 32 queue entries: two enters, not 64 */
+	assert_true(asvfs_engine_stats()->submit_calls - calls <= 2);
+}
+
+static void read_at_eof_returns_what_exists(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	char buf[4096] = "";
+	int err;
+
+	assert_int_equal(pwrite(f->fd, buf, 100, 0), 100);
+	req = asvfs_pread_send(f, f->ev, f->engine, f->fd, buf, sizeof(buf),
+			       0);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pread_recv(req, &err), 100);
+	req = asvfs_pread_send(f, f->ev, f->engine, f->fd, buf, sizeof(buf),
+			       1 << 20);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pread_recv(req, &err), 0);
+}
+
+static void errors_come_back_as_errno(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	char buf[16];
+	int rdonly, err = 0;
+
+	rdonly = open(f->path, O_RDONLY);
+	assert_true(rdonly >= 0);
+	req = asvfs_pwrite_send(f, f->ev, f->engine, rdonly, buf, sizeof(buf),
+				0);
+	close(rdonly);		/* the engine keeps its own dup() */
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pwrite_recv(req, &err), -1);
+	assert_int_equal(err, EBADF);
+
+	req = asvfs_pread_send(f, f->ev, f->engine, -1, buf, sizeof(buf), 0);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pread_recv(req, &err), -1);
+	assert_int_equal(err, EBADF);
+}
+
+/*
+ * The caller frees a read the kernel is still waiting on (a pipe with no
+ * writer activity), and its buffer with it: the engine adopts the orphan,
+ * cancels it, closes its fd and never writes into the freed buffer.
+ */
+static void freed_request_in_flight_is_adopted_and_cancelled(void **state)
+{
+	struct fixture *f = *state;
+	TALLOC_CTX *caller = talloc_new(f);
+	struct tevent_req *req = NULL;
+	uint64_t cancelled;
+	int fds_before, p[2];
+	char *buf = NULL;
+
+	assert_int_equal(pipe(p), 0);
+	fds_before = count_fds();
+	cancelled = asvfs_engine_stats()->op[ASVFS_OP_PREAD].cancelled;
+	buf = talloc_size(caller, 4096);
+	req = asvfs_pread_send(caller, f->ev, f->engine, p[0], buf, 4096, 0);
+	assert_non_null(req);
+	assert_int_equal(tevent_loop_once(f->ev), 0);	/* submitted */
+	assert_int_equal(asvfs_engine_stats()->inflight, 1);
+
+	talloc_free(caller);		/* request and buffer together */
+	assert_int_equal(asvfs_engine_stats()->op[ASVFS_OP_PREAD].cancelled,
+			 cancelled + 1);
+	loop_until_idle(f->ev);
+	assert_int_equal(write(p[1], "late", 4), 4);
+	assert_int_equal(count_fds(), fds_before);
+	close(p[0]);
+	close(p[1]);
+}
+
+static void freed_request_before_submission_just_goes(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	char buf[64];
+	int fds_before = count_fds();
+
+	req = asvfs_pread_send(f, f->ev, f->engine, f->fd, buf, sizeof(buf),
+			       0);
+	talloc_free(req);
+	assert_int_equal(asvfs_engine_stats()->inflight, 0);
+	assert_int_equal(count_fds(), fds_before);
+	/* the scheduled submission finds nothing to do */
+	assert_int_equal(tevent_loop_once(f->ev), 0);
+}
+
+static void shutdown_fails_waiting_requests_cleanly(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	char buf[64];
+	int p[2], err = 0;
+
+	assert_int_equal(pipe(p), 0);
+	req = asvfs_pread_send(f, f->ev, f->engine, p[0], buf, sizeof(buf),
+			       0);
+	assert_int_equal(tevent_loop_once(f->ev), 0);
+	asvfs_engine_shutdown();
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pread_recv(req, &err), -1);
+	assert_int_equal(err, ECANCELED);
+	assert_int_equal(asvfs_engine_stats()->inflight, 0);
+	close(p[0]);
+	close(p[1]);
+}
+
+static void other_event_context_is_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_context *other = tevent_context_init(f);
+	bool first = true;
+	int err = 0;
+
+	assert_null(asvfs_engine_get(other, &test_config, &err, &first));
+	assert_int_equal(err, EXDEV);
+	assert_false(first);
+	assert_ptr_equal(asvfs_engine_get(f->ev, &test_config, &err, &first),
+			 f->engine);
+}
+
+/* A write that crosses RLIMIT_FSIZE is short, then fails with EFBIG: the
+ * engine continues the short part and reports the progress. */
+static void short_write_is_continued_then_reports_progress(void **state)
+{
+	struct fixture *f = *state;
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct rlimit rl = { .rlim_cur = 65536, .rlim_max = 65536 };
+		struct tevent_context *ev = tevent_context_init(NULL);
+		struct asvfs_engine *engine = NULL;
+		struct tevent_req *req = NULL;
+		const struct asvfs_op_counters *c = NULL;
+		static char buf[32768];
+		bool first;
+		int err;
+		ssize_t n;
+
+		signal(SIGXFSZ, SIG_IGN);
+		if (setrlimit(RLIMIT_FSIZE, &rl) != 0) {
+			_exit(10);
+		}
+		engine = asvfs_engine_get(ev, &test_config, &err, &first);
+		if (engine == NULL) {
+			_exit(11);
+		}
+		req = asvfs_pwrite_send(ev, ev, engine, f->fd, buf,
+					sizeof(buf), 65536 - 1000);
+		while (tevent_req_is_in_progress(req)) {
+			tevent_loop_once(ev);
+		}
+		n = asvfs_pwrite_recv(req, &err);
+		c = &asvfs_engine_stats()->op[ASVFS_OP_PWRITE];
+		if (n != 1000) {
+			_exit(12);
+		}
+		_exit((c->short_io == 1 && c->resubmitted == 1) ? 0 : 13);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* After fork the child must never use the parent's ring. */
+static void child_after_fork_gets_its_own_ring(void **state)
+{
+	struct fixture *f = *state;
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct asvfs_engine *engine = NULL;
+		struct tevent_req *req = NULL;
+		char buf[8] = "";
+		bool first;
+		int err;
+
+		tevent_re_initialise(f->ev);
+		engine = asvfs_engine_get(f->ev, &test_config, &err, &first);
+		/* a fresh engine: the parent's counters were not inherited */
+		if (engine == NULL || asvfs_engine_stats()->submit_calls != 0) {
+			_exit(20);
+		}
+		if (pwrite(f->fd, "forked", 6, 0) != 6) {
+			_exit(21);
+		}
+		req = asvfs_pread_send(f->ev, f->ev, engine, f->fd, buf, 6, 0);
+		while (tevent_req_is_in_progress(req)) {
+			tevent_loop_once(f->ev);
+		}
+		_exit(asvfs_pread_recv(req, &err) == 6 &&
+		      memcmp(buf, "forked", 6) == 0 ? 0 : 22);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static int deny_io_uring_setup(void)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+			 offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {
+		.len = sizeof(filter) / sizeof(filter[0]),
+		.filter = filter,
+	};
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+		return -1;
+	}
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
+static void refused_ring_is_reported_once(void **state)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct tevent_context *ev = tevent_context_init(NULL);
+		bool first = false;
+		int err = 0;
+
+		asvfs_engine_shutdown();
+		if (deny_io_uring_setup() != 0) {
+			_exit(30);
+		}
+		if (asvfs_engine_get(ev, &test_config, &err, &first) != NULL ||
+		    err != EPERM || !first) {
+			_exit(31);
+		}
+		if (asvfs_engine_get(ev, &test_config, &err, &first) != NULL ||
+		    err != EPERM || first) {
+			_exit(32);
+		}
+		asvfs_engine_count_fallback(ASVFS_OP_PREAD);
+		_exit(asvfs_engine_stats()->op[ASVFS_OP_PREAD].fallback == 1 ?
+		      0 : 33);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(reads_and_writes_round_trip),
+		T(requests_of_one_turn_share_one_submit),
+		T(read_at_eof_returns_what_exists),
+		T(errors_come_back_as_errno),
+		T(freed_request_in_flight_is_adopted_and_cancelled),
+		T(freed_request_before_submission_just_goes),
+		T(shutdown_fails_waiting_requests_cleanly),
+		T(other_event_context_is_refused),
+		T(short_write_is_continued_then_reports_progress),
+		T(child_after_fork_gets_its_own_ring),
+		cmocka_unit_test(refused_ring_is_reported_once),
+#undef T
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
