@@ -58,6 +58,7 @@ ENVIRONMENTS = {
     'aio_pthread': ('aio_pthread', {'aio_pthread:aio open': 'yes'}),
     'async_dosmode': ('', {'smbd async dosmode': 'yes'}),
     'canary': ('asvfs_canary', {'asvfs_canary:log level': '1'}),
+    'async_uring': ('async_uring', {}),
 }
 
 

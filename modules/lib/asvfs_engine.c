@@ -126,6 +126,21 @@ bool asvfs_engine_op_supported(struct asvfs_engine *engine, int opcode)
 	return asvfs_uring_op_supported(&engine->support, opcode);
 }
 
+bool asvfs_engine_supports(struct asvfs_engine *engine,
+			   enum asvfs_op_kind kind)
+{
+	static const int opcode[ASVFS_OP_KIND_COUNT] = {
+		[ASVFS_OP_PREAD] = IORING_OP_READ,
+		[ASVFS_OP_PWRITE] = IORING_OP_WRITE,
+		[ASVFS_OP_FSYNC] = IORING_OP_FSYNC,
+	};
+
+	if (kind >= ASVFS_OP_KIND_COUNT) {
+		return false;
+	}
+	return asvfs_engine_op_supported(engine, opcode[kind]);
+}
+
 /* --- operations ------------------------------------------------------ */
 
 static int op_destructor(struct asvfs_op *op)

@@ -70,6 +70,10 @@ struct asvfs_engine *asvfs_engine_get(struct tevent_context *ev,
 /* Whether the kernel implements the opcode (probed at setup). */
 bool asvfs_engine_op_supported(struct asvfs_engine *engine, int opcode);
 
+/* Whether the kernel implements what the engine needs for kind. */
+bool asvfs_engine_supports(struct asvfs_engine *engine,
+			   enum asvfs_op_kind kind);
+
 /* Counters of this process (also counts fallbacks without an engine). */
 const struct asvfs_engine_stats *asvfs_engine_stats(void);
 void asvfs_engine_count_fallback(enum asvfs_op_kind kind);

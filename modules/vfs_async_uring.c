@@ -1,0 +1,488 @@
+/*
+ * vfs_async_uring: pread, pwrite and fsync through io_uring.
+ *
+ * Beyond Samba's in-tree vfs_io_uring: one ring per smbd process shared by
+ * all shares and modules (the engine in modules/lib), submissions batched
+ * per loop turn, requests freed in flight cancelled one by one instead of
+ * tearing the ring down, short I/O continued, and a share that still
+ * connects where io_uring is refused (seccomp, kernel.io_uring_disabled):
+ * every call then goes to the next module.
+ *
+ * Copyright (C) samba-async-vfs authors
+ *
+ * This program is free software; you can redistribute it and/or modify
+ * it under the terms of the GNU General Public License as published by
+ * the Free Software Foundation; either version 3 of the License, or
+ * (at your option) any later version.
+ */
+#include "includes.h"
+#include "system/filesys.h"
+#include "smbd/smbd.h"
+#include "lib/util/tevent_unix.h"
+#include "lib/util/sys_rw.h"
+#include "smbprofile.h"
+
+#include "asvfs_engine.h"
+#include "asvfs_options.h"
+
+static int vfs_async_uring_debug_level = DBGC_VFS;
+
+#undef DBGC_CLASS
+#define DBGC_CLASS vfs_async_uring_debug_level
+
+#define MODULE "async_uring"
+
+struct async_uring_config {
+	struct asvfs_engine_config engine;
+};
+
+/* --- options ----------------------------------------------------------- */
+
+static uint64_t async_uring_uint_option(int snum, const char *option,
+					uint64_t def, uint64_t min,
+					uint64_t max)
+{
+	const char *value = lp_parm_const_string(snum, MODULE, option, NULL);
+	char err[128];
+	uint64_t v = def;
+
+	if (value != NULL &&
+	    !asvfs_parse_uint64(value, min, max, &v, err, sizeof(err))) {
+		DBG_ERR(MODULE ":%s: %s; using %" PRIu64 "\n",
+			option, err, def);
+		v = def;
+	}
+	return v;
+}
+
+static bool async_uring_bool_option(int snum, const char *option, bool def)
+{
+	const char *value = lp_parm_const_string(snum, MODULE, option, NULL);
+	char err[128];
+	bool v = def;
+
+	if (value != NULL &&
+	    !asvfs_parse_bool(value, &v, err, sizeof(err))) {
+		DBG_ERR(MODULE ":%s: %s; using %s\n", option, err,
+			def ? "yes" : "no");
+		v = def;
+	}
+	return v;
+}
+
+static int async_uring_connect(vfs_handle_struct *handle,
+			       const char *service, const char *user)
+{
+	struct async_uring_config *config = NULL;
+	int snum = SNUM(handle->conn);
+	int ret;
+
+	ret = SMB_VFS_NEXT_CONNECT(handle, service, user);
+	if (ret < 0) {
+		return ret;
+	}
+	config = talloc_zero(handle->conn, struct async_uring_config);
+	if (config == NULL) {
+		SMB_VFS_NEXT_DISCONNECT(handle);
+		errno = ENOMEM;
+		return -1;
+	}
+	/*
+	 * The ring is per process: the first share that uses it decides
+	 * its size.  Nothing is set up here (connect runs as root, and
+	 * before the first request we do not know the event context).
+	 */
+	config->engine.entries = async_uring_uint_option(snum, "entries", 256,
+							 8, 32768);
+	config->engine.sqpoll = async_uring_bool_option(snum, "sqpoll",
+							false);
+	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
+				struct async_uring_config, return -1);
+	return 0;
+}
+
+static void async_uring_log_counters(void)
+{
+	const struct asvfs_engine_stats *s = asvfs_engine_stats();
+	int k;
+
+	for (k = 0; k < ASVFS_OP_KIND_COUNT; k++) {
+		const struct asvfs_op_counters *c = &s->op[k];
+
+		DBG_INFO(MODULE " counters %s: submitted=%" PRIu64
+			 " completed=%" PRIu64 " short=%" PRIu64
+			 " resubmitted=%" PRIu64 " cancelled=%" PRIu64
+			 " fallback=%" PRIu64 " errors=%" PRIu64 "\n",
+			 asvfs_op_kind_name(k), c->submitted, c->completed,
+			 c->short_io, c->resubmitted, c->cancelled,
+			 c->fallback, c->errors);
+	}
+	DBG_INFO(MODULE " counters ring: submit_calls=%" PRIu64
+		 " reaps=%" PRIu64 " inflight=%" PRIu64 "\n",
+		 s->submit_calls, s->reaps, s->inflight);
+}
+
+static void async_uring_disconnect(vfs_handle_struct *handle)
+{
+	async_uring_log_counters();
+	SMB_VFS_NEXT_DISCONNECT(handle);
+}
+
+/*
+ * The engine for this call, or NULL when the call must go to the next
+ * module.  The first refusal in a process is logged at level 1, the rest
+ * at level 10.
+ */
+static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
+					       struct tevent_context *ev,
+					       enum asvfs_op_kind kind)
+{
+	static bool op_missing_logged[ASVFS_OP_KIND_COUNT];
+	struct async_uring_config *config = NULL;
+	struct asvfs_engine *engine = NULL;
+	bool first = false;
+	int err = 0;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_uring_config,
+				return NULL);
+	engine = asvfs_engine_get(ev, &config->engine, &err, &first);
+	if (engine == NULL) {
+		if (first) {
+			DBG_WARNING(MODULE ": io_uring unavailable (%s): "
+				    "passing I/O to the next module\n",
+				    strerror(err));
+		} else {
+			DBG_DEBUG(MODULE ": %s to the next module (%s)\n",
+				  asvfs_op_kind_name(kind), strerror(err));
+		}
+		asvfs_engine_count_fallback(kind);
+		return NULL;
+	}
+	if (!asvfs_engine_supports(engine, kind)) {
+		if (!op_missing_logged[kind]) {
+			op_missing_logged[kind] = true;
+			DBG_WARNING(MODULE ": the kernel lacks io_uring %s: "
+				    "passing it to the next module\n",
+				    asvfs_op_kind_name(kind));
+		}
+		asvfs_engine_count_fallback(kind);
+		return NULL;
+	}
+	return engine;
+}
+
+/* --- pread / pwrite ------------------------------------------------------ */
+
+struct async_uring_rw_state {
+	ssize_t nbytes;
+	struct timespec start;
+	struct vfs_aio_state vfs_aio_state;
+	SMBPROFILE_BYTES_ASYNC_STATE(profile_bytes);
+};
+
+static void async_uring_rw_finish(struct tevent_req *req, ssize_t nbytes,
+				  int err)
+{
+	struct async_uring_rw_state *state = tevent_req_data(
+		req, struct async_uring_rw_state);
+	struct timespec end;
+
+	SMBPROFILE_BYTES_ASYNC_SET_BUSY(state->profile_bytes);
+	SMBPROFILE_BYTES_ASYNC_END(state->profile_bytes);
+	clock_gettime_mono(&end);
+	state->vfs_aio_state.duration = nsec_time_diff(&end, &state->start);
+	if (nbytes < 0) {
+		state->vfs_aio_state.error = err;
+		tevent_req_error(req, err);
+		return;
+	}
+	state->nbytes = nbytes;
+	tevent_req_done(req);
+}
+
+static void async_uring_pread_done(struct tevent_req *subreq);
+static void async_uring_next_pread_done(struct tevent_req *subreq);
+
+static struct tevent_req *async_uring_pread_send(
+	struct vfs_handle_struct *handle, TALLOC_CTX *mem_ctx,
+	struct tevent_context *ev, struct files_struct *fsp, void *data,
+	size_t n, off_t offset)
+{
+	struct tevent_req *req = NULL, *subreq = NULL;
+	struct async_uring_rw_state *state = NULL;
+	struct asvfs_engine *engine = NULL;
+
+	req = tevent_req_create(mem_ctx, &state, struct async_uring_rw_state);
+	if (req == NULL) {
+		return NULL;
+	}
+	if (!sys_valid_io_range(offset, n)) {
+		tevent_req_error(req, EINVAL);
+		return tevent_req_post(req, ev);
+	}
+	clock_gettime_mono(&state->start);
+
+	engine = async_uring_engine(handle, ev, ASVFS_OP_PREAD);
+	if (engine == NULL) {
+		subreq = SMB_VFS_NEXT_PREAD_SEND(state, ev, handle, fsp, data,
+						 n, offset);
+		if (tevent_req_nomem(subreq, req)) {
+			return tevent_req_post(req, ev);
+		}
+		tevent_req_set_callback(subreq, async_uring_next_pread_done,
+					req);
+		return req;
+	}
+
+	SMBPROFILE_BYTES_ASYNC_START(syscall_asys_pread, profile_p,
+				     state->profile_bytes, n);
+	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
+	subreq = asvfs_pread_send(state, ev, engine, fsp_get_io_fd(fsp), data,
+				  n, offset);
+	if (tevent_req_nomem(subreq, req)) {
+		return tevent_req_post(req, ev);
+	}
+	tevent_req_set_callback(subreq, async_uring_pread_done, req);
+	return req;
+}
+
+static void async_uring_pread_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	ssize_t nbytes;
+	int err = 0;
+
+	nbytes = asvfs_pread_recv(subreq, &err);
+	TALLOC_FREE(subreq);
+	async_uring_rw_finish(req, nbytes, err);
+}
+
+static void async_uring_next_done(struct tevent_req *req, ssize_t nbytes,
+				  struct vfs_aio_state *aio_state)
+{
+	struct async_uring_rw_state *state = tevent_req_data(
+		req, struct async_uring_rw_state);
+
+	state->vfs_aio_state = *aio_state;
+	if (nbytes < 0) {
+		tevent_req_error(req, aio_state->error);
+		return;
+	}
+	state->nbytes = nbytes;
+	tevent_req_done(req);
+}
+
+static void async_uring_next_pread_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	struct vfs_aio_state aio_state = { 0 };
+	ssize_t nbytes;
+
+	nbytes = SMB_VFS_PREAD_RECV(subreq, &aio_state);
+	TALLOC_FREE(subreq);
+	async_uring_next_done(req, nbytes, &aio_state);
+}
+
+static ssize_t async_uring_rw_recv(struct tevent_req *req,
+				   struct vfs_aio_state *vfs_aio_state)
+{
+	struct async_uring_rw_state *state = tevent_req_data(
+		req, struct async_uring_rw_state);
+	ssize_t ret = -1;
+
+	*vfs_aio_state = state->vfs_aio_state;
+	if (tevent_req_is_unix_error(req, &vfs_aio_state->error)) {
+		tevent_req_received(req);
+		return -1;
+	}
+	ret = state->nbytes;
+	tevent_req_received(req);
+	return ret;
+}
+
+static ssize_t async_uring_pread_recv(struct tevent_req *req,
+				      struct vfs_aio_state *vfs_aio_state)
+{
+	return async_uring_rw_recv(req, vfs_aio_state);
+}
+
+static void async_uring_pwrite_done(struct tevent_req *subreq);
+static void async_uring_next_pwrite_done(struct tevent_req *subreq);
+
+static struct tevent_req *async_uring_pwrite_send(
+	struct vfs_handle_struct *handle, TALLOC_CTX *mem_ctx,
+	struct tevent_context *ev, struct files_struct *fsp,
+	const void *data, size_t n, off_t offset)
+{
+	struct tevent_req *req = NULL, *subreq = NULL;
+	struct async_uring_rw_state *state = NULL;
+	struct asvfs_engine *engine = NULL;
+
+	req = tevent_req_create(mem_ctx, &state, struct async_uring_rw_state);
+	if (req == NULL) {
+		return NULL;
+	}
+	if (!sys_valid_io_range(offset, n)) {
+		tevent_req_error(req, EINVAL);
+		return tevent_req_post(req, ev);
+	}
+	clock_gettime_mono(&state->start);
+
+	engine = async_uring_engine(handle, ev, ASVFS_OP_PWRITE);
+	if (engine == NULL) {
+		subreq = SMB_VFS_NEXT_PWRITE_SEND(state, ev, handle, fsp, data,
+						  n, offset);
+		if (tevent_req_nomem(subreq, req)) {
+			return tevent_req_post(req, ev);
+		}
+		tevent_req_set_callback(subreq, async_uring_next_pwrite_done,
+					req);
+		return req;
+	}
+
+	SMBPROFILE_BYTES_ASYNC_START(syscall_asys_pwrite, profile_p,
+				     state->profile_bytes, n);
+	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
+	subreq = asvfs_pwrite_send(state, ev, engine, fsp_get_io_fd(fsp),
+				   data, n, offset);
+	if (tevent_req_nomem(subreq, req)) {
+		return tevent_req_post(req, ev);
+	}
+	tevent_req_set_callback(subreq, async_uring_pwrite_done, req);
+	return req;
+}
+
+static void async_uring_pwrite_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	ssize_t nbytes;
+	int err = 0;
+
+	nbytes = asvfs_pwrite_recv(subreq, &err);
+	TALLOC_FREE(subreq);
+	async_uring_rw_finish(req, nbytes, err);
+}
+
+static void async_uring_next_pwrite_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	struct vfs_aio_state aio_state = { 0 };
+	ssize_t nbytes;
+
+	nbytes = SMB_VFS_PWRITE_RECV(subreq, &aio_state);
+	TALLOC_FREE(subreq);
+	async_uring_next_done(req, nbytes, &aio_state);
+}
+
+static ssize_t async_uring_pwrite_recv(struct tevent_req *req,
+				       struct vfs_aio_state *vfs_aio_state)
+{
+	return async_uring_rw_recv(req, vfs_aio_state);
+}
+
+/* --- fsync --------------------------------------------------------------- */
+
+static void async_uring_fsync_done(struct tevent_req *subreq);
+static void async_uring_next_fsync_done(struct tevent_req *subreq);
+
+/*
+ * smb_vfs_fsync_sync() runs this on a temporary event context: the engine
+ * refuses a foreign one (EXDEV) and the next module completes it there.
+ */
+static struct tevent_req *async_uring_fsync_send(
+	struct vfs_handle_struct *handle, TALLOC_CTX *mem_ctx,
+	struct tevent_context *ev, struct files_struct *fsp)
+{
+	struct tevent_req *req = NULL, *subreq = NULL;
+	struct async_uring_rw_state *state = NULL;
+	struct asvfs_engine *engine = NULL;
+
+	req = tevent_req_create(mem_ctx, &state, struct async_uring_rw_state);
+	if (req == NULL) {
+		return NULL;
+	}
+	clock_gettime_mono(&state->start);
+
+	engine = async_uring_engine(handle, ev, ASVFS_OP_FSYNC);
+	if (engine == NULL) {
+		subreq = SMB_VFS_NEXT_FSYNC_SEND(state, ev, handle, fsp);
+		if (tevent_req_nomem(subreq, req)) {
+			return tevent_req_post(req, ev);
+		}
+		tevent_req_set_callback(subreq, async_uring_next_fsync_done,
+					req);
+		return req;
+	}
+
+	SMBPROFILE_BYTES_ASYNC_START(syscall_asys_fsync, profile_p,
+				     state->profile_bytes, 0);
+	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
+	subreq = asvfs_fsync_send(state, ev, engine, fsp_get_io_fd(fsp));
+	if (tevent_req_nomem(subreq, req)) {
+		return tevent_req_post(req, ev);
+	}
+	tevent_req_set_callback(subreq, async_uring_fsync_done, req);
+	return req;
+}
+
+static void async_uring_fsync_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	int ret, err = 0;
+
+	ret = asvfs_fsync_recv(subreq, &err);
+	TALLOC_FREE(subreq);
+	async_uring_rw_finish(req, ret, err);
+}
+
+static void async_uring_next_fsync_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	struct vfs_aio_state aio_state = { 0 };
+	int ret;
+
+	ret = SMB_VFS_FSYNC_RECV(subreq, &aio_state);
+	TALLOC_FREE(subreq);
+	async_uring_next_done(req, ret, &aio_state);
+}
+
+static int async_uring_fsync_recv(struct tevent_req *req,
+				  struct vfs_aio_state *vfs_aio_state)
+{
+	return async_uring_rw_recv(req, vfs_aio_state) < 0 ? -1 : 0;
+}
+
+static struct vfs_fn_pointers vfs_async_uring_fns = {
+	.connect_fn = async_uring_connect,
+	.disconnect_fn = async_uring_disconnect,
+	.pread_send_fn = async_uring_pread_send,
+	.pread_recv_fn = async_uring_pread_recv,
+	.pwrite_send_fn = async_uring_pwrite_send,
+	.pwrite_recv_fn = async_uring_pwrite_recv,
+	.fsync_send_fn = async_uring_fsync_send,
+	.fsync_recv_fn = async_uring_fsync_recv,
+};
+
+/* Out of tree, smbd's loader looks for this exact name. */
+NTSTATUS samba_init_module(TALLOC_CTX *ctx);
+NTSTATUS samba_init_module(TALLOC_CTX *ctx)
+{
+	NTSTATUS status;
+
+	status = smb_register_vfs(SMB_VFS_INTERFACE_VERSION, MODULE,
+				  &vfs_async_uring_fns);
+	if (!NT_STATUS_IS_OK(status)) {
+		return status;
+	}
+	vfs_async_uring_debug_level = debug_add_class(MODULE);
+	if (vfs_async_uring_debug_level == -1) {
+		vfs_async_uring_debug_level = DBGC_VFS;
+	}
+	return NT_STATUS_OK;
+}
