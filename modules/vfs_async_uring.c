@@ -174,6 +174,14 @@ static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
 /* --- pread / pwrite ------------------------------------------------------ */
 
 struct async_uring_rw_state {
+	/* what a pwrite needs to be retried through the next module */
+	struct vfs_handle_struct *handle;
+	struct tevent_context *ev;
+	struct files_struct *fsp;
+	const void *data;
+	size_t n;
+	off_t offset;
+
 	ssize_t nbytes;
 	struct timespec start;
 	struct vfs_aio_state vfs_aio_state;
@@ -342,6 +350,10 @@ static struct tevent_req *async_uring_pwrite_send(
 		return req;
 	}
 
+	*state = (struct async_uring_rw_state) {
+		.handle = handle, .ev = ev, .fsp = fsp, .data = data,
+		.n = n, .offset = offset, .start = state->start,
+	};
 	SMBPROFILE_BYTES_ASYNC_START(syscall_asys_pwrite, profile_p,
 				     state->profile_bytes, n);
 	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
@@ -354,16 +366,42 @@ static struct tevent_req *async_uring_pwrite_send(
 	return req;
 }
 
+/*
+ * FUSE reports a short asynchronous direct write as EIO (fs/fuse/file.c,
+ * fuse_aio_complete()), where a synchronous pwrite() reports the short
+ * count and smbd's default path writes the rest.  So an EIO from the ring
+ * is retried once, whole, through the next module: a real I/O error fails
+ * there again, a short write completes.  Rewriting the same bytes at the
+ * same offset is idempotent.
+ */
 static void async_uring_pwrite_done(struct tevent_req *subreq)
 {
 	struct tevent_req *req = tevent_req_callback_data(
 		subreq, struct tevent_req);
+	struct async_uring_rw_state *state = tevent_req_data(
+		req, struct async_uring_rw_state);
 	ssize_t nbytes;
 	int err = 0;
 
 	nbytes = asvfs_pwrite_recv(subreq, &err);
 	TALLOC_FREE(subreq);
-	async_uring_rw_finish(req, nbytes, err);
+	if (nbytes >= 0 || err != EIO) {
+		async_uring_rw_finish(req, nbytes, err);
+		return;
+	}
+	DBG_DEBUG(MODULE ": pwrite of %zu bytes at %jd: EIO from io_uring, "
+		  "retrying through the next module\n", state->n,
+		  (intmax_t)state->offset);
+	asvfs_engine_count_fallback(ASVFS_OP_PWRITE);
+	SMBPROFILE_BYTES_ASYNC_SET_BUSY(state->profile_bytes);
+	SMBPROFILE_BYTES_ASYNC_END(state->profile_bytes);
+	subreq = SMB_VFS_NEXT_PWRITE_SEND(state, state->ev, state->handle,
+					  state->fsp, state->data, state->n,
+					  state->offset);
+	if (tevent_req_nomem(subreq, req)) {
+		return;
+	}
+	tevent_req_set_callback(subreq, async_uring_next_pwrite_done, req);
 }
 
 static void async_uring_next_pwrite_done(struct tevent_req *subreq)

@@ -115,13 +115,15 @@ class Smbd:
     """One private smbd with one share per environment."""
 
     def __init__(self, envs=None, workdir=None, extra_global=None,
-                 share_root=None, log_level='1', port=None):
+                 share_root=None, log_level='1', port=None, wrapper=None):
         self.envs = envs if envs is not None else dict(ENVIRONMENTS)
         self.extra_global = extra_global or {}
         self.log_level = log_level
         self.dir = workdir or tempfile.mkdtemp(prefix='asvfs-st-')
         self.share_root = share_root or os.path.join(self.dir, 'shares')
         self.port = port or free_port()
+        # a command prefix for smbd, e.g. selftest/tools/no_io_uring
+        self.wrapper = wrapper or []
         self.proc = None
         self.conf = os.path.join(self.dir, 'smb.conf')
         self.log = os.path.join(self.dir, 'logs', 'log.smbd')
@@ -158,6 +160,7 @@ class Smbd:
             'log file': self.log,
             'max log size': '0',
             'log level': self.log_level,
+            'debug pid': 'yes',
             'passdb backend': 'tdbsam:' + os.path.join(d, 'private',
                                                        'passdb.tdb'),
             'load printers': 'no',
@@ -238,13 +241,15 @@ class Smbd:
         self.write_conf()
         self._add_users()
         vfs = os.path.join(self.dir, 'vfs')
-        # unshare execs sh which execs smbd: self.proc.pid is smbd's pid.
-        script = ('mount --bind "$1" "$2" && exec smbd --foreground '
-                  '--no-process-group --configfile="$3"')
+        # unshare execs sh which execs (the wrapper which execs) smbd:
+        # self.proc.pid is smbd's pid.
+        script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
         self.stdout = open(os.path.join(self.dir, 'logs', 'smbd.out'), 'w')
         self.proc = subprocess.Popen(
             ['unshare', '--mount', '--propagation', 'private', '--',
-             'sh', '-c', script, 'sh', vfs, self.sys_vfs_dir, self.conf],
+             'sh', '-c', script, 'sh', vfs, self.sys_vfs_dir] +
+            self.wrapper + ['smbd', '--foreground', '--no-process-group',
+                            '--configfile=' + self.conf],
             stdout=self.stdout, stderr=subprocess.STDOUT,
             start_new_session=True)
         deadline = time.time() + timeout

@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import build_tests  # noqa: E402
+import fault_tests  # noqa: E402
 import harness  # noqa: E402
 import smbd_tests  # noqa: E402
 
@@ -238,7 +239,8 @@ def main():
                     '(default: all)')
     ap.add_argument('--suites', help='comma-separated smbtorture suites '
                     '(default: selftest/tests.list)')
-    ap.add_argument('--only', choices=['build', 'unit', 'slowfs', 'smbd', 'torture'],
+    ap.add_argument('--only', choices=['build', 'unit', 'slowfs', 'smbd', 'faults',
+                             'torture'],
                     action='append', help='run only these parts')
     ap.add_argument('--jobs', type=int, default=2)
     ap.add_argument('--timeout', type=int, default=900,
@@ -250,7 +252,8 @@ def main():
         sys.exit('selftest: must run as root (it creates test users and '
                  'a mount namespace)')
 
-    parts = args.only or ['build', 'unit', 'slowfs', 'smbd', 'torture']
+    parts = args.only or ['build', 'unit', 'slowfs', 'smbd', 'faults',
+                          'torture']
     envs = args.env.split(',') if args.env else list(harness.ENVIRONMENTS)
     if 'default' not in envs and 'torture' in parts:
         envs.insert(0, 'default')
@@ -266,6 +269,8 @@ def main():
         run_unit_tests(res, args.bindir)
     if 'slowfs' in parts:
         run_slowfs_tests(res, args.bindir)
+    if 'faults' in parts:
+        fault_tests.run_all(res)
     smbd = None
     if 'smbd' in parts or 'torture' in parts:
         smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]

@@ -1,0 +1,280 @@
+#!/usr/bin/python3
+"""Faults and fallback: what slow, failing or missing infrastructure does
+to a share, on the default VFS and on each of our modules side by side.
+
+- io_uring refused by seccomp (as in a container): shares still connect,
+  I/O goes to the next module, the refusal is logged once per process;
+- slowfs under the share: EIO and ENOSPC come back as errors, short reads
+  and writes are continued without losing data, a client that disconnects
+  in the middle of a slow read leaves smbd healthy.
+"""
+import hashlib
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+import harness
+from smbd_tests import smbclient
+
+BIN = harness.BIN
+NO_IO_URING = os.path.join(BIN, 'selftest', 'tools', 'no_io_uring')
+SLOWFS = os.path.join(BIN, 'selftest', 'slowfs', 'slowfs')
+
+# Environments compared under faults: the default and ours.
+FAULT_ENVS = ['default', 'async_uring']
+
+
+def digest(path):
+    with open(path, 'rb') as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def log_lines(smbd, pattern):
+    with open(smbd.log, errors='replace') as f:
+        return [ln for ln in f if re.search(pattern, ln)]
+
+
+def counters(smbd, op):
+    """async_uring's counters of op summed over all connections: each
+    connection's smbd logs its own at tree disconnect (level 5)."""
+    total = {}
+    for line in log_lines(smbd, r'async_uring counters %s:' % op):
+        for k, v in re.findall(r'(\w+)=(\d+)', line):
+            total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+def children(smbd):
+    try:
+        with open('/proc/%d/task/%d/children' %
+                  (smbd.proc.pid, smbd.proc.pid)) as f:
+            return set(f.read().split())
+    except OSError:
+        return set()
+
+
+# --- io_uring refused -------------------------------------------------------
+
+def refused_io_uring_falls_back_to_the_next_module(smbd, env):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, 'src')
+        with open(src, 'wb') as f:
+            f.write(os.urandom(2 * 1024 * 1024 + 11))
+        rc, out = smbclient(smbd, env, 'put %s fb.bin; get fb.bin %s/dst' %
+                            (src, tmp))
+        assert rc == 0, out
+        assert digest(src) == digest(os.path.join(tmp, 'dst'))
+    refusals = log_lines(smbd, r'io_uring unavailable \(Operation not '
+                         r'permitted\)')
+    assert refusals, 'no log line about the refused ring'
+    # once per process: the header line before each message has the pid
+    with open(smbd.log, errors='replace') as f:
+        text = f.read()
+    pids = re.findall(r'pid=(\d+)[^\n]*\n\s+async_uring_engine: '
+                      r'async_uring: io_uring unavailable', text)
+    assert len(pids) == len(set(pids)), 'refusal logged twice by one ' \
+        'process: %s' % pids
+    assert counters(smbd, 'pread').get('fallback', 0) > 0 or \
+        counters(smbd, 'pwrite').get('fallback', 0) > 0, \
+        'no fallback counted'
+
+
+def refused_io_uring_passes_smbtorture_rw(smbd, env):
+    for suite in ('smb2.rw', 'smb2.read'):
+        p = subprocess.run(['smbtorture', smbd.unc(env), '-p',
+                            str(smbd.port), '-U', smbd.creds(),
+                            '--target=samba3', '--format=subunit', suite],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=600)
+        bad = [ln for ln in p.stdout.splitlines()
+               if ln.startswith(('failure:', 'error:'))]
+        assert not bad and p.returncode == 0, '%s: %s' % (suite, bad)
+
+
+# --- slowfs -------------------------------------------------------------------
+
+class SlowStorage:
+    """slowfs mounted over a backing dir, with its config file."""
+
+    def __init__(self, tmp):
+        self.back = os.path.join(tmp, 'back')
+        self.mnt = os.path.join(tmp, 'mnt')
+        self.conf = os.path.join(tmp, 'slowfs.conf')
+        os.makedirs(self.back)
+        os.makedirs(self.mnt)
+        os.chmod(tmp, 0o755)
+        self.set('direct_io = 1')
+        subprocess.run([SLOWFS, self.back, self.mnt, '-o',
+                        'allow_other,default_permissions',
+                        '--config=' + self.conf], check=True)
+
+    def set(self, *lines):
+        # direct_io: every read reaches slowfs, no page cache in between
+        with open(self.conf + '.new', 'w') as f:
+            f.write('direct_io = 1\n' + '\n'.join(lines) + '\n')
+        os.rename(self.conf + '.new', self.conf)
+        time.sleep(0.3)		# slowfs re-reads it on its next check
+
+    def backing(self, smbd, env, name):
+        rel = os.path.relpath(smbd.share_path(env), self.mnt)
+        return os.path.join(self.back, rel, name)
+
+    def umount(self):
+        subprocess.run(['fusermount3', '-u', self.mnt],
+                       stderr=subprocess.DEVNULL)
+
+
+def make_backing_file(storage, smbd, env, name, size):
+    path = storage.backing(smbd, env, name)
+    with open(path, 'wb') as f:
+        f.write(os.urandom(size))
+    os.chmod(path, 0o644)
+    return path
+
+
+def read_eio_is_an_error_not_a_crash(smbd, env, storage):
+    make_backing_file(storage, smbd, env, 'eio.bin', 256 * 1024)
+    storage.set('read.error = EIO', 'path_filter = eio.bin')
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rc, out = smbclient(smbd, env, 'get eio.bin %s/x' % tmp)
+    finally:
+        storage.set()
+    assert rc != 0 and 'NT_STATUS_' in out, out
+    rc, out = smbclient(smbd, env, 'ls')
+    assert rc == 0, 'share unusable after EIO: ' + out
+
+
+def write_enospc_is_reported(smbd, env, storage):
+    storage.set('write.error = ENOSPC', 'path_filter = enospc.bin')
+    try:
+        rc, out = smbclient(smbd, env, 'put /etc/services enospc.bin')
+    finally:
+        storage.set()
+    assert rc != 0 and 'NT_STATUS_DISK_FULL' in out, out
+
+
+def short_reads_are_continued(smbd, env, storage):
+    src = make_backing_file(storage, smbd, env, 'short-r.bin',
+                            1024 * 1024 + 333)
+    storage.set('read.short = 4000', 'path_filter = short-r.bin')
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            rc, out = smbclient(smbd, env, 'get short-r.bin %s/x' % tmp)
+            assert rc == 0, out
+            assert digest(src) == digest(os.path.join(tmp, 'x')), \
+                'data differs after short reads'
+    finally:
+        storage.set()
+
+
+def short_writes_are_continued(smbd, env, storage):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, 'src')
+        with open(src, 'wb') as f:
+            f.write(os.urandom(1024 * 1024 + 777))
+        storage.set('write.short = 3000', 'path_filter = short-w.bin')
+        try:
+            rc, out = smbclient(smbd, env, 'put %s short-w.bin' % src)
+        finally:
+            storage.set()
+        assert rc == 0, out
+        dst = storage.backing(smbd, env, 'short-w.bin')
+        assert digest(src) == digest(dst), 'data lost in short writes'
+
+
+def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
+    make_backing_file(storage, smbd, env, 'slow.bin', 8 * 1024 * 1024)
+    storage.set('read.delay_ms = 300', 'path_filter = slow.bin')
+    baseline = children(smbd)
+    try:
+        p = subprocess.Popen(['smbclient', smbd.unc(env), '-p',
+                              str(smbd.port), '-mSMB3', '-U', smbd.creds(),
+                              '-c', 'get slow.bin /dev/null'],
+                             stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(1.5)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        deadline = time.time() + 20
+        while children(smbd) - baseline and time.time() < deadline:
+            time.sleep(0.1)
+    finally:
+        storage.set()
+    assert not (children(smbd) - baseline), \
+        'the connection\'s smbd did not exit after the disconnect'
+    rc, out = smbclient(smbd, env, 'ls')
+    assert rc == 0, out
+
+
+SLOW_TESTS = [
+    read_eio_is_an_error_not_a_crash,
+    write_enospc_is_reported,
+    short_reads_are_continued,
+    short_writes_are_continued,
+    disconnect_mid_read_leaves_smbd_healthy,
+]
+
+
+def record(res, name, fn, *args):
+    try:
+        fn(*args)
+    except AssertionError as e:
+        res.add('fail', name, str(e).strip().replace('\n', ' | ')[:400])
+        return
+    res.add('pass', name)
+
+
+def check_panics(res, smbd, label):
+    for line in smbd.panics():
+        res.add('fail', 'faults.%s-panic' % label, line)
+
+
+def run_refused(res):
+    envs = {e: harness.ENVIRONMENTS[e] for e in FAULT_ENVS}
+    smbd = harness.Smbd(envs=envs, wrapper=[NO_IO_URING],
+                        log_level='1 async_uring:5')
+    smbd.start()
+    try:
+        for test in (refused_io_uring_falls_back_to_the_next_module,
+                     refused_io_uring_passes_smbtorture_rw):
+            record(res, 'faults.%s/async_uring' % test.__name__, test,
+                   smbd, 'async_uring')
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'refused')
+        smbd.cleanup()
+
+
+def run_slowfs(res):
+    with tempfile.TemporaryDirectory(prefix='asvfs-faults-') as tmp:
+        storage = SlowStorage(tmp)
+        envs = {e: harness.ENVIRONMENTS[e] for e in FAULT_ENVS}
+        smbd = harness.Smbd(envs=envs, share_root=storage.mnt,
+                            log_level='1 async_uring:5')
+        try:
+            smbd.start()
+            for test in SLOW_TESTS:
+                for env in FAULT_ENVS:
+                    record(res, 'faults.%s/%s' % (test.__name__, env),
+                           test, smbd, env, storage)
+            smbd.stop()
+            c = counters(smbd, 'pread')
+            if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:
+                res.add('fail', 'faults.async_uring_counted_short_reads',
+                        'counters: %s' % c)
+            else:
+                res.add('pass', 'faults.async_uring_counted_short_reads')
+        finally:
+            smbd.stop()
+            check_panics(res, smbd, 'slowfs')
+            smbd.cleanup()
+            storage.umount()
+
+
+def run_all(res):
+    run_refused(res)
+    run_slowfs(res)
