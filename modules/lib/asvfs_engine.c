@@ -17,6 +17,7 @@
  * and an IORING_OP_ASYNC_CANCEL asks the kernel to hurry.
  */
 #include "asvfs_engine.h"
+#include "asvfs_personality.h"
 #include "asvfs_uring_probe.h"
 
 #include <errno.h>
@@ -43,6 +44,11 @@ struct asvfs_op {
 	size_t len;
 	size_t done;
 	off_t offset;
+	char *path;			/* openat: owned by the op */
+	int flags;
+	mode_t mode;
+	int personality;		/* 0: the ring creator's credentials */
+	bool holds_personality;		/* queued: the id must stay */
 	bool in_kernel;
 };
 
@@ -57,6 +63,7 @@ struct asvfs_engine {
 	struct asvfs_op *backlog;	/* waiting for a submission queue slot */
 	struct asvfs_op *inflight;	/* owned by the kernel */
 	struct asvfs_uring_support support;
+	struct asvfs_personality_cache *personalities;
 	void *ev_sentinel;		/* freed with ev: we must go first */
 };
 
@@ -103,6 +110,8 @@ const char *asvfs_op_kind_name(enum asvfs_op_kind kind)
 		return "pwrite";
 	case ASVFS_OP_FSYNC:
 		return "fsync";
+	case ASVFS_OP_OPENAT:
+		return "openat";
 	case ASVFS_OP_KIND_COUNT:
 		break;
 	}
@@ -133,6 +142,7 @@ bool asvfs_engine_supports(struct asvfs_engine *engine,
 		[ASVFS_OP_PREAD] = IORING_OP_READ,
 		[ASVFS_OP_PWRITE] = IORING_OP_WRITE,
 		[ASVFS_OP_FSYNC] = IORING_OP_FSYNC,
+		[ASVFS_OP_OPENAT] = IORING_OP_OPENAT,
 	};
 
 	if (kind >= ASVFS_OP_KIND_COUNT) {
@@ -142,6 +152,28 @@ bool asvfs_engine_supports(struct asvfs_engine *engine,
 }
 
 /* --- operations ------------------------------------------------------ */
+
+/*
+ * A queued op holds its personality id so that the cache does not evict
+ * it before submission; once submitted the kernel has the credentials.
+ */
+static void op_hold_personality(struct asvfs_op *op)
+{
+	if (op->personality != 0 && !op->holds_personality) {
+		asvfs_personality_hold(op->engine->personalities,
+				       op->personality);
+		op->holds_personality = true;
+	}
+}
+
+static void op_release_personality(struct asvfs_op *op)
+{
+	if (op->holds_personality) {
+		asvfs_personality_release(op->engine->personalities,
+					  op->personality);
+		op->holds_personality = false;
+	}
+}
 
 static int op_destructor(struct asvfs_op *op)
 {
@@ -154,7 +186,8 @@ static int op_destructor(struct asvfs_op *op)
 			DLIST_UNLINK(op->engine->backlog, op);
 		}
 	}
-	if (op->fd != -1) {
+	op_release_personality(op);
+	if (op->fd >= 0) {
 		close(op->fd);
 		op->fd = -1;
 	}
@@ -172,11 +205,16 @@ static void op_prep(struct asvfs_op *op, struct io_uring_sqe *sqe)
 		io_uring_prep_write(sqe, op->fd, op->buf + op->done,
 				    op->len - op->done, op->offset + op->done);
 		break;
+	case ASVFS_OP_OPENAT:
+		io_uring_prep_openat(sqe, op->fd, op->path, op->flags,
+				     op->mode);
+		break;
 	case ASVFS_OP_FSYNC:
 	case ASVFS_OP_KIND_COUNT:
 		io_uring_prep_fsync(sqe, op->fd, 0);
 		break;
 	}
+	sqe->personality = op->personality;
 	io_uring_sqe_set_data(sqe, op);
 }
 
@@ -184,6 +222,7 @@ static void engine_schedule_submit(struct asvfs_engine *engine);
 
 static void op_start(struct asvfs_op *op)
 {
+	op_hold_personality(op);
 	DLIST_PUSH_BACK(op->engine->backlog, op);
 	engine_schedule_submit(op->engine);
 }
@@ -295,6 +334,10 @@ static void op_complete(struct asvfs_op *op, int32_t res)
 		op_finish(op, 0, 0);
 		return;
 	}
+	if (op->kind == ASVFS_OP_OPENAT) {
+		op_finish(op, res, 0);	/* the new fd */
+		return;
+	}
 	op->done += res;
 	if (op->done < op->len) {
 		stats.op[op->kind].short_io++;
@@ -335,6 +378,7 @@ static void engine_submit(struct asvfs_engine *engine)
 			}
 		}
 		op_prep(op, sqe);
+		op_release_personality(op);
 		DLIST_UNLINK(engine->backlog, op);
 		DLIST_PUSH_BACK(engine->inflight, op);
 		op->in_kernel = true;
@@ -390,7 +434,11 @@ static void engine_handle_cqe(struct asvfs_engine *engine,
 	op->in_kernel = false;
 	stats.inflight--;
 	if (op->req == NULL) {
-		talloc_free(op);	/* orphan: the result goes nowhere */
+		/* orphan: the result goes nowhere, an opened fd is closed */
+		if (op->kind == ASVFS_OP_OPENAT && res >= 0) {
+			close(res);
+		}
+		talloc_free(op);
 		return;
 	}
 	op_complete(op, res);
@@ -564,13 +612,16 @@ static struct asvfs_engine *engine_create(
 	engine->pid = getpid();
 	talloc_set_destructor(engine, engine_destructor);
 	asvfs_uring_probe_ring(&engine->ring, &engine->support);
+	engine->personalities = asvfs_personality_cache_new(
+		engine, &engine->ring,
+		config->personalities > 0 ? config->personalities : 64);
 	engine->submit_im = tevent_create_immediate(engine);
 	engine->fde = tevent_add_fd(ev, engine, engine->ring.ring_fd,
 				    TEVENT_FD_READ, engine_reap_handler,
 				    engine);
 	sentinel = talloc(ev, struct asvfs_engine *);
 	if (engine->submit_im == NULL || engine->fde == NULL ||
-	    sentinel == NULL) {
+	    engine->personalities == NULL || sentinel == NULL) {
 		talloc_free(sentinel);
 		talloc_free(engine);
 		*err = ENOMEM;
@@ -655,7 +706,7 @@ static struct tevent_req *asvfs_io_send(TALLOC_CTX *mem_ctx,
 		}
 	}
 	/* The kernel may use the fd after the caller closed its own. */
-	op->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	op->fd = (fd == AT_FDCWD) ? AT_FDCWD : fcntl(fd, F_DUPFD_CLOEXEC, 0);
 	if (op->fd == -1) {
 		tevent_req_error(req, errno);
 		talloc_free(op);
@@ -757,4 +808,51 @@ ssize_t asvfs_pwrite_recv(struct tevent_req *req, int *perrno)
 int asvfs_fsync_recv(struct tevent_req *req, int *perrno)
 {
 	return asvfs_io_recv(req, perrno) == 0 ? 0 : -1;
+}
+
+struct tevent_req *asvfs_openat_send(TALLOC_CTX *mem_ctx,
+				     struct tevent_context *ev,
+				     struct asvfs_engine *engine,
+				     int dirfd, const char *path, int flags,
+				     mode_t mode)
+{
+	struct tevent_req *req = NULL;
+	struct asvfs_io_state *state = NULL;
+	struct asvfs_op *op = NULL;
+	int id;
+
+	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_OPENAT, dirfd, 0,
+			    0);
+	if (req == NULL || !tevent_req_is_in_progress(req)) {
+		return req;
+	}
+	state = tevent_req_data(req, struct asvfs_io_state);
+	op = state->op;
+	op->flags = flags;
+	op->mode = mode;
+	op->path = talloc_strdup(op, path);
+	/* Never let a path lookup run with root or stale credentials. */
+	id = asvfs_personality_current(engine->personalities);
+	if (op->path == NULL || id < 0) {
+		int err = (op->path == NULL) ? ENOMEM : -id;
+
+		state->op = NULL;
+		talloc_free(op);
+		tevent_req_error(req, err);
+		return tevent_req_post(req, ev);
+	}
+	op->personality = id;
+	op_start(op);
+	return req;
+}
+
+int asvfs_openat_recv(struct tevent_req *req, int *perrno)
+{
+	return (int)asvfs_io_recv(req, perrno);
+}
+
+const struct asvfs_personality_stats *asvfs_engine_personality_stats(
+	struct asvfs_engine *engine)
+{
+	return asvfs_personality_stats(engine->personalities);
 }

@@ -27,6 +27,7 @@ enum asvfs_op_kind {
 	ASVFS_OP_PREAD = 0,
 	ASVFS_OP_PWRITE,
 	ASVFS_OP_FSYNC,
+	ASVFS_OP_OPENAT,
 	ASVFS_OP_KIND_COUNT
 };
 
@@ -50,6 +51,7 @@ struct asvfs_engine_stats {
 struct asvfs_engine_config {
 	unsigned entries;	/* submission queue size */
 	bool sqpoll;		/* a kernel thread polls the queue */
+	unsigned personalities;	/* cached credential sets (0: 64) */
 };
 
 struct asvfs_engine;
@@ -111,5 +113,23 @@ struct tevent_req *asvfs_fsync_send(TALLOC_CTX *mem_ctx,
 				    struct tevent_context *ev,
 				    struct asvfs_engine *engine, int fd);
 int asvfs_fsync_recv(struct tevent_req *req, int *perrno);
+
+/*
+ * openat(2) relative to dirfd (or AT_FDCWD), with the credentials of the
+ * calling thread at the time of the call: they are captured as an
+ * io_uring personality, so the open never runs with the ring creator's or
+ * the completion's identity.  Returns the new fd, or -1 with *perrno.  If
+ * the caller frees the request, an fd opened meanwhile is closed.
+ */
+struct tevent_req *asvfs_openat_send(TALLOC_CTX *mem_ctx,
+				     struct tevent_context *ev,
+				     struct asvfs_engine *engine,
+				     int dirfd, const char *path, int flags,
+				     mode_t mode);
+int asvfs_openat_recv(struct tevent_req *req, int *perrno);
+
+struct asvfs_personality_stats;
+const struct asvfs_personality_stats *asvfs_engine_personality_stats(
+	struct asvfs_engine *engine);
 
 #endif

@@ -1,0 +1,196 @@
+/*
+ * samba-async-vfs: io_uring personalities for the requesting user.
+ */
+#include "asvfs_personality.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct asvfs_personality {
+	int id;			/* 0: free slot */
+	uid_t uid;
+	gid_t gid;
+	int ngroups;
+	gid_t *groups;		/* sorted */
+	uint64_t last_used;
+	unsigned held;		/* queued requests that still need it */
+};
+
+struct asvfs_personality_cache {
+	struct io_uring *ring;
+	unsigned max;
+	struct asvfs_personality *entries;
+	uint64_t clock;
+	struct asvfs_personality_stats stats;
+};
+
+/* Samba users rarely have more; more makes the cache refuse (EINVAL). */
+#define NGROUPS_MAX_CACHED 256
+
+struct asvfs_creds {
+	uid_t uid;
+	gid_t gid;
+	int ngroups;
+	gid_t groups[NGROUPS_MAX_CACHED];
+};
+
+static int compare_gid(const void *a, const void *b)
+{
+	gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The calling thread's credentials, groups sorted for comparison. */
+static int current_creds(struct asvfs_creds *c)
+{
+	c->uid = geteuid();
+	c->gid = getegid();
+	c->ngroups = getgroups(NGROUPS_MAX_CACHED, c->groups);
+	if (c->ngroups < 0) {
+		return -errno;	/* EINVAL: more groups than we cache */
+	}
+	qsort(c->groups, c->ngroups, sizeof(gid_t), compare_gid);
+	return 0;
+}
+
+static bool creds_match(const struct asvfs_personality *p,
+			const struct asvfs_creds *c)
+{
+	return p->id != 0 && p->uid == c->uid && p->gid == c->gid &&
+	       p->ngroups == c->ngroups &&
+	       memcmp(p->groups, c->groups, c->ngroups * sizeof(gid_t)) == 0;
+}
+
+struct asvfs_personality_cache *asvfs_personality_cache_new(
+	TALLOC_CTX *mem_ctx, struct io_uring *ring, unsigned max_entries)
+{
+	struct asvfs_personality_cache *cache = NULL;
+
+	cache = talloc_zero(mem_ctx, struct asvfs_personality_cache);
+	if (cache == NULL) {
+		return NULL;
+	}
+	cache->ring = ring;
+	cache->max = max_entries > 0 ? max_entries : 1;
+	cache->entries = talloc_zero_array(cache, struct asvfs_personality,
+					   cache->max);
+	if (cache->entries == NULL) {
+		talloc_free(cache);
+		return NULL;
+	}
+	return cache;
+}
+
+static struct asvfs_personality *find_entry(
+	struct asvfs_personality_cache *cache, int id)
+{
+	unsigned i;
+
+	for (i = 0; i < cache->max; i++) {
+		if (cache->entries[i].id == id) {
+			return &cache->entries[i];
+		}
+	}
+	return NULL;
+}
+
+/* A free slot, or the least recently used one nobody holds, emptied. */
+static struct asvfs_personality *free_slot(
+	struct asvfs_personality_cache *cache)
+{
+	struct asvfs_personality *victim = NULL;
+	unsigned i;
+
+	for (i = 0; i < cache->max; i++) {
+		struct asvfs_personality *p = &cache->entries[i];
+
+		if (p->id == 0) {
+			return p;
+		}
+		if (p->held == 0 &&
+		    (victim == NULL || p->last_used < victim->last_used)) {
+			victim = p;
+		}
+	}
+	if (victim == NULL) {
+		return NULL;
+	}
+	io_uring_unregister_personality(cache->ring, victim->id);
+	cache->stats.unregistered++;
+	TALLOC_FREE(victim->groups);
+	victim->id = 0;
+	return victim;
+}
+
+int asvfs_personality_current(struct asvfs_personality_cache *cache)
+{
+	struct asvfs_creds c;
+	struct asvfs_personality *p = NULL;
+	unsigned i;
+	int ret;
+
+	ret = current_creds(&c);
+	if (ret < 0) {
+		return ret;
+	}
+	for (i = 0; i < cache->max; i++) {
+		p = &cache->entries[i];
+		if (creds_match(p, &c)) {
+			p->last_used = ++cache->clock;
+			cache->stats.hits++;
+			return p->id;
+		}
+	}
+	p = free_slot(cache);
+	if (p == NULL) {
+		return -EBUSY;
+	}
+	p->groups = talloc_memdup(cache->entries, c.groups,
+				  c.ngroups * sizeof(gid_t) + 1);
+	if (p->groups == NULL) {
+		return -ENOMEM;
+	}
+	ret = io_uring_register_personality(cache->ring);
+	if (ret < 0) {
+		TALLOC_FREE(p->groups);
+		return ret;
+	}
+	p->id = ret;
+	p->uid = c.uid;
+	p->gid = c.gid;
+	p->ngroups = c.ngroups;
+	p->held = 0;
+	p->last_used = ++cache->clock;
+	cache->stats.registered++;
+	return p->id;
+}
+
+void asvfs_personality_hold(struct asvfs_personality_cache *cache, int id)
+{
+	struct asvfs_personality *p = find_entry(cache, id);
+
+	if (p != NULL) {
+		p->held++;
+	}
+}
+
+void asvfs_personality_release(struct asvfs_personality_cache *cache,
+			       int id)
+{
+	struct asvfs_personality *p = find_entry(cache, id);
+
+	if (p != NULL && p->held > 0) {
+		p->held--;
+	}
+}
+
+const struct asvfs_personality_stats *asvfs_personality_stats(
+	const struct asvfs_personality_cache *cache)
+{
+	return &cache->stats;
+}

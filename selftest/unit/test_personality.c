@@ -1,0 +1,251 @@
+/*
+ * Unit tests: path-based work runs with the credentials of the caller at
+ * the time of the request, never with the ring creator's (root, as smbd's
+ * connect) or with the identity current at completion.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <talloc.h>
+#include <tevent.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "asvfs_engine.h"
+#include "asvfs_personality.h"
+
+#define NOBODY 65534
+#define OTHER 65533
+
+static char dir[64];
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+
+	while (readdir(d) != NULL) {
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static int make_dir(void **state)
+{
+	char path[128];
+	int fd;
+
+	if (geteuid() != 0) {
+		print_message("needs root to switch credentials\n");
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "/tmp/asvfs-pers-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(chmod(dir, 0755), 0);
+	snprintf(path, sizeof(path), "%s/secret", dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	snprintf(path, sizeof(path), "%s/public", dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0644);
+	assert_true(fd >= 0);
+	close(fd);
+	return 0;
+}
+
+static int remove_dir(void **state)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	return system(cmd);
+}
+
+/* Impersonate like smbd: effective ids only, root stays saved. */
+static void become(uid_t uid, gid_t gid)
+{
+	gid_t groups[1] = { gid };
+
+	assert_int_equal(seteuid(0), 0);
+	assert_int_equal(setgroups(1, groups), 0);
+	assert_int_equal(setegid(gid), 0);
+	assert_int_equal(seteuid(uid), 0);
+}
+
+static void become_root(void)
+{
+	assert_int_equal(seteuid(0), 0);
+	assert_int_equal(setegid(0), 0);
+	assert_int_equal(setgroups(0, NULL), 0);
+}
+
+static int open_result(struct tevent_context *ev, struct tevent_req *req,
+		       int *err)
+{
+	time_t end = time(NULL) + 10;
+
+	while (tevent_req_is_in_progress(req)) {
+		if (time(NULL) > end) {
+			return -2;
+		}
+		tevent_loop_once(ev);
+	}
+	return asvfs_openat_recv(req, err);
+}
+
+/* Each case runs in a child: credentials and the engine stay there. */
+static void in_child(void (*fn)(void))
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		fn();
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+#define CHECK(cond, code) do { if (!(cond)) { _exit(code); } } while (0)
+
+static struct asvfs_engine *child_engine(struct tevent_context *ev,
+					 unsigned personalities)
+{
+	struct asvfs_engine_config config = {
+		.entries = 16, .personalities = personalities,
+	};
+	bool first;
+	int err;
+
+	return asvfs_engine_get(ev, &config, &err, &first);
+}
+
+static void refusal_case(void)
+{
+	struct tevent_context *ev = tevent_context_init(NULL);
+	struct asvfs_engine *engine = child_engine(ev, 8);
+	struct tevent_req *req = NULL;
+	int dirfd, fd, err = 0;
+
+	CHECK(engine != NULL, 10);	/* ring created as root */
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+	CHECK(dirfd >= 0, 11);
+
+	become(NOBODY, NOBODY);
+	req = asvfs_openat_send(ev, ev, engine, dirfd, "secret", O_RDONLY, 0);
+	become_root();		/* completion runs as someone else */
+	fd = open_result(ev, req, &err);
+	CHECK(fd == -1 && err == EACCES, 12);
+
+	become(NOBODY, NOBODY);
+	req = asvfs_openat_send(ev, ev, engine, dirfd, "public", O_RDONLY, 0);
+	become_root();
+	fd = open_result(ev, req, &err);
+	CHECK(fd >= 0, 13);
+	close(fd);
+
+	become(NOBODY, NOBODY);
+	req = asvfs_openat_send(ev, ev, engine, dirfd, "new",
+				O_CREAT | O_WRONLY | O_EXCL, 0644);
+	become_root();
+	fd = open_result(ev, req, &err);
+	CHECK(fd == -1 && err == EACCES, 14);	/* dir is root's 0755 */
+
+	req = asvfs_openat_send(ev, ev, engine, dirfd, "secret", O_RDONLY, 0);
+	fd = open_result(ev, req, &err);
+	CHECK(fd >= 0, 15);	/* root may */
+	close(fd);
+}
+
+static void open_runs_with_the_callers_credentials(void **state)
+{
+	in_child(refusal_case);
+}
+
+static void caching_case(void)
+{
+	struct tevent_context *ev = tevent_context_init(NULL);
+	struct asvfs_engine *engine = child_engine(ev, 2);
+	const struct asvfs_personality_stats *ps = NULL;
+	const uid_t users[] = { NOBODY, NOBODY, OTHER, 0, NOBODY };
+	int dirfd, i, fd, err;
+
+	CHECK(engine != NULL, 20);
+	ps = asvfs_engine_personality_stats(engine);
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+	for (i = 0; i < 5; i++) {
+		struct tevent_req *req = NULL;
+
+		become(users[i], users[i]);
+		req = asvfs_openat_send(ev, ev, engine, dirfd, "public",
+					O_RDONLY, 0);
+		become_root();
+		fd = open_result(ev, req, &err);
+		CHECK(fd >= 0, 21);
+		close(fd);
+	}
+	/* nobody, (hit), other, root evicts nobody, nobody evicts other */
+	CHECK(ps->hits == 1, 22);
+	CHECK(ps->registered == 4, 23);
+	CHECK(ps->unregistered == 2, 24);
+}
+
+static void personalities_are_cached_and_bounded(void **state)
+{
+	in_child(caching_case);
+}
+
+static void orphan_case(void)
+{
+	struct tevent_context *ev = tevent_context_init(NULL);
+	struct asvfs_engine *engine = child_engine(ev, 8);
+	struct tevent_req *req = NULL;
+	int dirfd, before;
+	time_t end = time(NULL) + 10;
+
+	CHECK(engine != NULL, 30);
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+	before = count_fds();
+	req = asvfs_openat_send(ev, ev, engine, dirfd, "public", O_RDONLY,
+				0);
+	tevent_loop_once(ev);		/* submitted, maybe already done */
+	CHECK(asvfs_engine_stats()->inflight == 1, 31);
+	talloc_free(req);		/* the client went away */
+	while (asvfs_engine_stats()->inflight > 0 && time(NULL) < end) {
+		tevent_loop_once(ev);
+	}
+	CHECK(asvfs_engine_stats()->inflight == 0, 32);
+	CHECK(count_fds() == before, 33);	/* the opened fd was closed */
+}
+
+static void orphaned_open_closes_its_fd(void **state)
+{
+	in_child(orphan_case);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(open_runs_with_the_callers_credentials),
+		cmocka_unit_test(personalities_are_cached_and_bounded),
+		cmocka_unit_test(orphaned_open_closes_its_fd),
+	};
+
+	return cmocka_run_group_tests(tests, make_dir, remove_dir);
+}
