@@ -24,6 +24,7 @@
 
 #include "asvfs_engine.h"
 #include "asvfs_options.h"
+#include "asvfs_uring_probe.h"
 
 static int vfs_async_uring_debug_level = DBGC_VFS;
 
@@ -70,6 +71,25 @@ static bool async_uring_bool_option(int snum, const char *option, bool def)
 	return v;
 }
 
+/*
+ * For async_uring:fallback = no: an admin who wants to know that a share
+ * runs without io_uring gets a refused connect and this line instead.
+ */
+static bool async_uring_usable(const char *service)
+{
+	struct asvfs_uring_support support;
+	char desc[256];
+
+	if (asvfs_uring_probe(&support) &&
+	    asvfs_uring_supports_data_path(&support)) {
+		return true;
+	}
+	DBG_ERR(MODULE ": refusing to connect [%s]: %s and "
+		MODULE ":fallback = no\n", service,
+		asvfs_uring_describe(&support, desc, sizeof(desc)));
+	return false;
+}
+
 static int async_uring_connect(vfs_handle_struct *handle,
 			       const char *service, const char *user)
 {
@@ -96,6 +116,13 @@ static int async_uring_connect(vfs_handle_struct *handle,
 							 8, 32768);
 	config->engine.sqpoll = async_uring_bool_option(snum, "sqpoll",
 							false);
+	if (!async_uring_bool_option(snum, "fallback", true) &&
+	    !async_uring_usable(service)) {
+		TALLOC_FREE(config);
+		SMB_VFS_NEXT_DISCONNECT(handle);
+		errno = ENOSYS;
+		return -1;
+	}
 	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
 				struct async_uring_config, return -1);
 	return 0;

@@ -17,6 +17,7 @@ import tempfile
 import time
 
 import harness
+import smb2client
 from smbd_tests import smbclient
 
 BIN = harness.BIN
@@ -32,21 +33,6 @@ def digest(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def log_lines(smbd, pattern):
-    with open(smbd.log, errors='replace') as f:
-        return [ln for ln in f if re.search(pattern, ln)]
-
-
-def counters(smbd, op):
-    """async_uring's counters of op summed over all connections: each
-    connection's smbd logs its own at tree disconnect (level 5)."""
-    total = {}
-    for line in log_lines(smbd, r'async_uring counters %s:' % op):
-        for k, v in re.findall(r'(\w+)=(\d+)', line):
-            total[k] = total.get(k, 0) + int(v)
-    return total
-
-
 def children(smbd):
     try:
         with open('/proc/%d/task/%d/children' %
@@ -58,7 +44,7 @@ def children(smbd):
 
 # --- io_uring refused -------------------------------------------------------
 
-def refused_io_uring_falls_back_to_the_next_module(smbd, env):
+def refused_io_uring_falls_back_to_the_next_module(smbd, env, reason):
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, 'src')
         with open(src, 'wb') as f:
@@ -67,8 +53,7 @@ def refused_io_uring_falls_back_to_the_next_module(smbd, env):
                             (src, tmp))
         assert rc == 0, out
         assert digest(src) == digest(os.path.join(tmp, 'dst'))
-    refusals = log_lines(smbd, r'io_uring unavailable \(Operation not '
-                         r'permitted\)')
+    refusals = smbd.log_lines(r'io_uring unavailable \(%s\)' % reason)
     assert refusals, 'no log line about the refused ring'
     # once per process: the header line before each message has the pid
     with open(smbd.log, errors='replace') as f:
@@ -77,12 +62,12 @@ def refused_io_uring_falls_back_to_the_next_module(smbd, env):
                       r'async_uring: io_uring unavailable', text)
     assert len(pids) == len(set(pids)), 'refusal logged twice by one ' \
         'process: %s' % pids
-    assert counters(smbd, 'pread').get('fallback', 0) > 0 or \
-        counters(smbd, 'pwrite').get('fallback', 0) > 0, \
+    assert smbd.counters('async_uring', 'pread').get('fallback', 0) > 0 or \
+        smbd.counters('async_uring', 'pwrite').get('fallback', 0) > 0, \
         'no fallback counted'
 
 
-def refused_io_uring_passes_smbtorture_rw(smbd, env):
+def refused_io_uring_passes_smbtorture_rw(smbd, env, reason):
     for suite in ('smb2.rw', 'smb2.read'):
         p = subprocess.run(['smbtorture', smbd.unc(env), '-p',
                             str(smbd.port), '-U', smbd.creds(),
@@ -92,6 +77,71 @@ def refused_io_uring_passes_smbtorture_rw(smbd, env):
         bad = [ln for ln in p.stdout.splitlines()
                if ln.startswith(('failure:', 'error:'))]
         assert not bad and p.returncode == 0, '%s: %s' % (suite, bad)
+
+
+def fallback_no_refuses_the_connect(smbd, env, reason):
+    rc, out = smbclient(smbd, 'async_uring_strict', 'ls')
+    assert rc != 0, 'connected without io_uring: ' + out
+    assert smbd.log_lines(r'refusing to connect \[async_uring_strict\]: '
+                          r'io_uring unavailable'), 'no log line'
+
+
+# --- options ------------------------------------------------------------------
+
+OPTION_ENVS = {
+    'async_uring_strict': ('async_uring', {'async_uring:fallback': 'no'}),
+    'async_uring_badopts': ('async_uring', {'async_uring:entries': 'lots',
+                                            'async_uring:sqpoll': 'maybe',
+                                            'async_uring:fallback': '2'}),
+    'async_uring_sqpoll': ('async_uring', {'async_uring:sqpoll': 'yes',
+                                           'async_uring:entries': '64'}),
+}
+
+
+def fallback_no_connects_where_io_uring_works(smbd, env):
+    rc, out = smbclient(smbd, 'async_uring_strict', 'ls')
+    assert rc == 0, out
+
+
+def bad_options_are_logged_and_defaults_used(smbd, env):
+    rc, out = put_get(smbd, 'async_uring_badopts')
+    assert rc == 0, out
+    for line in (r"async_uring:entries: 'lots' is not a number; using 256",
+                 r"async_uring:sqpoll: 'maybe' is not one of: .*; using no",
+                 r"async_uring:fallback: '2' is not one of: .*; using yes"):
+        assert smbd.log_lines(line), 'no log line like: ' + line
+
+
+def sqpoll_serves_data(smbd, env):
+    rc, out = put_get(smbd, 'async_uring_sqpoll')
+    assert rc == 0, out
+
+
+def put_get(smbd, share):
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, 'src')
+        with open(src, 'wb') as f:
+            f.write(os.urandom(1024 * 1024 + 3))
+        rc, out = smbclient(smbd, share, 'put %s pg.bin; get pg.bin %s/dst' %
+                            (src, tmp))
+        if rc == 0 and digest(src) != digest(os.path.join(tmp, 'dst')):
+            return 1, 'content differs'
+        return rc, out
+
+
+def run_options(res):
+    envs = dict(OPTION_ENVS)
+    smbd = harness.Smbd(envs=envs, log_level='1 async_uring:5')
+    smbd.start()
+    try:
+        for test in (fallback_no_connects_where_io_uring_works,
+                     bad_options_are_logged_and_defaults_used,
+                     sqpoll_serves_data):
+            record(res, 'faults.%s' % test.__name__, test, smbd, None)
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'options')
+        smbd.cleanup()
 
 
 # --- slowfs -------------------------------------------------------------------
@@ -135,6 +185,21 @@ def make_backing_file(storage, smbd, env, name, size):
     return path
 
 
+# NT status each fault gave on the default environment (run first)
+DEFAULT_STATUS = {}
+
+
+def same_status_as_default(test, env, out):
+    m = re.search(r'NT_STATUS_\w+', out)
+    assert m, 'no NT status in: ' + out
+    if env == FAULT_ENVS[0]:
+        DEFAULT_STATUS[test] = m.group(0)
+    else:
+        assert m.group(0) == DEFAULT_STATUS.get(test), \
+            '%s here, %s on %s' % (m.group(0), DEFAULT_STATUS.get(test),
+                                   FAULT_ENVS[0])
+
+
 def read_eio_is_an_error_not_a_crash(smbd, env, storage):
     make_backing_file(storage, smbd, env, 'eio.bin', 256 * 1024)
     storage.set('read.error = EIO', 'path_filter = eio.bin')
@@ -143,7 +208,8 @@ def read_eio_is_an_error_not_a_crash(smbd, env, storage):
             rc, out = smbclient(smbd, env, 'get eio.bin %s/x' % tmp)
     finally:
         storage.set()
-    assert rc != 0 and 'NT_STATUS_' in out, out
+    assert rc != 0, out
+    same_status_as_default('read_eio', env, out)
     rc, out = smbclient(smbd, env, 'ls')
     assert rc == 0, 'share unusable after EIO: ' + out
 
@@ -155,6 +221,28 @@ def write_enospc_is_reported(smbd, env, storage):
     finally:
         storage.set()
     assert rc != 0 and 'NT_STATUS_DISK_FULL' in out, out
+    same_status_as_default('write_enospc', env, out)
+
+
+def failed_write_writes_nothing(smbd, env, storage):
+    """A 64 KiB write that fails with ENOSPC leaves the file empty."""
+    c = smb2client.Client(smbd, env)
+    try:
+        fid = c.create('nospace.bin')
+        storage.set('write.error = ENOSPC', 'path_filter = nospace.bin')
+        try:
+            c.write(fid, os.urandom(65536), 0)
+            status = 'STATUS_SUCCESS'
+        except smb2client.SessionError as e:
+            status = smb2client.status_name(e)
+        finally:
+            storage.set()
+        c.close(fid)
+    finally:
+        c.logoff()
+    assert status == 'STATUS_DISK_FULL', status
+    size = os.path.getsize(storage.backing(smbd, env, 'nospace.bin'))
+    assert size == 0, '%d bytes written past a failed write' % size
 
 
 def short_reads_are_continued(smbd, env, storage):
@@ -186,10 +274,31 @@ def short_writes_are_continued(smbd, env, storage):
         assert digest(src) == digest(dst), 'data lost in short writes'
 
 
+def file_fds(pid):
+    """A process's fds other than sockets (which smbd's messaging opens
+    and closes as peers come and go): files, pipes, rings."""
+    d = '/proc/%s/fd' % pid
+    out = set()
+    for fd in os.listdir(d):
+        try:
+            target = os.readlink(os.path.join(d, fd))
+        except OSError:
+            continue
+        if not target.startswith('socket:'):
+            out.add('%s->%s' % (fd, target))
+    return out
+
+
 def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
     make_backing_file(storage, smbd, env, 'slow.bin', 8 * 1024 * 1024)
+    make_backing_file(storage, smbd, env, 'other.bin', 64 * 1024)
+    before = children(smbd)
+    other = smb2client.Client(smbd, env)	# a connection that stays
+    other_fid = other.open('other.bin')
+    other_pid = (children(smbd) - before).pop()
     storage.set('read.delay_ms = 300', 'path_filter = slow.bin')
     baseline = children(smbd)
+    fds = {pid: file_fds(pid) for pid in (smbd.proc.pid, other_pid)}
     try:
         p = subprocess.Popen(['smbclient', smbd.unc(env), '-p',
                               str(smbd.port), '-mSMB3', '-U', smbd.creds(),
@@ -206,6 +315,14 @@ def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
         storage.set()
     assert not (children(smbd) - baseline), \
         'the connection\'s smbd did not exit after the disconnect'
+    for pid, was in fds.items():
+        now = file_fds(pid)
+        assert now == was, 'fds of smbd %s changed: +%s -%s' % (
+            pid, sorted(now - was), sorted(was - now))
+    assert len(other.read(other_fid, 0, 65536)) == 65536, \
+        'the other connection stopped working'
+    other.close(other_fid)
+    other.logoff()
     rc, out = smbclient(smbd, env, 'ls')
     assert rc == 0, out
 
@@ -213,6 +330,7 @@ def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
 SLOW_TESTS = [
     read_eio_is_an_error_not_a_crash,
     write_enospc_is_reported,
+    failed_write_writes_nothing,
     short_reads_are_continued,
     short_writes_are_continued,
     disconnect_mid_read_leaves_smbd_healthy,
@@ -234,19 +352,27 @@ def check_panics(res, smbd, label):
 
 
 def run_refused(res):
-    envs = {e: harness.ENVIRONMENTS[e] for e in FAULT_ENVS}
-    smbd = harness.Smbd(envs=envs, wrapper=[NO_IO_URING],
-                        log_level='1 async_uring:5')
-    smbd.start()
-    try:
-        for test in (refused_io_uring_falls_back_to_the_next_module,
-                     refused_io_uring_passes_smbtorture_rw):
-            record(res, 'faults.%s/async_uring' % test.__name__, test,
-                   smbd, 'async_uring')
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'refused')
-        smbd.cleanup()
+    """io_uring_setup refused as by docker's seccomp profile (EPERM) and
+    as by a kernel without io_uring (ENOSYS)."""
+    for flag, reason in (([], 'Operation not permitted'),
+                         (['--enosys'], 'Function not implemented')):
+        envs = {e: harness.ENVIRONMENTS[e] for e in FAULT_ENVS}
+        envs['async_uring_strict'] = OPTION_ENVS['async_uring_strict']
+        smbd = harness.Smbd(envs=envs, wrapper=[NO_IO_URING] + flag,
+                            log_level='1 async_uring:5')
+        smbd.start()
+        label = 'eperm' if not flag else 'enosys'
+        try:
+            for test in (refused_io_uring_falls_back_to_the_next_module,
+                         refused_io_uring_passes_smbtorture_rw,
+                         fallback_no_refuses_the_connect):
+                record(res, 'faults.%s/async_uring_%s' %
+                       (test.__name__, label), test, smbd, 'async_uring',
+                       reason)
+        finally:
+            smbd.stop()
+            check_panics(res, smbd, 'refused')
+            smbd.cleanup()
 
 
 def run_slowfs(res):
@@ -262,7 +388,7 @@ def run_slowfs(res):
                     record(res, 'faults.%s/%s' % (test.__name__, env),
                            test, smbd, env, storage)
             smbd.stop()
-            c = counters(smbd, 'pread')
+            c = smbd.counters('async_uring', 'pread')
             if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:
                 res.add('fail', 'faults.async_uring_counted_short_reads',
                         'counters: %s' % c)
@@ -276,5 +402,6 @@ def run_slowfs(res):
 
 
 def run_all(res):
+    run_options(res)
     run_refused(res)
     run_slowfs(res)

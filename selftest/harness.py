@@ -49,6 +49,9 @@ SHARE_DEFAULTS = {
 SHARE_VARIANTS = {
     'durable': {'kernel share modes': 'no', 'kernel oplocks': 'no',
                 'posix locking': 'no'},
+    # every write is followed by smb_vfs_fsync_sync(), which runs
+    # SMB_VFS_FSYNC_SEND on a temporary event context
+    'writethrough': {'strict sync': 'yes', 'sync always': 'yes'},
 }
 
 # The environments: name -> (extra vfs objects, extra share options)
@@ -307,6 +310,19 @@ class Smbd:
                     if bad.search(line):
                         hits.append('%s: %s' % (f, line.rstrip()))
         return hits
+
+    def log_lines(self, pattern):
+        with open(self.log, errors='replace') as f:
+            return [ln for ln in f if re.search(pattern, ln)]
+
+    def counters(self, module, op):
+        """A module's counters of op summed over all connections: each
+        connection's smbd logs its own at tree disconnect (level 5)."""
+        total = {}
+        for line in self.log_lines(r'%s counters %s:' % (module, op)):
+            for k, v in re.findall(r'(\w+)=(\d+)', line):
+                total[k] = total.get(k, 0) + int(v)
+        return total
 
     def unc(self, env):
         return '//127.0.0.1/%s' % env

@@ -274,7 +274,8 @@ def main():
     smbd = None
     if 'smbd' in parts or 'torture' in parts:
         smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]
-                                  for e in envs})
+                                  for e in envs},
+                            log_level='1 async_uring:5')
         smbd.start()
         print('selftest: smbd pid %d on 127.0.0.1:%d, work dir %s' %
               (smbd.proc.pid, smbd.port, smbd.dir), flush=True)

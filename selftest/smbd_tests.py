@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 
 import harness
+import smb2client
 
 
 def smbclient(smbd, env, commands, user=None, password=None):
@@ -104,6 +105,72 @@ def canary_module_loads_by_name(smbd, env):
         'no connect line of the canary in %s' % smbd.log
 
 
+def concurrent_clients_write_and_read_back_exact_bytes(smbd, env):
+    sizes = [0, 1, 64 * 1024 + 1, 8 * 1024 * 1024, 100 * 1024 * 1024]
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for size in sizes:
+            src = os.path.join(tmp, 'src-%d' % size)
+            with open(src, 'wb') as f:
+                f.write(os.urandom(size))
+            cmds = 'put %s int-%d.bin; get int-%d.bin %s.back' % (
+                src, size, size, src)
+            procs.append((src, subprocess.Popen(
+                ['smbclient', smbd.unc(env), '-p', str(smbd.port), '-mSMB3',
+                 '-U', smbd.creds(), '-c', cmds],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                universal_newlines=True)))
+        for src, p in procs:
+            out = p.communicate(timeout=300)[0]
+            assert p.returncode == 0, out
+            assert sha256(src) == sha256(src + '.back'), \
+                '%s came back different' % os.path.basename(src)
+        rc, out = smbclient(smbd, env, 'del int-*.bin')
+        assert rc == 0, out
+
+
+def read_status(client, fid, offset, length):
+    try:
+        return 'OK', client.read(fid, offset, length)
+    except smb2client.SessionError as e:
+        return smb2client.status_name(e), b''
+
+
+def reads_at_and_past_eof(smbd, env):
+    data = os.urandom(100000)
+    c = smb2client.Client(smbd, env)
+    try:
+        fid = c.create('eof.bin')
+        assert c.write(fid, data, 0) == len(data)
+        st, got = read_status(c, fid, 99990, 100)
+        assert (st, got) == ('OK', data[99990:]), (st, len(got))
+        for offset in (100000, 100001, 1 << 30):
+            # impacket turns STATUS_END_OF_FILE into an empty read
+            st, got = read_status(c, fid, offset, 10)
+            assert st in ('STATUS_END_OF_FILE', 'OK') and got == b'', \
+                'read at %d: %s %d bytes' % (offset, st, len(got))
+        c.close(fid)
+    finally:
+        c.logoff()
+    os.unlink(os.path.join(smbd.share_path(env), 'eof.bin'))
+
+
+def write_through_completes(smbd, env):
+    share = env + '_writethrough'
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, 'src')
+        with open(src, 'wb') as f:
+            f.write(os.urandom(2 * 1024 * 1024 + 5))
+        rc, out = smbclient(smbd, share, 'put %s wt.bin; get wt.bin %s/dst;'
+                            ' del wt.bin' % (src, tmp))
+        assert rc == 0, out
+        assert sha256(src) == sha256(os.path.join(tmp, 'dst'))
+    if 'async_uring' in smbd.envs[env][0]:
+        fb = smbd.counters('async_uring', 'fsync').get('fallback', 0)
+        assert fb > 0, 'no fsync went to the next module from smbd\'s ' \
+            'temporary event context'
+
+
 TESTS = [
     put_then_get_returns_same_bytes,
     outsider_is_refused_at_tree_connect,
@@ -111,6 +178,9 @@ TESTS = [
     second_user_cannot_read_private_file,
     files_are_created_as_the_requesting_user,
     canary_module_loads_by_name,
+    concurrent_clients_write_and_read_back_exact_bytes,
+    reads_at_and_past_eof,
+    write_through_completes,
 ]
 
 

@@ -74,6 +74,14 @@ bool asvfs_uring_op_supported(const struct asvfs_uring_support *support,
 	return support->op[opcode];
 }
 
+bool asvfs_uring_supports_data_path(
+	const struct asvfs_uring_support *support)
+{
+	return asvfs_uring_op_supported(support, IORING_OP_READ) &&
+	       asvfs_uring_op_supported(support, IORING_OP_WRITE) &&
+	       asvfs_uring_op_supported(support, IORING_OP_FSYNC);
+}
+
 const char *asvfs_uring_describe(const struct asvfs_uring_support *support,
 				 char *buf, size_t buflen)
 {

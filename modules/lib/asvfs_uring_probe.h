@@ -33,6 +33,10 @@ bool asvfs_uring_probe_ring(struct io_uring *ring,
 bool asvfs_uring_op_supported(const struct asvfs_uring_support *support,
 			      int opcode);
 
+/* read, write and fsync: what async_uring needs */
+bool asvfs_uring_supports_data_path(
+	const struct asvfs_uring_support *support);
+
 /* A one-line summary for logs, e.g. "io_uring: read write fsync openat". */
 const char *asvfs_uring_describe(const struct asvfs_uring_support *support,
 				 char *buf, size_t buflen);

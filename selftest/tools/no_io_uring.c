@@ -3,7 +3,9 @@
  * under docker's default seccomp profile, to test that modules fall back
  * to the next module instead of failing.
  *
- * Usage: no_io_uring COMMAND [ARGS...]
+ * Usage: no_io_uring [--enosys] COMMAND [ARGS...]
+ *   --enosys  fail with ENOSYS (a kernel without io_uring) instead of
+ *             EPERM (a seccomp profile or kernel.io_uring_disabled)
  */
 #include <errno.h>
 #include <linux/filter.h>
@@ -15,13 +17,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int deny_io_uring(void)
+static int deny_io_uring(int err)
 {
 	struct sock_filter filter[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
 			 offsetof(struct seccomp_data, nr)),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | err),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = {
@@ -38,11 +40,19 @@ static int deny_io_uring(void)
 
 int main(int argc, char **argv)
 {
+	int err = EPERM;
+
+	if (argc > 1 && strcmp(argv[1], "--enosys") == 0) {
+		err = ENOSYS;
+		argv++;
+		argc--;
+	}
 	if (argc < 2) {
-		fprintf(stderr, "usage: no_io_uring COMMAND [ARGS...]\n");
+		fprintf(stderr, "usage: no_io_uring [--enosys] COMMAND "
+			"[ARGS...]\n");
 		return 2;
 	}
-	if (deny_io_uring() != 0) {
+	if (deny_io_uring(err) != 0) {
 		fprintf(stderr, "no_io_uring: seccomp: %s\n", strerror(errno));
 		return 1;
 	}
