@@ -18,6 +18,7 @@
 #include "includes.h"
 #include "system/filesys.h"
 #include "smbd/smbd.h"
+#include "smbd/globals.h"
 #include "lib/util/tevent_unix.h"
 #include "lib/util/sys_rw.h"
 #include "smbprofile.h"
@@ -172,6 +173,17 @@ static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_uring_config,
 				return NULL);
+	/*
+	 * The engine lives on smbd's main event context.  A call on another
+	 * one (smb_vfs_fsync_sync()'s temporary context) is completed there
+	 * by the next module, and must never be what creates the engine.
+	 */
+	if (ev != handle->conn->sconn->ev_ctx) {
+		DBG_DEBUG(MODULE ": %s on a temporary event context: to the "
+			  "next module\n", asvfs_op_kind_name(kind));
+		asvfs_engine_count_fallback(kind);
+		return NULL;
+	}
 	engine = asvfs_engine_get(ev, &config->engine, &err, &first);
 	if (engine == NULL) {
 		if (first) {

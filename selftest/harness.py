@@ -49,9 +49,13 @@ SHARE_DEFAULTS = {
 SHARE_VARIANTS = {
     'durable': {'kernel share modes': 'no', 'kernel oplocks': 'no',
                 'posix locking': 'no'},
-    # every write is followed by smb_vfs_fsync_sync(), which runs
-    # SMB_VFS_FSYNC_SEND on a temporary event context
+    # every write is followed by an fsync: asynchronous writes chain
+    # SMB_VFS_FSYNC_SEND on smbd's event context ...
     'writethrough': {'strict sync': 'yes', 'sync always': 'yes'},
+    # ... synchronous ones call smb_vfs_fsync_sync(), which runs it on a
+    # temporary event context
+    'syncwrite': {'strict sync': 'yes', 'sync always': 'yes',
+                  'aio write size': '0'},
 }
 
 # The environments: name -> (extra vfs objects, extra share options)
@@ -62,6 +66,9 @@ ENVIRONMENTS = {
     'async_dosmode': ('', {'smbd async dosmode': 'yes'}),
     'canary': ('asvfs_canary', {'asvfs_canary:log level': '1'}),
     'async_uring': ('async_uring', {}),
+    # every production module of this project, left is top (grows as the
+    # modules land)
+    'full_stack': ('async_uring', {}),
 }
 
 

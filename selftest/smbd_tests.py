@@ -155,8 +155,7 @@ def reads_at_and_past_eof(smbd, env):
     os.unlink(os.path.join(smbd.share_path(env), 'eof.bin'))
 
 
-def write_through_completes(smbd, env):
-    share = env + '_writethrough'
+def put_get_roundtrip(smbd, share):
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, 'src')
         with open(src, 'wb') as f:
@@ -165,10 +164,26 @@ def write_through_completes(smbd, env):
                             ' del wt.bin' % (src, tmp))
         assert rc == 0, out
         assert sha256(src) == sha256(os.path.join(tmp, 'dst'))
+
+
+def write_through_completes(smbd, env):
+    """Asynchronous writes followed by fsyncs on smbd's event context."""
+    before = smbd.counters('async_uring', 'fsync').get('submitted', 0)
+    put_get_roundtrip(smbd, env + '_writethrough')
     if 'async_uring' in smbd.envs[env][0]:
-        fb = smbd.counters('async_uring', 'fsync').get('fallback', 0)
-        assert fb > 0, 'no fsync went to the next module from smbd\'s ' \
-            'temporary event context'
+        after = smbd.counters('async_uring', 'fsync').get('submitted', 0)
+        assert after > before, 'no fsync went through the ring'
+
+
+def sync_write_through_completes(smbd, env):
+    """Synchronous writes: smb_vfs_fsync_sync() runs the fsync on a
+    temporary event context, which must still complete."""
+    before = smbd.counters('async_uring', 'fsync').get('fallback', 0)
+    put_get_roundtrip(smbd, env + '_syncwrite')
+    if 'async_uring' in smbd.envs[env][0]:
+        after = smbd.counters('async_uring', 'fsync').get('fallback', 0)
+        assert after > before, 'no fsync went to the next module from ' \
+            'smbd\'s temporary event context'
 
 
 TESTS = [
@@ -181,6 +196,7 @@ TESTS = [
     concurrent_clients_write_and_read_back_exact_bytes,
     reads_at_and_past_eof,
     write_through_completes,
+    sync_write_through_completes,
 ]
 
 
