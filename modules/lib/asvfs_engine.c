@@ -17,6 +17,7 @@
  * and an IORING_OP_ASYNC_CANCEL asks the kernel to hurry.
  */
 #include "asvfs_engine.h"
+#include "asvfs_bufcache.h"
 #include "asvfs_personality.h"
 #include "asvfs_uring_probe.h"
 
@@ -64,6 +65,7 @@ struct asvfs_engine {
 	struct asvfs_op *inflight;	/* owned by the kernel */
 	struct asvfs_uring_support support;
 	struct asvfs_personality_cache *personalities;
+	struct asvfs_bufcache *buffers;
 	void *ev_sentinel;		/* freed with ev: we must go first */
 };
 
@@ -187,6 +189,9 @@ static int op_destructor(struct asvfs_op *op)
 		}
 	}
 	op_release_personality(op);
+	/* Only ops the kernel is done with are ever freed (see drain). */
+	asvfs_bufcache_put(op->engine->buffers, op->buf);
+	op->buf = NULL;
 	if (op->fd >= 0) {
 		close(op->fd);
 		op->fd = -1;
@@ -555,6 +560,18 @@ static int engine_destructor(struct asvfs_engine *engine)
 	if (engine->pid == getpid()) {
 		engine_drain(engine);
 	}
+	/*
+	 * Left only in a child of fork(): the parent's ops, whose kernel
+	 * side is the parent's.  Free them before the buffer cache they
+	 * return their buffers to.
+	 */
+	while (engine->backlog != NULL) {
+		talloc_free(engine->backlog);
+	}
+	while (engine->inflight != NULL) {
+		talloc_free(engine->inflight);
+	}
+	TALLOC_FREE(engine->buffers);
 	TALLOC_FREE(engine->fde);
 	TALLOC_FREE(engine->submit_im);
 	if (engine->ev_sentinel != NULL) {
@@ -615,13 +632,16 @@ static struct asvfs_engine *engine_create(
 	engine->personalities = asvfs_personality_cache_new(
 		engine, &engine->ring,
 		config->personalities > 0 ? config->personalities : 64);
+	/* Enough for a few requests in flight of smbd's largest (8 MiB). */
+	engine->buffers = asvfs_bufcache_new(engine, 16, 64 * 1024 * 1024);
 	engine->submit_im = tevent_create_immediate(engine);
 	engine->fde = tevent_add_fd(ev, engine, engine->ring.ring_fd,
 				    TEVENT_FD_READ, engine_reap_handler,
 				    engine);
 	sentinel = talloc(ev, struct asvfs_engine *);
 	if (engine->submit_im == NULL || engine->fde == NULL ||
-	    engine->personalities == NULL || sentinel == NULL) {
+	    engine->personalities == NULL || engine->buffers == NULL ||
+	    sentinel == NULL) {
 		talloc_free(sentinel);
 		talloc_free(engine);
 		*err = ENOMEM;
@@ -699,7 +719,7 @@ static struct tevent_req *asvfs_io_send(TALLOC_CTX *mem_ctx,
 	op->len = n;
 	op->offset = offset;
 	if (n > 0) {
-		op->buf = talloc_size(op, n);
+		op->buf = asvfs_bufcache_get(engine->buffers, op, n);
 		if (tevent_req_nomem(op->buf, req)) {
 			talloc_free(op);
 			return tevent_req_post(req, ev);

@@ -2,15 +2,20 @@
 """make bench: the same workloads on several environments, side by side.
 
 Each workload runs on every environment in one run, interleaved (A B C A B
-C ...), so that machine noise hits all of them alike. It prints, per
-environment, the min and median wall time, the median server CPU time
-(the smbd parent's cutime+cstime delta: the per-connection smbd is its
-child and is reaped by it) and the ratios against the default
-environment. Nothing here asserts a time.
+C ...), after one warm-up round, so that machine noise hits all of them
+alike. Per environment it prints the min and median wall time, the
+median server CPU time (the smbd parent's cutime+cstime delta: the
+per-connection smbd is its child and is reaped by it), CPU seconds per
+GiB moved, and the ratios against the default environment. A last,
+untimed round per environment runs under strace to count io_uring_enter
+calls per I/O request (requests from smbd's own profile counters).
+Nothing here asserts a time.
 """
 import argparse
 import os
 import pwd
+import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -22,19 +27,23 @@ sys.path.insert(0, os.path.dirname(HERE))
 import harness  # noqa: E402
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 
-# Environments compared by default: Samba's default VFS, its in-tree
-# asynchronous modules, and ours as they land (harness.ENVIRONMENTS).
-DEFAULT_ENVS = ['default', 'io_uring', 'aio_pthread', 'async_dosmode']
+BENCH_ENVS = dict(harness.ENVIRONMENTS)
+BENCH_ENVS['async_uring_sqpoll'] = ('async_uring',
+                                    {'async_uring:sqpoll': 'yes'})
 
-# slowfs settings per storage: what a slow network or cloud-backed file
-# system costs per operation.
+DATA_ENVS = ['default', 'io_uring', 'aio_pthread', 'async_uring',
+             'async_uring_sqpoll']
+LIST_ENVS = ['default', 'async_dosmode']
+
+# A slow backing store: what a network or cloud-backed file system costs
+# per operation.
 SLOWFS_CONFIG = """\
-# samba-async-vfs bench: a slow backing store
+read.delay_ms = 1
 getxattr.delay_ms = 1
 open.delay_ms = 2
 create.delay_ms = 2
-read.delay_ms = 1
 write.delay_ms = 1
 fsync.delay_ms = 5
 """
@@ -49,6 +58,19 @@ def smbclient(smbd, env, commands):
         raise RuntimeError('smbclient on %s failed: %s' % (env, p.stderr))
 
 
+def randread_clients(smbd, env, clients, count):
+    user, password = smbd.creds().split('%', 1)
+    procs = [subprocess.Popen(
+        ['/usr/bin/python3', os.path.join(HERE, 'randread.py'),
+         str(smbd.port), user, password, env, 'rand.bin', str(count),
+         str(i)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        universal_newlines=True) for i in range(clients)]
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError('randread on %s failed: %s' % (env, err))
+
+
 def children(pid):
     try:
         with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
@@ -58,8 +80,8 @@ def children(pid):
 
 
 def wait_reaped(smbd, baseline, timeout=10):
-    """Wait until the per-connection smbd has exited and been reaped, so
-    that its CPU time is in the parent's cutime."""
+    """The per-connection smbds must have exited and been reaped for their
+    CPU time to show in the parent's cutime."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if children(smbd.proc.pid) <= baseline:
@@ -67,86 +89,121 @@ def wait_reaped(smbd, baseline, timeout=10):
         time.sleep(0.02)
 
 
-def measure(smbd, env, commands):
+def measure(smbd, run):
     baseline = children(smbd.proc.pid)
     cpu0 = smbd.cpu_children_seconds()
     t0 = time.monotonic()
-    smbclient(smbd, env, commands)
+    run()
     wall = time.monotonic() - t0
     wait_reaped(smbd, baseline)
     return wall, smbd.cpu_children_seconds() - cpu0
 
 
+def profile_requests(smbd):
+    """pread + pwrite + fsync requests smbd has counted so far."""
+    out = subprocess.run(['smbstatus', '--profile', '-s', smbd.conf],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         universal_newlines=True).stdout
+    return sum(int(n) for n in re.findall(
+        r'^syscall_asys_(?:pread|pwrite|fsync)_count:\s+(\d+)', out, re.M))
+
+
+def count_enters(smbd, run):
+    """io_uring_enter calls per I/O request during one run."""
+    log = os.path.join(smbd.dir, 'strace.out')
+    reqs0 = profile_requests(smbd)
+    st = subprocess.Popen(['strace', '-f', '-c', '-e', 'trace=io_uring_enter',
+                           '-o', log, '-p', str(smbd.proc.pid)],
+                          stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    baseline = children(smbd.proc.pid)
+    run()
+    wait_reaped(smbd, baseline)
+    st.send_signal(signal.SIGINT)
+    st.wait()
+    reqs = profile_requests(smbd) - reqs0
+    with open(log) as f:
+        m = re.search(r'^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?'
+                      r'io_uring_enter$', f.read(), re.M)
+    enters = int(m.group(1)) if m else 0
+    return enters / reqs if reqs else float('nan')
+
+
 def make_file(path, size):
+    chunk = os.urandom(MIB)
     with open(path, 'wb') as f:
-        chunk = os.urandom(MIB)
         for _ in range(size // MIB):
             f.write(chunk)
 
 
 class Workload:
-    def __init__(self, name, setup, commands, describe):
+    def __init__(self, name, describe, envs, setup, run, nbytes):
         self.name = name
-        self.setup = setup
-        self.commands = commands
         self.describe = describe
+        self.envs = envs
+        self.setup = setup
+        self.run = run
+        self.nbytes = nbytes
 
 
-def workloads(args, tmp, backing):
-    """backing(path) maps a path below the share root to the backing
-    store, where setup can write without going through slowfs."""
+def workloads(args, storage, tmp, backing):
     src = os.path.join(tmp, 'write-src.bin')
+    rd = args.read_mib[storage]
+    owner = pwd.getpwnam(harness.USERS[0])
 
-    def setup_read(smbd, env, size):
-        make_file(backing(os.path.join(smbd.share_path(env), 'read.bin')),
-                  size)
+    def setup_file(smbd, env, name, size):
+        make_file(backing(os.path.join(smbd.share_path(env), name)), size)
 
-    def setup_write(smbd, env, size):
-        if not os.path.exists(src) or os.path.getsize(src) != size:
-            make_file(src, size)
+    def setup_write(smbd, env):
+        if not os.path.exists(src):
+            make_file(src, args.write_mib * MIB)
 
-    def setup_list(smbd, env, count):
+    def setup_list(smbd, env):
         # Created on the backing store directly: through slowfs this
-        # would take count * create delay per environment.
+        # would take files * create delay per environment.
         d = backing(os.path.join(smbd.share_path(env), 'list'))
         os.makedirs(d, exist_ok=True)
-        owner = pwd.getpwnam(harness.USERS[0])
-        for i in range(count):
+        for i in range(args.files):
             f = os.path.join(d, 'f%06d.txt' % i)
             with open(f, 'w'):
                 pass
             os.chown(f, owner.pw_uid, owner.pw_gid)
-        # Every entry gets the DOS attribute xattr that smbd wrote for the
-        # first one, as files written over SMB have: the listing then
-        # reads one user.DOSATTRIB per entry.
+        # Every entry gets the DOS attribute xattr smbd wrote for the
+        # first one, as files written over SMB have.
         smbclient(smbd, env, 'cd list; setmode f000000.txt +h; '
                   'setmode f000000.txt -h')
         blob = os.getxattr(os.path.join(d, 'f000000.txt'), 'user.DOSATTRIB')
-        for i in range(1, count):
+        for i in range(1, args.files):
             os.setxattr(os.path.join(d, 'f%06d.txt' % i), 'user.DOSATTRIB',
                         blob)
 
     return {
-        'read': lambda storage: Workload(
-            'read', lambda s, e: setup_read(s, e, args.read_mib[storage] *
-                                            MIB),
-            'get read.bin /dev/null',
-            'read a %d MiB file' % args.read_mib[storage]),
-        'write': lambda storage: Workload(
-            'write', lambda s, e: setup_write(s, e, args.write_mib * MIB),
-            'put %s write.bin' % src,
-            'write a %d MiB file' % args.write_mib),
-        'list': lambda storage: Workload(
-            'list', lambda s, e: setup_list(s, e, args.files[storage]),
-            'cd list; ls',
-            'list a %d-file directory' % args.files[storage]),
+        'read': Workload(
+            'read', 'sequential read of a %d MiB file' % rd, DATA_ENVS,
+            lambda s, e: setup_file(s, e, 'read.bin', rd * MIB),
+            lambda s, e: smbclient(s, e, 'get read.bin /dev/null'),
+            rd * MIB),
+        'write': Workload(
+            'write', 'sequential write of a %d MiB file' % args.write_mib,
+            DATA_ENVS, setup_write,
+            lambda s, e: smbclient(s, e, 'put %s write.bin' % src),
+            args.write_mib * MIB),
+        'randread': Workload(
+            'randread', '4 KiB random reads, %d clients x %d reads' %
+            (args.clients, args.randreads[storage]), DATA_ENVS,
+            lambda s, e: setup_file(s, e, 'rand.bin', 64 * MIB),
+            lambda s, e: randread_clients(s, e, args.clients,
+                                          args.randreads[storage]),
+            args.clients * args.randreads[storage] * 4096),
+        'list': Workload(
+            'list', 'listing of a %d-file directory' % args.files,
+            LIST_ENVS, setup_list,
+            lambda s, e: smbclient(s, e, 'cd list; ls'), 0),
     }
 
 
 def mount_slowfs(tmp):
     binary = os.path.join(harness.BIN, 'selftest', 'slowfs', 'slowfs')
-    if not os.path.exists(binary):
-        raise RuntimeError('%s missing: run make first' % binary)
     back = os.path.join(tmp, 'slow-back')
     mnt = os.path.join(tmp, 'slow-mnt')
     conf = os.path.join(tmp, 'slowfs.conf')
@@ -155,13 +212,27 @@ def mount_slowfs(tmp):
     os.chmod(tmp, 0o755)
     with open(conf, 'w') as f:
         f.write(SLOWFS_CONFIG)
-    subprocess.run([binary, back, mnt, '-o', 'allow_other,default_permissions',
-                    '--config=' + conf], check=True)
+    subprocess.run([binary, back, mnt, '-o',
+                    'allow_other,default_permissions', '--config=' + conf],
+                   check=True, stderr=subprocess.DEVNULL)
     return mnt, back
 
 
-def unmount(mnt):
-    subprocess.run(['fusermount3', '-u', mnt], stderr=subprocess.DEVNULL)
+def run_workload(args, smbd, storage, wl, out):
+    envs = [e for e in wl.envs if e in args.envs]
+    for env in envs:
+        wl.setup(smbd, env)
+    samples = {env: [] for env in envs}
+    for rnd in range(args.rounds + 1):
+        for env in envs:
+            sample = measure(smbd, lambda: wl.run(smbd, env))
+            if rnd > 0:     # round 0 warms caches for everyone
+                samples[env].append(sample)
+    enters = {}
+    if args.count_enters and wl.nbytes:
+        for env in envs:
+            enters[env] = count_enters(smbd, lambda: wl.run(smbd, env))
+    report(out, storage, wl, envs, samples, enters)
 
 
 def run_storage(args, storage, tmp, out):
@@ -177,48 +248,44 @@ def run_storage(args, storage, tmp, out):
 
         def backing(path):  # noqa: F811
             return os.path.join(back, os.path.relpath(path, mnt))
-    envs = {e: harness.ENVIRONMENTS[e] for e in args.envs}
+
+    envs = {e: BENCH_ENVS[e] for e in args.envs}
     smbd = harness.Smbd(envs=envs, share_root=share_root,
+                        extra_global={'smbd profiling level': 'on'},
                         workdir=tempfile.mkdtemp(prefix='asvfs-bench-'))
     try:
         smbd.start()
-        wl_makers = workloads(args, tmp, backing)
-        for wl_name in args.workloads:
-            wl = wl_makers[wl_name](storage)
-            for env in args.envs:
-                wl.setup(smbd, env)
-            samples = {env: [] for env in args.envs}
-            for rnd in range(args.rounds + 1):
-                for env in args.envs:
-                    wall, cpu = measure(smbd, env, wl.commands)
-                    if rnd > 0:     # round 0 warms caches for everyone
-                        samples[env].append((wall, cpu))
-            report(out, storage, wl, samples, args.envs)
+        wls = workloads(args, storage, tmp, backing)
+        for name in args.workloads:
+            run_workload(args, smbd, storage, wls[name], out)
     finally:
         smbd.stop()
         panics = smbd.panics()
         smbd.cleanup()
         if mnt:
-            unmount(mnt)
+            subprocess.run(['fusermount3', '-u', mnt],
+                           stderr=subprocess.DEVNULL)
     if panics:
         raise RuntimeError('smbd panicked: %s' % panics[:3])
 
 
-def report(out, storage, wl, samples, envs):
-    base = statistics.median(w for w, _ in samples[envs[0]])
-    base_cpu = statistics.median(c for _, c in samples[envs[0]])
-    lines = ['', '%s on %s (%d rounds)' % (wl.describe, storage,
-                                           len(samples[envs[0]])),
-             '  %-14s %9s %9s %9s %9s %9s' %
-             ('environment', 'min s', 'median s', 'ratio', 'cpu s',
-              'cpu ratio')]
-    for env in envs:
-        walls = [w for w, _ in samples[env]]
-        cpus = [c for _, c in samples[env]]
-        med, cmed = statistics.median(walls), statistics.median(cpus)
-        lines.append('  %-14s %9.3f %9.3f %9.2f %9.3f %9s' %
-                     (env, min(walls), med, med / base if base else 0,
-                      cmed, '%.2f' % (cmed / base_cpu) if base_cpu else '-'))
+def report(out, storage, wl, envs, samples, enters):
+    med = {e: statistics.median(w for w, _ in samples[e]) for e in envs}
+    cpu = {e: statistics.median(c for _, c in samples[e]) for e in envs}
+    base = envs[0]
+    lines = ['', '%s on %s (%d rounds, median)' %
+             (wl.describe, storage, len(samples[base])),
+             '  %-19s %8s %8s %6s %8s %9s %6s %8s' %
+             ('environment', 'min s', 'wall s', 'ratio', 'cpu s',
+              'cpu s/GiB', 'ratio', 'enter/rq')]
+    for e in envs:
+        per_gib = '%9.3f' % (cpu[e] / (wl.nbytes / GIB)) if wl.nbytes \
+            else '%9s' % '-'
+        lines.append('  %-19s %8.3f %8.3f %6.2f %8.3f %s %6s %8s' % (
+            e, min(w for w, _ in samples[e]), med[e],
+            med[e] / med[base] if med[base] else 0, cpu[e], per_gib,
+            '%.2f' % (cpu[e] / cpu[base]) if cpu[base] else '-',
+            '%.2f' % enters[e] if e in enters else '-'))
     text = '\n'.join(lines)
     print(text, flush=True)
     out.append(text)
@@ -226,27 +293,33 @@ def report(out, storage, wl, samples, envs):
 
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--workloads', default='read,write,list')
+    ap.add_argument('--workloads', default='read,write,randread,list')
     ap.add_argument('--storage', default='ext4,slowfs')
-    ap.add_argument('--envs', default=','.join(DEFAULT_ENVS))
+    ap.add_argument('--envs', default=','.join(
+        dict.fromkeys(DATA_ENVS + LIST_ENVS)))
     ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--no-count-enters', dest='count_enters',
+                    action='store_false')
     ap.add_argument('--quick', action='store_true',
                     help='small sizes, one round: checks the bench runs')
     args = ap.parse_args()
     args.workloads = args.workloads.split(',')
     args.storage = args.storage.split(',')
     args.envs = args.envs.split(',')
-    if args.envs[0] != 'default':
-        args.envs = ['default'] + [e for e in args.envs if e != 'default']
+    if 'default' not in args.envs:
+        args.envs.insert(0, 'default')
+    args.clients = 8
     if args.quick:
         args.rounds = 1
         args.read_mib = {'ext4': 16, 'slowfs': 4}
         args.write_mib = 8
-        args.files = {'ext4': 500, 'slowfs': 200}
+        args.files = 300
+        args.randreads = {'ext4': 50, 'slowfs': 20}
     else:
-        args.read_mib = {'ext4': 1024, 'slowfs': 256}
+        args.read_mib = {'ext4': 1024, 'slowfs': 1024}
         args.write_mib = 256
-        args.files = {'ext4': 20000, 'slowfs': 20000}
+        args.files = 20000
+        args.randreads = {'ext4': 2000, 'slowfs': 500}
     return args
 
 
@@ -254,10 +327,12 @@ def main():
     args = parse_args()
     if os.geteuid() != 0:
         sys.exit('bench: must run as root (test users, mount namespace)')
-    out = ['samba-async-vfs bench, %s, smbd %s' %
-           (time.strftime('%Y-%m-%d'), subprocess.run(
-               ['smbd', '--version'], stdout=subprocess.PIPE,
-               universal_newlines=True).stdout.strip())]
+    smbd_version = subprocess.run(['smbd', '--version'],
+                                  stdout=subprocess.PIPE,
+                                  universal_newlines=True).stdout.strip()
+    out = ['samba-async-vfs bench, %s, %s, %s, %d CPUs' % (
+        time.strftime('%Y-%m-%d'), smbd_version, os.uname().release,
+        os.cpu_count())]
     print(out[0], flush=True)
     with tempfile.TemporaryDirectory(prefix='asvfs-bench-') as tmp:
         for storage in args.storage:
