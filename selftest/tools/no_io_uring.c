@@ -8,35 +8,11 @@
  *             EPERM (a seccomp profile or kernel.io_uring_disabled)
  */
 #include <errno.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-static int deny_io_uring(int err)
-{
-	struct sock_filter filter[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-			 offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | err),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = {
-		.len = sizeof(filter) / sizeof(filter[0]),
-		.filter = filter,
-	};
-
-	/* Needed for an unprivileged filter; harmless for root. */
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		return -1;
-	}
-	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
-}
+#include "deny_io_uring.h"
 
 int main(int argc, char **argv)
 {
@@ -52,7 +28,7 @@ int main(int argc, char **argv)
 			"[ARGS...]\n");
 		return 2;
 	}
-	if (deny_io_uring(err) != 0) {
+	if (asvfs_deny_io_uring(err) != 0) {
 		fprintf(stderr, "no_io_uring: seccomp: %s\n", strerror(errno));
 		return 1;
 	}

@@ -11,8 +11,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +25,7 @@
 #include <unistd.h>
 
 #include "asvfs_engine.h"
+#include "deny_io_uring.h"
 
 struct fixture {
 	struct tevent_context *ev;
@@ -363,26 +362,6 @@ static void child_after_fork_gets_its_own_ring(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-static int deny_io_uring_setup(void)
-{
-	struct sock_filter filter[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-			 offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = {
-		.len = sizeof(filter) / sizeof(filter[0]),
-		.filter = filter,
-	};
-
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		return -1;
-	}
-	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
-}
-
 static void refused_ring_is_reported_once(void **state)
 {
 	pid_t pid = fork();
@@ -395,7 +374,7 @@ static void refused_ring_is_reported_once(void **state)
 		int err = 0;
 
 		asvfs_engine_shutdown();
-		if (deny_io_uring_setup() != 0) {
+		if (asvfs_deny_io_uring(EPERM) != 0) {
 			_exit(30);
 		}
 		if (asvfs_engine_get(ev, &test_config, &err, &first) != NULL ||

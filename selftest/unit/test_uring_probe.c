@@ -10,9 +10,6 @@
 #include <cmocka.h>
 
 #include <errno.h>
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <liburing.h>
 #include <stdio.h>
 #include <string.h>
@@ -22,6 +19,7 @@
 #include <unistd.h>
 
 #include "asvfs_uring_probe.h"
+#include "deny_io_uring.h"
 
 static void probe_reports_basic_ops_when_ring_works(void **state)
 {
@@ -44,27 +42,6 @@ static void probe_reports_basic_ops_when_ring_works(void **state)
 	assert_non_null(strstr(desc, "read"));
 }
 
-/* Install a filter that fails io_uring_setup with EPERM, as docker does. */
-static int deny_io_uring_setup(void)
-{
-	struct sock_filter filter[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-			 offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-	};
-	struct sock_fprog prog = {
-		.len = sizeof(filter) / sizeof(filter[0]),
-		.filter = filter,
-	};
-
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		return -1;
-	}
-	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
-}
-
 static void probe_reports_unavailable_under_seccomp(void **state)
 {
 	pid_t pid;
@@ -76,7 +53,7 @@ static void probe_reports_unavailable_under_seccomp(void **state)
 		struct asvfs_uring_support s;
 		char desc[256];
 
-		if (deny_io_uring_setup() != 0) {
+		if (asvfs_deny_io_uring(EPERM) != 0) {
 			_exit(3);
 		}
 		if (asvfs_uring_probe(&s)) {
