@@ -247,6 +247,38 @@ static void async_uring_rw_finish(struct tevent_req *req, ssize_t nbytes,
 	tevent_req_done(req);
 }
 
+/* The state of a new call; a request already failed for a bad range. */
+static struct tevent_req *async_uring_rw_create(
+	TALLOC_CTX *mem_ctx, struct tevent_context *ev, off_t offset,
+	size_t n, struct async_uring_rw_state **pstate)
+{
+	struct tevent_req *req = NULL;
+
+	req = tevent_req_create(mem_ctx, pstate, struct async_uring_rw_state);
+	if (req == NULL) {
+		return NULL;
+	}
+	if (!sys_valid_io_range(offset, n)) {
+		tevent_req_error(req, EINVAL);
+		return tevent_req_post(req, ev);
+	}
+	clock_gettime_mono(&(*pstate)->start);
+	return req;
+}
+
+/* req now waits for subreq (from the engine or the next module). */
+static struct tevent_req *async_uring_wait_for(struct tevent_req *req,
+					       struct tevent_context *ev,
+					       struct tevent_req *subreq,
+					       tevent_req_fn done)
+{
+	if (tevent_req_nomem(subreq, req)) {
+		return tevent_req_post(req, ev);
+	}
+	tevent_req_set_callback(subreq, done, req);
+	return req;
+}
+
 static void async_uring_pread_done(struct tevent_req *subreq);
 static void async_uring_next_pread_done(struct tevent_req *subreq);
 
@@ -259,38 +291,23 @@ static struct tevent_req *async_uring_pread_send(
 	struct async_uring_rw_state *state = NULL;
 	struct asvfs_engine *engine = NULL;
 
-	req = tevent_req_create(mem_ctx, &state, struct async_uring_rw_state);
-	if (req == NULL) {
-		return NULL;
+	req = async_uring_rw_create(mem_ctx, ev, offset, n, &state);
+	if (req == NULL || !tevent_req_is_in_progress(req)) {
+		return req;
 	}
-	if (!sys_valid_io_range(offset, n)) {
-		tevent_req_error(req, EINVAL);
-		return tevent_req_post(req, ev);
-	}
-	clock_gettime_mono(&state->start);
-
 	engine = async_uring_engine(handle, ev, ASVFS_OP_PREAD);
 	if (engine == NULL) {
 		subreq = SMB_VFS_NEXT_PREAD_SEND(state, ev, handle, fsp, data,
 						 n, offset);
-		if (tevent_req_nomem(subreq, req)) {
-			return tevent_req_post(req, ev);
-		}
-		tevent_req_set_callback(subreq, async_uring_next_pread_done,
-					req);
-		return req;
+		return async_uring_wait_for(req, ev, subreq,
+					    async_uring_next_pread_done);
 	}
-
 	SMBPROFILE_BYTES_ASYNC_START(syscall_asys_pread, profile_p,
 				     state->profile_bytes, n);
 	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
 	subreq = asvfs_pread_send(state, ev, engine, fsp_get_io_fd(fsp), data,
 				  n, offset);
-	if (tevent_req_nomem(subreq, req)) {
-		return tevent_req_post(req, ev);
-	}
-	tevent_req_set_callback(subreq, async_uring_pread_done, req);
-	return req;
+	return async_uring_wait_for(req, ev, subreq, async_uring_pread_done);
 }
 
 static void async_uring_pread_done(struct tevent_req *subreq)
@@ -367,26 +384,16 @@ static struct tevent_req *async_uring_pwrite_send(
 	struct async_uring_rw_state *state = NULL;
 	struct asvfs_engine *engine = NULL;
 
-	req = tevent_req_create(mem_ctx, &state, struct async_uring_rw_state);
-	if (req == NULL) {
-		return NULL;
+	req = async_uring_rw_create(mem_ctx, ev, offset, n, &state);
+	if (req == NULL || !tevent_req_is_in_progress(req)) {
+		return req;
 	}
-	if (!sys_valid_io_range(offset, n)) {
-		tevent_req_error(req, EINVAL);
-		return tevent_req_post(req, ev);
-	}
-	clock_gettime_mono(&state->start);
-
 	engine = async_uring_engine(handle, ev, ASVFS_OP_PWRITE);
 	if (engine == NULL) {
 		subreq = SMB_VFS_NEXT_PWRITE_SEND(state, ev, handle, fsp, data,
 						  n, offset);
-		if (tevent_req_nomem(subreq, req)) {
-			return tevent_req_post(req, ev);
-		}
-		tevent_req_set_callback(subreq, async_uring_next_pwrite_done,
-					req);
-		return req;
+		return async_uring_wait_for(req, ev, subreq,
+					    async_uring_next_pwrite_done);
 	}
 
 	*state = (struct async_uring_rw_state) {
@@ -398,11 +405,7 @@ static struct tevent_req *async_uring_pwrite_send(
 	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
 	subreq = asvfs_pwrite_send(state, ev, engine, fsp_get_io_fd(fsp),
 				   data, n, offset);
-	if (tevent_req_nomem(subreq, req)) {
-		return tevent_req_post(req, ev);
-	}
-	tevent_req_set_callback(subreq, async_uring_pwrite_done, req);
-	return req;
+	return async_uring_wait_for(req, ev, subreq, async_uring_pwrite_done);
 }
 
 /*
@@ -437,6 +440,7 @@ static void async_uring_pwrite_done(struct tevent_req *subreq)
 	subreq = SMB_VFS_NEXT_PWRITE_SEND(state, state->ev, state->handle,
 					  state->fsp, state->data, state->n,
 					  state->offset);
+	/* Not async_uring_wait_for(): we are in a callback, never post. */
 	if (tevent_req_nomem(subreq, req)) {
 		return;
 	}
@@ -478,32 +482,21 @@ static struct tevent_req *async_uring_fsync_send(
 	struct async_uring_rw_state *state = NULL;
 	struct asvfs_engine *engine = NULL;
 
-	req = tevent_req_create(mem_ctx, &state, struct async_uring_rw_state);
+	req = async_uring_rw_create(mem_ctx, ev, 0, 0, &state);
 	if (req == NULL) {
 		return NULL;
 	}
-	clock_gettime_mono(&state->start);
-
 	engine = async_uring_engine(handle, ev, ASVFS_OP_FSYNC);
 	if (engine == NULL) {
 		subreq = SMB_VFS_NEXT_FSYNC_SEND(state, ev, handle, fsp);
-		if (tevent_req_nomem(subreq, req)) {
-			return tevent_req_post(req, ev);
-		}
-		tevent_req_set_callback(subreq, async_uring_next_fsync_done,
-					req);
-		return req;
+		return async_uring_wait_for(req, ev, subreq,
+					    async_uring_next_fsync_done);
 	}
-
 	SMBPROFILE_BYTES_ASYNC_START(syscall_asys_fsync, profile_p,
 				     state->profile_bytes, 0);
 	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
 	subreq = asvfs_fsync_send(state, ev, engine, fsp_get_io_fd(fsp));
-	if (tevent_req_nomem(subreq, req)) {
-		return tevent_req_post(req, ev);
-	}
-	tevent_req_set_callback(subreq, async_uring_fsync_done, req);
-	return req;
+	return async_uring_wait_for(req, ev, subreq, async_uring_fsync_done);
 }
 
 static void async_uring_fsync_done(struct tevent_req *subreq)
