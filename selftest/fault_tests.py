@@ -129,14 +129,34 @@ def put_get(smbd, share):
         return rc, out
 
 
+def profile_counts(smbd):
+    out = subprocess.run(['smbstatus', '--profile', '-s', smbd.conf],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         universal_newlines=True).stdout
+    return {k: int(v) for k, v in re.findall(
+        r'^(syscall_asys_\w+_count):\s+(\d+)', out, re.M)}
+
+
+def smbstatus_profile_counts_ring_io(smbd, env):
+    before = profile_counts(smbd)
+    rc, out = put_get(smbd, 'async_uring_sqpoll')
+    assert rc == 0, out
+    after = profile_counts(smbd)
+    for key in ('syscall_asys_pread_count', 'syscall_asys_pwrite_count'):
+        assert after.get(key, 0) > before.get(key, 0), \
+            '%s did not move: %s' % (key, after)
+
+
 def run_options(res):
     envs = dict(OPTION_ENVS)
-    smbd = harness.Smbd(envs=envs, log_level='1 async_uring:5')
+    smbd = harness.Smbd(envs=envs, log_level='1 async_uring:5',
+                        extra_global={'smbd profiling level': 'on'})
     smbd.start()
     try:
         for test in (fallback_no_connects_where_io_uring_works,
                      bad_options_are_logged_and_defaults_used,
-                     sqpoll_serves_data):
+                     sqpoll_serves_data,
+                     smbstatus_profile_counts_ring_io):
             record(res, 'faults.%s' % test.__name__, test, smbd, None)
     finally:
         smbd.stop()

@@ -25,8 +25,13 @@
 #include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
 
 #define ASVFS_REAP_BATCH 64
 #define ASVFS_SHUTDOWN_WAIT_MS 10000
@@ -45,7 +50,8 @@ struct asvfs_op {
 	size_t len;
 	size_t done;
 	off_t offset;
-	char *path;			/* openat: owned by the op */
+	char *path;			/* openat, getxattr: owned by the op */
+	char *name;			/* getxattr */
 	int flags;
 	mode_t mode;
 	int personality;		/* 0: the ring creator's credentials */
@@ -70,6 +76,7 @@ struct asvfs_engine {
 };
 
 static struct asvfs_engine *the_engine;
+static bool atexit_registered;	/* inherited across fork, as is atexit */
 static int setup_errno;
 static pid_t setup_errno_pid;
 static struct asvfs_engine_stats stats;
@@ -114,6 +121,8 @@ const char *asvfs_op_kind_name(enum asvfs_op_kind kind)
 		return "fsync";
 	case ASVFS_OP_OPENAT:
 		return "openat";
+	case ASVFS_OP_GETXATTR:
+		return "getxattr";
 	case ASVFS_OP_KIND_COUNT:
 		break;
 	}
@@ -145,6 +154,7 @@ bool asvfs_engine_supports(struct asvfs_engine *engine,
 		[ASVFS_OP_PWRITE] = IORING_OP_WRITE,
 		[ASVFS_OP_FSYNC] = IORING_OP_FSYNC,
 		[ASVFS_OP_OPENAT] = IORING_OP_OPENAT,
+		[ASVFS_OP_GETXATTR] = IORING_OP_GETXATTR,
 	};
 
 	if (kind >= ASVFS_OP_KIND_COUNT) {
@@ -213,6 +223,10 @@ static void op_prep(struct asvfs_op *op, struct io_uring_sqe *sqe)
 	case ASVFS_OP_OPENAT:
 		io_uring_prep_openat(sqe, op->fd, op->path, op->flags,
 				     op->mode);
+		break;
+	case ASVFS_OP_GETXATTR:
+		io_uring_prep_getxattr(sqe, op->name, (char *)op->buf,
+				       op->path, op->len);
 		break;
 	case ASVFS_OP_FSYNC:
 	case ASVFS_OP_KIND_COUNT:
@@ -310,6 +324,9 @@ static void op_finish(struct asvfs_op *op, ssize_t result, int err)
 	if (op->kind == ASVFS_OP_PREAD && result > 0) {
 		memcpy(state->user_buf, op->buf, result);
 	}
+	if (op->kind == ASVFS_OP_GETXATTR && result > 0 && op->len > 0) {
+		memcpy(state->user_buf, op->buf, MIN((size_t)result, op->len));
+	}
 	state->result = result;
 	talloc_free(op);
 	tevent_req_done(req);
@@ -339,8 +356,8 @@ static void op_complete(struct asvfs_op *op, int32_t res)
 		op_finish(op, 0, 0);
 		return;
 	}
-	if (op->kind == ASVFS_OP_OPENAT) {
-		op_finish(op, res, 0);	/* the new fd */
+	if (op->kind == ASVFS_OP_OPENAT || op->kind == ASVFS_OP_GETXATTR) {
+		op_finish(op, res, 0);	/* the new fd, the value's size */
 		return;
 	}
 	op->done += res;
@@ -677,6 +694,10 @@ struct asvfs_engine *asvfs_engine_get(struct tevent_context *ev,
 		return NULL;
 	}
 	the_engine = engine_create(ev, config, err);
+	if (the_engine != NULL && !atexit_registered) {
+		/* Let the kernel finish with our buffers before exit. */
+		atexit_registered = (atexit(asvfs_engine_shutdown) == 0);
+	}
 	if (the_engine == NULL) {
 		setup_errno = *err;
 		setup_errno_pid = pid;
@@ -830,6 +851,29 @@ int asvfs_fsync_recv(struct tevent_req *req, int *perrno)
 	return asvfs_io_recv(req, perrno) == 0 ? 0 : -1;
 }
 
+/*
+ * A path-based op runs with the credentials of the thread that asks for
+ * it, never with root's or stale ones: capture them now.
+ */
+static bool op_capture_caller(struct tevent_req *req,
+			      struct asvfs_io_state *state)
+{
+	struct asvfs_op *op = state->op;
+	int id = -ENOMEM;
+
+	if (op->path != NULL) {
+		id = asvfs_personality_current(op->engine->personalities);
+	}
+	if (id < 0) {
+		state->op = NULL;
+		talloc_free(op);
+		tevent_req_error(req, -id);
+		return false;
+	}
+	op->personality = id;
+	return true;
+}
+
 struct tevent_req *asvfs_openat_send(TALLOC_CTX *mem_ctx,
 				     struct tevent_context *ev,
 				     struct asvfs_engine *engine,
@@ -838,8 +882,6 @@ struct tevent_req *asvfs_openat_send(TALLOC_CTX *mem_ctx,
 {
 	struct tevent_req *req = NULL;
 	struct asvfs_io_state *state = NULL;
-	struct asvfs_op *op = NULL;
-	int id;
 
 	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_OPENAT, dirfd, 0,
 			    0);
@@ -847,23 +889,49 @@ struct tevent_req *asvfs_openat_send(TALLOC_CTX *mem_ctx,
 		return req;
 	}
 	state = tevent_req_data(req, struct asvfs_io_state);
-	op = state->op;
-	op->flags = flags;
-	op->mode = mode;
-	op->path = talloc_strdup(op, path);
-	/* Never let a path lookup run with root or stale credentials. */
-	id = asvfs_personality_current(engine->personalities);
-	if (op->path == NULL || id < 0) {
-		int err = (op->path == NULL) ? ENOMEM : -id;
-
-		state->op = NULL;
-		talloc_free(op);
-		tevent_req_error(req, err);
+	state->op->flags = flags;
+	state->op->mode = mode;
+	state->op->path = talloc_strdup(state->op, path);
+	if (!op_capture_caller(req, state)) {
 		return tevent_req_post(req, ev);
 	}
-	op->personality = id;
+	op_start(state->op);
+	return req;
+}
+
+struct tevent_req *asvfs_getxattr_send(TALLOC_CTX *mem_ctx,
+				       struct tevent_context *ev,
+				       struct asvfs_engine *engine, int fd,
+				       const char *name, void *value,
+				       size_t size)
+{
+	struct tevent_req *req = NULL;
+	struct asvfs_io_state *state = NULL;
+	struct asvfs_op *op = NULL;
+
+	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_GETXATTR, fd, size,
+			    0);
+	if (req == NULL || !tevent_req_is_in_progress(req)) {
+		return req;
+	}
+	state = tevent_req_data(req, struct asvfs_io_state);
+	state->user_buf = value;
+	op = state->op;
+	op->name = talloc_strdup(op, name);
+	if (op->name != NULL) {
+		/* our dup keeps the object; its number names it */
+		op->path = talloc_asprintf(op, "/proc/self/fd/%d", op->fd);
+	}
+	if (!op_capture_caller(req, state)) {
+		return tevent_req_post(req, ev);
+	}
 	op_start(op);
 	return req;
+}
+
+ssize_t asvfs_getxattr_recv(struct tevent_req *req, int *perrno)
+{
+	return asvfs_io_recv(req, perrno);
 }
 
 int asvfs_openat_recv(struct tevent_req *req, int *perrno)

@@ -28,6 +28,7 @@ enum asvfs_op_kind {
 	ASVFS_OP_PWRITE,
 	ASVFS_OP_FSYNC,
 	ASVFS_OP_OPENAT,
+	ASVFS_OP_GETXATTR,
 	ASVFS_OP_KIND_COUNT
 };
 
@@ -127,6 +128,20 @@ struct tevent_req *asvfs_openat_send(TALLOC_CTX *mem_ctx,
 				     int dirfd, const char *path, int flags,
 				     mode_t mode);
 int asvfs_openat_recv(struct tevent_req *req, int *perrno);
+
+/*
+ * getxattr(2) of the object behind fd (an O_PATH fd is fine: the lookup
+ * goes through /proc/self/fd/<our dup>, which resolves to that object and
+ * follows no further symlink), with the calling thread's credentials as
+ * for openat.  size 0 asks for the value's size only.  Returns the size or
+ * -1 with *perrno (ERANGE: value larger than size; ENODATA: none).
+ */
+struct tevent_req *asvfs_getxattr_send(TALLOC_CTX *mem_ctx,
+				       struct tevent_context *ev,
+				       struct asvfs_engine *engine, int fd,
+				       const char *name, void *value,
+				       size_t size);
+ssize_t asvfs_getxattr_recv(struct tevent_req *req, int *perrno);
 
 struct asvfs_personality_stats;
 const struct asvfs_personality_stats *asvfs_engine_personality_stats(

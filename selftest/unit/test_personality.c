@@ -3,6 +3,7 @@
  * the time of the request, never with the ring creator's (root, as smbd's
  * connect) or with the identity current at completion.
  */
+#define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <talloc.h>
 #include <tevent.h>
 #include <time.h>
@@ -59,10 +61,12 @@ static int make_dir(void **state)
 	fd = open(path, O_CREAT | O_WRONLY, 0600);
 	assert_true(fd >= 0);
 	close(fd);
+	assert_int_equal(setxattr(path, "user.test", "hidden", 6, 0), 0);
 	snprintf(path, sizeof(path), "%s/public", dir);
 	fd = open(path, O_CREAT | O_WRONLY, 0644);
 	assert_true(fd >= 0);
 	close(fd);
+	assert_int_equal(setxattr(path, "user.test", "visible", 7, 0), 0);
 	return 0;
 }
 
@@ -239,12 +243,64 @@ static void orphaned_open_closes_its_fd(void **state)
 	in_child(orphan_case);
 }
 
+static ssize_t xattr_as(struct tevent_context *ev,
+			struct asvfs_engine *engine, uid_t uid, int fd,
+			const char *name, char *buf, size_t size, int *err)
+{
+	struct tevent_req *req = NULL;
+	time_t end = time(NULL) + 10;
+
+	become(uid, uid);
+	req = asvfs_getxattr_send(ev, ev, engine, fd, name, buf, size);
+	become_root();
+	while (tevent_req_is_in_progress(req) && time(NULL) < end) {
+		tevent_loop_once(ev);
+	}
+	return asvfs_getxattr_recv(req, err);
+}
+
+static void getxattr_case(void)
+{
+	struct tevent_context *ev = tevent_context_init(NULL);
+	struct asvfs_engine *engine = child_engine(ev, 8);
+	char path[128], buf[64];
+	int secret, public, err = 0;
+
+	CHECK(engine != NULL, 40);
+	snprintf(path, sizeof(path), "%s/secret", dir);
+	secret = open(path, O_PATH);		/* a pathref fd, as smbd's */
+	snprintf(path, sizeof(path), "%s/public", dir);
+	public = open(path, O_PATH);
+	CHECK(secret >= 0 && public >= 0, 41);
+
+	CHECK(xattr_as(ev, engine, NOBODY, secret, "user.test", buf,
+		       sizeof(buf), &err) == -1 && err == EACCES, 42);
+	memset(buf, 0, sizeof(buf));
+	CHECK(xattr_as(ev, engine, NOBODY, public, "user.test", buf,
+		       sizeof(buf), &err) == 7, 43);
+	CHECK(memcmp(buf, "visible", 7) == 0, 44);
+	CHECK(xattr_as(ev, engine, NOBODY, public, "user.test", NULL, 0,
+		       &err) == 7, 45);		/* size only */
+	CHECK(xattr_as(ev, engine, NOBODY, public, "user.test", buf, 3,
+		       &err) == -1 && err == ERANGE, 46);
+	CHECK(xattr_as(ev, engine, NOBODY, public, "user.none", buf,
+		       sizeof(buf), &err) == -1 && err == ENODATA, 47);
+	CHECK(xattr_as(ev, engine, 0, secret, "user.test", buf, sizeof(buf),
+		       &err) == 6, 48);		/* root may */
+}
+
+static void getxattr_runs_with_the_callers_credentials(void **state)
+{
+	in_child(getxattr_case);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(open_runs_with_the_callers_credentials),
 		cmocka_unit_test(personalities_are_cached_and_bounded),
 		cmocka_unit_test(orphaned_open_closes_its_fd),
+		cmocka_unit_test(getxattr_runs_with_the_callers_credentials),
 	};
 
 	return cmocka_run_group_tests(tests, make_dir, remove_dir);
