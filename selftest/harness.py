@@ -66,9 +66,14 @@ ENVIRONMENTS = {
     'async_dosmode': ('', {'smbd async dosmode': 'yes'}),
     'canary': ('asvfs_canary', {'asvfs_canary:log level': '1'}),
     'async_uring': ('async_uring', {}),
+    # async dosmode on, so that listings call getxattrat; mode async, so
+    # that every call goes through the ring even on a fast disk
+    'async_xattr': ('async_xattr', {'smbd async dosmode': 'yes',
+                                    'async_xattr:mode': 'async'}),
     # every production module of this project, left is top (grows as the
-    # modules land)
-    'full_stack': ('async_uring', {}),
+    # modules land), with their defaults
+    'full_stack': ('async_xattr async_uring',
+                   {'smbd async dosmode': 'yes'}),
 }
 
 

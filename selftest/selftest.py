@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import build_tests  # noqa: E402
 import fault_tests  # noqa: E402
 import harness  # noqa: E402
+import listing_tests  # noqa: E402
 import smbd_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -275,13 +276,14 @@ def main():
     if 'smbd' in parts or 'torture' in parts:
         smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]
                                   for e in envs},
-                            log_level='1 async_uring:5')
+                            log_level='1 async_uring:5 async_xattr:5')
         smbd.start()
         print('selftest: smbd pid %d on 127.0.0.1:%d, work dir %s' %
               (smbd.proc.pid, smbd.port, smbd.dir), flush=True)
     try:
         if 'smbd' in parts:
             smbd_tests.run_all(res, smbd)
+            listing_tests.run_all(res, smbd)
         if 'torture' in parts:
             run_torture_suites(res, smbd, envs, suites, args.jobs,
                                args.timeout, outdir)

@@ -32,10 +32,12 @@ GIB = 1024 * MIB
 BENCH_ENVS = dict(harness.ENVIRONMENTS)
 BENCH_ENVS['async_uring_sqpoll'] = ('async_uring',
                                     {'async_uring:sqpoll': 'yes'})
+BENCH_ENVS['async_xattr_auto'] = ('async_xattr',
+                                  {'smbd async dosmode': 'yes'})
 
 DATA_ENVS = ['default', 'io_uring', 'aio_pthread', 'async_uring',
              'async_uring_sqpoll']
-LIST_ENVS = ['default', 'async_dosmode']
+LIST_ENVS = ['default', 'async_dosmode', 'async_xattr', 'async_xattr_auto']
 
 # A slow backing store: what a network or cloud-backed file system costs
 # per operation.

@@ -1,0 +1,126 @@
+#!/usr/bin/python3
+"""Directory listings must show exactly what the default environment shows:
+names and DOS attributes of entries with every kind of DOSATTRIB xattr
+(hidden, system, read-only, archive, none, corrupt), directories, and
+entries the listing user may not read, for the owner and for a second
+user."""
+import os
+import pwd
+import re
+
+import harness
+from smbd_tests import smbclient
+
+ENTRIES = 2000
+KINDS = ['h', 's', 'r', 'a', 'hsr', 'none', 'corrupt', 'dir']
+
+
+def reference_blobs(smbd):
+    """DOSATTRIB values as smbd writes them, made on the default share."""
+    names = [k for k in KINDS if k not in ('none', 'corrupt', 'dir')]
+    cmds = ['mkdir ref', 'cd ref']
+    for k in names:
+        cmds.append('put /etc/hostname %s' % k)
+        cmds.append('setmode %s +%s' % (k, k if k != 'a' else 'h'))
+        if k == 'a':
+            cmds.append('setmode a -h')
+    rc, out = smbclient(smbd, 'default', '; '.join(cmds))
+    assert rc == 0, out
+    d = os.path.join(smbd.share_path('default'), 'ref')
+    return {k: os.getxattr(os.path.join(d, k), 'user.DOSATTRIB')
+            for k in names}
+
+
+def populate(smbd, env, blobs):
+    """The same tree on every share, written on disk directly."""
+    owner = pwd.getpwnam(harness.USERS[0])
+    top = os.path.join(smbd.share_path(env), 'mixed')
+    os.makedirs(top)
+    os.chown(top, owner.pw_uid, owner.pw_gid)
+    for i in range(ENTRIES):
+        kind = KINDS[i % len(KINDS)]
+        path = os.path.join(top, 'e%05d-%s' % (i, kind))
+        if kind == 'dir':
+            os.mkdir(path)
+        else:
+            with open(path, 'w') as f:
+                f.write('x' * (i % 7))
+        if kind in blobs:
+            os.setxattr(path, 'user.DOSATTRIB', blobs[kind])
+        elif kind == 'corrupt':
+            os.setxattr(path, 'user.DOSATTRIB', b'\x01\x02garbage')
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+        # every fifth entry is private to its owner: others may not
+        # read its xattr
+        os.chmod(path, (0o700 if kind == 'dir' else 0o600) if i % 5 == 0
+                 else (0o755 if kind == 'dir' else 0o644))
+
+
+def listing(smbd, env, user, mask):
+    rc, out = smbclient(smbd, env, 'ls "%s"' % mask, user=user)
+    entries = {}
+    for line in out.splitlines():
+        m = re.match(r'^  (\S+)\s+([A-Za-z]*)\s*\d+\s+\w{3} ', line)
+        if m and m.group(1) not in ('.', '..'):
+            entries[m.group(1)] = m.group(2)
+    status = re.findall(r'NT_STATUS_\w+', out)
+    return rc, status, entries
+
+
+def compare(smbd, env, user, path, expected):
+    got = listing(smbd, env, user, path)
+    rc, status, entries = got
+    exp_rc, exp_status, exp_entries = expected
+    assert (rc != 0) == (exp_rc != 0) and status == exp_status, \
+        '%s: rc %d %s, default rc %d %s' % (path, rc, status, exp_rc,
+                                            exp_status)
+    diff = sorted(n for n in set(entries) | set(exp_entries)
+                  if entries.get(n) != exp_entries.get(n))
+    assert not diff, '%d entries differ from default, e.g. %s' % (
+        len(diff), ['%s: %s vs %s' % (n, entries.get(n),
+                                      exp_entries.get(n))
+                    for n in diff[:5]])
+
+
+def run_all(res, smbd):
+    try:
+        blobs = reference_blobs(smbd)
+        for env in smbd.envs:
+            populate(smbd, env, blobs)
+    except AssertionError as e:
+        res.add('fail', 'listing.setup', str(e)[:300])
+        return
+    cases = []
+    for user in harness.USERS:
+        cases.append((user, 'mixed\\*'))
+        cases.append((user, 'mixed\\e00000-h'))	# one of A's private
+        cases.append((user, 'mixed\\e00015-dir\\*'))	# A's 0700 dir
+    expected = {c: listing(smbd, 'default', *c) for c in cases}
+    assert len(expected[(harness.USERS[0], 'mixed\\*')][2]) == ENTRIES, \
+        'the default listing is incomplete'
+    for env in smbd.envs:
+        if env == 'default':
+            continue
+        for user, path in cases:
+            name = 'listing.%s_%s_matches_default/%s' % (
+                'owner' if user == harness.USERS[0] else 'other',
+                re.sub(r'\W+', '_', path).strip('_'), env)
+            try:
+                compare(smbd, env, user, path, expected[(user, path)])
+            except AssertionError as e:
+                res.add('fail', name, str(e)[:400])
+                continue
+            res.add('pass', name)
+    ring_was_used(res, smbd)
+
+
+def ring_was_used(res, smbd):
+    """The async_xattr environment's listings went through io_uring."""
+    if 'async_xattr' not in smbd.envs:
+        return
+    c = smbd.counters('async_xattr', 'getxattrat')
+    if c.get('async', 0) > 0:
+        res.add('pass', 'listing.async_xattr_read_through_the_ring')
+    else:
+        res.add('fail', 'listing.async_xattr_read_through_the_ring',
+                'counters: %s' % c)
