@@ -130,12 +130,15 @@ static int async_xattr_connect(vfs_handle_struct *handle,
 
 static void async_xattr_disconnect(vfs_handle_struct *handle)
 {
+	const struct loadparm_substitution *lp_sub =
+		loadparm_s3_global_substitution();
 	struct async_xattr_config *config = NULL;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_xattr_config,
 				goto next);
-	DBG_INFO(MODULE " counters getxattrat: sync=%" PRIu64 " async=%"
-		 PRIu64 " next=%" PRIu64 " estimate_usec=%" PRIu64 "\n",
+	DBG_INFO(MODULE " counters getxattrat: share=%s sync=%" PRIu64
+		 " async=%" PRIu64 " next=%" PRIu64 " estimate_usec=%" PRIu64
+		 "\n", lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		 config->n_sync, config->n_async, config->n_next,
 		 config->estimate_nsec / 1000);
 next:

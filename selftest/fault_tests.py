@@ -10,6 +10,7 @@ to a share, on the default VFS and on each of our modules side by side.
 """
 import hashlib
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -347,6 +348,80 @@ def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
     assert rc == 0, out
 
 
+XATTR_ENVS = ['default', 'async_xattr', 'async_xattr_auto']
+XATTR_ENV_DEFS = {
+    'async_xattr_auto': ('async_xattr', {'smbd async dosmode': 'yes'}),
+}
+DEFAULT_LISTING = {}
+
+
+def listing_entries(smbd, env, mask):
+    rc, out = smbclient(smbd, env, 'ls "%s"' % mask)
+    entries = dict(re.findall(r'^  (\S+)\s+([A-Za-z]*)\s*\d+\s+\w{3} ',
+                              out, re.M))
+    return rc, re.findall(r'NT_STATUS_\w+', out), entries
+
+
+def make_listing_dir(storage, smbd, env, name, count):
+    blob = hidden_blob(smbd, storage)
+    d = storage.backing(smbd, env, name)
+    os.makedirs(d, exist_ok=True)
+    owner = pwd.getpwnam(harness.USERS[0])
+    for i in range(count):
+        path = os.path.join(d, 'f%04d' % i)
+        with open(path, 'w'):
+            pass
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+        os.setxattr(path, 'user.DOSATTRIB', blob)
+
+
+def hidden_blob(smbd, storage):
+    """The DOSATTRIB value smbd writes for a hidden file."""
+    if 'hidden' not in DEFAULT_LISTING:
+        rc, out = smbclient(smbd, 'default', 'put /etc/hostname hblob; '
+                            'setmode hblob +h')
+        assert rc == 0, out
+        DEFAULT_LISTING['hidden'] = os.getxattr(
+            storage.backing(smbd, 'default', 'hblob'), 'user.DOSATTRIB')
+    return DEFAULT_LISTING['hidden']
+
+
+def getxattr_eio_lists_like_default(smbd, env, storage):
+    make_listing_dir(storage, smbd, env, 'eiolist', 20)
+    storage.set('getxattr.error = EIO', 'path_filter = eiolist/')
+    try:
+        got = listing_entries(smbd, env, 'eiolist\\*')
+    finally:
+        storage.set()
+    assert len(got[2]) == 22, 'listing incomplete: %s' % (got,)
+    if env == XATTR_ENVS[0]:
+        DEFAULT_LISTING['eio'] = got
+    else:
+        assert got == DEFAULT_LISTING['eio'], '%s, default %s' % (
+            got, DEFAULT_LISTING['eio'])
+
+
+def slow_getxattr_lists_like_default(smbd, env, storage):
+    make_listing_dir(storage, smbd, env, 'slowlist', 100)
+    storage.set('getxattr.delay_ms = 2', 'path_filter = slowlist/')
+    try:
+        got = listing_entries(smbd, env, 'slowlist\\*')
+    finally:
+        storage.set()
+    hidden = [n for n, a in got[2].items() if 'H' in a]
+    assert len(hidden) == 100, 'hidden entries: %d of 100' % len(hidden)
+    if env == XATTR_ENVS[0]:
+        DEFAULT_LISTING['slow'] = got
+    else:
+        assert got == DEFAULT_LISTING['slow']
+
+
+XATTR_TESTS = [
+    getxattr_eio_lists_like_default,
+    slow_getxattr_lists_like_default,
+]
+
+
 SLOW_TESTS = [
     read_eio_is_an_error_not_a_crash,
     write_enospc_is_reported,
@@ -355,6 +430,19 @@ SLOW_TESTS = [
     short_writes_are_continued,
     disconnect_mid_read_leaves_smbd_healthy,
 ]
+
+
+def auto_went_async(res, smbd):
+    """async_xattr:mode = auto used the ring once getxattr was slow."""
+    lines = smbd.log_lines('async_xattr counters getxattrat: '
+                           'share=async_xattr_auto ')
+    asyncs = sum(int(x) for ln in lines
+                 for x in re.findall(r' async=(\d+)', ln))
+    name = 'faults.async_xattr_auto_goes_async_on_slow_storage'
+    if asyncs > 0:
+        res.add('pass', name)
+    else:
+        res.add('fail', name, 'no asynchronous getxattr: %s' % lines[-3:])
 
 
 def record(res, name, fn, *args):
@@ -399,15 +487,22 @@ def run_slowfs(res):
     with tempfile.TemporaryDirectory(prefix='asvfs-faults-') as tmp:
         storage = SlowStorage(tmp)
         envs = {e: harness.ENVIRONMENTS[e] for e in FAULT_ENVS}
+        envs.update({e: XATTR_ENV_DEFS.get(e) or harness.ENVIRONMENTS[e]
+                     for e in XATTR_ENVS})
         smbd = harness.Smbd(envs=envs, share_root=storage.mnt,
-                            log_level='1 async_uring:5')
+                            log_level='1 async_uring:5 async_xattr:5')
         try:
             smbd.start()
             for test in SLOW_TESTS:
                 for env in FAULT_ENVS:
                     record(res, 'faults.%s/%s' % (test.__name__, env),
                            test, smbd, env, storage)
+            for test in XATTR_TESTS:
+                for env in XATTR_ENVS:
+                    record(res, 'faults.%s/%s' % (test.__name__, env),
+                           test, smbd, env, storage)
             smbd.stop()
+            auto_went_async(res, smbd)
             c = smbd.counters('async_uring', 'pread')
             if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:
                 res.add('fail', 'faults.async_uring_counted_short_reads',
