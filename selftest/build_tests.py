@@ -97,12 +97,14 @@ def install_honours_destdir(tmp):
     vfs = 'usr/lib/x86_64-linux-gnu/samba/vfs/'
     assert vfs + 'libasync_vfs_engine.so' in found, found
     assert vfs + 'async_uring.so' in found, found
+    assert vfs + 'async_xattr.so' in found, found
     assert not [f for f in found if 'canary' in f], \
         'the test-only canary was installed: %s' % found
     assert not [f for f in found if '/unit/' in f or 'slowfs' in f], found
     if os.path.exists('/usr/bin/xsltproc'):
         assert 'usr/share/man/man7/samba-async-vfs.7' in found, found
         assert 'usr/share/man/man8/vfs_async_uring.8' in found, found
+        assert 'usr/share/man/man8/vfs_async_xattr.8' in found, found
 
 
 TESTS = [
