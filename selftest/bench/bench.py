@@ -52,12 +52,16 @@ fsync.delay_ms = 5
 
 
 def smbclient(smbd, env, commands):
+    # -t: a synchronous listing of 20,000 entries on slow storage takes
+    # longer than smbclient's default 20 s timeout
     p = subprocess.run(['smbclient', smbd.unc(env), '-p', str(smbd.port),
-                        '-mSMB3', '-U', smbd.creds(), '-c', commands],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                        '-mSMB3', '-t', '600', '-U', smbd.creds(),
+                        '-c', commands],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        universal_newlines=True)
     if p.returncode != 0:
-        raise RuntimeError('smbclient on %s failed: %s' % (env, p.stderr))
+        raise RuntimeError('smbclient on %s failed: %s %s' %
+                           (env, p.stdout[-300:], p.stderr[-300:]))
 
 
 def randread_clients(smbd, env, clients, count):
