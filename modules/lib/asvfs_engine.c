@@ -46,7 +46,9 @@ struct asvfs_op {
 	enum asvfs_op_kind kind;
 	struct tevent_req *req;		/* NULL once orphaned */
 	int fd;				/* our dup(): valid until completion */
-	uint8_t *buf;			/* bounce buffer, owned by the op */
+	uint8_t *buf;			/* what the kernel reads or fills */
+	bool buf_is_callers;		/* direct: buf is the caller's memory */
+	bool *completed;		/* set when an orphan's CQE arrives */
 	size_t len;
 	size_t done;
 	off_t offset;
@@ -200,7 +202,9 @@ static int op_destructor(struct asvfs_op *op)
 	}
 	op_release_personality(op);
 	/* Only ops the kernel is done with are ever freed (see drain). */
-	asvfs_bufcache_put(op->engine->buffers, op->buf);
+	if (!op->buf_is_callers) {
+		asvfs_bufcache_put(op->engine->buffers, op->buf);
+	}
 	op->buf = NULL;
 	if (op->fd >= 0) {
 		close(op->fd);
@@ -251,6 +255,34 @@ static void op_start(struct asvfs_op *op)
  * the op, so only the kernel's view matters: not submitted yet means we
  * can forget it; submitted means we wait for its completion.
  */
+static unsigned engine_reap(struct asvfs_engine *engine);
+
+/*
+ * The caller is freeing memory the kernel still reads or fills (a direct
+ * pread/pwrite buffer): the free must not return before the kernel is
+ * done.  smbd frees requests in flight only when a process shuts down
+ * (assert_no_pending_aio() in close.c), so waiting here costs at most one
+ * I/O's time at exit.  Other completions reaped meanwhile are handled
+ * normally; their callbacks are deferred, so nothing runs re-entrantly.
+ */
+static void engine_wait_orphan(struct asvfs_engine *engine,
+			       struct asvfs_op *op)
+{
+	bool completed = false;
+
+	op->completed = &completed;
+	io_uring_submit(&engine->ring);
+	while (!completed) {
+		struct io_uring_cqe *cqe = NULL;
+		int ret = io_uring_wait_cqe(&engine->ring, &cqe);
+
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN) {
+			break;
+		}
+		engine_reap(engine);
+	}
+}
+
 static void op_orphan(struct asvfs_op *op)
 {
 	struct asvfs_engine *engine = op->engine;
@@ -268,6 +300,9 @@ static void op_orphan(struct asvfs_op *op)
 		io_uring_prep_cancel(sqe, op, 0);
 		io_uring_sqe_set_data(sqe, NULL);
 		engine_schedule_submit(engine);
+	}
+	if (op->buf_is_callers) {
+		engine_wait_orphan(engine, op);
 	}
 }
 
@@ -321,7 +356,7 @@ static void op_finish(struct asvfs_op *op, ssize_t result, int err)
 		tevent_req_error(req, err);
 		return;
 	}
-	if (op->kind == ASVFS_OP_PREAD && result > 0) {
+	if (op->kind == ASVFS_OP_PREAD && result > 0 && !op->buf_is_callers) {
 		memcpy(state->user_buf, op->buf, result);
 	}
 	if (op->kind == ASVFS_OP_GETXATTR && result > 0 && op->len > 0) {
@@ -459,6 +494,9 @@ static void engine_handle_cqe(struct asvfs_engine *engine,
 		/* orphan: the result goes nowhere, an opened fd is closed */
 		if (op->kind == ASVFS_OP_OPENAT && res >= 0) {
 			close(res);
+		}
+		if (op->completed != NULL) {
+			*op->completed = true;
 		}
 		talloc_free(op);
 		return;
@@ -759,6 +797,18 @@ static struct tevent_req *asvfs_io_send(TALLOC_CTX *mem_ctx,
 	return req;
 }
 
+/*
+ * Data I/O goes straight to and from the caller's buffer: no copy.  The
+ * buffer stays valid because freeing the request in flight waits for the
+ * kernel (engine_wait_orphan()).
+ */
+static void op_use_callers_buffer(struct asvfs_op *op, void *buf, size_t n)
+{
+	op->buf = buf;
+	op->len = n;
+	op->buf_is_callers = true;
+}
+
 struct tevent_req *asvfs_pread_send(TALLOC_CTX *mem_ctx,
 				    struct tevent_context *ev,
 				    struct asvfs_engine *engine,
@@ -768,13 +818,13 @@ struct tevent_req *asvfs_pread_send(TALLOC_CTX *mem_ctx,
 	struct tevent_req *req = NULL;
 	struct asvfs_io_state *state = NULL;
 
-	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_PREAD, fd, n,
+	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_PREAD, fd, 0,
 			    offset);
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
 		return req;
 	}
 	state = tevent_req_data(req, struct asvfs_io_state);
-	state->user_buf = buf;
+	op_use_callers_buffer(state->op, buf, n);
 	op_start(state->op);
 	return req;
 }
@@ -788,15 +838,14 @@ struct tevent_req *asvfs_pwrite_send(TALLOC_CTX *mem_ctx,
 	struct tevent_req *req = NULL;
 	struct asvfs_io_state *state = NULL;
 
-	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_PWRITE, fd, n,
+	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_PWRITE, fd, 0,
 			    offset);
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
 		return req;
 	}
 	state = tevent_req_data(req, struct asvfs_io_state);
-	if (n > 0) {
-		memcpy(state->op->buf, buf, n);
-	}
+	/* The kernel only reads it: no copy, and no one writes it meanwhile */
+	op_use_callers_buffer(state->op, (void *)buf, n);
 	op_start(state->op);
 	return req;
 }
