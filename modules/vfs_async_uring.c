@@ -471,8 +471,9 @@ static void async_uring_fsync_done(struct tevent_req *subreq);
 static void async_uring_next_fsync_done(struct tevent_req *subreq);
 
 /*
- * smb_vfs_fsync_sync() runs this on a temporary event context: the engine
- * refuses a foreign one (EXDEV) and the next module completes it there.
+ * smb_vfs_fsync_sync() runs this on a temporary event context:
+ * async_uring_engine() sends such calls to the next module, which
+ * completes them there.
  */
 static struct tevent_req *async_uring_fsync_send(
 	struct vfs_handle_struct *handle, TALLOC_CTX *mem_ctx,
