@@ -10,12 +10,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
+# Stacking order of our modules, left is top (README, "smb.conf examples").
+STACK_ORDER = ['async_open', 'async_brl', 'async_dosattr', 'async_xattr',
+               'async_uring']
+
+
 def built_modules():
-    """Names of the modules this build installs (modules/vfs_<name>.c)."""
+    """Names of the modules this build installs (modules/vfs_<name>.c),
+    in stacking order."""
     d = os.path.join(harness.BIN, 'modules')
     if not os.path.isdir(d):
         return []
-    return sorted(f[:-3] for f in os.listdir(d) if f.endswith('.so'))
+    built = [f[:-3] for f in os.listdir(d) if f.endswith('.so')]
+    return sorted(built, key=lambda m: (STACK_ORDER.index(m)
+                                        if m in STACK_ORDER else 99, m))
 
 
 def main():
@@ -26,7 +34,11 @@ def main():
         sys.exit('make run: must run as root (or through sudo): it creates '
                  'test users and a private mount namespace')
     modules = built_modules()
-    smbd = harness.Smbd(envs={'demo': (' '.join(modules), {})},
+    opts = {}
+    if 'async_xattr' in modules:
+        # listings then read DOS attributes through getxattrat
+        opts['smbd async dosmode'] = 'yes'
+    smbd = harness.Smbd(envs={'demo': (' '.join(modules), opts)},
                         port=args.port)
     smbd.start()
     print('\nsmbd (pid %d) serves [demo] on 127.0.0.1:%d' %
