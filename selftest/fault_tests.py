@@ -8,7 +8,6 @@ to a share, on the default VFS and on each of our modules side by side.
   and writes are continued without losing data, a client that disconnects
   in the middle of a slow read leaves smbd healthy.
 """
-import hashlib
 import os
 import pwd
 import re
@@ -19,7 +18,8 @@ import time
 
 import harness
 import smb2client
-from smbd_tests import smbclient
+from listing_tests import listing
+from smbd_tests import put_get_roundtrip, sha256, smbclient
 
 BIN = harness.BIN
 NO_IO_URING = os.path.join(BIN, 'selftest', 'tools', 'no_io_uring')
@@ -27,20 +27,6 @@ SLOWFS = os.path.join(BIN, 'selftest', 'slowfs', 'slowfs')
 
 # Environments compared under faults: the default and ours.
 FAULT_ENVS = ['default', 'async_uring']
-
-
-def digest(path):
-    with open(path, 'rb') as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def children(smbd):
-    try:
-        with open('/proc/%d/task/%d/children' %
-                  (smbd.proc.pid, smbd.proc.pid)) as f:
-            return set(f.read().split())
-    except OSError:
-        return set()
 
 
 # --- io_uring refused -------------------------------------------------------
@@ -53,7 +39,7 @@ def refused_io_uring_falls_back_to_the_next_module(smbd, env, reason):
         rc, out = smbclient(smbd, env, 'put %s fb.bin; get fb.bin %s/dst' %
                             (src, tmp))
         assert rc == 0, out
-        assert digest(src) == digest(os.path.join(tmp, 'dst'))
+        assert sha256(src) == sha256(os.path.join(tmp, 'dst'))
     refusals = smbd.log_lines(r'io_uring unavailable \(%s\)' % reason)
     assert refusals, 'no log line about the refused ring'
     # once per process: the header line before each message has the pid
@@ -105,8 +91,7 @@ def fallback_no_connects_where_io_uring_works(smbd, env):
 
 
 def bad_options_are_logged_and_defaults_used(smbd, env):
-    rc, out = put_get(smbd, 'async_uring_badopts')
-    assert rc == 0, out
+    put_get_roundtrip(smbd, 'async_uring_badopts')
     for line in (r"async_uring:entries: 'lots' is not a number; using 256",
                  r"async_uring:sqpoll: 'maybe' is not one of: .*; using no",
                  r"async_uring:fallback: '2' is not one of: .*; using yes"):
@@ -114,35 +99,13 @@ def bad_options_are_logged_and_defaults_used(smbd, env):
 
 
 def sqpoll_serves_data(smbd, env):
-    rc, out = put_get(smbd, 'async_uring_sqpoll')
-    assert rc == 0, out
-
-
-def put_get(smbd, share):
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, 'src')
-        with open(src, 'wb') as f:
-            f.write(os.urandom(1024 * 1024 + 3))
-        rc, out = smbclient(smbd, share, 'put %s pg.bin; get pg.bin %s/dst' %
-                            (src, tmp))
-        if rc == 0 and digest(src) != digest(os.path.join(tmp, 'dst')):
-            return 1, 'content differs'
-        return rc, out
-
-
-def profile_counts(smbd):
-    out = subprocess.run(['smbstatus', '--profile', '-s', smbd.conf],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         universal_newlines=True).stdout
-    return {k: int(v) for k, v in re.findall(
-        r'^(syscall_asys_\w+_count):\s+(\d+)', out, re.M)}
+    put_get_roundtrip(smbd, 'async_uring_sqpoll')
 
 
 def smbstatus_profile_counts_ring_io(smbd, env):
-    before = profile_counts(smbd)
-    rc, out = put_get(smbd, 'async_uring_sqpoll')
-    assert rc == 0, out
-    after = profile_counts(smbd)
+    before = smbd.profile_counts()
+    put_get_roundtrip(smbd, 'async_uring_sqpoll')
+    after = smbd.profile_counts()
     for key in ('syscall_asys_pread_count', 'syscall_asys_pwrite_count'):
         assert after.get(key, 0) > before.get(key, 0), \
             '%s did not move: %s' % (key, after)
@@ -206,19 +169,22 @@ def make_backing_file(storage, smbd, env, name, size):
     return path
 
 
-# NT status each fault gave on the default environment (run first)
-DEFAULT_STATUS = {}
+# What each fault test saw on the default environment, which runs first
+ON_DEFAULT = {}
+
+
+def same_as_default(test, env, value):
+    if env == 'default':
+        ON_DEFAULT[test] = value
+        return
+    assert value == ON_DEFAULT.get(test), '%s here, %s on default' % (
+        value, ON_DEFAULT.get(test))
 
 
 def same_status_as_default(test, env, out):
     m = re.search(r'NT_STATUS_\w+', out)
     assert m, 'no NT status in: ' + out
-    if env == FAULT_ENVS[0]:
-        DEFAULT_STATUS[test] = m.group(0)
-    else:
-        assert m.group(0) == DEFAULT_STATUS.get(test), \
-            '%s here, %s on %s' % (m.group(0), DEFAULT_STATUS.get(test),
-                                   FAULT_ENVS[0])
+    same_as_default(test, env, m.group(0))
 
 
 def read_eio_is_an_error_not_a_crash(smbd, env, storage):
@@ -274,7 +240,7 @@ def short_reads_are_continued(smbd, env, storage):
         with tempfile.TemporaryDirectory() as tmp:
             rc, out = smbclient(smbd, env, 'get short-r.bin %s/x' % tmp)
             assert rc == 0, out
-            assert digest(src) == digest(os.path.join(tmp, 'x')), \
+            assert sha256(src) == sha256(os.path.join(tmp, 'x')), \
                 'data differs after short reads'
     finally:
         storage.set()
@@ -292,7 +258,7 @@ def short_writes_are_continued(smbd, env, storage):
             storage.set()
         assert rc == 0, out
         dst = storage.backing(smbd, env, 'short-w.bin')
-        assert digest(src) == digest(dst), 'data lost in short writes'
+        assert sha256(src) == sha256(dst), 'data lost in short writes'
 
 
 def file_fds(pid):
@@ -313,12 +279,12 @@ def file_fds(pid):
 def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
     make_backing_file(storage, smbd, env, 'slow.bin', 8 * 1024 * 1024)
     make_backing_file(storage, smbd, env, 'other.bin', 64 * 1024)
-    before = children(smbd)
+    before = smbd.children()
     other = smb2client.Client(smbd, env)	# a connection that stays
     other_fid = other.open('other.bin')
-    other_pid = (children(smbd) - before).pop()
+    other_pid = (smbd.children() - before).pop()
     storage.set('read.delay_ms = 300', 'path_filter = slow.bin')
-    baseline = children(smbd)
+    baseline = smbd.children()
     fds = {pid: file_fds(pid) for pid in (smbd.proc.pid, other_pid)}
     try:
         p = subprocess.Popen(['smbclient', smbd.unc(env), '-p',
@@ -329,12 +295,10 @@ def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
         time.sleep(1.5)
         p.send_signal(signal.SIGKILL)
         p.wait()
-        deadline = time.time() + 20
-        while children(smbd) - baseline and time.time() < deadline:
-            time.sleep(0.1)
+        smbd.wait_children(baseline, timeout=20)
     finally:
         storage.set()
-    assert not (children(smbd) - baseline), \
+    assert not (smbd.children() - baseline), \
         'the connection\'s smbd did not exit after the disconnect'
     for pid, was in fds.items():
         now = file_fds(pid)
@@ -352,14 +316,7 @@ XATTR_ENVS = ['default', 'async_xattr', 'async_xattr_auto']
 XATTR_ENV_DEFS = {
     'async_xattr_auto': ('async_xattr', {'smbd async dosmode': 'yes'}),
 }
-DEFAULT_LISTING = {}
-
-
-def listing_entries(smbd, env, mask):
-    rc, out = smbclient(smbd, env, 'ls "%s"' % mask)
-    entries = dict(re.findall(r'^  (\S+)\s+([A-Za-z]*)\s*\d+\s+\w{3} ',
-                              out, re.M))
-    return rc, re.findall(r'NT_STATUS_\w+', out), entries
+HIDDEN_BLOB = {}
 
 
 def make_listing_dir(storage, smbd, env, name, count):
@@ -377,43 +334,36 @@ def make_listing_dir(storage, smbd, env, name, count):
 
 def hidden_blob(smbd, storage):
     """The DOSATTRIB value smbd writes for a hidden file."""
-    if 'hidden' not in DEFAULT_LISTING:
+    if 'hidden' not in HIDDEN_BLOB:
         rc, out = smbclient(smbd, 'default', 'put /etc/hostname hblob; '
                             'setmode hblob +h')
         assert rc == 0, out
-        DEFAULT_LISTING['hidden'] = os.getxattr(
+        HIDDEN_BLOB['hidden'] = os.getxattr(
             storage.backing(smbd, 'default', 'hblob'), 'user.DOSATTRIB')
-    return DEFAULT_LISTING['hidden']
+    return HIDDEN_BLOB['hidden']
 
 
 def getxattr_eio_lists_like_default(smbd, env, storage):
     make_listing_dir(storage, smbd, env, 'eiolist', 20)
     storage.set('getxattr.error = EIO', 'path_filter = eiolist/')
     try:
-        got = listing_entries(smbd, env, 'eiolist\\*')
+        got = listing(smbd, env, None, 'eiolist\\*')
     finally:
         storage.set()
-    assert len(got[2]) == 22, 'listing incomplete: %s' % (got,)
-    if env == XATTR_ENVS[0]:
-        DEFAULT_LISTING['eio'] = got
-    else:
-        assert got == DEFAULT_LISTING['eio'], '%s, default %s' % (
-            got, DEFAULT_LISTING['eio'])
+    assert len(got[2]) == 20, 'listing incomplete: %s' % (got,)
+    same_as_default('getxattr_eio_listing', env, got)
 
 
 def slow_getxattr_lists_like_default(smbd, env, storage):
     make_listing_dir(storage, smbd, env, 'slowlist', 100)
     storage.set('getxattr.delay_ms = 2', 'path_filter = slowlist/')
     try:
-        got = listing_entries(smbd, env, 'slowlist\\*')
+        got = listing(smbd, env, None, 'slowlist\\*')
     finally:
         storage.set()
     hidden = [n for n, a in got[2].items() if 'H' in a]
     assert len(hidden) == 100, 'hidden entries: %d of 100' % len(hidden)
-    if env == XATTR_ENVS[0]:
-        DEFAULT_LISTING['slow'] = got
-    else:
-        assert got == DEFAULT_LISTING['slow']
+    same_as_default('slow_getxattr_listing', env, got)
 
 
 XATTR_TESTS = [

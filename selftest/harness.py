@@ -289,6 +289,37 @@ class Smbd:
         hz = os.sysconf('SC_CLK_TCK')
         return (int(fields[13]) + int(fields[14])) / hz
 
+    def children(self):
+        """PIDs of the smbd parent's children (one per connection, plus
+        its helpers)."""
+        pid = self.proc.pid
+        try:
+            with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
+                return set(f.read().split())
+        except OSError:
+            return set()
+
+    def wait_children(self, baseline, timeout=10):
+        """Wait until no child beyond baseline is left (connections
+        ended and reaped, so their CPU time is in the parent's cutime).
+        True when that happened within timeout seconds."""
+        deadline = time.time() + timeout
+        while self.children() - baseline:
+            if time.time() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def profile_counts(self):
+        """smbd's profile counters (smbd profiling level = on) that end
+        in _count, from smbstatus --profile."""
+        out = subprocess.run(['smbstatus', '--profile', '-s', self.conf],
+                             stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL,
+                             universal_newlines=True).stdout
+        return {k: int(v) for k, v in re.findall(
+            r'^(\w+_count):\s+(\d+)', out, re.M)}
+
     def stop(self):
         """Stop only the smbd we started (and its children, which share its
         session)."""

@@ -77,41 +77,21 @@ def randread_clients(smbd, env, clients, count):
             raise RuntimeError('randread on %s failed: %s' % (env, err))
 
 
-def children(pid):
-    try:
-        with open('/proc/%d/task/%d/children' % (pid, pid)) as f:
-            return set(f.read().split())
-    except OSError:
-        return set()
-
-
-def wait_reaped(smbd, baseline, timeout=10):
-    """The per-connection smbds must have exited and been reaped for their
-    CPU time to show in the parent's cutime."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if children(smbd.proc.pid) <= baseline:
-            return
-        time.sleep(0.02)
-
-
 def measure(smbd, run):
-    baseline = children(smbd.proc.pid)
+    baseline = smbd.children()
     cpu0 = smbd.cpu_children_seconds()
     t0 = time.monotonic()
     run()
     wall = time.monotonic() - t0
-    wait_reaped(smbd, baseline)
+    smbd.wait_children(baseline)
     return wall, smbd.cpu_children_seconds() - cpu0
 
 
 def profile_requests(smbd):
     """pread + pwrite + fsync requests smbd has counted so far."""
-    out = subprocess.run(['smbstatus', '--profile', '-s', smbd.conf],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         universal_newlines=True).stdout
-    return sum(int(n) for n in re.findall(
-        r'^syscall_asys_(?:pread|pwrite|fsync)_count:\s+(\d+)', out, re.M))
+    counts = smbd.profile_counts()
+    return sum(counts.get('syscall_asys_%s_count' % op, 0)
+               for op in ('pread', 'pwrite', 'fsync'))
 
 
 def count_enters(smbd, run):
@@ -122,9 +102,9 @@ def count_enters(smbd, run):
                            '-o', log, '-p', str(smbd.proc.pid)],
                           stderr=subprocess.DEVNULL)
     time.sleep(0.5)
-    baseline = children(smbd.proc.pid)
+    baseline = smbd.children()
     run()
-    wait_reaped(smbd, baseline)
+    smbd.wait_children(baseline)
     st.send_signal(signal.SIGINT)
     st.wait()
     reqs = profile_requests(smbd) - reqs0
@@ -244,15 +224,12 @@ def run_workload(args, smbd, storage, wl, out):
 def run_storage(args, storage, tmp, out):
     share_root = None
     mnt = None
-
-    def backing(path):
-        return path
-
+    backing = os.path.normpath		# where setup writes: the share itself
     if storage == 'slowfs':
         mnt, back = mount_slowfs(tmp)
         share_root = mnt
 
-        def backing(path):  # noqa: F811
+        def backing(path):  # noqa: F811 - below slowfs, not through it
             return os.path.join(back, os.path.relpath(path, mnt))
 
     envs = {e: BENCH_ENVS[e] for e in args.envs}
