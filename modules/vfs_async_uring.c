@@ -24,7 +24,7 @@
 #include "smbprofile.h"
 
 #include "asvfs_engine.h"
-#include "asvfs_options.h"
+#include "asvfs_smbconf.h"
 #include "asvfs_uring_probe.h"
 
 static int vfs_async_uring_debug_level = DBGC_VFS;
@@ -37,40 +37,6 @@ static int vfs_async_uring_debug_level = DBGC_VFS;
 struct async_uring_config {
 	struct asvfs_engine_config engine;
 };
-
-/* --- options ----------------------------------------------------------- */
-
-static uint64_t async_uring_uint_option(int snum, const char *option,
-					uint64_t def, uint64_t min,
-					uint64_t max)
-{
-	const char *value = lp_parm_const_string(snum, MODULE, option, NULL);
-	char err[128];
-	uint64_t v = def;
-
-	if (value != NULL &&
-	    !asvfs_parse_uint64(value, min, max, &v, err, sizeof(err))) {
-		DBG_ERR(MODULE ":%s: %s; using %" PRIu64 "\n",
-			option, err, def);
-		v = def;
-	}
-	return v;
-}
-
-static bool async_uring_bool_option(int snum, const char *option, bool def)
-{
-	const char *value = lp_parm_const_string(snum, MODULE, option, NULL);
-	char err[128];
-	bool v = def;
-
-	if (value != NULL &&
-	    !asvfs_parse_bool(value, &v, err, sizeof(err))) {
-		DBG_ERR(MODULE ":%s: %s; using %s\n", option, err,
-			def ? "yes" : "no");
-		v = def;
-	}
-	return v;
-}
 
 /*
  * For async_uring:fallback = no: an admin who wants to know that a share
@@ -113,11 +79,11 @@ static int async_uring_connect(vfs_handle_struct *handle,
 	 * its size.  Nothing is set up here (connect runs as root, and
 	 * before the first request we do not know the event context).
 	 */
-	config->engine.entries = async_uring_uint_option(snum, "entries", 256,
-							 8, 32768);
-	config->engine.sqpoll = async_uring_bool_option(snum, "sqpoll",
-							false);
-	if (!async_uring_bool_option(snum, "fallback", true) &&
+	config->engine.entries = asvfs_conf_uint(snum, MODULE, "entries", 256,
+						 8, 32768);
+	config->engine.sqpoll = asvfs_conf_bool(snum, MODULE, "sqpoll",
+						false);
+	if (!asvfs_conf_bool(snum, MODULE, "fallback", true) &&
 	    !async_uring_usable(service)) {
 		TALLOC_FREE(config);
 		SMB_VFS_NEXT_DISCONNECT(handle);

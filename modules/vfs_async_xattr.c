@@ -27,7 +27,7 @@
 #include "smbprofile.h"
 
 #include "asvfs_engine.h"
-#include "asvfs_options.h"
+#include "asvfs_smbconf.h"
 
 static int vfs_async_xattr_debug_level = DBGC_VFS;
 
@@ -59,25 +59,11 @@ static const struct asvfs_enum_value async_xattr_modes[] = {
 static void async_xattr_parse_options(struct async_xattr_config *config,
 				      int snum)
 {
-	const char *mode = lp_parm_const_string(snum, MODULE, "mode", NULL);
-	const char *thr = lp_parm_const_string(snum, MODULE,
-					       "async threshold usec", NULL);
-	uint64_t usec = 50;
-	char err[128];
-	int m = AX_AUTO;
-
-	if (mode != NULL &&
-	    !asvfs_parse_enum(mode, async_xattr_modes, &m, err, sizeof(err))) {
-		DBG_ERR(MODULE ":mode: %s; using auto\n", err);
-		m = AX_AUTO;
-	}
-	if (thr != NULL &&
-	    !asvfs_parse_uint64(thr, 0, 10000000, &usec, err, sizeof(err))) {
-		DBG_ERR(MODULE ":async threshold usec: %s; using 50\n", err);
-		usec = 50;
-	}
-	config->mode = m;
-	config->threshold_nsec = usec * 1000;
+	config->mode = asvfs_conf_enum(snum, MODULE, "mode",
+				       async_xattr_modes, AX_AUTO);
+	config->threshold_nsec = asvfs_conf_uint(snum, MODULE,
+						 "async threshold usec", 50,
+						 0, 10000000) * 1000;
 	config->engine.entries = 256;
 }
 

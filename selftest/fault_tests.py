@@ -440,7 +440,7 @@ def run_slowfs(res):
         envs.update({e: XATTR_ENV_DEFS.get(e) or harness.ENVIRONMENTS[e]
                      for e in XATTR_ENVS})
         smbd = harness.Smbd(envs=envs, share_root=storage.mnt,
-                            log_level='1 async_uring:5 async_xattr:5')
+                            log_level=harness.LOG_LEVEL)
         try:
             smbd.start()
             for test in SLOW_TESTS:

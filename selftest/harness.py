@@ -58,6 +58,11 @@ SHARE_VARIANTS = {
                   'aio write size': '0'},
 }
 
+# Our production modules; each logs its counters at level 5 through its
+# own debug class.
+MODULES = ['async_uring', 'async_xattr']
+LOG_LEVEL = '1 ' + ' '.join('%s:5' % m for m in MODULES)
+
 # The environments: name -> (extra vfs objects, extra share options)
 ENVIRONMENTS = {
     'default': ('', {}),

@@ -29,6 +29,17 @@ import listing_tests  # noqa: E402
 import smbd_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Test files: run_all(res, smbd) on the shared smbd of the environments
+# (part "smbd"), and run_all(res) ones that start smbds of their own with
+# other settings (part "faults").  One line per file.
+SHARED_SMBD_TESTS = [
+    smbd_tests,
+    listing_tests,
+]
+OWN_SMBD_TESTS = [
+    fault_tests,
+]
 RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
                        r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')
 
@@ -243,6 +254,8 @@ def main():
     ap.add_argument('--only', choices=['build', 'unit', 'slowfs', 'smbd', 'faults',
                              'torture'],
                     action='append', help='run only these parts')
+    ap.add_argument('--files', help='comma-separated test files of the '
+                    'smbd and faults parts, e.g. fault_tests (default: all)')
     ap.add_argument('--jobs', type=int, default=2)
     ap.add_argument('--timeout', type=int, default=900,
                     help='per smbtorture suite, seconds')
@@ -270,20 +283,24 @@ def main():
         run_unit_tests(res, args.bindir)
     if 'slowfs' in parts:
         run_slowfs_tests(res, args.bindir)
+    files = args.files.split(',') if args.files else None
+    chosen = lambda mods: [m for m in mods
+                           if files is None or m.__name__ in files]
     if 'faults' in parts:
-        fault_tests.run_all(res)
+        for mod in chosen(OWN_SMBD_TESTS):
+            mod.run_all(res)
     smbd = None
     if 'smbd' in parts or 'torture' in parts:
         smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]
                                   for e in envs},
-                            log_level='1 async_uring:5 async_xattr:5')
+                            log_level=harness.LOG_LEVEL)
         smbd.start()
         print('selftest: smbd pid %d on 127.0.0.1:%d, work dir %s' %
               (smbd.proc.pid, smbd.port, smbd.dir), flush=True)
     try:
         if 'smbd' in parts:
-            smbd_tests.run_all(res, smbd)
-            listing_tests.run_all(res, smbd)
+            for mod in chosen(SHARED_SMBD_TESTS):
+                mod.run_all(res, smbd)
         if 'torture' in parts:
             run_torture_suites(res, smbd, envs, suites, args.jobs,
                                args.timeout, outdir)
