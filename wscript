@@ -186,7 +186,8 @@ def configure(conf):
     conf.env.LIB_SAMBA = [':libsmbd-base-samba4.so.0',
                           ':libsamba-debug-samba4.so.0', ':libsmbconf.so.0',
                           ':libsamba-util.so.0', ':libtevent-util.so.0',
-                          ':libsys-rw-samba4.so.0']
+                          ':libsys-rw-samba4.so.0',
+                          ':libsmbd-shim-samba4.so.0']
     conf.env.RPATH_SAMBA = ['$ORIGIN', libdir]
     conf.env.LINKFLAGS_SAMBA = ['-Wl,--enable-new-dtags', '-Wl,-z,defs',
                                 '-Wl,--as-needed']

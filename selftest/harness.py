@@ -60,7 +60,7 @@ SHARE_VARIANTS = {
 
 # Our production modules; each logs its counters at level 5 through its
 # own debug class.
-MODULES = ['async_uring', 'async_xattr']
+MODULES = ['async_uring', 'async_xattr', 'async_dosattr']
 LOG_LEVEL = '1 ' + ' '.join('%s:5' % m for m in MODULES)
 
 # The environments: name -> (extra vfs objects, extra share options)
@@ -75,9 +75,18 @@ ENVIRONMENTS = {
     # that every call goes through the ring even on a fast disk
     'async_xattr': ('async_xattr', {'smbd async dosmode': 'yes',
                                     'async_xattr:mode': 'async'}),
+    # async dosmode on: listings call get_dos_attributes_send
+    'async_dosattr': ('async_dosattr', {'smbd async dosmode': 'yes'}),
+    # smbd's default synchronous listing, with the prefetch forced on
+    # (auto prefetches only on slow storage) and files older than 20 ms
+    # trusted by ctime (ext4 stamps ctime from a coarse clock, <= 10 ms)
+    'async_dosattr_prefetch': ('async_dosattr',
+                               {'async_dosattr:prefetch': 'yes',
+                                'async_dosattr:ctime granularity msec':
+                                '20'}),
     # every production module of this project, left is top (grows as the
     # modules land), with their defaults
-    'full_stack': ('async_xattr async_uring',
+    'full_stack': ('async_dosattr async_xattr async_uring',
                    {'smbd async dosmode': 'yes'}),
 }
 

@@ -993,3 +993,29 @@ const struct asvfs_personality_stats *asvfs_engine_personality_stats(
 {
 	return asvfs_personality_stats(engine->personalities);
 }
+
+/* --- synchronous callers ------------------------------------------------ */
+
+void asvfs_engine_flush(struct asvfs_engine *engine)
+{
+	engine_submit(engine);
+}
+
+bool asvfs_engine_wait(struct asvfs_engine *engine, struct tevent_req *req)
+{
+	engine_submit(engine);
+	while (tevent_req_is_in_progress(req)) {
+		struct io_uring_cqe *cqe = NULL;
+		int ret = io_uring_wait_cqe(&engine->ring, &cqe);
+
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN) {
+			return false;
+		}
+		engine_reap(engine);
+		if (engine->backlog != NULL || engine->sq_unsubmitted) {
+			/* continuations queued by the reap */
+			engine_submit(engine);
+		}
+	}
+	return true;
+}

@@ -143,6 +143,22 @@ struct tevent_req *asvfs_getxattr_send(TALLOC_CTX *mem_ctx,
 				       size_t size);
 ssize_t asvfs_getxattr_recv(struct tevent_req *req, int *perrno);
 
+/*
+ * For a caller that must answer synchronously from work it started
+ * earlier (a prefetch): hand what is queued to the kernel now instead of
+ * at the next loop turn ...
+ */
+void asvfs_engine_flush(struct asvfs_engine *engine);
+
+/*
+ * ... and block until req, one of this engine's requests, has completed
+ * (its result is then ready for the _recv).  Completions of other
+ * requests reaped meanwhile are recorded; their callbacks are deferred to
+ * the event loop, so nothing runs re-entrantly.  False if the ring
+ * failed; req is then still in flight.
+ */
+bool asvfs_engine_wait(struct asvfs_engine *engine, struct tevent_req *req);
+
 struct asvfs_personality_stats;
 const struct asvfs_personality_stats *asvfs_engine_personality_stats(
 	struct asvfs_engine *engine);

@@ -1,0 +1,930 @@
+/*
+ * vfs_async_dosattr: DOS attributes for directory listings, without a
+ * thread hand-off per entry and also for the synchronous listing.
+ *
+ * Two paths, both reading the user.DOSATTRIB xattr through the engine's
+ * io_uring (IORING_OP_GETXATTR on /proc/self/fd/<pathref fd>, with the
+ * requester's credentials as a personality) and decoding it with smbd's
+ * own parse_dos_attribute_blob():
+ *
+ * - get_dos_attributes_send/recv, used by "smbd async dosmode = yes":
+ *   the fan-out of one QUERY_DIRECTORY goes to the kernel in one
+ *   submission, bounded by async_dosattr:max inflight because smbd only
+ *   bounds what it queues on its own thread pool;
+ *
+ * - the prefetch, for the listing smbd does synchronously (its default,
+ *   and what it falls back to when it cannot use per-thread cwds): when
+ *   readdir_fn is called we read the next entries ahead, start their
+ *   getxattrs together, and answer fget_dos_attributes_fn from them when
+ *   the object smbd asks about is the one we read (device, inode) and is
+ *   unchanged since (ctime).  Entries are opened O_PATH|O_NOFOLLOW, so a
+ *   symlink is never followed; telldir/seekdir/rewind_dir see the
+ *   positions of the entries handed out, not of the read-ahead.
+ *
+ * Copyright (C) samba-async-vfs authors
+ *
+ * This program is free software; you can redistribute it and/or modify
+ * it under the terms of the GNU General Public License as published by
+ * the Free Software Foundation; either version 3 of the License, or
+ * (at your option) any later version.
+ */
+#include "includes.h"
+#include "system/filesys.h"
+#include "smbd/smbd.h"
+#include "smbd/globals.h"
+#include "lib/util/tevent_unix.h"
+#include "lib/util/tevent_ntstatus.h"
+
+#include <dlfcn.h>
+
+#include "asvfs_engine.h"
+#include "asvfs_smbconf.h"
+
+static int vfs_async_dosattr_debug_level = DBGC_VFS;
+
+#undef DBGC_CLASS
+#define DBGC_CLASS vfs_async_dosattr_debug_level
+
+#define MODULE "async_dosattr"
+
+/* What smbd's own fget_ea_dos_attribute() reads: sizeof(fstring). */
+#define DOSATTR_VALUE_MAX 256
+
+enum async_dosattr_prefetch { PF_NO, PF_YES, PF_AUTO };
+
+struct async_dosattr_dir;
+
+struct async_dosattr_config {
+	bool usable;		/* our decoding is exactly smbd's here */
+	bool prefetch_usable;	/* no module below reads directories */
+	uint64_t max_inflight;
+	int prefetch;
+	unsigned window;
+	uint64_t threshold_nsec;	/* auto: prefetch above this */
+	uint64_t estimate_nsec;		/* synchronous getxattr time */
+	uint64_t min_age_nsec;		/* ctime granularity guard */
+	uint64_t fills;
+	struct asvfs_engine_config engine;
+	struct async_dosattr_dir *dirs;
+	/* what this connection did, logged at level 5 on disconnect */
+	uint64_t n_async, n_queued, n_next, n_fills, n_prefetched;
+	uint64_t n_hits, n_misses;
+};
+
+/* --- options ------------------------------------------------------------- */
+
+static const struct asvfs_enum_value async_dosattr_prefetch_modes[] = {
+	{ "auto", PF_AUTO }, { "yes", PF_YES }, { "no", PF_NO },
+	{ "true", PF_YES }, { "false", PF_NO },
+	{ NULL, 0 },
+};
+
+static void async_dosattr_parse_options(struct async_dosattr_config *c,
+					int snum)
+{
+	c->max_inflight = asvfs_conf_uint(snum, MODULE, "max inflight", 128,
+					  1, 65536);
+	c->prefetch = asvfs_conf_enum(snum, MODULE, "prefetch",
+				      async_dosattr_prefetch_modes, PF_AUTO);
+	c->window = asvfs_conf_uint(snum, MODULE, "prefetch window", 64,
+				    2, 1024);
+	c->threshold_nsec = asvfs_conf_uint(snum, MODULE,
+					    "prefetch threshold usec", 100,
+					    0, 10000000) * 1000;
+	c->min_age_nsec = asvfs_conf_uint(snum, MODULE,
+					  "ctime granularity msec", 1000,
+					  0, 3600000) * 1000000;
+	c->engine.entries = 256;
+}
+
+/*
+ * Our answers are smbd's only where vfs_default would give them: DOS
+ * attributes stored in the xattr, no DMAPI offline flag to merge, and no
+ * module below us with its own idea of DOS attributes or directories.
+ */
+/*
+ * Our sibling modules below us (async_xattr, async_uring) read the same
+ * file system; any other module that reads xattrs, DOS attributes or
+ * directories itself (xattr_tdb, a cluster file system's module) must not
+ * be bypassed.  A handle has no name: its function table's library does.
+ */
+static bool async_dosattr_is_sibling(const vfs_handle_struct *h)
+{
+	Dl_info info;
+	const char *base = NULL;
+
+	if (dladdr(h->fns, &info) == 0 || info.dli_fname == NULL) {
+		return false;
+	}
+	base = strrchr(info.dli_fname, '/');
+	base = (base != NULL) ? base + 1 : info.dli_fname;
+	return strncmp(base, "async_", strlen("async_")) == 0;
+}
+
+static bool async_dosattr_lower_implements(vfs_handle_struct *handle,
+					   bool dirs)
+{
+	vfs_handle_struct *h = NULL;
+
+	for (h = handle->next; h != NULL && h->next != NULL; h = h->next) {
+		const struct vfs_fn_pointers *f = h->fns;
+
+		if (async_dosattr_is_sibling(h)) {
+			continue;
+		}
+		if (f->get_dos_attributes_send_fn != NULL ||
+		    f->fget_dos_attributes_fn != NULL ||
+		    f->fgetxattr_fn != NULL || f->getxattrat_send_fn != NULL) {
+			return true;
+		}
+		if (dirs && (f->readdir_fn != NULL || f->seekdir_fn != NULL ||
+			     f->telldir_fn != NULL ||
+			     f->rewind_dir_fn != NULL)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static void async_dosattr_check_usable(vfs_handle_struct *handle,
+				       struct async_dosattr_config *c,
+				       const char *service)
+{
+	int snum = SNUM(handle->conn);
+
+	c->usable = lp_store_dos_attributes(snum) && !lp_dmapi_support(snum);
+	if (!c->usable) {
+		DBG_NOTICE(MODULE ": [%s]: no \"store dos attributes\" or "
+			   "\"dmapi support\" on: passing everything on\n",
+			   service);
+		return;
+	}
+	if (async_dosattr_lower_implements(handle, false)) {
+		DBG_WARNING(MODULE ": [%s]: a module after " MODULE " reads "
+			    "xattrs or DOS attributes itself: passing "
+			    "everything on\n", service);
+		c->usable = false;
+		return;
+	}
+	c->prefetch_usable = c->prefetch != PF_NO &&
+			     !async_dosattr_lower_implements(handle, true);
+}
+
+static int async_dosattr_connect(vfs_handle_struct *handle,
+				 const char *service, const char *user)
+{
+	struct async_dosattr_config *config = NULL;
+	int ret;
+
+	ret = SMB_VFS_NEXT_CONNECT(handle, service, user);
+	if (ret < 0) {
+		return ret;
+	}
+	config = talloc_zero(handle->conn, struct async_dosattr_config);
+	if (config == NULL) {
+		SMB_VFS_NEXT_DISCONNECT(handle);
+		errno = ENOMEM;
+		return -1;
+	}
+	async_dosattr_parse_options(config, SNUM(handle->conn));
+	async_dosattr_check_usable(handle, config, service);
+	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
+				struct async_dosattr_config, return -1);
+	return 0;
+}
+
+static void async_dosattr_disconnect(vfs_handle_struct *handle)
+{
+	const struct loadparm_substitution *lp_sub =
+		loadparm_s3_global_substitution();
+	struct async_dosattr_config *c = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, c, struct async_dosattr_config,
+				goto next);
+	DBG_INFO(MODULE " counters listing: share=%s async=%" PRIu64
+		  " queued=%" PRIu64 " next=%" PRIu64 " fills=%" PRIu64
+		  " prefetched=%" PRIu64 " hits=%" PRIu64 " misses=%" PRIu64
+		  " estimate_usec=%" PRIu64 "\n",
+		  lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
+		  c->n_async, c->n_queued, c->n_next, c->n_fills,
+		  c->n_prefetched, c->n_hits, c->n_misses,
+		  c->estimate_nsec / 1000);
+next:
+	SMB_VFS_NEXT_DISCONNECT(handle);
+}
+
+static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
+						 struct async_dosattr_config *c)
+{
+	struct tevent_context *ev = handle->conn->sconn->ev_ctx;
+	struct asvfs_engine *engine = NULL;
+	bool first = false;
+	int err = 0;
+
+	engine = asvfs_engine_get(ev, &c->engine, &err, &first);
+	if (engine == NULL) {
+		if (first) {
+			DBG_WARNING(MODULE ": io_uring unavailable (%s): "
+				    "passing DOS attributes to the next "
+				    "module\n", strerror(err));
+		}
+		return NULL;
+	}
+	if (!asvfs_engine_supports(engine, ASVFS_OP_GETXATTR)) {
+		static bool logged;
+
+		if (!logged) {
+			logged = true;
+			DBG_WARNING(MODULE ": the kernel lacks io_uring "
+				    "getxattr (Linux 5.19): passing DOS "
+				    "attributes to the next module\n");
+		}
+		return NULL;
+	}
+	return engine;
+}
+
+/* --- get_dos_attributes_send/recv ----------------------------------------- */
+
+/*
+ * smbd fans a listing out without a bound it can see (it counts only its
+ * own thread pool's queue), so requests beyond "max inflight" per process
+ * wait here, in order.
+ */
+struct async_dosattr_get_state;
+static struct {
+	uint64_t inflight;
+	struct async_dosattr_get_state *waiting;
+	struct tevent_immediate *im;
+	bool scheduled;
+} dosattr_slots;
+
+struct async_dosattr_get_state {
+	struct async_dosattr_get_state *prev, *next;
+	struct tevent_req *req;
+	struct tevent_context *ev;
+	vfs_handle_struct *handle;
+	struct async_dosattr_config *config;
+	struct asvfs_engine *engine;
+	files_struct *dir_fsp;
+	struct smb_filename *smb_fname;
+	struct timespec start;
+	struct vfs_aio_state aio_state;
+	uint8_t value[DOSATTR_VALUE_MAX];
+	bool waits, holds_slot, as_root;
+	uint32_t dosmode;
+};
+
+static void async_dosattr_get_xattr_done(struct tevent_req *subreq);
+static void async_dosattr_get_next_done(struct tevent_req *subreq);
+
+static void async_dosattr_release_slot(struct async_dosattr_get_state *s);
+
+static void async_dosattr_get_cleanup(struct tevent_req *req,
+				      enum tevent_req_state req_state)
+{
+	struct async_dosattr_get_state *state = tevent_req_data(
+		req, struct async_dosattr_get_state);
+
+	if (state->waits) {
+		DLIST_REMOVE(dosattr_slots.waiting, state);
+		state->waits = false;
+	}
+	async_dosattr_release_slot(state);
+}
+
+static void async_dosattr_get_start(struct async_dosattr_get_state *state)
+{
+	struct tevent_req *subreq = NULL;
+	int fd = fsp_get_pathref_fd(state->smb_fname->fsp);
+
+	if (!state->holds_slot) {
+		state->holds_slot = true;
+		dosattr_slots.inflight++;
+	}
+	subreq = asvfs_getxattr_send(state, state->ev, state->engine, fd,
+				     SAMBA_XATTR_DOS_ATTRIB, state->value,
+				     sizeof(state->value));
+	if (tevent_req_nomem(subreq, state->req)) {
+		return;
+	}
+	tevent_req_set_callback(subreq, async_dosattr_get_xattr_done,
+				state->req);
+}
+
+/*
+ * Waiters start from an immediate, never inside another request's
+ * completion or free.  There smbd runs as whoever it impersonated last:
+ * become the waiter's user again, because the ring captures the calling
+ * thread's credentials.
+ */
+static void async_dosattr_start_waiters(struct tevent_context *ev,
+					struct tevent_immediate *im,
+					void *private_data)
+{
+	struct async_dosattr_get_state *w = NULL;
+
+	dosattr_slots.scheduled = false;
+	while ((w = dosattr_slots.waiting) != NULL &&
+	       dosattr_slots.inflight < w->config->max_inflight) {
+		DLIST_REMOVE(dosattr_slots.waiting, w);
+		w->waits = false;
+		if (!change_to_user_and_service_by_fsp(w->dir_fsp)) {
+			tevent_req_nterror(w->req, NT_STATUS_ACCESS_DENIED);
+			continue;
+		}
+		async_dosattr_get_start(w);
+	}
+}
+
+static void async_dosattr_release_slot(struct async_dosattr_get_state *s)
+{
+	if (!s->holds_slot) {
+		return;
+	}
+	s->holds_slot = false;
+	dosattr_slots.inflight--;
+	if (dosattr_slots.waiting == NULL || dosattr_slots.scheduled) {
+		return;
+	}
+	if (dosattr_slots.im == NULL) {
+		dosattr_slots.im = tevent_create_immediate(NULL);
+		if (dosattr_slots.im == NULL) {
+			return;		/* the next release tries again */
+		}
+	}
+	dosattr_slots.scheduled = true;
+	tevent_schedule_immediate(dosattr_slots.im, s->ev,
+				  async_dosattr_start_waiters, NULL);
+}
+
+static struct tevent_req *async_dosattr_get_next(
+	struct tevent_req *req, struct async_dosattr_get_state *state)
+{
+	struct tevent_req *subreq = NULL;
+
+	state->config->n_next++;
+	subreq = SMB_VFS_NEXT_GET_DOS_ATTRIBUTES_SEND(
+		state, state->ev, state->handle, state->dir_fsp,
+		state->smb_fname);
+	if (tevent_req_nomem(subreq, req)) {
+		return tevent_req_post(req, state->ev);
+	}
+	tevent_req_set_callback(subreq, async_dosattr_get_next_done, req);
+	return req;
+}
+
+static struct tevent_req *async_dosattr_get_dos_attributes_send(
+	TALLOC_CTX *mem_ctx, struct tevent_context *ev,
+	struct vfs_handle_struct *handle, files_struct *dir_fsp,
+	struct smb_filename *smb_fname)
+{
+	struct tevent_req *req = NULL;
+	struct async_dosattr_get_state *state = NULL;
+	struct async_dosattr_config *config = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
+				return NULL);
+	req = tevent_req_create(mem_ctx, &state,
+				struct async_dosattr_get_state);
+	if (req == NULL) {
+		return NULL;
+	}
+	*state = (struct async_dosattr_get_state) {
+		.req = req, .ev = ev, .handle = handle, .config = config,
+		.dir_fsp = dir_fsp, .smb_fname = smb_fname,
+	};
+	clock_gettime_mono(&state->start);
+
+	if (!config->usable || ev != handle->conn->sconn->ev_ctx ||
+	    smb_fname->fsp == NULL ||
+	    fsp_get_pathref_fd(smb_fname->fsp) == -1 ||
+	    is_named_stream(smb_fname)) {
+		return async_dosattr_get_next(req, state);
+	}
+	state->engine = async_dosattr_engine(handle, config);
+	if (state->engine == NULL) {
+		return async_dosattr_get_next(req, state);
+	}
+	tevent_req_set_cleanup_fn(req, async_dosattr_get_cleanup);
+	config->n_async++;
+	if (dosattr_slots.inflight >= config->max_inflight) {
+		config->n_queued++;
+		state->waits = true;
+		DLIST_ADD_END(dosattr_slots.waiting, state);
+		return req;
+	}
+	async_dosattr_get_start(state);
+	if (!tevent_req_is_in_progress(req)) {
+		return tevent_req_post(req, ev);
+	}
+	return req;
+}
+
+static void async_dosattr_get_finish(struct tevent_req *req,
+				     ssize_t size)
+{
+	struct async_dosattr_get_state *state = tevent_req_data(
+		req, struct async_dosattr_get_state);
+	DATA_BLOB blob = { .data = state->value, .length = size };
+	struct timespec end;
+	NTSTATUS status;
+
+	clock_gettime_mono(&end);
+	state->aio_state.duration = nsec_time_diff(&end, &state->start);
+	status = parse_dos_attribute_blob(state->smb_fname, blob,
+					  &state->dosmode);
+	if (tevent_req_nterror(req, status)) {
+		return;
+	}
+	tevent_req_done(req);
+}
+
+static void async_dosattr_get_xattr_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	struct async_dosattr_get_state *state = tevent_req_data(
+		req, struct async_dosattr_get_state);
+	NTSTATUS status;
+	ssize_t size;
+	int err = 0;
+
+	size = asvfs_getxattr_recv(subreq, &err);
+	TALLOC_FREE(subreq);
+	if (size >= 0) {
+		async_dosattr_release_slot(state);
+		async_dosattr_get_finish(req, size);
+		return;
+	}
+	state->aio_state.error = err;
+	status = map_nt_error_from_unix(err);
+	if (state->as_root ||
+	    !NT_STATUS_EQUAL(status, NT_STATUS_ACCESS_DENIED)) {
+		async_dosattr_release_slot(state);
+		tevent_req_nterror(req, status);
+		return;
+	}
+	/*
+	 * As smbd does: DOS attributes of a file the user may not read
+	 * are still listed, read as root (the slot stays ours).
+	 */
+	state->as_root = true;
+	become_root();
+	async_dosattr_get_start(state);
+	unbecome_root();
+}
+
+static void async_dosattr_get_next_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	struct async_dosattr_get_state *state = tevent_req_data(
+		req, struct async_dosattr_get_state);
+	NTSTATUS status;
+
+	status = SMB_VFS_NEXT_GET_DOS_ATTRIBUTES_RECV(subreq,
+						      &state->aio_state,
+						      &state->dosmode);
+	TALLOC_FREE(subreq);
+	if (tevent_req_nterror(req, status)) {
+		return;
+	}
+	tevent_req_done(req);
+}
+
+static NTSTATUS async_dosattr_get_dos_attributes_recv(
+	struct tevent_req *req, struct vfs_aio_state *aio_state,
+	uint32_t *dosmode)
+{
+	struct async_dosattr_get_state *state = tevent_req_data(
+		req, struct async_dosattr_get_state);
+	NTSTATUS status;
+
+	if (tevent_req_is_nterror(req, &status)) {
+		tevent_req_received(req);
+		return status;
+	}
+	*aio_state = state->aio_state;
+	*dosmode = state->dosmode;
+	tevent_req_received(req);
+	return NT_STATUS_OK;
+}
+
+/* --- prefetch for the synchronous listing ---------------------------------- */
+
+/* One entry read ahead, and the attribute fetched for it. */
+struct async_dosattr_slot {
+	struct dirent de;
+	long pos_after;			/* NEXT telldir after reading it */
+	bool fetched;			/* a getxattr was started */
+	bool used;			/* answered once: never again */
+	dev_t dev;
+	ino_t ino;
+	struct timespec ctime;
+	struct tevent_req *req;		/* the getxattr, until collected */
+	ssize_t size;
+	int err;
+	uint8_t value[DOSATTR_VALUE_MAX];
+};
+
+struct async_dosattr_dir {
+	struct async_dosattr_dir *prev, *next;
+	struct async_dosattr_config *config;
+	DIR *dirp;
+	struct async_dosattr_slot *slots;
+	unsigned count;			/* entries read ahead */
+	unsigned pos;			/* the next one to hand out */
+};
+
+static int async_dosattr_dir_destructor(struct async_dosattr_dir *d)
+{
+	DLIST_REMOVE(d->config->dirs, d);
+	return 0;
+}
+
+static struct async_dosattr_dir *async_dosattr_find_dir(
+	struct async_dosattr_config *config, DIR *dirp, bool create)
+{
+	struct async_dosattr_dir *d = NULL;
+
+	for (d = config->dirs; d != NULL; d = d->next) {
+		if (d->dirp == dirp) {
+			return d;
+		}
+	}
+	if (!create) {
+		return NULL;
+	}
+	d = talloc_zero(config, struct async_dosattr_dir);
+	if (d == NULL) {
+		return NULL;
+	}
+	d->slots = talloc_zero_array(d, struct async_dosattr_slot,
+				     config->window);
+	if (d->slots == NULL) {
+		TALLOC_FREE(d);
+		return NULL;
+	}
+	d->config = config;
+	d->dirp = dirp;
+	DLIST_ADD(config->dirs, d);
+	talloc_set_destructor(d, async_dosattr_dir_destructor);
+	return d;
+}
+
+/* Forget what was read ahead; getxattrs in flight become the engine's. */
+static void async_dosattr_drop(struct async_dosattr_dir *d)
+{
+	unsigned i;
+
+	for (i = 0; i < d->count; i++) {
+		TALLOC_FREE(d->slots[i].req);
+	}
+	d->count = 0;
+	d->pos = 0;
+}
+
+/*
+ * Whether the storage is slow enough for the prefetch to pay: in auto
+ * mode by the measured time of synchronous getxattrs.  While it
+ * prefetches, one window's worth in 16 is read directly, so that entry
+ * measures the storage again.
+ */
+static bool async_dosattr_want_prefetch(struct async_dosattr_config *c)
+{
+	if (c->prefetch == PF_YES) {
+		return true;
+	}
+	c->fills++;
+	return c->estimate_nsec > c->threshold_nsec && c->fills % 16 != 0;
+}
+
+/*
+ * Open the entry without following a symlink, note what it is, and ask
+ * the ring for its attribute.  Symlinks, and objects changed too recently
+ * for their ctime to tell a later change apart, are left to smbd.
+ */
+static void async_dosattr_fetch(vfs_handle_struct *handle,
+				struct async_dosattr_dir *d,
+				struct asvfs_engine *engine, int dirfd,
+				struct async_dosattr_slot *slot)
+{
+	struct tevent_context *ev = handle->conn->sconn->ev_ctx;
+	struct timespec now;
+	struct stat st;
+	int fd;
+
+	if (ISDOT(slot->de.d_name) || ISDOTDOT(slot->de.d_name) ||
+	    slot->de.d_type == DT_LNK) {
+		return;
+	}
+	fd = openat(dirfd, slot->de.d_name,
+		    O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1) {
+		return;
+	}
+	if (fstat(fd, &st) != 0 || S_ISLNK(st.st_mode)) {
+		close(fd);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (nsec_time_diff(&now, &st.st_ctim) <
+	    (int64_t)d->config->min_age_nsec) {
+		close(fd);
+		return;
+	}
+	slot->req = asvfs_getxattr_send(d, ev, engine, fd,
+					SAMBA_XATTR_DOS_ATTRIB, slot->value,
+					sizeof(slot->value));
+	close(fd);		/* the engine keeps its own dup */
+	if (slot->req == NULL) {
+		return;
+	}
+	slot->fetched = true;
+	slot->dev = st.st_dev;
+	slot->ino = st.st_ino;
+	slot->ctime = st.st_ctim;
+	d->config->n_prefetched++;
+}
+
+static void async_dosattr_fill(vfs_handle_struct *handle,
+			       struct files_struct *dirfsp,
+			       struct async_dosattr_dir *d)
+{
+	struct asvfs_engine *engine = NULL;
+	int dirfd = fsp_get_pathref_fd(dirfsp);
+	unsigned i;
+
+	async_dosattr_drop(d);
+	if (dirfd != -1) {
+		engine = async_dosattr_engine(handle, d->config);
+	}
+	d->config->n_fills++;
+	for (i = 0; i < d->config->window; i++) {
+		struct async_dosattr_slot *slot = &d->slots[i];
+		struct dirent *de = NULL;
+
+		de = SMB_VFS_NEXT_READDIR(handle, dirfsp, d->dirp, NULL);
+		if (de == NULL) {
+			break;
+		}
+		*slot = (struct async_dosattr_slot) {
+			.de.d_ino = de->d_ino,
+			.de.d_off = de->d_off,
+			.de.d_reclen = de->d_reclen,
+			.de.d_type = de->d_type,
+		};
+		/* glibc's record may be shorter than struct dirent */
+		memcpy(slot->de.d_name, de->d_name,
+		       strnlen(de->d_name, sizeof(slot->de.d_name) - 1));
+		slot->pos_after = SMB_VFS_NEXT_TELLDIR(handle, d->dirp);
+		d->count++;
+		if (engine != NULL) {
+			async_dosattr_fetch(handle, d, engine, dirfd, slot);
+		}
+	}
+	if (engine != NULL) {
+		asvfs_engine_flush(engine);
+	}
+}
+
+static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
+					    struct files_struct *dirfsp,
+					    DIR *dirp, SMB_STRUCT_STAT *sbuf)
+{
+	struct async_dosattr_config *config = NULL;
+	struct async_dosattr_dir *d = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
+				return NULL);
+	if (config->prefetch_usable) {
+		d = async_dosattr_find_dir(config, dirp, true);
+	}
+	if (d == NULL) {
+		return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
+	}
+	if (d->pos == d->count) {
+		if (!async_dosattr_want_prefetch(config)) {
+			/* fast storage: nothing read ahead, no overhead */
+			async_dosattr_drop(d);
+			return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
+		}
+		async_dosattr_fill(handle, dirfsp, d);
+	}
+	if (d->pos == d->count) {
+		return NULL;
+	}
+	if (sbuf != NULL) {
+		/* read ahead a while ago: smbd must stat it itself */
+		SET_STAT_INVALID(*sbuf);
+	}
+	return &d->slots[d->pos++].de;
+}
+
+static long async_dosattr_telldir(vfs_handle_struct *handle, DIR *dirp)
+{
+	struct async_dosattr_config *config = NULL;
+	struct async_dosattr_dir *d = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
+				return -1);
+	d = async_dosattr_find_dir(config, dirp, false);
+	if (d == NULL || d->pos == 0) {
+		return SMB_VFS_NEXT_TELLDIR(handle, dirp);
+	}
+	return d->slots[d->pos - 1].pos_after;
+}
+
+/*
+ * smbd seeks back one entry when a QUERY_DIRECTORY answer is full: a
+ * position inside what we read ahead keeps the prefetched attributes.
+ */
+static void async_dosattr_seekdir(vfs_handle_struct *handle, DIR *dirp,
+				  long offset)
+{
+	struct async_dosattr_config *config = NULL;
+	struct async_dosattr_dir *d = NULL;
+	unsigned i;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
+				return);
+	d = async_dosattr_find_dir(config, dirp, false);
+	if (d != NULL) {
+		for (i = 0; i < d->count; i++) {
+			if (d->slots[i].pos_after == offset) {
+				d->pos = i + 1;
+				return;
+			}
+		}
+		async_dosattr_drop(d);
+	}
+	SMB_VFS_NEXT_SEEKDIR(handle, dirp, offset);
+}
+
+static void async_dosattr_rewind_dir(vfs_handle_struct *handle, DIR *dirp)
+{
+	struct async_dosattr_config *config = NULL;
+	struct async_dosattr_dir *d = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
+				return);
+	d = async_dosattr_find_dir(config, dirp, false);
+	if (d != NULL) {
+		async_dosattr_drop(d);
+	}
+	SMB_VFS_NEXT_REWINDDIR(handle, dirp);
+}
+
+/* A new stream at an address we still track: the old one is gone. */
+static DIR *async_dosattr_fdopendir(vfs_handle_struct *handle,
+				    files_struct *fsp, const char *mask,
+				    uint32_t attributes)
+{
+	struct async_dosattr_config *config = NULL;
+	struct async_dosattr_dir *d = NULL;
+	DIR *dirp = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
+				return NULL);
+	dirp = SMB_VFS_NEXT_FDOPENDIR(handle, fsp, mask, attributes);
+	if (dirp != NULL) {
+		d = async_dosattr_find_dir(config, dirp, false);
+	}
+	if (d != NULL) {
+		async_dosattr_drop(d);
+		TALLOC_FREE(d);
+	}
+	return dirp;
+}
+
+static int async_dosattr_closedir(vfs_handle_struct *handle, DIR *dirp)
+{
+	struct async_dosattr_config *config = NULL;
+	struct async_dosattr_dir *d = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
+				return -1);
+	d = async_dosattr_find_dir(config, dirp, false);
+	if (d != NULL) {
+		async_dosattr_drop(d);
+		TALLOC_FREE(d);
+	}
+	return SMB_VFS_NEXT_CLOSEDIR(handle, dirp);
+}
+
+/* The prefetched attribute of exactly this object, as it is now. */
+static struct async_dosattr_slot *async_dosattr_find_slot(
+	struct async_dosattr_config *config, const SMB_STRUCT_STAT *st)
+{
+	struct async_dosattr_dir *d = NULL;
+	unsigned i;
+
+	for (d = config->dirs; d != NULL; d = d->next) {
+		for (i = 0; i < d->count; i++) {
+			struct async_dosattr_slot *s = &d->slots[i];
+
+			if (s->fetched && !s->used &&
+			    s->ino == st->st_ex_ino &&
+			    s->dev == st->st_ex_dev &&
+			    timespec_compare(&s->ctime,
+					     &st->st_ex_ctime) == 0) {
+				return s;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* Wait for the slot's getxattr; false if it cannot answer for smbd. */
+static bool async_dosattr_collect(vfs_handle_struct *handle,
+				  struct async_dosattr_config *config,
+				  struct async_dosattr_slot *s)
+{
+	struct asvfs_engine *engine = async_dosattr_engine(handle, config);
+
+	s->used = true;
+	if (s->req != NULL) {
+		if (engine == NULL || !asvfs_engine_wait(engine, s->req)) {
+			return false;
+		}
+		s->size = asvfs_getxattr_recv(s->req, &s->err);
+		TALLOC_FREE(s->req);
+	}
+	/* smbd retries EACCES as root: leave those to it */
+	return s->size >= 0 || s->err == ENODATA;
+}
+
+static NTSTATUS async_dosattr_fget_next(vfs_handle_struct *handle,
+					struct async_dosattr_config *config,
+					struct files_struct *fsp,
+					uint32_t *dosmode)
+{
+	struct timespec start, end;
+	NTSTATUS status;
+
+	config->n_misses++;
+	clock_gettime_mono(&start);
+	status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(handle, fsp, dosmode);
+	clock_gettime_mono(&end);
+	config->estimate_nsec = (config->estimate_nsec * 7 +
+				 nsec_time_diff(&end, &start)) / 8;
+	return status;
+}
+
+static NTSTATUS async_dosattr_fget_dos_attributes(vfs_handle_struct *handle,
+						  struct files_struct *fsp,
+						  uint32_t *dosmode)
+{
+	struct async_dosattr_config *config = NULL;
+	struct async_dosattr_slot *s = NULL;
+	DATA_BLOB blob;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
+				return NT_STATUS_INTERNAL_ERROR);
+	if (config->dirs != NULL && !fsp_is_alternate_stream(fsp) &&
+	    VALID_STAT(fsp->fsp_name->st)) {
+		s = async_dosattr_find_slot(config, &fsp->fsp_name->st);
+	}
+	if (s == NULL || !async_dosattr_collect(handle, config, s)) {
+		return async_dosattr_fget_next(handle, config, fsp, dosmode);
+	}
+	config->n_hits++;
+	if (s->size < 0) {
+		return map_nt_error_from_unix(s->err);
+	}
+	blob = data_blob_const(s->value, s->size);
+	return parse_dos_attribute_blob(fsp->fsp_name, blob, dosmode);
+}
+
+static struct vfs_fn_pointers vfs_async_dosattr_fns = {
+	.connect_fn = async_dosattr_connect,
+	.disconnect_fn = async_dosattr_disconnect,
+	.get_dos_attributes_send_fn = async_dosattr_get_dos_attributes_send,
+	.get_dos_attributes_recv_fn = async_dosattr_get_dos_attributes_recv,
+	.fget_dos_attributes_fn = async_dosattr_fget_dos_attributes,
+	.fdopendir_fn = async_dosattr_fdopendir,
+	.readdir_fn = async_dosattr_readdir,
+	.telldir_fn = async_dosattr_telldir,
+	.seekdir_fn = async_dosattr_seekdir,
+	.rewind_dir_fn = async_dosattr_rewind_dir,
+	.closedir_fn = async_dosattr_closedir,
+};
+
+/* Out of tree, smbd's loader looks for this exact name. */
+NTSTATUS samba_init_module(TALLOC_CTX *ctx);
+NTSTATUS samba_init_module(TALLOC_CTX *ctx)
+{
+	NTSTATUS status;
+
+	status = smb_register_vfs(SMB_VFS_INTERFACE_VERSION, MODULE,
+				  &vfs_async_dosattr_fns);
+	if (!NT_STATUS_IS_OK(status)) {
+		return status;
+	}
+	vfs_async_dosattr_debug_level = debug_add_class(MODULE);
+	if (vfs_async_dosattr_debug_level == -1) {
+		vfs_async_dosattr_debug_level = DBGC_VFS;
+	}
+	return NT_STATUS_OK;
+}
