@@ -312,9 +312,14 @@ def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
     assert rc == 0, out
 
 
-XATTR_ENVS = ['default', 'async_xattr', 'async_xattr_auto']
+XATTR_ENVS = ['default', 'async_xattr', 'async_xattr_auto', 'async_dosattr',
+              'async_dosattr_prefetch', 'async_dosattr_auto']
 XATTR_ENV_DEFS = {
     'async_xattr_auto': ('async_xattr', {'smbd async dosmode': 'yes'}),
+    # the prefetch in its default mode: it must find out by itself that
+    # this storage is slow
+    'async_dosattr_auto': ('async_dosattr',
+                           {'async_dosattr:ctime granularity msec': '20'}),
 }
 HIDDEN_BLOB = {}
 
@@ -395,6 +400,18 @@ def auto_went_async(res, smbd):
         res.add('fail', name, 'no asynchronous getxattr: %s' % lines[-3:])
 
 
+def auto_prefetched(res, smbd):
+    """async_dosattr:prefetch = auto prefetched once getxattr was slow."""
+    lines = smbd.log_lines('async_dosattr counters listing: '
+                           'share=async_dosattr_auto ')
+    hits = sum(int(x) for ln in lines for x in re.findall(r' hits=(\d+)', ln))
+    name = 'faults.async_dosattr_auto_prefetches_on_slow_storage'
+    if hits > 0:
+        res.add('pass', name)
+    else:
+        res.add('fail', name, 'no prefetch hits: %s' % lines[-3:])
+
+
 def record(res, name, fn, *args):
     try:
         fn(*args)
@@ -453,6 +470,7 @@ def run_slowfs(res):
                            test, smbd, env, storage)
             smbd.stop()
             auto_went_async(res, smbd)
+            auto_prefetched(res, smbd)
             c = smbd.counters('async_uring', 'pread')
             if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:
                 res.add('fail', 'faults.async_uring_counted_short_reads',

@@ -23,6 +23,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import build_tests  # noqa: E402
+import dosattr_tests  # noqa: E402
 import fault_tests  # noqa: E402
 import harness  # noqa: E402
 import listing_tests  # noqa: E402
@@ -39,6 +40,7 @@ SHARED_SMBD_TESTS = [
 ]
 OWN_SMBD_TESTS = [
     fault_tests,
+    dosattr_tests,
 ]
 RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
                        r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')

@@ -1,5 +1,6 @@
 /*
- * Test helper: make io_uring_setup(2) fail with a chosen errno.
+ * Test helper: make a system call (io_uring_setup(2)) fail with a chosen
+ * errno.
  */
 #include "deny_io_uring.h"
 
@@ -11,10 +12,15 @@
 
 int asvfs_deny_io_uring(int err)
 {
+	return asvfs_deny_syscall(__NR_io_uring_setup, err);
+}
+
+int asvfs_deny_syscall(int nr, int err)
+{
 	struct sock_filter filter[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
 			 offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | err),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};

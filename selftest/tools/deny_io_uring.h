@@ -8,4 +8,7 @@
 
 int asvfs_deny_io_uring(int err);
 
+/* The same for any system call number (e.g. __NR_unshare). */
+int asvfs_deny_syscall(int nr, int err);
+
 #endif

@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""async_dosattr beyond the listing comparison every environment gets
+(listing_tests):
+
+- smbd in a container that refuses unshare(2): smbd turns "smbd async
+  dosmode" off by itself, the asynchronous path is never asked, and the
+  prefetch still lists exactly what the default environment lists;
+- a listing changed between two QUERY_DIRECTORY calls (attributes set on
+  the server and over SMB, entries renamed, entries replaced by
+  symlinks) never shows an attribute the object does not have now;
+- invalid options are logged and replaced by their defaults.
+"""
+import os
+import pwd
+import re
+import time
+
+from impacket import smb, smb3
+from impacket.nt_errors import STATUS_NO_MORE_FILES
+from impacket.smb3structs import (FILE_DIRECTORY_FILE, FILE_OPEN,
+                                  FILE_READ_ATTRIBUTES, FILE_READ_DATA,
+                                  FILE_SHARE_DELETE, FILE_SHARE_READ,
+                                  FILE_SHARE_WRITE,
+                                  FILE_FULL_DIRECTORY_INFORMATION)
+
+import harness
+import listing_tests
+import smb2client
+from fault_tests import check_panics, record
+from smbd_tests import smbclient
+
+NO_UNSHARE = os.path.join(harness.BIN, 'selftest', 'tools', 'no_unshare')
+ENVS = ['default', 'async_dosattr', 'async_dosattr_prefetch', 'full_stack']
+BADOPTS = {
+    'async_dosattr_badopts': ('async_dosattr', {
+        'async_dosattr:max inflight': '0',
+        'async_dosattr:prefetch': 'sometimes',
+        'async_dosattr:prefetch window': 'big',
+        'async_dosattr:ctime granularity msec': '-5',
+    }),
+}
+ATTR_HIDDEN = 0x2
+
+
+def share_counters(smbd, share):
+    """The async_dosattr counters of one share, summed over its
+    connections (logged at tree disconnect)."""
+    total = {}
+    for line in smbd.log_lines(r'async_dosattr counters listing: '
+                               r'share=%s ' % share):
+        for k, v in re.findall(r'(\w+)=(\d+)', line):
+            total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+class Prefixed:
+    """Results of a shared test file under another name."""
+
+    def __init__(self, res, prefix):
+        self.res = res
+        self.prefix = prefix
+
+    def add(self, status, name, detail=''):
+        self.res.add(status, self.prefix + name, detail)
+
+
+# --- unshare refused ---------------------------------------------------------
+
+def run_unshare_refused(res):
+    envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
+    smbd = harness.Smbd(envs=envs, wrapper=[NO_UNSHARE],
+                        log_level=harness.LOG_LEVEL)
+    smbd.start()
+    try:
+        listing_tests.run_all(Prefixed(res, 'dosattr.no_unshare.'), smbd)
+        smbd.stop()
+        record(res, 'dosattr.no_unshare.async_path_never_asked',
+               async_path_never_asked, smbd)
+        record(res, 'dosattr.no_unshare.prefetch_answered',
+               prefetch_answered, smbd, 'async_dosattr_prefetch')
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'no_unshare')
+        smbd.cleanup()
+
+
+def async_path_never_asked(smbd):
+    c = share_counters(smbd, 'async_dosattr')
+    assert c and c.get('async', 0) == 0 and c.get('next', 0) == 0, \
+        'smbd still used async dosmode without unshare: %s' % c
+
+
+def prefetch_answered(smbd, share):
+    c = share_counters(smbd, share)
+    assert c.get('hits', 0) >= listing_tests.ENTRIES // 2, \
+        'the prefetch answered too little: %s' % c
+
+
+# --- a listing changed between two QUERY_DIRECTORY calls --------------------
+
+def make_changing_dir(smbd, env, blobs, count):
+    owner = pwd.getpwnam(harness.USERS[0])
+    top = smbd.share_path(env)
+    d = os.path.join(top, 'chg')
+    tgt = os.path.join(top, 'tgt')
+    for path in (d, tgt):
+        os.makedirs(path)
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    target = os.path.join(tgt, 'hidden')
+    with open(target, 'w') as f:
+        f.write('t')
+    os.setxattr(target, 'user.DOSATTRIB', blobs['h'])
+    for i in range(count):
+        path = os.path.join(d, 'f%04d' % i)
+        with open(path, 'w') as f:
+            f.write('x')
+        os.setxattr(path, 'user.DOSATTRIB', blobs['a'])
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    return d
+
+
+def query_step(conn, tid, fid):
+    """One QUERY_DIRECTORY with a small buffer: name -> attributes."""
+    out = {}
+    try:
+        data = conn.queryDirectory(
+            tid, fid, '*', maxBufferSize=2048,
+            informationClass=FILE_FULL_DIRECTORY_INFORMATION)
+    except smb3.SessionError as e:
+        if e.get_error_code() == STATUS_NO_MORE_FILES:
+            return None
+        raise
+    while data:
+        info = smb.SMBFindFileFullDirectoryInfo(smb.SMB.FLAGS2_UNICODE)
+        info.fromString(data)
+        name = info['FileName'].decode('utf-16le')
+        if name not in ('.', '..'):
+            out[name] = info['ExtFileAttributes']
+        if info['NextEntryOffset'] == 0:
+            break
+        data = data[info['NextEntryOffset']:]
+    return out
+
+
+def change_the_rest(smbd, env, d, rest):
+    """Make every entry not listed yet differ from what a prefetch may
+    have read: hidden on the server, hidden over SMB, renamed, or
+    replaced by a symlink to a hidden file."""
+    groups = {'server': [], 'smb': [], 'renamed': [], 'symlink': []}
+    kinds = list(groups)
+    for i, name in enumerate(sorted(rest)):
+        groups[kinds[i % 4]].append(name)
+    for name in groups['server']:
+        hidden = os.getxattr(os.path.join(d, '..', 'tgt', 'hidden'),
+                             'user.DOSATTRIB')
+        os.setxattr(os.path.join(d, name), 'user.DOSATTRIB', hidden)
+    cmds = ['setmode "chg\\%s" +h' % n for n in groups['smb']]
+    rc, out = smbclient(smbd, env, '; '.join(cmds))
+    assert rc == 0, out
+    for name in groups['renamed']:
+        os.rename(os.path.join(d, name), os.path.join(d, 'r' + name))
+    for name in groups['symlink']:
+        os.remove(os.path.join(d, name))
+        os.symlink('../tgt/hidden', os.path.join(d, name))
+    return groups
+
+
+def changed_listing_is_never_stale(smbd, env, blobs):
+    d = make_changing_dir(smbd, env, blobs, 400)
+    # older than the prefetch environment's 20 ms ctime granularity: the
+    # first QUERY_DIRECTORY reads a window ahead with the old values
+    time.sleep(0.2)
+    client = smb2client.Client(smbd, env)
+    conn = client.conn.getSMBServer()
+    fid = conn.create(client.tid, 'chg',
+                      FILE_READ_ATTRIBUTES | FILE_READ_DATA,
+                      FILE_SHARE_READ | FILE_SHARE_WRITE |
+                      FILE_SHARE_DELETE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
+    try:
+        first = query_step(conn, client.tid, fid)
+        assert first and len(first) < 100, 'first step: %s' % first
+        groups = change_the_rest(smbd, env, d,
+                                 set(os.listdir(d)) - set(first) -
+                                 {'r' + n for n in first})
+        later = {}
+        while True:
+            step = query_step(conn, client.tid, fid)
+            if step is None:
+                break
+            later.update(step)
+    finally:
+        conn.close(client.tid, fid)
+        client.logoff()
+    hidden = set(groups['server'] + groups['smb'] + groups['symlink'])
+    wrong = []
+    for name, attr in sorted(later.items()):
+        if name in groups['renamed']:
+            wrong.append('%s listed under its old name' % name)
+        elif (attr & ATTR_HIDDEN != 0) != (name in hidden):
+            wrong.append('%s: 0x%x' % (name, attr))
+    assert not wrong, '%d wrong entries, e.g. %s' % (len(wrong), wrong[:5])
+    shown = [n for n in hidden if n in later]
+    assert len(shown) >= len(hidden) * 3 // 4, \
+        'changed entries missing: %d of %d listed' % (len(shown),
+                                                      len(hidden))
+
+
+def bad_options_are_logged_and_defaults_used(smbd):
+    rc, out = smbclient(smbd, 'async_dosattr_badopts', 'ls')
+    assert rc == 0, out
+    for line in (r"async_dosattr:max inflight: .*; using 128",
+                 r"async_dosattr:prefetch: 'sometimes' is not one of: "
+                 r".*; using auto",
+                 r"async_dosattr:prefetch window: 'big' is not a number; "
+                 r"using 64",
+                 r"async_dosattr:ctime granularity msec: .*; using 1000"):
+        assert smbd.log_lines(line), 'no log line like: ' + line
+
+
+def run_changes(res):
+    envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
+    envs.update(BADOPTS)
+    smbd = harness.Smbd(envs=envs, log_level=harness.LOG_LEVEL)
+    smbd.start()
+    try:
+        blobs = listing_tests.reference_blobs(smbd)
+        for env in ENVS:
+            record(res, 'dosattr.changed_listing_is_never_stale/%s' % env,
+                   changed_listing_is_never_stale, smbd, env, blobs)
+        record(res, 'dosattr.bad_options_are_logged_and_defaults_used',
+               bad_options_are_logged_and_defaults_used, smbd)
+        smbd.stop()
+        record(res, 'dosattr.changed_listing_used_the_prefetch',
+               lambda: share_counters(smbd, 'async_dosattr_prefetch')
+               .get('hits', 0) > 0 or
+               fail('no prefetch hits: %s' %
+                    share_counters(smbd, 'async_dosattr_prefetch')))
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'dosattr')
+        smbd.cleanup()
+
+
+def fail(msg):
+    raise AssertionError(msg)
+
+
+def run_all(res):
+    run_unshare_refused(res)
+    run_changes(res)
