@@ -187,7 +187,9 @@ def configure(conf):
                           ':libsamba-debug-samba4.so.0', ':libsmbconf.so.0',
                           ':libsamba-util.so.0', ':libtevent-util.so.0',
                           ':libsys-rw-samba4.so.0',
-                          ':libsmbd-shim-samba4.so.0']
+                          ':libsmbd-shim-samba4.so.0',
+                          ':libsamba3-util-samba4.so.0',
+                          ':libmessages-dgm-samba4.so.0']
     conf.env.RPATH_SAMBA = ['$ORIGIN', libdir]
     conf.env.LINKFLAGS_SAMBA = ['-Wl,--enable-new-dtags', '-Wl,-z,defs',
                                 '-Wl,--as-needed']

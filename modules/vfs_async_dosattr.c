@@ -34,6 +34,7 @@
 #include "smbd/globals.h"
 #include "lib/util/tevent_unix.h"
 #include "lib/util/tevent_ntstatus.h"
+#include "lib/pthreadpool/pthreadpool_tevent.h"
 
 #include <dlfcn.h>
 
@@ -82,7 +83,7 @@ static const struct asvfs_enum_value async_dosattr_prefetch_modes[] = {
 static void async_dosattr_parse_options(struct async_dosattr_config *c,
 					int snum)
 {
-	c->max_inflight = asvfs_conf_uint(snum, MODULE, "max inflight", 128,
+	c->max_inflight = asvfs_conf_uint(snum, MODULE, "max inflight", 1024,
 					  1, 65536);
 	c->prefetch = asvfs_conf_enum(snum, MODULE, "prefetch",
 				      async_dosattr_prefetch_modes, PF_AUTO);
@@ -95,6 +96,7 @@ static void async_dosattr_parse_options(struct async_dosattr_config *c,
 					  "ctime granularity msec", 1000,
 					  0, 3600000) * 1000000;
 	c->engine.entries = 256;
+	c->engine.workers = 64;
 }
 
 /*
@@ -168,6 +170,21 @@ static void async_dosattr_check_usable(vfs_handle_struct *handle,
 	}
 	c->prefetch_usable = c->prefetch != PF_NO &&
 			     !async_dosattr_lower_implements(handle, true);
+}
+
+/*
+ * Where smbd lists asynchronously it asks get_dos_attributes_send, not
+ * fget_dos_attributes, for the entries: a prefetch would be wasted.  This
+ * is smbd's own test (smb2_query_directory.c), made once the process has
+ * checked for per-thread cwds.
+ */
+static bool async_dosattr_smbd_lists_async(vfs_handle_struct *handle)
+{
+	struct smbd_server_connection *sconn = handle->conn->sconn;
+
+	return lp_smbd_async_dosmode(SNUM(handle->conn)) &&
+	       pthreadpool_tevent_max_threads(sconn->pool) > 0 &&
+	       per_thread_cwd_supported();
 }
 
 static int async_dosattr_connect(vfs_handle_struct *handle,
@@ -528,14 +545,26 @@ struct async_dosattr_slot {
 	uint8_t value[DOSATTR_VALUE_MAX];
 };
 
+/*
+ * The entries of one directory stream read ahead, in a ring of twice the
+ * window: while smbd consumes one half, the other half's attributes are
+ * on their way.  Entries handed out stay until their room is needed, so
+ * that smbd's seek back to one of them keeps the read-ahead.
+ */
 struct async_dosattr_dir {
 	struct async_dosattr_dir *prev, *next;
 	struct async_dosattr_config *config;
 	DIR *dirp;
 	struct async_dosattr_slot *slots;
-	unsigned count;			/* entries read ahead */
-	unsigned pos;			/* the next one to hand out */
+	unsigned cap;			/* ring size */
+	unsigned first;			/* ring index of the oldest kept */
+	unsigned count;			/* entries kept */
+	unsigned handed;		/* of those, handed out to smbd */
+	bool eof;			/* the next module's stream ended */
+	unsigned probe;			/* entries to read directly */
 };
+
+#define DIR_SLOT(d, k) (&(d)->slots[((d)->first + (k)) % (d)->cap])
 
 static int async_dosattr_dir_destructor(struct async_dosattr_dir *d)
 {
@@ -560,8 +589,8 @@ static struct async_dosattr_dir *async_dosattr_find_dir(
 	if (d == NULL) {
 		return NULL;
 	}
-	d->slots = talloc_zero_array(d, struct async_dosattr_slot,
-				     config->window);
+	d->cap = 2 * config->window;
+	d->slots = talloc_zero_array(d, struct async_dosattr_slot, d->cap);
 	if (d->slots == NULL) {
 		TALLOC_FREE(d);
 		return NULL;
@@ -576,28 +605,42 @@ static struct async_dosattr_dir *async_dosattr_find_dir(
 /* Forget what was read ahead; getxattrs in flight become the engine's. */
 static void async_dosattr_drop(struct async_dosattr_dir *d)
 {
-	unsigned i;
+	unsigned k;
 
-	for (i = 0; i < d->count; i++) {
-		TALLOC_FREE(d->slots[i].req);
+	for (k = 0; k < d->count; k++) {
+		TALLOC_FREE(DIR_SLOT(d, k)->req);
 	}
-	d->count = 0;
-	d->pos = 0;
+	d->first = d->count = d->handed = 0;
+	d->eof = false;
 }
+
+static void async_dosattr_forget_oldest(struct async_dosattr_dir *d)
+{
+	TALLOC_FREE(DIR_SLOT(d, 0)->req);
+	d->first = (d->first + 1) % d->cap;
+	d->count--;
+	d->handed--;
+}
+
+enum async_dosattr_step { STEP_DIRECT, STEP_PREFETCH, STEP_PROBE };
 
 /*
  * Whether the storage is slow enough for the prefetch to pay: in auto
  * mode by the measured time of synchronous getxattrs.  While it
- * prefetches, one window's worth in 16 is read directly, so that entry
- * measures the storage again.
+ * prefetches, one top-up in 16 becomes a probe instead: half a window of
+ * entries read directly, which measure the storage again.
  */
-static bool async_dosattr_want_prefetch(struct async_dosattr_config *c)
+static enum async_dosattr_step async_dosattr_next_step(
+	struct async_dosattr_config *c)
 {
 	if (c->prefetch == PF_YES) {
-		return true;
+		return STEP_PREFETCH;
+	}
+	if (c->estimate_nsec <= c->threshold_nsec) {
+		return STEP_DIRECT;
 	}
 	c->fills++;
-	return c->estimate_nsec > c->threshold_nsec && c->fills % 16 != 0;
+	return (c->fills % 16 == 0) ? STEP_PROBE : STEP_PREFETCH;
 }
 
 /*
@@ -648,27 +691,31 @@ static void async_dosattr_fetch(vfs_handle_struct *handle,
 	d->config->n_prefetched++;
 }
 
-static void async_dosattr_fill(vfs_handle_struct *handle,
-			       struct files_struct *dirfsp,
-			       struct async_dosattr_dir *d)
+/* Read ahead until a window's worth waits, and fetch those together. */
+static void async_dosattr_top_up(vfs_handle_struct *handle,
+				 struct files_struct *dirfsp,
+				 struct async_dosattr_dir *d)
 {
 	struct asvfs_engine *engine = NULL;
 	int dirfd = fsp_get_pathref_fd(dirfsp);
-	unsigned i;
 
-	async_dosattr_drop(d);
 	if (dirfd != -1) {
 		engine = async_dosattr_engine(handle, d->config);
 	}
 	d->config->n_fills++;
-	for (i = 0; i < d->config->window; i++) {
-		struct async_dosattr_slot *slot = &d->slots[i];
+	while (d->count - d->handed < d->config->window) {
+		struct async_dosattr_slot *slot = NULL;
 		struct dirent *de = NULL;
 
 		de = SMB_VFS_NEXT_READDIR(handle, dirfsp, d->dirp, NULL);
 		if (de == NULL) {
+			d->eof = true;
 			break;
 		}
+		if (d->count == d->cap) {
+			async_dosattr_forget_oldest(d);
+		}
+		slot = DIR_SLOT(d, d->count);
 		*slot = (struct async_dosattr_slot) {
 			.de.d_ino = de->d_ino,
 			.de.d_off = de->d_off,
@@ -695,31 +742,50 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 {
 	struct async_dosattr_config *config = NULL;
 	struct async_dosattr_dir *d = NULL;
+	unsigned waiting;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return NULL);
-	if (config->prefetch_usable) {
+	if (config->prefetch_usable &&
+	    !async_dosattr_smbd_lists_async(handle)) {
 		d = async_dosattr_find_dir(config, dirp, true);
 	}
 	if (d == NULL) {
 		return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 	}
-	if (d->pos == d->count) {
-		if (!async_dosattr_want_prefetch(config)) {
-			/* fast storage: nothing read ahead, no overhead */
+	waiting = d->count - d->handed;
+	if (d->probe > 0) {
+		if (waiting == 0) {
+			d->probe--;
 			async_dosattr_drop(d);
 			return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 		}
-		async_dosattr_fill(handle, dirfsp, d);
+	} else if (waiting <= config->window / 2 && !d->eof) {
+		switch (async_dosattr_next_step(config)) {
+		case STEP_PREFETCH:
+			async_dosattr_top_up(handle, dirfsp, d);
+			break;
+		case STEP_PROBE:
+			d->probe = config->window / 2;
+			break;
+		case STEP_DIRECT:
+			if (waiting == 0) {
+				/* fast storage: no read-ahead, no overhead */
+				async_dosattr_drop(d);
+				return SMB_VFS_NEXT_READDIR(handle, dirfsp,
+							    dirp, sbuf);
+			}
+			break;
+		}
 	}
-	if (d->pos == d->count) {
+	if (d->handed == d->count) {
 		return NULL;
 	}
 	if (sbuf != NULL) {
 		/* read ahead a while ago: smbd must stat it itself */
 		SET_STAT_INVALID(*sbuf);
 	}
-	return &d->slots[d->pos++].de;
+	return &DIR_SLOT(d, d->handed++)->de;
 }
 
 static long async_dosattr_telldir(vfs_handle_struct *handle, DIR *dirp)
@@ -730,10 +796,10 @@ static long async_dosattr_telldir(vfs_handle_struct *handle, DIR *dirp)
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return -1);
 	d = async_dosattr_find_dir(config, dirp, false);
-	if (d == NULL || d->pos == 0) {
+	if (d == NULL || d->handed == 0) {
 		return SMB_VFS_NEXT_TELLDIR(handle, dirp);
 	}
-	return d->slots[d->pos - 1].pos_after;
+	return DIR_SLOT(d, d->handed - 1)->pos_after;
 }
 
 /*
@@ -745,15 +811,15 @@ static void async_dosattr_seekdir(vfs_handle_struct *handle, DIR *dirp,
 {
 	struct async_dosattr_config *config = NULL;
 	struct async_dosattr_dir *d = NULL;
-	unsigned i;
+	unsigned k;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return);
 	d = async_dosattr_find_dir(config, dirp, false);
 	if (d != NULL) {
-		for (i = 0; i < d->count; i++) {
-			if (d->slots[i].pos_after == offset) {
-				d->pos = i + 1;
+		for (k = 0; k < d->count; k++) {
+			if (DIR_SLOT(d, k)->pos_after == offset) {
+				d->handed = k + 1;
 				return;
 			}
 		}
@@ -818,11 +884,11 @@ static struct async_dosattr_slot *async_dosattr_find_slot(
 	struct async_dosattr_config *config, const SMB_STRUCT_STAT *st)
 {
 	struct async_dosattr_dir *d = NULL;
-	unsigned i;
+	unsigned k;
 
 	for (d = config->dirs; d != NULL; d = d->next) {
-		for (i = 0; i < d->count; i++) {
-			struct async_dosattr_slot *s = &d->slots[i];
+		for (k = 0; k < d->count; k++) {
+			struct async_dosattr_slot *s = DIR_SLOT(d, k);
 
 			if (s->fetched && !s->used &&
 			    s->ino == st->st_ex_ino &&
@@ -886,7 +952,10 @@ static NTSTATUS async_dosattr_fget_dos_attributes(vfs_handle_struct *handle,
 	    VALID_STAT(fsp->fsp_name->st)) {
 		s = async_dosattr_find_slot(config, &fsp->fsp_name->st);
 	}
-	if (s == NULL || !async_dosattr_collect(handle, config, s)) {
+	if (s != NULL && !async_dosattr_collect(handle, config, s)) {
+		s = NULL;
+	}
+	if (s == NULL) {
 		return async_dosattr_fget_next(handle, config, fsp, dosmode);
 	}
 	config->n_hits++;

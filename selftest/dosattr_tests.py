@@ -31,6 +31,11 @@ from smbd_tests import smbclient
 
 NO_UNSHARE = os.path.join(harness.BIN, 'selftest', 'tools', 'no_unshare')
 ENVS = ['default', 'async_dosattr', 'async_dosattr_prefetch', 'full_stack']
+# a tight bound, so that most reads of a listing wait for a slot
+NARROW = {
+    'async_dosattr_narrow': ('async_dosattr', {
+        'smbd async dosmode': 'yes', 'async_dosattr:max inflight': '4'}),
+}
 BADOPTS = {
     'async_dosattr_badopts': ('async_dosattr', {
         'async_dosattr:max inflight': '0',
@@ -208,7 +213,7 @@ def changed_listing_is_never_stale(smbd, env, blobs):
 def bad_options_are_logged_and_defaults_used(smbd):
     rc, out = smbclient(smbd, 'async_dosattr_badopts', 'ls')
     assert rc == 0, out
-    for line in (r"async_dosattr:max inflight: .*; using 128",
+    for line in (r"async_dosattr:max inflight: .*; using 1024",
                  r"async_dosattr:prefetch: 'sometimes' is not one of: "
                  r".*; using auto",
                  r"async_dosattr:prefetch window: 'big' is not a number; "
@@ -220,11 +225,12 @@ def bad_options_are_logged_and_defaults_used(smbd):
 def run_changes(res):
     envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
     envs.update(BADOPTS)
+    envs.update(NARROW)
     smbd = harness.Smbd(envs=envs, log_level=harness.LOG_LEVEL)
     smbd.start()
     try:
         blobs = listing_tests.reference_blobs(smbd)
-        for env in ENVS:
+        for env in ENVS + list(NARROW):
             record(res, 'dosattr.changed_listing_is_never_stale/%s' % env,
                    changed_listing_is_never_stale, smbd, env, blobs)
         record(res, 'dosattr.bad_options_are_logged_and_defaults_used',
@@ -235,6 +241,11 @@ def run_changes(res):
                .get('hits', 0) > 0 or
                fail('no prefetch hits: %s' %
                     share_counters(smbd, 'async_dosattr_prefetch')))
+        record(res, 'dosattr.max_inflight_queues_the_rest',
+               lambda: share_counters(smbd, 'async_dosattr_narrow')
+               .get('queued', 0) > 100 or
+               fail('too few reads waited: %s' %
+                    share_counters(smbd, 'async_dosattr_narrow')))
     finally:
         smbd.stop()
         check_panics(res, smbd, 'dosattr')

@@ -53,6 +53,8 @@ struct asvfs_engine_config {
 	unsigned entries;	/* submission queue size */
 	bool sqpoll;		/* a kernel thread polls the queue */
 	unsigned personalities;	/* cached credential sets (0: 64) */
+	unsigned workers;	/* kernel workers for blocking ops (0: the
+				   kernel's default, 4 per CPU) */
 };
 
 struct asvfs_engine;
