@@ -879,7 +879,7 @@ static int async_dosattr_closedir(vfs_handle_struct *handle, DIR *dirp)
 	return SMB_VFS_NEXT_CLOSEDIR(handle, dirp);
 }
 
-/* The prefetched attribute of exactly this object, as it is now. */
+/* What was prefetched for this object (device, inode), if anything. */
 static struct async_dosattr_slot *async_dosattr_find_slot(
 	struct async_dosattr_config *config, const SMB_STRUCT_STAT *st)
 {
@@ -892,14 +892,31 @@ static struct async_dosattr_slot *async_dosattr_find_slot(
 
 			if (s->fetched && !s->used &&
 			    s->ino == st->st_ex_ino &&
-			    s->dev == st->st_ex_dev &&
-			    timespec_compare(&s->ctime,
-					     &st->st_ex_ctime) == 0) {
+			    s->dev == st->st_ex_dev) {
 				return s;
 			}
 		}
 	}
 	return NULL;
+}
+
+/*
+ * Whether the object is unchanged since the prefetch noted it, before its
+ * read: asked of the object itself now, after the read completed, and
+ * through the same kind of call as then (a FUSE or NFS client may keep
+ * other cached attributes for a lookup by name than for an open file).
+ */
+static bool async_dosattr_unchanged(struct files_struct *fsp,
+				    const struct async_dosattr_slot *s)
+{
+	struct stat st;
+
+	if (fstat(fsp_get_pathref_fd(fsp), &st) != 0) {
+		return false;
+	}
+	return st.st_dev == s->dev && st.st_ino == s->ino &&
+	       st.st_ctim.tv_sec == s->ctime.tv_sec &&
+	       st.st_ctim.tv_nsec == s->ctime.tv_nsec;
 }
 
 /* Wait for the slot's getxattr; false if it cannot answer for smbd. */
@@ -952,7 +969,8 @@ static NTSTATUS async_dosattr_fget_dos_attributes(vfs_handle_struct *handle,
 	    VALID_STAT(fsp->fsp_name->st)) {
 		s = async_dosattr_find_slot(config, &fsp->fsp_name->st);
 	}
-	if (s != NULL && !async_dosattr_collect(handle, config, s)) {
+	if (s != NULL && (!async_dosattr_collect(handle, config, s) ||
+			  !async_dosattr_unchanged(fsp, s))) {
 		s = NULL;
 	}
 	if (s == NULL) {

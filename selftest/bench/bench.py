@@ -304,7 +304,7 @@ def parse_args():
         args.randreads = {'ext4': 50, 'slowfs': 20}
     else:
         args.read_mib = {'ext4': 1024, 'slowfs': 1024}
-        args.write_mib = 256
+        args.write_mib = 1024
         args.files = 20000
         args.randreads = {'ext4': 2000, 'slowfs': 500}
     return args
