@@ -38,8 +38,15 @@ test: build
 run: build
 	$(PYTHON) selftest/run.py --port $(RUN_PORT)
 
+# bench.py: data path and listings (BENCHARGS narrows it); then each
+# module's own bench_<module>.py (only --quick is passed on to them)
 bench: build
 	$(PYTHON) selftest/bench/bench.py $(BENCHARGS)
+	@for b in selftest/bench/bench_*.py; do \
+		[ -e "$$b" ] || continue; \
+		echo "$(PYTHON) $$b $(filter --quick,$(BENCHARGS))"; \
+		$(PYTHON) "$$b" $(filter --quick,$(BENCHARGS)) || exit 1; \
+	done
 
 install: build
 	$(WAF) install --destdir="$(DESTDIR)"
