@@ -83,7 +83,7 @@ static const struct asvfs_enum_value async_dosattr_prefetch_modes[] = {
 static void async_dosattr_parse_options(struct async_dosattr_config *c,
 					int snum)
 {
-	c->max_inflight = asvfs_conf_uint(snum, MODULE, "max inflight", 1024,
+	c->max_inflight = asvfs_conf_uint(snum, MODULE, "max inflight", 4096,
 					  1, 65536);
 	c->prefetch = asvfs_conf_enum(snum, MODULE, "prefetch",
 				      async_dosattr_prefetch_modes, PF_AUTO);
@@ -624,11 +624,16 @@ static void async_dosattr_forget_oldest(struct async_dosattr_dir *d)
 
 enum async_dosattr_step { STEP_DIRECT, STEP_PREFETCH, STEP_PROBE };
 
+/* Every 32nd top-up, this many entries measure the storage again. */
+#define ASYNC_DOSATTR_PROBE_EVERY 32
+#define ASYNC_DOSATTR_PROBE_ENTRIES 4
+
 /*
  * Whether the storage is slow enough for the prefetch to pay: in auto
  * mode by the measured time of synchronous getxattrs.  While it
- * prefetches, one top-up in 16 becomes a probe instead: half a window of
- * entries read directly, which measure the storage again.
+ * prefetches, some top-ups become a probe instead: a few entries read
+ * directly, which measure the storage again (on slow storage each costs
+ * a synchronous round trip, so few and rarely).
  */
 static enum async_dosattr_step async_dosattr_next_step(
 	struct async_dosattr_config *c)
@@ -640,7 +645,8 @@ static enum async_dosattr_step async_dosattr_next_step(
 		return STEP_DIRECT;
 	}
 	c->fills++;
-	return (c->fills % 16 == 0) ? STEP_PROBE : STEP_PREFETCH;
+	return (c->fills % ASYNC_DOSATTR_PROBE_EVERY == 0) ? STEP_PROBE :
+							       STEP_PREFETCH;
 }
 
 /*
@@ -766,7 +772,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 			async_dosattr_top_up(handle, dirfsp, d);
 			break;
 		case STEP_PROBE:
-			d->probe = config->window / 2;
+			d->probe = ASYNC_DOSATTR_PROBE_ENTRIES;
 			break;
 		case STEP_DIRECT:
 			if (waiting == 0) {

@@ -213,7 +213,7 @@ def changed_listing_is_never_stale(smbd, env, blobs):
 def bad_options_are_logged_and_defaults_used(smbd):
     rc, out = smbclient(smbd, 'async_dosattr_badopts', 'ls')
     assert rc == 0, out
-    for line in (r"async_dosattr:max inflight: .*; using 1024",
+    for line in (r"async_dosattr:max inflight: .*; using 4096",
                  r"async_dosattr:prefetch: 'sometimes' is not one of: "
                  r".*; using auto",
                  r"async_dosattr:prefetch window: 'big' is not a number; "
