@@ -208,6 +208,10 @@ static int lockwait_start_thread(struct lockwait_job *job)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	ret = pthread_create(&job->thread, NULL, lockwait_thread, job);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (ret == 0) {
+		/* visible in /proc/<pid>/task/<tid>/comm, for tests and ps */
+		(void)pthread_setname_np(job->thread, ASVFS_LOCKWAIT_THREAD);
+	}
 	return ret;
 }
 

@@ -40,6 +40,9 @@
  */
 int asvfs_lockwait_init(void);
 
+/* The name of the waiting threads (comm), at most 15 characters. */
+#define ASVFS_LOCKWAIT_THREAD "asvfs-lockwait"
+
 /* The signal used to interrupt waiting threads. */
 int asvfs_lockwait_signal(void);
 
