@@ -10,7 +10,6 @@ holder lets go.  Everything but the latency must be the same in both.
 """
 import fcntl
 import os
-import statistics
 import struct
 import threading
 import time
