@@ -304,6 +304,15 @@ static void async_brl_start_wait(vfs_handle_struct *handle,
 		/* freed, then taken again before smbd's retry: wait again */
 		TALLOC_FREE(w);
 	}
+	if (!fsp->fsp_flags.use_ofd_locks) {
+		/*
+		 * "smbd:force process locks": closing any descriptor of
+		 * the file would drop all of smbd's locks on it, so no
+		 * description of our own may come and go.
+		 */
+		config->n_fallback++;
+		return;
+	}
 	if (async_brl_waits_in_process >= config->max_waits) {
 		config->n_fallback++;
 		DBG_DEBUG(MODULE ": %u waits in this process: %s polls\n",

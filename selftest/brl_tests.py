@@ -29,6 +29,11 @@ OPTION_ENVS = {
                                         'async_brl:max waits': 'lots'}),
     'async_brl_nowake': ('async_brl', {'async_brl:wake': 'no'}),
     'async_brl_onewait': ('async_brl', {'async_brl:max waits': '1'}),
+    # process-associated locks: closing any fd of the file drops all of
+    # the process's locks on it
+    'async_brl_proclocks': ('async_brl',
+                            {'smbd:force process locks': 'yes'}),
+    'default_proclocks': ('', {'smbd:force process locks': 'yes'}),
 }
 THREAD = 'asvfs-lockwait'
 HOLD = 0.3          # how long the local holder keeps the range
@@ -409,6 +414,37 @@ def record(res, name, fn, *args):
     res.add('pass', name)
 
 
+def waiting_on_one_handle_keeps_the_others_locks(smbd, env):
+    """A wait on one handle must not drop the locks another handle of
+    the same connection (same smbd process) holds, whatever kind of
+    POSIX locks smbd uses."""
+    c = smb2client.Client(smbd, env)
+    try:
+        fid1, path = new_file(smbd, env, c, 'keep.bin')
+        # the same file under a second name: impacket tracks opens by
+        # name and cannot hold two of one name
+        os.link(path, path + '.2')
+        fid2 = smb2client.open_shared(c, 'keep.bin.2')
+        assert smb2client.lock(c, fid1, 200, 10, LOCK_EXCLUSIVE) == \
+            'STATUS_SUCCESS'
+        holder = Holder(path)
+        timer = holder.release_after(HOLD)
+        status = smb2client.lock(c, fid2, 0, 100, LOCK_EXCLUSIVE,
+                                 timeout=10)
+        timer.join()
+        holder.close()
+        assert status == 'STATUS_SUCCESS', status
+        assert not local_can_lock(path, 205, 1), \
+            'the other handle lost its POSIX lock'
+        assert not local_can_lock(path, 50, 1), \
+            'the granted range is not locked'
+        c.close(fid2)
+        c.close(fid1)
+        assert local_can_lock(path, 0, 300), 'locked after close'
+    finally:
+        c.logoff()
+
+
 def run_all(res):
     envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
     envs.update(OPTION_ENVS)
@@ -426,8 +462,9 @@ def run_all(res):
                      disconnect_during_wait_ends_the_wait,
                      two_clients_and_a_local_holder_lose_no_lock,
                      local_process_cannot_take_a_granted_range,
-                     second_user_cannot_lock_a_private_file):
-            for env in ENVS:
+                     second_user_cannot_lock_a_private_file,
+                     waiting_on_one_handle_keeps_the_others_locks):
+            for env in ENVS + ['async_brl_proclocks', 'default_proclocks']:
                 record(res, 'brl.%s(%s)' % (test.__name__, env), test,
                        smbd, env)
         record(res, 'brl.module_counted_waits_and_wakeups',
