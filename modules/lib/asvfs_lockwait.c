@@ -77,6 +77,7 @@ struct lockwait_job {
 	int fd;
 	int efd;
 	struct flock fl;
+	bool take;		/* one F_OFD_SETLK, kept on success */
 	pthread_t thread;
 	atomic_bool cancel;
 	atomic_bool finished;
@@ -108,7 +109,8 @@ static void *lockwait_thread(void *arg)
 	 * signal that lands just before fcntl() blocks is repeated.
 	 */
 	while (!atomic_load(&job->cancel)) {
-		ret = fcntl(job->fd, F_OFD_SETLKW, &job->fl);
+		ret = fcntl(job->fd, job->take ? F_OFD_SETLK : F_OFD_SETLKW,
+			    &job->fl);
 		if (ret == 0) {
 			err = 0;
 			break;
@@ -118,7 +120,7 @@ static void *lockwait_thread(void *arg)
 			break;
 		}
 	}
-	if (ret == 0) {
+	if (ret == 0 && !job->take) {
 		/* We only wanted to know: give the range back at once. */
 		unlock = job->fl;
 		unlock.l_type = F_UNLCK;
@@ -215,10 +217,10 @@ static int lockwait_start_thread(struct lockwait_job *job)
 	return ret;
 }
 
-struct tevent_req *asvfs_lockwait_send(TALLOC_CTX *mem_ctx,
-				       struct tevent_context *ev,
-				       int fd, bool write,
-				       off_t start, off_t len)
+static struct tevent_req *lockwait_send(TALLOC_CTX *mem_ctx,
+					struct tevent_context *ev,
+					int fd, bool write, bool take,
+					off_t start, off_t len)
 {
 	struct tevent_req *req = NULL;
 	struct asvfs_lockwait_state *state = NULL;
@@ -238,6 +240,7 @@ struct tevent_req *asvfs_lockwait_send(TALLOC_CTX *mem_ctx,
 	}
 	state->job.fd = fd;
 	state->job.efd = -1;
+	state->job.take = take;
 	state->job.fl = (struct flock) {
 		.l_type = write ? F_WRLCK : F_RDLCK,
 		.l_whence = SEEK_SET,
@@ -268,6 +271,22 @@ fail:
 	TALLOC_FREE(req);
 	errno = err;
 	return NULL;
+}
+
+struct tevent_req *asvfs_lockwait_send(TALLOC_CTX *mem_ctx,
+				       struct tevent_context *ev,
+				       int fd, bool write,
+				       off_t start, off_t len)
+{
+	return lockwait_send(mem_ctx, ev, fd, write, false, start, len);
+}
+
+struct tevent_req *asvfs_locktake_send(TALLOC_CTX *mem_ctx,
+				       struct tevent_context *ev,
+				       int fd, bool write,
+				       off_t start, off_t len)
+{
+	return lockwait_send(mem_ctx, ev, fd, write, true, start, len);
 }
 
 int asvfs_lockwait_recv(struct tevent_req *req)

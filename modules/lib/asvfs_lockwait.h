@@ -57,6 +57,20 @@ struct tevent_req *asvfs_lockwait_send(TALLOC_CTX *mem_ctx,
 				       int fd, bool write,
 				       off_t start, off_t len);
 
+/*
+ * Take [start, start + len) with one non-blocking F_OFD_SETLK on a thread
+ * and keep it: for file systems where even that call is slow (network,
+ * cluster).  Here fd should be a dup() of the owner's fd, so that the
+ * lock belongs to the owner's description; closing fd at the end leaves
+ * it in place.  Freeing the request in flight leaves the outcome unknown:
+ * only do that when the owner's description goes away too.  Finished with
+ * asvfs_lockwait_recv(): 0 when taken, EAGAIN/EACCES on a conflict.
+ */
+struct tevent_req *asvfs_locktake_send(TALLOC_CTX *mem_ctx,
+				       struct tevent_context *ev,
+				       int fd, bool write,
+				       off_t start, off_t len);
+
 /* 0 when the range was free, an errno otherwise (ETIMEDOUT at endtime). */
 int asvfs_lockwait_recv(struct tevent_req *req);
 

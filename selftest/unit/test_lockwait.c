@@ -215,6 +215,30 @@ static void bad_fd_fails_cleanly(void **state)
 	assert_int_equal(asvfs_lockwait_recv(req), EBADF);
 }
 
+static void take_keeps_the_lock_for_the_owners_description(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	int owner = open(f->path, O_RDWR);
+
+	/* a conflict is an answer, not a wait */
+	assert_int_equal(hold(f->holder, F_WRLCK, 0, 10), 0);
+	req = asvfs_locktake_send(f->mem, f->ev, dup(owner), true, 5, 10);
+	assert_true(loop_until_done(f, req, 2000));
+	assert_int_equal(asvfs_lockwait_recv(req), EAGAIN);
+	talloc_free(req);
+
+	/* free: taken through a dup, still held after the dup is closed */
+	req = asvfs_locktake_send(f->mem, f->ev, dup(owner), true, 20, 10);
+	assert_true(loop_until_done(f, req, 2000));
+	assert_int_equal(asvfs_lockwait_recv(req), 0);
+	talloc_free(req);
+	assert_int_equal(hold(f->holder, F_RDLCK, 25, 1), -1);
+	assert_int_equal(hold(owner, F_WRLCK, 25, 1), 0);	/* its own */
+	close(owner);
+	assert_int_equal(hold(f->holder, F_WRLCK, 20, 10), 0);
+}
+
 static void ignore(int sig)
 {
 	(void)sig;
@@ -256,6 +280,9 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(bad_fd_fails_cleanly,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			take_keeps_the_lock_for_the_owners_description,
+			setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
