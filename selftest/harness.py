@@ -78,6 +78,9 @@ ENVIRONMENTS = {
     # byte-range locks woken when a POSIX holder lets go ("posix locking"
     # is on by default)
     'async_brl': ('async_brl', {}),
+    # ... and the POSIX lock of every decision taken on a thread (for
+    # file systems where fcntl is slow), answered with NT_STATUS_RETRY
+    'async_brl_decide': ('async_brl', {'async_brl:decision': 'async'}),
     # every production module of this project, left is top (grows as the
     # modules land), with their defaults
     'full_stack': ('async_xattr async_uring',
