@@ -10,6 +10,7 @@ holder lets go.  Everything but the latency must be the same in both.
 """
 import fcntl
 import os
+import tempfile
 import struct
 import threading
 import time
@@ -18,7 +19,7 @@ import harness
 import smb2client
 from smb2client import (LOCK_EXCLUSIVE, LOCK_FAIL_IMMEDIATELY, LOCK_SHARED,
                         LOCK_UNLOCK)
-from fault_tests import check_panics
+from fault_tests import SlowStorage, check_panics
 
 F_OFD_GETLK = 36
 F_OFD_SETLK = 37
@@ -407,6 +408,120 @@ def over_max_waits_smbd_polls(smbd, env):
         c.logoff()
 
 
+# --- slow lock decisions (slowfs delays every fcntl lock call) ------------
+
+SLOW_ENVS = {
+    'default': harness.ENVIRONMENTS['default'],
+    'async_brl_decide': harness.ENVIRONMENTS['async_brl_decide'],
+    'async_brl_decide_short': ('async_brl', {
+        'async_brl:decision': 'async',
+        'async_brl:decision timeout': '200'}),
+}
+LOCK_DELAY_MS = 300
+
+
+def slow_lock_decision_leaves_the_connection_responsive(smbd, env,
+                                                        storage):
+    """A lock whose fcntl() takes 300 ms, and an echo right behind it
+    on the same connection: synchronously the echo waits for the fcntl,
+    with decision = async it does not."""
+    storage.set('lock.delay_ms = %d' % LOCK_DELAY_MS)
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, _ = new_file(smbd, env, c, 'slowlock.bin')
+        t0 = time.monotonic()
+        lock_id = smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE |
+                                       LOCK_FAIL_IMMEDIATELY)
+        echo_id = smb2client.echo_send(c)
+        assert smb2client.recv_status(c, echo_id, timeout=10) == \
+            'STATUS_SUCCESS'
+        echo_ms = (time.monotonic() - t0) * 1000
+        status = smb2client.recv_status(c, lock_id, timeout=10)
+        lock_ms = (time.monotonic() - t0) * 1000
+        assert status == 'STATUS_SUCCESS', status
+        print('    brl: slowfs lock %d ms, %s: echo after %.0f ms, lock '
+              'after %.0f ms' % (LOCK_DELAY_MS, env, echo_ms, lock_ms),
+              flush=True)
+        path = storage.backing(smbd, env, 'slowlock.bin')
+        assert not local_can_lock(path, 50, 1), 'granted but not locked'
+        storage.set()
+        c.close(fid)
+        if env == 'default':
+            assert echo_ms > LOCK_DELAY_MS * 0.8, \
+                'the default did not block: %.0f ms' % echo_ms
+        else:
+            assert echo_ms < LOCK_DELAY_MS / 2, \
+                'the echo waited for the lock: %.0f ms' % echo_ms
+    finally:
+        storage.set()
+        c.logoff()
+
+
+def decision_timeout_bounds_the_answer(smbd, env, storage):
+    """fcntl() takes 1.5 s, the decision timeout is 200 ms: the request
+    is answered LOCK_NOT_GRANTED in bounded time, the late grant is
+    undone, and the range can be taken afterwards."""
+    storage.set('lock.delay_ms = 1500')
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, _ = new_file(smbd, env, c, 'timeout.bin')
+        path = storage.backing(smbd, env, 'timeout.bin')
+        t0 = time.monotonic()
+        status = smb2client.lock(c, fid, 0, 100, LOCK_EXCLUSIVE |
+                                 LOCK_FAIL_IMMEDIATELY, timeout=10)
+        ms = (time.monotonic() - t0) * 1000
+        print('    brl: decision timeout 200 ms, fcntl 1500 ms: %s after '
+              '%.0f ms' % (status, ms), flush=True)
+        assert status == 'STATUS_LOCK_NOT_GRANTED', status
+        assert ms < 1000, 'answered after %.0f ms' % ms
+        # the thread's fcntl() comes back with the lock at 1.5 s; until
+        # then the range is in limbo and the handle's other locks over it
+        # are refused; then the late grant is undone
+        storage.set()
+        time.sleep(max(0, 2.5 - (time.monotonic() - t0)))
+        assert wait_for(lambda: local_can_lock(path, 0, 100), 5), \
+            'a late grant stayed locked'
+        status = smb2client.lock(c, fid, 0, 100, LOCK_EXCLUSIVE |
+                                 LOCK_FAIL_IMMEDIATELY, timeout=10)
+        assert status == 'STATUS_SUCCESS', 'afterwards: ' + status
+        assert not local_can_lock(path, 50, 1), 'granted but not locked'
+        c.close(fid)
+        assert local_can_lock(path, 0, 100), 'locked after close'
+    finally:
+        storage.set()
+        c.logoff()
+
+
+def late_grant_was_undone(smbd):
+    smbd.stop()     # the counters are logged at disconnect
+    d = smbd.counters('async_brl', 'decision')
+    assert d.get('timeouts', 0) >= 1 and d.get('undone', 0) >= 1, d
+
+
+def run_slowfs(res):
+    with tempfile.TemporaryDirectory(prefix='asvfs-brl-') as tmp:
+        storage = SlowStorage(tmp)
+        smbd = harness.Smbd(envs=dict(SLOW_ENVS), share_root=storage.mnt,
+                            log_level='1 async_brl:5')
+        try:
+            smbd.start()
+            for env in ('default', 'async_brl_decide'):
+                record(res, 'brl.slow_lock_decision_leaves_the_connection_'
+                       'responsive(%s)' % env,
+                       slow_lock_decision_leaves_the_connection_responsive,
+                       smbd, env, storage)
+            record(res, 'brl.decision_timeout_bounds_the_answer',
+                   decision_timeout_bounds_the_answer, smbd,
+                   'async_brl_decide_short', storage)
+            record(res, 'brl.late_grant_was_undone',
+                   late_grant_was_undone, smbd)
+        finally:
+            smbd.stop()
+            check_panics(res, smbd, 'brl-slowfs')
+            smbd.cleanup()
+            storage.umount()
+
+
 def record(res, name, fn, *args):
     """As fault_tests.record(), and an exception is a failure too."""
     try:
@@ -480,3 +595,4 @@ def run_all(res):
         smbd.stop()
         check_panics(res, smbd, 'brl')
         smbd.cleanup()
+    run_slowfs(res)

@@ -143,3 +143,13 @@ def open_shared(client, name, create=False):
     return client.conn.createFile(
         client.tid, name, desiredAccess=GENERIC_READ_WRITE, shareMode=7,
         creationDisposition=FILE_OVERWRITE_IF if create else FILE_OPEN)
+
+
+def echo_send(client):
+    """SMB2 ECHO without waiting for its answer; returns the message id
+    (answered by smbd's main loop: shows whether it is blocked)."""
+    smb = client.conn.getSMBServer()
+    packet = smb.SMB_PACKET()
+    packet['Command'] = smb3structs.SMB2_ECHO
+    packet['Data'] = smb3structs.SMB2Echo()
+    return smb.sendSMB(packet)
