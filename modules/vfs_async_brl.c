@@ -29,8 +29,10 @@
  *   async_brl_wait_done() -> share_mode_wakeup_waiters(file_id)
  *     -> the watch fires -> smbd_smb2_lock_retry() -> smbd_smb2_lock_try()
  *
- * NT_STATUS_RETRY is not used: smbd waits for such a decision even for
- * non-blocking requests, and the module cannot tell which one it has.
+ * NT_STATUS_RETRY is not used for that: smbd waits for such a decision
+ * even for non-blocking requests, and the module cannot tell which one it
+ * has.  Only "async_brl:decision = async" (below) answers it, for as long
+ * as a POSIX lock is being taken on a thread, bounded by a timer.
  *
  * The wait lives on brl_req_mem_ctx() (the request's lock array; freeing
  * it is smbd's only cancel signal: SMB2 cancel, close, logoff, the SMB1

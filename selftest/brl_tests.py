@@ -30,7 +30,10 @@ SEMANTIC_ENVS = ENVS + ['async_brl_decide', 'async_brl_proclocks',
                         'default_proclocks']
 OPTION_ENVS = {
     'async_brl_badopts': ('async_brl', {'async_brl:wake': 'maybe',
-                                        'async_brl:max waits': 'lots'}),
+                                        'async_brl:max waits': 'lots',
+                                        'async_brl:decision': 'later',
+                                        'async_brl:decision timeout':
+                                        '0'}),
     'async_brl_nowake': ('async_brl', {'async_brl:wake': 'no'}),
     'async_brl_onewait': ('async_brl', {'async_brl:max waits': '1'}),
     # process-associated locks: closing any fd of the file drops all of
@@ -376,7 +379,11 @@ def bad_options_are_logged_and_defaults_used(smbd, env):
     ms = grant_latency_ms(smbd, 'async_brl_badopts')
     for line in (r"async_brl:wake: 'maybe' is not one of: .*; using yes",
                  r"async_brl:max waits: 'lots' is not a number; "
-                 r"using 256"):
+                 r"using 256",
+                 r"async_brl:decision: 'later' is not one of: .*; "
+                 r"using sync",
+                 r"async_brl:decision timeout: 0 is out of range .*; "
+                 r"using 5000"):
         assert smbd.log_lines(line), 'no log line like: ' + line
     assert ms < 150, 'the default (wake = yes) did not wake: %.1f ms' % ms
 
