@@ -98,6 +98,7 @@ def install_honours_destdir(tmp):
     assert vfs + 'libasync_vfs_engine.so' in found, found
     assert vfs + 'async_uring.so' in found, found
     assert vfs + 'async_xattr.so' in found, found
+    assert vfs + 'async_brl.so' in found, found
     assert not [f for f in found if 'canary' in f], \
         'the test-only canary was installed: %s' % found
     assert not [f for f in found if '/unit/' in f or 'slowfs' in f], found
@@ -105,6 +106,7 @@ def install_honours_destdir(tmp):
         assert 'usr/share/man/man7/samba-async-vfs.7' in found, found
         assert 'usr/share/man/man8/vfs_async_uring.8' in found, found
         assert 'usr/share/man/man8/vfs_async_xattr.8' in found, found
+        assert 'usr/share/man/man8/vfs_async_brl.8' in found, found
 
 
 TESTS = [
