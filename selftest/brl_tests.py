@@ -499,10 +499,40 @@ def decision_timeout_bounds_the_answer(smbd, env, storage):
         c.logoff()
 
 
+def cancel_during_slow_decision_leaves_nothing_locked(smbd, env,
+                                                       storage):
+    """SMB2 cancel while the thread's fcntl() (1 s) is still out: the
+    request is cancelled at once, the grant that comes later is undone."""
+    storage.set('lock.delay_ms = 1000')
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, _ = new_file(smbd, env, c, 'slowcancel.bin')
+        path = storage.backing(smbd, env, 'slowcancel.bin')
+        t0 = time.monotonic()
+        msgid = smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE)
+        time.sleep(0.2)
+        smb2client.cancel(c, msgid)
+        status = smb2client.recv_status(c, msgid, timeout=10)
+        ms = (time.monotonic() - t0) * 1000
+        assert status == 'STATUS_CANCELLED', status
+        assert ms < 800, 'cancelled after %.0f ms' % ms
+        storage.set()
+        time.sleep(max(0, 1.5 - (time.monotonic() - t0)))
+        assert wait_for(lambda: local_can_lock(path, 0, 100), 5), \
+            'the cancelled request left the range locked'
+        assert wait_for(lambda: waiting_threads(smbd) == 0), \
+            'a thread outlived its request'
+        c.close(fid)
+    finally:
+        storage.set()
+        c.logoff()
+
+
 def late_grant_was_undone(smbd):
     smbd.stop()     # the counters are logged at disconnect
     d = smbd.counters('async_brl', 'decision')
-    assert d.get('timeouts', 0) >= 1 and d.get('undone', 0) >= 1, d
+    # one after the timeout, one after the cancel
+    assert d.get('timeouts', 0) >= 1 and d.get('undone', 0) >= 2, d
 
 
 def run_slowfs(res):
@@ -520,6 +550,9 @@ def run_slowfs(res):
             record(res, 'brl.decision_timeout_bounds_the_answer',
                    decision_timeout_bounds_the_answer, smbd,
                    'async_brl_decide_short', storage)
+            record(res, 'brl.cancel_during_slow_decision_leaves_nothing_'
+                   'locked', cancel_during_slow_decision_leaves_nothing_locked,
+                   smbd, 'async_brl_decide', storage)
             record(res, 'brl.late_grant_was_undone',
                    late_grant_was_undone, smbd)
         finally:
