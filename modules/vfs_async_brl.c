@@ -86,7 +86,10 @@ struct async_brl_config {
 	uint64_t n_decisions, n_decision_timeouts, n_guarded, n_undone;
 };
 
-/* Waits of all connections of this smbd process, to bound the threads. */
+/*
+ * Threads (waits and decisions) of all connections of this smbd process,
+ * to bound them.
+ */
 static unsigned async_brl_waits_in_process;
 
 /* One waiting thread for one lock request, on the request's memory. */
@@ -267,6 +270,12 @@ static void async_brl_wait_done(struct tevent_req *subreq)
 		return;
 	}
 	w->config->n_woken++;
+	/*
+	 * Synchronous: it takes the file's g_lock.  In 4.17 dbwrap_watch
+	 * alerts only the first waiter of the record; if we queue behind
+	 * another process's lock request watch, only g_lock's 5-10 s
+	 * fallback wakes us (seen with two processes woken at once).
+	 */
 	status = share_mode_wakeup_waiters(w->id);
 	if (!NT_STATUS_IS_OK(status)) {
 		w->config->n_errors++;
@@ -540,8 +549,14 @@ static void async_brl_decision_undo(struct async_brl_decision *d)
 
 static int async_brl_decision_destructor(struct async_brl_decision *d)
 {
-	/* a thread still running: only on close and disconnect, joined */
-	TALLOC_FREE(d->subreq);
+	if (d->subreq != NULL) {
+		/*
+		 * Only on close and disconnect: the free interrupts and
+		 * joins the thread, which may have to wait for its fcntl().
+		 */
+		TALLOC_FREE(d->subreq);
+		async_brl_waits_in_process--;
+	}
 	async_brl_decision_undo(d);
 	if (d->fd != -1) {
 		close(d->fd);
@@ -624,6 +639,7 @@ static void async_brl_decision_done(struct tevent_req *subreq)
 	err = asvfs_lockwait_recv(subreq);
 	TALLOC_FREE(subreq);
 	d->subreq = NULL;
+	async_brl_waits_in_process--;
 	d->taken = (err == 0);
 	async_brl_decision_answer(d, err == 0 ? ANSWER_GRANTED :
 				  ANSWER_REFUSED, err);
@@ -661,6 +677,10 @@ static bool async_brl_start_decision(vfs_handle_struct *handle,
 	if (fd == -1) {
 		return false;
 	}
+	if (async_brl_waits_in_process >= config->max_waits) {
+		config->n_fallback++;
+		return false;		/* smbd's own fcntl(), right now */
+	}
 	d = talloc_zero(config, struct async_brl_decision);
 	ref = talloc_zero(call->req_mem_ctx, struct async_brl_decision_ref);
 	if (d == NULL || ref == NULL) {
@@ -678,21 +698,28 @@ static bool async_brl_start_decision(vfs_handle_struct *handle,
 	talloc_set_destructor(d, async_brl_decision_destructor);
 	talloc_set_destructor(ref, async_brl_decision_ref_destructor);
 
-	thread_fd = d->fd == -1 ? -1 : fcntl(d->fd, F_DUPFD_CLOEXEC, 0);
-	if (thread_fd != -1) {
-		d->subreq = asvfs_locktake_send(d, ev, thread_fd,
-						type == F_WRLCK, offset, count);
-	}
 	d->timer = tevent_add_timer(
 		ev, d, timeval_current_ofs_msec(config->decision_timeout_msec),
 		async_brl_decision_timeout, d);
-	if (d->subreq == NULL || d->timer == NULL) {
-		/* nothing was taken: smbd's own synchronous call decides */
-		TALLOC_FREE(ref);
+	thread_fd = d->fd == -1 ? -1 : fcntl(d->fd, F_DUPFD_CLOEXEC, 0);
+	if (d->timer != NULL && thread_fd != -1) {
+		d->subreq = asvfs_locktake_send(d, ev, thread_fd,
+						type == F_WRLCK, offset, count);
+	} else if (thread_fd != -1) {
+		close(thread_fd);
+	}
+	if (d->subreq == NULL) {
+		/*
+		 * No thread, nothing taken: smbd's own fcntl() decides.
+		 * d first: its destructor detaches ref, whose own would
+		 * free d otherwise.
+		 */
 		TALLOC_FREE(d);
+		TALLOC_FREE(ref);
 		return false;
 	}
 	tevent_req_set_callback(d->subreq, async_brl_decision_done, d);
+	async_brl_waits_in_process++;
 	call->d = d;
 	config->n_decisions++;
 	return true;

@@ -68,7 +68,11 @@ class Holder:
     def __init__(self, path, start=0, length=100, ltype=fcntl.F_WRLCK):
         self.fd = os.open(path, os.O_RDWR)
         self.range = (start, length)
-        assert ofd_lock(self.fd, ltype, start, length), 'holder refused'
+        try:
+            fcntl.fcntl(self.fd, F_OFD_SETLK, _flock(ltype, start, length))
+        except OSError as e:
+            os.close(self.fd)
+            raise AssertionError('holder refused: %s' % e)
         self.released_at = None
 
     def release(self):
@@ -119,6 +123,32 @@ def waiting_threads(smbd):
             except OSError:
                 pass
     return n
+
+
+def thread_report(smbd):
+    """Where the lock-waiting threads are, for failure messages."""
+    out = []
+    for pid in smbd.children():
+        try:
+            tasks = os.listdir('/proc/%s/task' % pid)
+        except OSError:
+            continue
+        for tid in tasks:
+            base = '/proc/%s/task/%s/' % (pid, tid)
+            try:
+                with open(base + 'comm') as f:
+                    if f.read().strip() != THREAD:
+                        continue
+                with open(base + 'wchan') as f:
+                    wchan = f.read().strip()
+                with open(base + 'status') as f:
+                    sig = [ln.replace('\t', '') for ln in f.read().split('\n')
+                           if ln.startswith(('State', 'SigPnd', 'ShdPnd',
+                                             'SigBlk', 'SigCgt'))]
+            except OSError:
+                continue
+            out.append('%s/%s %s %s' % (pid, tid, wchan, ' '.join(sig)))
+    return '; '.join(out)
 
 
 def wait_for(cond, timeout=5.0):
@@ -191,7 +221,8 @@ def non_blocking_lock_on_held_range_fails_at_once(smbd, env):
               (env, ' '.join('%.1f' % x for x in times)), flush=True)
         assert min(times) < 50 and max(times) < 500, times
         assert wait_for(lambda: waiting_threads(smbd) == 0), \
-            'a non-blocking request left a waiting thread'
+            'a non-blocking request left a waiting thread: ' + \
+            thread_report(smbd)
         c.close(fid)
     finally:
         c.logoff()
@@ -210,7 +241,8 @@ def cancel_during_wait_ends_the_wait(smbd, env):
         status = smb2client.recv_status(c, msgid, timeout=5)
         assert status == 'STATUS_CANCELLED', status
         assert wait_for(lambda: waiting_threads(smbd) == 0), \
-            'the waiting thread outlived the cancel'
+            'the waiting thread outlived the cancel: ' + \
+            thread_report(smbd)
         holder.release()
         holder.close()
         # nothing of the cancelled request stayed locked
@@ -283,12 +315,18 @@ def two_clients_and_a_local_holder_lose_no_lock(smbd, env):
 
         def get(name, client, msgid):
             results[name] = smb2client.recv_status(client, msgid,
-                                                   timeout=10)
+                                                   timeout=30)
         ta = threading.Thread(target=get, args=('a', a, id_a))
         tb = threading.Thread(target=get, args=('b', b, id_b))
         ta.start()
         tb.start()
-        assert wait_for(lambda: len(results) == 1, 5), \
+        # Generous bounds: Samba 4.17's dbwrap_watch alerts only the
+        # first waiter of the file's record, and a g_lock waiter queued
+        # behind a lock request's watch (share_mode_wakeup_waiters() of
+        # one process while the other retries) is only woken by g_lock's
+        # 5-10 s fallback; seen in about 1 of 6 runs with two waiters.
+        # No lock is lost, and the test checks that.
+        assert wait_for(lambda: len(results) == 1, 15), \
             'nobody was granted: %s' % results
         time.sleep(0.3)
         assert len(results) == 1, 'both granted: %s' % results
@@ -299,8 +337,14 @@ def two_clients_and_a_local_holder_lose_no_lock(smbd, env):
         wc, wf = (a, fid_a) if winner == 'a' else (b, fid_b)
         assert smb2client.lock(wc, wf, 0, 100,
                                LOCK_UNLOCK) == 'STATUS_SUCCESS'
-        assert wait_for(lambda: len(results) == 2, 5), \
+        t0 = time.monotonic()
+        assert wait_for(lambda: len(results) == 2, 15), \
             'the second waiter was never granted: %s' % results
+        ms = (time.monotonic() - t0) * 1000
+        if ms > 1000:
+            print('    brl: two clients, %s: second grant %.0f ms after '
+                  'the unlock (Samba 4.17 g_lock fallback)' % (env, ms),
+                  flush=True)
         ta.join()
         tb.join()
         assert set(results.values()) == {'STATUS_SUCCESS'}, results

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -23,11 +24,14 @@
 #include "asvfs_lockwait.h"
 
 /*
- * Not SIGRTMIN+n: Samba uses the low real-time signals (leases, notify).
- * Signal numbers are process-wide, so the init refuses a signal that
- * someone else already handles instead of stealing it.
+ * A standard signal, not a real-time one: real-time signals are queued,
+ * and tgkill() fails with EAGAIN when the queue of the thread's real uid
+ * is full (seen in smbd, where threads run with the user's uid), while a
+ * standard one is coalesced and always gets through.  SIGURG is ignored
+ * by default and unused by Samba.  Signal numbers are process-wide, so
+ * the init refuses a signal that someone else already handles.
  */
-#define LOCKWAIT_SIGNAL (SIGRTMAX - 5)
+#define LOCKWAIT_SIGNAL SIGURG
 
 static pthread_once_t lockwait_once = PTHREAD_ONCE_INIT;
 static int lockwait_init_err;
@@ -72,23 +76,44 @@ int asvfs_lockwait_init(void)
 	return lockwait_init_err;
 }
 
-/* What the thread and the loop share; the loop joins before freeing it. */
+/*
+ * What the thread and the loop share.  Plain malloc, not talloc: the
+ * thread may outlive the request (see lockwait_stop()), and talloc is not
+ * thread-safe.  Two references, the thread's and the request's; the last
+ * one to go closes the descriptors and frees it.
+ */
 struct lockwait_job {
 	int fd;
 	int efd;
 	struct flock fl;
 	bool take;		/* one F_OFD_SETLK, kept on success */
 	pthread_t thread;
-	atomic_bool cancel;
+	atomic_bool cancel;	/* the request is gone or going */
 	atomic_bool finished;
+	atomic_int refs;
 	int err;
 };
 
 struct asvfs_lockwait_state {
-	struct lockwait_job job;
+	struct lockwait_job *job;
+	struct tevent_context *ev;
 	struct tevent_fd *fde;
-	bool running;		/* a thread exists and is not joined */
 };
+
+static void lockwait_job_unref(struct lockwait_job *job)
+{
+	if (atomic_fetch_sub(&job->refs, 1) != 1) {
+		return;
+	}
+	if (job->efd != -1) {
+		close(job->efd);
+	}
+	if (job->fd != -1) {
+		/* the last fd of the description: drops anything it held */
+		close(job->fd);
+	}
+	free(job);
+}
 
 static void *lockwait_thread(void *arg)
 {
@@ -105,8 +130,9 @@ static void *lockwait_thread(void *arg)
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	/*
-	 * The stopper sets cancel, then signals until finished is set: a
-	 * signal that lands just before fcntl() blocks is repeated.
+	 * The stopper sets cancel, then signals until finished is set (for
+	 * a while): a signal that lands just before fcntl() blocks is
+	 * repeated.
 	 */
 	while (!atomic_load(&job->cancel)) {
 		ret = fcntl(job->fd, job->take ? F_OFD_SETLK : F_OFD_SETLKW,
@@ -120,35 +146,114 @@ static void *lockwait_thread(void *arg)
 			break;
 		}
 	}
-	if (ret == 0 && !job->take) {
-		/* We only wanted to know: give the range back at once. */
+	/*
+	 * A wait only wanted to know: give the range back at once.  A take
+	 * that nobody is left to book (the request went away meanwhile) is
+	 * given back too.
+	 */
+	if (ret == 0 && (!job->take || atomic_load(&job->cancel))) {
 		unlock = job->fl;
 		unlock.l_type = F_UNLCK;
 		(void)fcntl(job->fd, F_OFD_SETLK, &unlock);
+		if (job->take) {
+			err = ECANCELED;
+		}
 	}
 	job->err = err;
 	atomic_store(&job->finished, true);
 	do {
 		n = write(job->efd, &one, sizeof(one));
 	} while (n == -1 && errno == EINTR);
+	lockwait_job_unref(job);
 	return NULL;
 }
 
-static void lockwait_stop(struct asvfs_lockwait_state *state)
-{
-	struct lockwait_job *job = &state->job;
-	struct timespec pause = { .tv_nsec = 100 * 1000 };
+/*
+ * A job whose request went before its thread finished.  A signal can land
+ * just before the thread blocks in fcntl() (the thread checked cancel,
+ * then lost the CPU), and some file systems finish their call before they
+ * look at signals (FUSE, NFS): so the loop keeps signalling it, backing
+ * off to once a second, until it is done.  It holds only its own job and
+ * descriptor; smbd's loop never waits for it.
+ */
+struct lockwait_orphan {
+	struct lockwait_job *job;
+	struct tevent_context *ev;
+	uint32_t interval_usec;
+};
 
-	if (!state->running) {
+static void lockwait_orphan_tick(struct tevent_context *ev,
+				 struct tevent_timer *te,
+				 struct timeval now, void *private_data)
+{
+	struct lockwait_orphan *o = talloc_get_type_abort(
+		private_data, struct lockwait_orphan);
+
+	if (atomic_load(&o->job->finished)) {
+		lockwait_job_unref(o->job);
+		talloc_free(o);
 		return;
 	}
+	pthread_kill(o->job->thread, LOCKWAIT_SIGNAL);
+	if (o->interval_usec < 1000 * 1000) {
+		o->interval_usec *= 2;
+	}
+	if (tevent_add_timer(ev, o, tevent_timeval_current_ofs(
+				     0, o->interval_usec),
+			     lockwait_orphan_tick, o) == NULL) {
+		/* no memory: the thread finishes when its fcntl() does */
+		lockwait_job_unref(o->job);
+		talloc_free(o);
+	}
+}
+
+static void lockwait_adopt_orphan(struct tevent_context *ev,
+				  struct lockwait_job *job)
+{
+	/* not under the request: it outlives it */
+	struct lockwait_orphan *o = talloc_zero(NULL, struct lockwait_orphan);
+
+	if (o == NULL) {
+		lockwait_job_unref(job);
+		return;
+	}
+	o->job = job;
+	o->ev = ev;
+	o->interval_usec = 10 * 1000;
+	if (tevent_add_timer(ev, o, tevent_timeval_current_ofs(0, 10000),
+			     lockwait_orphan_tick, o) == NULL) {
+		lockwait_job_unref(job);
+		talloc_free(o);
+	}
+}
+
+/*
+ * The request goes while its thread still runs.  Interrupt it; on local
+ * file systems it returns within microseconds.  If it has not after a
+ * few milliseconds, the loop keeps after it (above).
+ */
+static void lockwait_stop(struct asvfs_lockwait_state *state)
+{
+	struct lockwait_job *job = state->job;
+	struct timespec pause = { .tv_nsec = 50 * 1000 };
+	long waited = 0;
+
+	if (job == NULL) {
+		return;
+	}
+	state->job = NULL;
 	atomic_store(&job->cancel, true);
-	while (!atomic_load(&job->finished)) {
+	while (!atomic_load(&job->finished) && waited < 2 * 1000 * 1000) {
 		pthread_kill(job->thread, LOCKWAIT_SIGNAL);
 		nanosleep(&pause, NULL);
+		waited += pause.tv_nsec;
+		pause.tv_nsec *= 2;
 	}
-	pthread_join(job->thread, NULL);
-	state->running = false;
+	if (atomic_load(&job->finished)) {
+		lockwait_job_unref(job);
+		return;
+	}
+	lockwait_adopt_orphan(state->ev, job);
 }
 
 static void lockwait_cleanup(struct tevent_req *req,
@@ -157,18 +262,9 @@ static void lockwait_cleanup(struct tevent_req *req,
 	struct asvfs_lockwait_state *state = tevent_req_data(
 		req, struct asvfs_lockwait_state);
 
-	/* freed, timed out or cancelled in flight: no thread may outlive */
-	lockwait_stop(state);
+	/* freed, timed out or cancelled in flight */
 	TALLOC_FREE(state->fde);
-	if (state->job.efd != -1) {
-		close(state->job.efd);
-		state->job.efd = -1;
-	}
-	if (state->job.fd != -1) {
-		/* the last fd of the description: drops anything it held */
-		close(state->job.fd);
-		state->job.fd = -1;
-	}
+	lockwait_stop(state);
 }
 
 static void lockwait_done(struct tevent_context *ev, struct tevent_fd *fde,
@@ -178,19 +274,22 @@ static void lockwait_done(struct tevent_context *ev, struct tevent_fd *fde,
 						       struct tevent_req);
 	struct asvfs_lockwait_state *state = tevent_req_data(
 		req, struct asvfs_lockwait_state);
+	struct lockwait_job *job = state->job;
 	uint64_t v;
 	ssize_t n;
+	int err;
 
-	n = read(state->job.efd, &v, sizeof(v));
+	n = read(job->efd, &v, sizeof(v));
 	(void)n;
-	if (!atomic_load(&state->job.finished)) {
+	if (!atomic_load(&job->finished)) {
 		return;
 	}
-	pthread_join(state->job.thread, NULL);
-	state->running = false;
+	err = job->err;
 	TALLOC_FREE(state->fde);
-	if (state->job.err != 0) {
-		tevent_req_error(req, state->job.err);
+	state->job = NULL;
+	lockwait_job_unref(job);
+	if (err != 0) {
+		tevent_req_error(req, err);
 		return;
 	}
 	tevent_req_done(req);
@@ -198,9 +297,16 @@ static void lockwait_done(struct tevent_context *ev, struct tevent_fd *fde,
 
 static int lockwait_start_thread(struct lockwait_job *job)
 {
+	pthread_attr_t attr;
 	sigset_t all, old;
 	int ret;
 
+	ret = pthread_attr_init(&attr);
+	if (ret != 0) {
+		return ret;
+	}
+	/* nobody joins: the job's references say who cleans up */
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	/*
 	 * Process-directed signals (SIGTERM, SIGCHLD, ...) must keep going
 	 * to smbd's main thread: the worker starts with all blocked and
@@ -208,13 +314,17 @@ static int lockwait_start_thread(struct lockwait_job *job)
 	 */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(&job->thread, NULL, lockwait_thread, job);
+	atomic_store(&job->refs, 2);
+	ret = pthread_create(&job->thread, &attr, lockwait_thread, job);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (ret == 0) {
-		/* visible in /proc/<pid>/task/<tid>/comm, for tests and ps */
-		(void)pthread_setname_np(job->thread, ASVFS_LOCKWAIT_THREAD);
+	pthread_attr_destroy(&attr);
+	if (ret != 0) {
+		atomic_store(&job->refs, 1);
+		return ret;
 	}
-	return ret;
+	/* visible in /proc/<pid>/task/<tid>/comm, for tests and ps */
+	(void)pthread_setname_np(job->thread, ASVFS_LOCKWAIT_THREAD);
+	return 0;
 }
 
 static struct tevent_req *lockwait_send(TALLOC_CTX *mem_ctx,
@@ -224,6 +334,7 @@ static struct tevent_req *lockwait_send(TALLOC_CTX *mem_ctx,
 {
 	struct tevent_req *req = NULL;
 	struct asvfs_lockwait_state *state = NULL;
+	struct lockwait_job *job = NULL;
 	int err;
 
 	err = asvfs_lockwait_init();
@@ -232,43 +343,52 @@ static struct tevent_req *lockwait_send(TALLOC_CTX *mem_ctx,
 		errno = err;
 		return NULL;
 	}
-	req = tevent_req_create(mem_ctx, &state, struct asvfs_lockwait_state);
-	if (req == NULL) {
+	job = calloc(1, sizeof(*job));
+	if (job == NULL) {
 		close(fd);
 		errno = ENOMEM;
 		return NULL;
 	}
-	state->job.fd = fd;
-	state->job.efd = -1;
-	state->job.take = take;
-	state->job.fl = (struct flock) {
+	job->fd = fd;
+	job->take = take;
+	job->fl = (struct flock) {
 		.l_type = write ? F_WRLCK : F_RDLCK,
 		.l_whence = SEEK_SET,
 		.l_start = start,
 		.l_len = len,
 	};
-	tevent_req_set_cleanup_fn(req, lockwait_cleanup);
-
-	state->job.efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (state->job.efd == -1) {
-		goto fail;
+	atomic_store(&job->refs, 1);
+	job->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (job->efd == -1) {
+		goto fail_job;
 	}
-	state->fde = tevent_add_fd(ev, state, state->job.efd, TEVENT_FD_READ,
+	req = tevent_req_create(mem_ctx, &state, struct asvfs_lockwait_state);
+	if (req == NULL) {
+		errno = ENOMEM;
+		goto fail_job;
+	}
+	state->ev = ev;
+	state->fde = tevent_add_fd(ev, state, job->efd, TEVENT_FD_READ,
 				   lockwait_done, req);
 	if (state->fde == NULL) {
 		errno = ENOMEM;
-		goto fail;
+		goto fail_req;
 	}
-	err = lockwait_start_thread(&state->job);
+	err = lockwait_start_thread(job);
 	if (err != 0) {
 		errno = err;
-		goto fail;
+		goto fail_req;
 	}
-	state->running = true;
+	state->job = job;
+	tevent_req_set_cleanup_fn(req, lockwait_cleanup);
 	return req;
-fail:
+fail_req:
 	err = errno;
 	TALLOC_FREE(req);
+	errno = err;
+fail_job:
+	err = errno;
+	lockwait_job_unref(job);
 	errno = err;
 	return NULL;
 }

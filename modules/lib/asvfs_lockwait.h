@@ -15,8 +15,12 @@
  * stays locked whatever happens.
  *
  * Freeing the request, or its endtime passing, interrupts the thread with
- * a signal (no SA_RESTART, so the fcntl returns EINTR) and joins it before
- * the free returns: no thread outlives its request.
+ * a signal (no SA_RESTART, so the fcntl returns EINTR).  On local file
+ * systems it is gone before the free returns.  Otherwise (a busy machine,
+ * or a file system that finishes its call before it looks at signals:
+ * FUSE, NFS) the free returns after about 2 ms and the event loop keeps
+ * signalling the thread until it is gone; it touches only memory and a
+ * descriptor of its own.  The loop never waits for a file system.
  *
  * The thread runs no code but fcntl() on the adopted fd: no path lookup,
  * no credentials, nothing of another request.
@@ -62,8 +66,10 @@ struct tevent_req *asvfs_lockwait_send(TALLOC_CTX *mem_ctx,
  * and keep it: for file systems where even that call is slow (network,
  * cluster).  Here fd should be a dup() of the owner's fd, so that the
  * lock belongs to the owner's description; closing fd at the end leaves
- * it in place.  Freeing the request in flight leaves the outcome unknown:
- * only do that when the owner's description goes away too.  Finished with
+ * it in place.  A take that succeeds after the request was freed is
+ * given back by the thread; one that succeeded just before may stay
+ * until the owner's description closes: free a take in flight only when
+ * that description goes away too.  Finished with
  * asvfs_lockwait_recv(): 0 when taken, EAGAIN/EACCES on a conflict.
  */
 struct tevent_req *asvfs_locktake_send(TALLOC_CTX *mem_ctx,

@@ -16,6 +16,8 @@
 #include <string.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,6 +189,66 @@ static void freeing_in_flight_interrupts_the_thread(void **state)
 	}
 }
 
+static int lockwait_threads(void)
+{
+	char path[300], comm[32];
+	struct dirent *e = NULL;
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		FILE *f = NULL;
+
+		if (e->d_name[0] == '.') {
+			continue;
+		}
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL) {
+			continue;
+		}
+		if (fgets(comm, sizeof(comm), f) != NULL &&
+		    strncmp(comm, ASVFS_LOCKWAIT_THREAD,
+			    strlen(ASVFS_LOCKWAIT_THREAD)) == 0) {
+			n++;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+static void freed_waits_leave_no_thread_behind(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	double end;
+	int i;
+
+	assert_int_equal(lockwait_threads(), 0);
+	/* freed at once, often before the thread even ran */
+	assert_int_equal(hold(f->holder, F_WRLCK, 0, 0), 0);
+	for (i = 0; i < 50; i++) {
+		req = wait_on(f, true, 0, 10);
+		assert_non_null(req);
+		talloc_free(req);
+	}
+	/* stragglers are signalled from the loop until they are gone */
+	end = now_ms() + 3000;
+	while (lockwait_threads() > 0 && now_ms() < end) {
+		TALLOC_CTX *tmp = talloc_new(f->mem);
+
+		tevent_add_timer(f->ev, tmp,
+				 tevent_timeval_current_ofs(0, 5000),
+				 tick, NULL);
+		tevent_loop_once(f->ev);
+		talloc_free(tmp);
+	}
+	assert_int_equal(lockwait_threads(), 0);
+}
+
 static void endtime_gives_etimedout(void **state)
 {
 	struct fixture *f = *state;
@@ -276,6 +338,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			freeing_in_flight_interrupts_the_thread, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			freed_waits_leave_no_thread_behind, setup, teardown),
 		cmocka_unit_test_setup_teardown(endtime_gives_etimedout,
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(bad_fd_fails_cleanly,
