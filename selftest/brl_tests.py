@@ -324,7 +324,7 @@ def two_clients_and_a_local_holder_lose_no_lock(smbd, env):
         # first waiter of the file's record, and a g_lock waiter queued
         # behind a lock request's watch (share_mode_wakeup_waiters() of
         # one process while the other retries) is only woken by g_lock's
-        # 5-10 s fallback; seen in about 1 of 6 runs with two waiters.
+        # 5-10 s fallback (seen in development runs with two waiters).
         # No lock is lost, and the test checks that.
         assert wait_for(lambda: len(results) == 1, 15), \
             'nobody was granted: %s' % results
