@@ -99,6 +99,7 @@ def install_honours_destdir(tmp):
     assert vfs + 'async_uring.so' in found, found
     assert vfs + 'async_xattr.so' in found, found
     assert vfs + 'async_dosattr.so' in found, found
+    assert vfs + 'async_brl.so' in found, found
     assert not [f for f in found if 'canary' in f], \
         'the test-only canary was installed: %s' % found
     assert not [f for f in found if '/unit/' in f or 'slowfs' in f], found
@@ -107,6 +108,7 @@ def install_honours_destdir(tmp):
         assert 'usr/share/man/man8/vfs_async_uring.8' in found, found
         assert 'usr/share/man/man8/vfs_async_xattr.8' in found, found
         assert 'usr/share/man/man8/vfs_async_dosattr.8' in found, found
+        assert 'usr/share/man/man8/vfs_async_brl.8' in found, found
 
 
 TESTS = [

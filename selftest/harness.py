@@ -60,7 +60,7 @@ SHARE_VARIANTS = {
 
 # Our production modules; each logs its counters at level 5 through its
 # own debug class.
-MODULES = ['async_uring', 'async_xattr', 'async_dosattr']
+MODULES = ['async_uring', 'async_xattr', 'async_dosattr', 'async_brl']
 LOG_LEVEL = '1 ' + ' '.join('%s:5' % m for m in MODULES)
 
 # The environments: name -> (extra vfs objects, extra share options)
@@ -84,9 +84,15 @@ ENVIRONMENTS = {
                                {'async_dosattr:prefetch': 'yes',
                                 'async_dosattr:ctime granularity msec':
                                 '20'}),
+    # byte-range locks woken when a POSIX holder lets go ("posix locking"
+    # is on by default)
+    'async_brl': ('async_brl', {}),
+    # ... and the POSIX lock of every decision taken on a thread (for
+    # file systems where fcntl is slow), answered with NT_STATUS_RETRY
+    'async_brl_decide': ('async_brl', {'async_brl:decision': 'async'}),
     # every production module of this project, left is top (grows as the
     # modules land), with their defaults
-    'full_stack': ('async_dosattr async_xattr async_uring',
+    'full_stack': ('async_brl async_dosattr async_xattr async_uring',
                    {'smbd async dosmode': 'yes'}),
 }
 

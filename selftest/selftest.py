@@ -22,6 +22,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import brl_tests  # noqa: E402
 import build_tests  # noqa: E402
 import dosattr_tests  # noqa: E402
 import fault_tests  # noqa: E402
@@ -41,6 +42,7 @@ SHARED_SMBD_TESTS = [
 OWN_SMBD_TESTS = [
     fault_tests,
     dosattr_tests,
+    brl_tests,
 ]
 RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
                        r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')

@@ -57,3 +57,99 @@ def status_name(err):
 
 
 __all__ = ['Client', 'SessionError', 'status_name']
+
+
+# --- SMB2 byte-range locks, one request at a time, sent and answered
+# separately so that a test can cancel, close or measure in between -------
+
+LOCK_SHARED = smb3structs.SMB2_LOCKFLAG_SHARED_LOCK
+LOCK_EXCLUSIVE = smb3structs.SMB2_LOCKFLAG_EXCLUSIVE_LOCK
+LOCK_UNLOCK = smb3structs.SMB2_LOCKFLAG_UNLOCK
+LOCK_FAIL_IMMEDIATELY = smb3structs.SMB2_LOCKFLAG_FAIL_IMMEDIATELY
+STATUS_NAMES = {
+    0x00000000: 'STATUS_SUCCESS',
+    0xC0000054: 'STATUS_FILE_LOCK_CONFLICT',
+    0xC0000055: 'STATUS_LOCK_NOT_GRANTED',
+    0xC000007E: 'STATUS_RANGE_NOT_LOCKED',
+    0xC0000120: 'STATUS_CANCELLED',
+}
+
+
+def lock_send(client, fid, offset, length, flags):
+    """Send one SMB2 LOCK element; returns the message id."""
+    smb = client.conn.getSMBServer()
+    packet = smb.SMB_PACKET()
+    packet['Command'] = smb3structs.SMB2_LOCK
+    packet['TreeID'] = client.tid
+    element = smb3structs.SMB2_LOCK_ELEMENT()
+    element['Offset'] = offset
+    element['Length'] = length
+    element['Flags'] = flags
+    request = smb3structs.SMB2Lock()
+    request['FileID'] = fid
+    request['LockCount'] = 1
+    request['LockSequence'] = 0
+    request['Locks'] = element.getData()
+    packet['Data'] = request
+    return smb.sendSMB(packet)
+
+
+def lock_recv(client, msgid, timeout=None):
+    """The final answer to lock_send() (interim STATUS_PENDING skipped),
+    as a status name."""
+    smb = client.conn.getSMBServer()
+    old = smb._timeout
+    if timeout is not None:
+        smb._timeout = timeout
+    try:
+        ans = smb.recvSMB(msgid)
+    finally:
+        smb._timeout = old
+    return STATUS_NAMES.get(ans['Status'], '0x%08x' % ans['Status'])
+
+
+def lock(client, fid, offset, length, flags, timeout=None):
+    return lock_recv(client, lock_send(client, fid, offset, length, flags),
+                     timeout)
+
+
+def cancel(client, msgid):
+    """SMB2 CANCEL of a request sent earlier on this connection."""
+    client.conn.getSMBServer().cancel(msgid)
+
+
+def close_send(client, fid):
+    """SMB2 CLOSE without waiting for its answer; returns the message id.
+    """
+    smb = client.conn.getSMBServer()
+    packet = smb.SMB_PACKET()
+    packet['Command'] = smb3structs.SMB2_CLOSE
+    packet['TreeID'] = client.tid
+    request = smb3structs.SMB2Close()
+    request['Flags'] = 0
+    request['FileID'] = fid
+    packet['Data'] = request
+    return smb.sendSMB(packet)
+
+
+def recv_status(client, msgid, timeout=None):
+    """The status of the answer to any request sent earlier."""
+    return lock_recv(client, msgid, timeout)
+
+
+def open_shared(client, name, create=False):
+    """Read/write open that lets other opens read, write and delete (the
+    Client methods ask for impacket's default sharing)."""
+    return client.conn.createFile(
+        client.tid, name, desiredAccess=GENERIC_READ_WRITE, shareMode=7,
+        creationDisposition=FILE_OVERWRITE_IF if create else FILE_OPEN)
+
+
+def echo_send(client):
+    """SMB2 ECHO without waiting for its answer; returns the message id
+    (answered by smbd's main loop: shows whether it is blocked)."""
+    smb = client.conn.getSMBServer()
+    packet = smb.SMB_PACKET()
+    packet['Command'] = smb3structs.SMB2_ECHO
+    packet['Data'] = smb3structs.SMB2Echo()
+    return smb.sendSMB(packet)

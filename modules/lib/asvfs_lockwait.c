@@ -1,0 +1,436 @@
+/*
+ * samba-async-vfs: wait on a thread until a byte range can be locked.
+ *
+ * Copyright (C) samba-async-vfs authors
+ *
+ * This program is free software; you can redistribute it and/or modify
+ * it under the terms of the GNU General Public License as published by
+ * the Free Software Foundation; either version 3 of the License, or
+ * (at your option) any later version.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "asvfs_lockwait.h"
+
+/*
+ * A standard signal, not a real-time one: real-time signals are queued,
+ * and tgkill() fails with EAGAIN when the queue of the thread's real uid
+ * is full (seen in smbd, where threads run with the user's uid), while a
+ * standard one is coalesced and always gets through.  SIGURG is ignored
+ * by default and unused by Samba.  Signal numbers are process-wide, so
+ * the init refuses a signal that someone else already handles.
+ */
+#define LOCKWAIT_SIGNAL SIGURG
+
+static pthread_once_t lockwait_once = PTHREAD_ONCE_INIT;
+static int lockwait_init_err;
+
+int asvfs_lockwait_signal(void)
+{
+	return LOCKWAIT_SIGNAL;
+}
+
+static void lockwait_sig_handler(int sig)
+{
+	/* Only here so that a blocked fcntl() returns EINTR. */
+	(void)sig;
+}
+
+static void lockwait_install(void)
+{
+	struct sigaction old, sa;
+
+	if (sigaction(LOCKWAIT_SIGNAL, NULL, &old) != 0) {
+		lockwait_init_err = errno;
+		return;
+	}
+	if ((old.sa_flags & SA_SIGINFO) ||
+	    (old.sa_handler != SIG_DFL &&
+	     old.sa_handler != lockwait_sig_handler)) {
+		lockwait_init_err = EBUSY;
+		return;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = lockwait_sig_handler;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = 0;	/* no SA_RESTART: fcntl must see EINTR */
+	if (sigaction(LOCKWAIT_SIGNAL, &sa, NULL) != 0) {
+		lockwait_init_err = errno;
+	}
+}
+
+int asvfs_lockwait_init(void)
+{
+	pthread_once(&lockwait_once, lockwait_install);
+	return lockwait_init_err;
+}
+
+/*
+ * What the thread and the loop share.  Plain malloc, not talloc: the
+ * thread may outlive the request (see lockwait_stop()), and talloc is not
+ * thread-safe.  Two references, the thread's and the request's; the last
+ * one to go closes the descriptors and frees it.
+ */
+struct lockwait_job {
+	int fd;
+	int efd;
+	struct flock fl;
+	bool take;		/* one F_OFD_SETLK, kept on success */
+	pthread_t thread;
+	atomic_bool cancel;	/* the request is gone or going */
+	atomic_bool finished;
+	atomic_int refs;
+	int err;
+};
+
+struct asvfs_lockwait_state {
+	struct lockwait_job *job;
+	struct tevent_context *ev;
+	struct tevent_fd *fde;
+};
+
+static void lockwait_job_unref(struct lockwait_job *job)
+{
+	if (atomic_fetch_sub(&job->refs, 1) != 1) {
+		return;
+	}
+	if (job->efd != -1) {
+		close(job->efd);
+	}
+	if (job->fd != -1) {
+		/* the last fd of the description: drops anything it held */
+		close(job->fd);
+	}
+	free(job);
+}
+
+static void *lockwait_thread(void *arg)
+{
+	struct lockwait_job *job = arg;
+	struct flock unlock;
+	sigset_t set;
+	uint64_t one = 1;
+	int ret = -1;
+	int err = ECANCELED;
+	ssize_t n;
+
+	sigemptyset(&set);
+	sigaddset(&set, LOCKWAIT_SIGNAL);
+	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+
+	/*
+	 * The stopper sets cancel, then signals until finished is set (for
+	 * a while): a signal that lands just before fcntl() blocks is
+	 * repeated.
+	 */
+	while (!atomic_load(&job->cancel)) {
+		ret = fcntl(job->fd, job->take ? F_OFD_SETLK : F_OFD_SETLKW,
+			    &job->fl);
+		if (ret == 0) {
+			err = 0;
+			break;
+		}
+		err = errno;
+		if (err != EINTR) {
+			break;
+		}
+	}
+	/*
+	 * A wait only wanted to know: give the range back at once.  A take
+	 * that nobody is left to book (the request went away meanwhile) is
+	 * given back too.
+	 */
+	if (ret == 0 && (!job->take || atomic_load(&job->cancel))) {
+		unlock = job->fl;
+		unlock.l_type = F_UNLCK;
+		(void)fcntl(job->fd, F_OFD_SETLK, &unlock);
+		if (job->take) {
+			err = ECANCELED;
+		}
+	}
+	job->err = err;
+	atomic_store(&job->finished, true);
+	do {
+		n = write(job->efd, &one, sizeof(one));
+	} while (n == -1 && errno == EINTR);
+	lockwait_job_unref(job);
+	return NULL;
+}
+
+/*
+ * A job whose request went before its thread finished.  A signal can land
+ * just before the thread blocks in fcntl() (the thread checked cancel,
+ * then lost the CPU), and some file systems finish their call before they
+ * look at signals (FUSE, NFS): so the loop keeps signalling it, backing
+ * off to once a second, until it is done.  It holds only its own job and
+ * descriptor; smbd's loop never waits for it.
+ */
+struct lockwait_orphan {
+	struct lockwait_job *job;
+	struct tevent_context *ev;
+	uint32_t interval_usec;
+};
+
+static void lockwait_orphan_tick(struct tevent_context *ev,
+				 struct tevent_timer *te,
+				 struct timeval now, void *private_data)
+{
+	struct lockwait_orphan *o = talloc_get_type_abort(
+		private_data, struct lockwait_orphan);
+
+	if (atomic_load(&o->job->finished)) {
+		lockwait_job_unref(o->job);
+		talloc_free(o);
+		return;
+	}
+	pthread_kill(o->job->thread, LOCKWAIT_SIGNAL);
+	if (o->interval_usec < 1000 * 1000) {
+		o->interval_usec *= 2;
+	}
+	if (tevent_add_timer(ev, o, tevent_timeval_current_ofs(
+				     0, o->interval_usec),
+			     lockwait_orphan_tick, o) == NULL) {
+		/* no memory: the thread finishes when its fcntl() does */
+		lockwait_job_unref(o->job);
+		talloc_free(o);
+	}
+}
+
+static void lockwait_adopt_orphan(struct tevent_context *ev,
+				  struct lockwait_job *job)
+{
+	/* not under the request: it outlives it */
+	struct lockwait_orphan *o = talloc_zero(NULL, struct lockwait_orphan);
+
+	if (o == NULL) {
+		lockwait_job_unref(job);
+		return;
+	}
+	o->job = job;
+	o->ev = ev;
+	o->interval_usec = 10 * 1000;
+	if (tevent_add_timer(ev, o, tevent_timeval_current_ofs(0, 10000),
+			     lockwait_orphan_tick, o) == NULL) {
+		lockwait_job_unref(job);
+		talloc_free(o);
+	}
+}
+
+/*
+ * The request goes while its thread still runs.  Interrupt it; on local
+ * file systems it returns within microseconds.  If it has not after a
+ * few milliseconds, the loop keeps after it (above).
+ */
+static void lockwait_stop(struct asvfs_lockwait_state *state)
+{
+	struct lockwait_job *job = state->job;
+	struct timespec pause = { .tv_nsec = 50 * 1000 };
+	long waited = 0;
+
+	if (job == NULL) {
+		return;
+	}
+	state->job = NULL;
+	atomic_store(&job->cancel, true);
+	while (!atomic_load(&job->finished) && waited < 2 * 1000 * 1000) {
+		pthread_kill(job->thread, LOCKWAIT_SIGNAL);
+		nanosleep(&pause, NULL);
+		waited += pause.tv_nsec;
+		pause.tv_nsec *= 2;
+	}
+	if (atomic_load(&job->finished)) {
+		lockwait_job_unref(job);
+		return;
+	}
+	lockwait_adopt_orphan(state->ev, job);
+}
+
+static void lockwait_cleanup(struct tevent_req *req,
+			     enum tevent_req_state req_state)
+{
+	struct asvfs_lockwait_state *state = tevent_req_data(
+		req, struct asvfs_lockwait_state);
+
+	/* freed, timed out or cancelled in flight */
+	TALLOC_FREE(state->fde);
+	lockwait_stop(state);
+}
+
+static void lockwait_done(struct tevent_context *ev, struct tevent_fd *fde,
+			  uint16_t flags, void *private_data)
+{
+	struct tevent_req *req = talloc_get_type_abort(private_data,
+						       struct tevent_req);
+	struct asvfs_lockwait_state *state = tevent_req_data(
+		req, struct asvfs_lockwait_state);
+	struct lockwait_job *job = state->job;
+	uint64_t v;
+	ssize_t n;
+	int err;
+
+	n = read(job->efd, &v, sizeof(v));
+	(void)n;
+	if (!atomic_load(&job->finished)) {
+		return;
+	}
+	err = job->err;
+	TALLOC_FREE(state->fde);
+	state->job = NULL;
+	lockwait_job_unref(job);
+	if (err != 0) {
+		tevent_req_error(req, err);
+		return;
+	}
+	tevent_req_done(req);
+}
+
+static int lockwait_start_thread(struct lockwait_job *job)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int ret;
+
+	ret = pthread_attr_init(&attr);
+	if (ret != 0) {
+		return ret;
+	}
+	/* nobody joins: the job's references say who cleans up */
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/*
+	 * Process-directed signals (SIGTERM, SIGCHLD, ...) must keep going
+	 * to smbd's main thread: the worker starts with all blocked and
+	 * unblocks only its own interrupt.
+	 */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	atomic_store(&job->refs, 2);
+	ret = pthread_create(&job->thread, &attr, lockwait_thread, job);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (ret != 0) {
+		atomic_store(&job->refs, 1);
+		return ret;
+	}
+	/* visible in /proc/<pid>/task/<tid>/comm, for tests and ps */
+	(void)pthread_setname_np(job->thread, ASVFS_LOCKWAIT_THREAD);
+	return 0;
+}
+
+static struct tevent_req *lockwait_send(TALLOC_CTX *mem_ctx,
+					struct tevent_context *ev,
+					int fd, bool write, bool take,
+					off_t start, off_t len)
+{
+	struct tevent_req *req = NULL;
+	struct asvfs_lockwait_state *state = NULL;
+	struct lockwait_job *job = NULL;
+	int err;
+
+	err = asvfs_lockwait_init();
+	if (err != 0) {
+		close(fd);
+		errno = err;
+		return NULL;
+	}
+	job = calloc(1, sizeof(*job));
+	if (job == NULL) {
+		close(fd);
+		errno = ENOMEM;
+		return NULL;
+	}
+	job->fd = fd;
+	job->take = take;
+	job->fl = (struct flock) {
+		.l_type = write ? F_WRLCK : F_RDLCK,
+		.l_whence = SEEK_SET,
+		.l_start = start,
+		.l_len = len,
+	};
+	atomic_store(&job->refs, 1);
+	job->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (job->efd == -1) {
+		goto fail_job;
+	}
+	req = tevent_req_create(mem_ctx, &state, struct asvfs_lockwait_state);
+	if (req == NULL) {
+		errno = ENOMEM;
+		goto fail_job;
+	}
+	state->ev = ev;
+	state->fde = tevent_add_fd(ev, state, job->efd, TEVENT_FD_READ,
+				   lockwait_done, req);
+	if (state->fde == NULL) {
+		errno = ENOMEM;
+		goto fail_req;
+	}
+	err = lockwait_start_thread(job);
+	if (err != 0) {
+		errno = err;
+		goto fail_req;
+	}
+	state->job = job;
+	tevent_req_set_cleanup_fn(req, lockwait_cleanup);
+	return req;
+fail_req:
+	err = errno;
+	TALLOC_FREE(req);
+	errno = err;
+fail_job:
+	err = errno;
+	lockwait_job_unref(job);
+	errno = err;
+	return NULL;
+}
+
+struct tevent_req *asvfs_lockwait_send(TALLOC_CTX *mem_ctx,
+				       struct tevent_context *ev,
+				       int fd, bool write,
+				       off_t start, off_t len)
+{
+	return lockwait_send(mem_ctx, ev, fd, write, false, start, len);
+}
+
+struct tevent_req *asvfs_locktake_send(TALLOC_CTX *mem_ctx,
+				       struct tevent_context *ev,
+				       int fd, bool write,
+				       off_t start, off_t len)
+{
+	return lockwait_send(mem_ctx, ev, fd, write, true, start, len);
+}
+
+int asvfs_lockwait_recv(struct tevent_req *req)
+{
+	enum tevent_req_state req_state;
+	uint64_t err = 0;
+	int ret = 0;
+
+	if (tevent_req_is_error(req, &req_state, &err)) {
+		switch (req_state) {
+		case TEVENT_REQ_USER_ERROR:
+			ret = (int)err;
+			break;
+		case TEVENT_REQ_TIMED_OUT:
+			ret = ETIMEDOUT;
+			break;
+		case TEVENT_REQ_NO_MEMORY:
+			ret = ENOMEM;
+			break;
+		default:
+			ret = EINVAL;
+			break;
+		}
+	}
+	tevent_req_received(req);
+	return ret;
+}

@@ -1,0 +1,682 @@
+#!/usr/bin/python3
+"""Byte-range locks against holders outside smbd: the default VFS and
+async_brl side by side.
+
+A local process (this test process, through an OFD lock on its own open
+file description) holds a range; SMB clients ask for it.  With "posix
+locking = yes" the default smbd polls for such a holder (200 ms, 400 ms,
+... up to 2 s between tries); async_brl wakes the waiting request when the
+holder lets go.  Everything but the latency must be the same in both.
+"""
+import fcntl
+import os
+import tempfile
+import struct
+import threading
+import time
+
+import harness
+import smb2client
+from smb2client import (LOCK_EXCLUSIVE, LOCK_FAIL_IMMEDIATELY, LOCK_SHARED,
+                        LOCK_UNLOCK)
+from fault_tests import SlowStorage, check_panics
+
+F_OFD_GETLK = 36
+F_OFD_SETLK = 37
+
+ENVS = ['default', 'async_brl']
+# where every lock behaves the same, whatever the latency
+SEMANTIC_ENVS = ENVS + ['async_brl_decide', 'async_brl_proclocks',
+                        'default_proclocks']
+OPTION_ENVS = {
+    'async_brl_badopts': ('async_brl', {'async_brl:wake': 'maybe',
+                                        'async_brl:max waits': 'lots',
+                                        'async_brl:decision': 'later',
+                                        'async_brl:decision timeout':
+                                        '0'}),
+    'async_brl_nowake': ('async_brl', {'async_brl:wake': 'no'}),
+    'async_brl_onewait': ('async_brl', {'async_brl:max waits': '1'}),
+    # process-associated locks: closing any fd of the file drops all of
+    # the process's locks on it
+    'async_brl_proclocks': ('async_brl',
+                            {'smbd:force process locks': 'yes'}),
+    'default_proclocks': ('', {'smbd:force process locks': 'yes'}),
+}
+THREAD = 'asvfs-lockwait'
+HOLD = 0.3          # how long the local holder keeps the range
+GRANT_MS = 50       # the issue's bound for a grant after the release
+
+
+# --- a local (non-SMB) lock holder ------------------------------------------
+
+def _flock(ltype, start, length):
+    return struct.pack('hhqqi4x', ltype, 0, start, length, 0)
+
+
+def ofd_lock(fd, ltype, start, length):
+    """F_OFD_SETLK; True when granted."""
+    try:
+        fcntl.fcntl(fd, F_OFD_SETLK, _flock(ltype, start, length))
+        return True
+    except OSError:
+        return False
+
+
+class Holder:
+    """An open file description of this process holding a range."""
+
+    def __init__(self, path, start=0, length=100, ltype=fcntl.F_WRLCK):
+        self.fd = os.open(path, os.O_RDWR)
+        self.range = (start, length)
+        try:
+            fcntl.fcntl(self.fd, F_OFD_SETLK, _flock(ltype, start, length))
+        except OSError as e:
+            os.close(self.fd)
+            raise AssertionError('holder refused: %s' % e)
+        self.released_at = None
+
+    def release(self):
+        # the time first: the grant may arrive before fcntl() returns
+        self.released_at = time.monotonic()
+        ofd_lock(self.fd, fcntl.F_UNLCK, *self.range)
+
+    def release_after(self, seconds):
+        t = threading.Timer(seconds, self.release)
+        t.start()
+        return t
+
+    def close(self):
+        os.close(self.fd)
+
+
+def local_can_lock(path, start, length, ltype=fcntl.F_WRLCK):
+    """Whether another local process could take the range now (a fresh
+    description; released again at once)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        return ofd_lock(fd, ltype, start, length)
+    finally:
+        os.close(fd)
+
+
+# --- helpers -----------------------------------------------------------------
+
+def new_file(smbd, env, client, name):
+    fid = smb2client.open_shared(client, name, create=True)
+    client.write(fid, b'x' * 4096, 0)
+    return fid, os.path.join(smbd.share_path(env), name)
+
+
+def waiting_threads(smbd):
+    """Lock-waiting threads in all of smbd's children."""
+    n = 0
+    for pid in smbd.children():
+        try:
+            tasks = os.listdir('/proc/%s/task' % pid)
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open('/proc/%s/task/%s/comm' % (pid, tid)) as f:
+                    if f.read().strip() == THREAD:
+                        n += 1
+            except OSError:
+                pass
+    return n
+
+
+def thread_report(smbd):
+    """Where the lock-waiting threads are, for failure messages."""
+    out = []
+    for pid in smbd.children():
+        try:
+            tasks = os.listdir('/proc/%s/task' % pid)
+        except OSError:
+            continue
+        for tid in tasks:
+            base = '/proc/%s/task/%s/' % (pid, tid)
+            try:
+                with open(base + 'comm') as f:
+                    if f.read().strip() != THREAD:
+                        continue
+                with open(base + 'wchan') as f:
+                    wchan = f.read().strip()
+                with open(base + 'status') as f:
+                    sig = [ln.replace('\t', '') for ln in f.read().split('\n')
+                           if ln.startswith(('State', 'SigPnd', 'ShdPnd',
+                                             'SigBlk', 'SigCgt'))]
+            except OSError:
+                continue
+            out.append('%s/%s %s %s' % (pid, tid, wchan, ' '.join(sig)))
+    return '; '.join(out)
+
+
+def wait_for(cond, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def grant_latency_ms(smbd, env, hold=HOLD, name='lat.bin'):
+    """A blocking SMB2 lock on a range a local process holds for `hold`
+    seconds: milliseconds from the release to the grant."""
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, path = new_file(smbd, env, c, name)
+        holder = Holder(path)
+        timer = holder.release_after(hold)
+        status = smb2client.lock(c, fid, 0, 100, LOCK_EXCLUSIVE,
+                                 timeout=10 + hold)
+        granted = time.monotonic()
+        timer.join()
+        holder.close()
+        assert status == 'STATUS_SUCCESS', status
+        ms = (granted - holder.released_at) * 1000
+        c.close(fid)
+        return ms
+    finally:
+        c.logoff()
+
+
+# --- tests -------------------------------------------------------------------
+
+def blocking_lock_granted_soon_after_local_holder_releases(smbd, env):
+    runs = {e: [grant_latency_ms(smbd, e) for _ in range(3)]
+            for e in ENVS}
+    for e in ENVS:
+        print('    brl: ms from release to grant, %d ms hold, %s: %s' %
+              (HOLD * 1000, e,
+               ' '.join('%.1f' % x for x in runs[e])), flush=True)
+    fast = runs['async_brl']
+    # the best of three within the issue's bound; every run well below
+    # the default's first poll step (200 ms)
+    assert min(fast) < GRANT_MS, 'async_brl grants %s ms' % fast
+    assert max(fast) < 150, 'async_brl grants %s ms' % fast
+    assert waiting_threads(smbd) == 0, 'a waiting thread was left'
+
+
+def non_blocking_lock_on_held_range_fails_at_once(smbd, env):
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, path = new_file(smbd, env, c, 'nb.bin')
+        holder = Holder(path, 10, 10)
+        times = []
+        for _ in range(3):
+            t0 = time.monotonic()
+            status = smb2client.lock(c, fid, 0, 100,
+                                     LOCK_EXCLUSIVE | LOCK_FAIL_IMMEDIATELY)
+            times.append((time.monotonic() - t0) * 1000)
+            assert status == 'STATUS_LOCK_NOT_GRANTED', status
+        # shared against a shared holder is granted
+        holder.close()
+        holder = Holder(path, 10, 10, fcntl.F_RDLCK)
+        status = smb2client.lock(c, fid, 0, 100,
+                                 LOCK_SHARED | LOCK_FAIL_IMMEDIATELY)
+        assert status == 'STATUS_SUCCESS', 'shared: ' + status
+        holder.close()
+        print('    brl: non-blocking refusal ms, %s: %s' %
+              (env, ' '.join('%.1f' % x for x in times)), flush=True)
+        assert min(times) < 50 and max(times) < 500, times
+        assert wait_for(lambda: waiting_threads(smbd) == 0), \
+            'a non-blocking request left a waiting thread: ' + \
+            thread_report(smbd)
+        c.close(fid)
+    finally:
+        c.logoff()
+
+
+def cancel_during_wait_ends_the_wait(smbd, env):
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, path = new_file(smbd, env, c, 'cancel.bin')
+        holder = Holder(path)
+        msgid = smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE)
+        time.sleep(0.3)
+        if env in ('async_brl', 'async_brl_decide'):
+            assert waiting_threads(smbd) == 1, 'no waiting thread'
+        smb2client.cancel(c, msgid)
+        status = smb2client.recv_status(c, msgid, timeout=5)
+        assert status == 'STATUS_CANCELLED', status
+        assert wait_for(lambda: waiting_threads(smbd) == 0), \
+            'the waiting thread outlived the cancel: ' + \
+            thread_report(smbd)
+        holder.release()
+        holder.close()
+        # nothing of the cancelled request stayed locked
+        assert local_can_lock(path, 0, 100), 'range still locked'
+        # and the handle still locks normally
+        status = smb2client.lock(c, fid, 0, 100, LOCK_EXCLUSIVE)
+        assert status == 'STATUS_SUCCESS', status
+        c.close(fid)
+        assert local_can_lock(path, 0, 100), 'locked after close'
+    finally:
+        c.logoff()
+
+
+def close_during_wait_ends_the_wait(smbd, env):
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, path = new_file(smbd, env, c, 'close.bin')
+        holder = Holder(path)
+        msgid = smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE)
+        time.sleep(0.3)
+        if env in ('async_brl', 'async_brl_decide'):
+            assert waiting_threads(smbd) == 1, 'no waiting thread'
+        close_id = smb2client.close_send(c, fid)
+        status = smb2client.recv_status(c, msgid, timeout=5)
+        assert status in ('STATUS_RANGE_NOT_LOCKED', 'STATUS_CANCELLED'), \
+            status
+        status = smb2client.recv_status(c, close_id, timeout=5)
+        assert status == 'STATUS_SUCCESS', 'close: ' + status
+        assert wait_for(lambda: waiting_threads(smbd) == 0), \
+            'the waiting thread outlived the close'
+        # only the holder's lock is left
+        assert not local_can_lock(path, 50, 1), 'holder lost its lock'
+        holder.release()
+        holder.close()
+        assert local_can_lock(path, 0, 100), 'range locked after close'
+    finally:
+        c.logoff()
+
+
+def disconnect_during_wait_ends_the_wait(smbd, env):
+    c = smb2client.Client(smbd, env)
+    fid, path = new_file(smbd, env, c, 'disc.bin')
+    holder = Holder(path)
+    smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE)
+    time.sleep(0.3)
+    c.conn.getSMBServer()._NetBIOSSession.close()   # the TCP connection
+    assert wait_for(lambda: waiting_threads(smbd) == 0), \
+        'the waiting thread outlived the connection'
+    holder.release()
+    holder.close()
+    assert wait_for(lambda: local_can_lock(path, 0, 100)), \
+        'range locked after disconnect'
+
+
+def two_clients_and_a_local_holder_lose_no_lock(smbd, env):
+    # two connections, so two smbd processes
+    a = smb2client.Client(smbd, env)
+    b = smb2client.Client(smbd, env)
+    try:
+        fid_a, path = new_file(smbd, env, a, 'two.bin')
+        fid_b = smb2client.open_shared(b, 'two.bin')
+        holder = Holder(path)
+        id_a = smb2client.lock_send(a, fid_a, 0, 100, LOCK_EXCLUSIVE)
+        id_b = smb2client.lock_send(b, fid_b, 0, 100, LOCK_EXCLUSIVE)
+        time.sleep(0.2)
+        holder.release()
+        holder.close()
+        # exactly one of them gets it, the other keeps waiting
+        results = {}
+
+        def get(name, client, msgid):
+            results[name] = smb2client.recv_status(client, msgid,
+                                                   timeout=30)
+        ta = threading.Thread(target=get, args=('a', a, id_a))
+        tb = threading.Thread(target=get, args=('b', b, id_b))
+        ta.start()
+        tb.start()
+        # Generous bounds: Samba 4.17's dbwrap_watch alerts only the
+        # first waiter of the file's record, and a g_lock waiter queued
+        # behind a lock request's watch (share_mode_wakeup_waiters() of
+        # one process while the other retries) is only woken by g_lock's
+        # 5-10 s fallback (seen in development runs with two waiters).
+        # No lock is lost, and the test checks that.
+        assert wait_for(lambda: len(results) == 1, 15), \
+            'nobody was granted: %s' % results
+        time.sleep(0.3)
+        assert len(results) == 1, 'both granted: %s' % results
+        winner = list(results)[0]
+        assert results[winner] == 'STATUS_SUCCESS', results
+        # while an SMB client holds it, no local process gets it
+        assert not local_can_lock(path, 0, 100), 'local took a held range'
+        wc, wf = (a, fid_a) if winner == 'a' else (b, fid_b)
+        assert smb2client.lock(wc, wf, 0, 100,
+                               LOCK_UNLOCK) == 'STATUS_SUCCESS'
+        t0 = time.monotonic()
+        assert wait_for(lambda: len(results) == 2, 15), \
+            'the second waiter was never granted: %s' % results
+        ms = (time.monotonic() - t0) * 1000
+        if ms > 1000:
+            print('    brl: two clients, %s: second grant %.0f ms after '
+                  'the unlock (Samba 4.17 g_lock fallback)' % (env, ms),
+                  flush=True)
+        ta.join()
+        tb.join()
+        assert set(results.values()) == {'STATUS_SUCCESS'}, results
+        loser = [x for x in results if x != winner][0]
+        lc, lf = (a, fid_a) if loser == 'a' else (b, fid_b)
+        assert not local_can_lock(path, 0, 100), 'local took a held range'
+        assert smb2client.lock(lc, lf, 0, 100,
+                               LOCK_UNLOCK) == 'STATUS_SUCCESS'
+        assert local_can_lock(path, 0, 100), 'locked after both unlocked'
+        a.close(fid_a)
+        b.close(fid_b)
+        assert wait_for(lambda: waiting_threads(smbd) == 0)
+    finally:
+        a.logoff()
+        b.logoff()
+
+
+def local_process_cannot_take_a_granted_range(smbd, env):
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, path = new_file(smbd, env, c, 'granted.bin')
+        for flag, ltype in ((LOCK_EXCLUSIVE, fcntl.F_RDLCK),
+                            (LOCK_SHARED, fcntl.F_WRLCK)):
+            status = smb2client.lock(c, fid, 100, 50,
+                                     flag | LOCK_FAIL_IMMEDIATELY)
+            assert status == 'STATUS_SUCCESS', status
+            assert not local_can_lock(path, 120, 1, ltype), \
+                'local process took a range an SMB client holds'
+            assert local_can_lock(path, 0, 100), 'neighbour range locked'
+            assert smb2client.lock(c, fid, 100, 50,
+                                   LOCK_UNLOCK) == 'STATUS_SUCCESS'
+            assert local_can_lock(path, 120, 1, fcntl.F_WRLCK), \
+                'still locked after unlock'
+        # a close drops what the handle held
+        status = smb2client.lock(c, fid, 100, 50, LOCK_EXCLUSIVE)
+        assert status == 'STATUS_SUCCESS', status
+        c.close(fid)
+        assert local_can_lock(path, 100, 50), 'still locked after close'
+    finally:
+        c.logoff()
+
+
+def second_user_cannot_lock_a_private_file(smbd, env):
+    """Locks need a handle, and the handle needs access: the module adds
+    no way around open's check."""
+    a = smb2client.Client(smbd, env)
+    b = smb2client.Client(smbd, env, user=harness.USERS[1])
+    try:
+        fid, path = new_file(smbd, env, a, 'private.bin')
+        a.close(fid)
+        os.chmod(path, 0o600)
+        try:
+            b.open('private.bin', write=True)
+            raise AssertionError('second user opened a private file')
+        except smb2client.SessionError as e:
+            assert 'ACCESS_DENIED' in smb2client.status_name(e), \
+                smb2client.status_name(e)
+    finally:
+        a.logoff()
+        b.logoff()
+
+
+def module_counted_waits_and_wakeups(smbd, env):
+    smbd.stop()     # the counters are logged at disconnect
+    c = smbd.counters('async_brl', 'lock')
+    for k in ('waits', 'woken', 'cancelled', 'unlocks'):
+        assert c.get(k, 0) > 0, 'no %s counted: %s' % (k, c)
+    assert c.get('errors', 0) == 0, c
+    d = smbd.counters('async_brl', 'decision')
+    assert d.get('decisions', 0) > 0, 'no decision on a thread: %s' % d
+
+
+# --- options -----------------------------------------------------------------
+
+def bad_options_are_logged_and_defaults_used(smbd, env):
+    ms = grant_latency_ms(smbd, 'async_brl_badopts')
+    for line in (r"async_brl:wake: 'maybe' is not one of: .*; using yes",
+                 r"async_brl:max waits: 'lots' is not a number; "
+                 r"using 256",
+                 r"async_brl:decision: 'later' is not one of: .*; "
+                 r"using sync",
+                 r"async_brl:decision timeout: 0 is out of range .*; "
+                 r"using 5000"):
+        assert smbd.log_lines(line), 'no log line like: ' + line
+    assert ms < 150, 'the default (wake = yes) did not wake: %.1f ms' % ms
+
+
+def wake_no_polls_like_the_default(smbd, env):
+    ms = grant_latency_ms(smbd, 'async_brl_nowake')
+    assert ms > 50, 'woken although wake = no: %.1f ms' % ms
+    assert waiting_threads(smbd) == 0
+
+
+def over_max_waits_smbd_polls(smbd, env):
+    """With one wait allowed per process, a second request on the same
+    connection falls back to smbd's poll: slower, still granted."""
+    c = smb2client.Client(smbd, 'async_brl_onewait')
+    try:
+        fid, path = new_file(smbd, 'async_brl_onewait', c, 'max.bin')
+        holder = Holder(path, 0, 200)
+        id1 = smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE)
+        id2 = smb2client.lock_send(c, fid, 100, 100, LOCK_EXCLUSIVE)
+        time.sleep(0.3)
+        assert waiting_threads(smbd) == 1, waiting_threads(smbd)
+        holder.release()
+        holder.close()
+        s1 = smb2client.recv_status(c, id1, timeout=10)
+        s2 = smb2client.recv_status(c, id2, timeout=10)
+        assert (s1, s2) == ('STATUS_SUCCESS', 'STATUS_SUCCESS'), (s1, s2)
+        c.close(fid)
+    finally:
+        c.logoff()
+
+
+# --- slow lock decisions (slowfs delays every fcntl lock call) ------------
+
+SLOW_ENVS = {
+    'default': harness.ENVIRONMENTS['default'],
+    'async_brl_decide': harness.ENVIRONMENTS['async_brl_decide'],
+    'async_brl_decide_short': ('async_brl', {
+        'async_brl:decision': 'async',
+        'async_brl:decision timeout': '200'}),
+}
+LOCK_DELAY_MS = 300
+
+
+def slow_lock_decision_leaves_the_connection_responsive(smbd, env,
+                                                        storage):
+    """A lock whose fcntl() takes 300 ms, and an echo right behind it
+    on the same connection: synchronously the echo waits for the fcntl,
+    with decision = async it does not."""
+    storage.set('lock.delay_ms = %d' % LOCK_DELAY_MS)
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, _ = new_file(smbd, env, c, 'slowlock.bin')
+        t0 = time.monotonic()
+        lock_id = smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE |
+                                       LOCK_FAIL_IMMEDIATELY)
+        echo_id = smb2client.echo_send(c)
+        assert smb2client.recv_status(c, echo_id, timeout=10) == \
+            'STATUS_SUCCESS'
+        echo_ms = (time.monotonic() - t0) * 1000
+        status = smb2client.recv_status(c, lock_id, timeout=10)
+        lock_ms = (time.monotonic() - t0) * 1000
+        assert status == 'STATUS_SUCCESS', status
+        print('    brl: slowfs lock %d ms, %s: echo after %.0f ms, lock '
+              'after %.0f ms' % (LOCK_DELAY_MS, env, echo_ms, lock_ms),
+              flush=True)
+        path = storage.backing(smbd, env, 'slowlock.bin')
+        assert not local_can_lock(path, 50, 1), 'granted but not locked'
+        storage.set()
+        c.close(fid)
+        if env == 'default':
+            assert echo_ms > LOCK_DELAY_MS * 0.8, \
+                'the default did not block: %.0f ms' % echo_ms
+        else:
+            assert echo_ms < LOCK_DELAY_MS / 2, \
+                'the echo waited for the lock: %.0f ms' % echo_ms
+    finally:
+        storage.set()
+        c.logoff()
+
+
+def decision_timeout_bounds_the_answer(smbd, env, storage):
+    """fcntl() takes 1.5 s, the decision timeout is 200 ms: the request
+    is answered LOCK_NOT_GRANTED in bounded time, the late grant is
+    undone, and the range can be taken afterwards."""
+    storage.set('lock.delay_ms = 1500')
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, _ = new_file(smbd, env, c, 'timeout.bin')
+        path = storage.backing(smbd, env, 'timeout.bin')
+        t0 = time.monotonic()
+        status = smb2client.lock(c, fid, 0, 100, LOCK_EXCLUSIVE |
+                                 LOCK_FAIL_IMMEDIATELY, timeout=10)
+        ms = (time.monotonic() - t0) * 1000
+        print('    brl: decision timeout 200 ms, fcntl 1500 ms: %s after '
+              '%.0f ms' % (status, ms), flush=True)
+        assert status == 'STATUS_LOCK_NOT_GRANTED', status
+        assert ms < 1000, 'answered after %.0f ms' % ms
+        # the thread's fcntl() comes back with the lock at 1.5 s; until
+        # then the range is in limbo and the handle's other locks over it
+        # are refused; then the late grant is undone
+        storage.set()
+        time.sleep(max(0, 2.5 - (time.monotonic() - t0)))
+        assert wait_for(lambda: local_can_lock(path, 0, 100), 5), \
+            'a late grant stayed locked'
+        status = smb2client.lock(c, fid, 0, 100, LOCK_EXCLUSIVE |
+                                 LOCK_FAIL_IMMEDIATELY, timeout=10)
+        assert status == 'STATUS_SUCCESS', 'afterwards: ' + status
+        assert not local_can_lock(path, 50, 1), 'granted but not locked'
+        c.close(fid)
+        assert local_can_lock(path, 0, 100), 'locked after close'
+    finally:
+        storage.set()
+        c.logoff()
+
+
+def cancel_during_slow_decision_leaves_nothing_locked(smbd, env,
+                                                       storage):
+    """SMB2 cancel while the thread's fcntl() (1 s) is still out: the
+    request is cancelled at once, the grant that comes later is undone."""
+    storage.set('lock.delay_ms = 1000')
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, _ = new_file(smbd, env, c, 'slowcancel.bin')
+        path = storage.backing(smbd, env, 'slowcancel.bin')
+        t0 = time.monotonic()
+        msgid = smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE)
+        time.sleep(0.2)
+        smb2client.cancel(c, msgid)
+        status = smb2client.recv_status(c, msgid, timeout=10)
+        ms = (time.monotonic() - t0) * 1000
+        assert status == 'STATUS_CANCELLED', status
+        assert ms < 800, 'cancelled after %.0f ms' % ms
+        storage.set()
+        time.sleep(max(0, 1.5 - (time.monotonic() - t0)))
+        assert wait_for(lambda: local_can_lock(path, 0, 100), 5), \
+            'the cancelled request left the range locked'
+        assert wait_for(lambda: waiting_threads(smbd) == 0), \
+            'a thread outlived its request'
+        c.close(fid)
+    finally:
+        storage.set()
+        c.logoff()
+
+
+def late_grant_was_undone(smbd):
+    smbd.stop()     # the counters are logged at disconnect
+    d = smbd.counters('async_brl', 'decision')
+    # one after the timeout, one after the cancel
+    assert d.get('timeouts', 0) >= 1 and d.get('undone', 0) >= 2, d
+
+
+def run_slowfs(res):
+    with tempfile.TemporaryDirectory(prefix='asvfs-brl-') as tmp:
+        storage = SlowStorage(tmp)
+        smbd = harness.Smbd(envs=dict(SLOW_ENVS), share_root=storage.mnt,
+                            log_level='1 async_brl:5')
+        try:
+            smbd.start()
+            for env in ('default', 'async_brl_decide'):
+                record(res, 'brl.slow_lock_decision_leaves_the_connection_'
+                       'responsive(%s)' % env,
+                       slow_lock_decision_leaves_the_connection_responsive,
+                       smbd, env, storage)
+            record(res, 'brl.decision_timeout_bounds_the_answer',
+                   decision_timeout_bounds_the_answer, smbd,
+                   'async_brl_decide_short', storage)
+            record(res, 'brl.cancel_during_slow_decision_leaves_nothing_'
+                   'locked', cancel_during_slow_decision_leaves_nothing_locked,
+                   smbd, 'async_brl_decide', storage)
+            record(res, 'brl.late_grant_was_undone',
+                   late_grant_was_undone, smbd)
+        finally:
+            smbd.stop()
+            check_panics(res, smbd, 'brl-slowfs')
+            smbd.cleanup()
+            storage.umount()
+
+
+def record(res, name, fn, *args):
+    """As fault_tests.record(), and an exception is a failure too."""
+    try:
+        fn(*args)
+    except AssertionError as e:
+        res.add('fail', name, str(e).strip().replace('\n', ' | ')[:400])
+        return
+    except Exception as e:
+        res.add('fail', name, '%s: %s' % (type(e).__name__, e))
+        return
+    res.add('pass', name)
+
+
+def waiting_on_one_handle_keeps_the_others_locks(smbd, env):
+    """A wait on one handle must not drop the locks another handle of
+    the same connection (same smbd process) holds, whatever kind of
+    POSIX locks smbd uses."""
+    c = smb2client.Client(smbd, env)
+    try:
+        fid1, path = new_file(smbd, env, c, 'keep.bin')
+        # the same file under a second name: impacket tracks opens by
+        # name and cannot hold two of one name
+        os.link(path, path + '.2')
+        fid2 = smb2client.open_shared(c, 'keep.bin.2')
+        assert smb2client.lock(c, fid1, 200, 10, LOCK_EXCLUSIVE) == \
+            'STATUS_SUCCESS'
+        holder = Holder(path)
+        timer = holder.release_after(HOLD)
+        status = smb2client.lock(c, fid2, 0, 100, LOCK_EXCLUSIVE,
+                                 timeout=10)
+        timer.join()
+        holder.close()
+        assert status == 'STATUS_SUCCESS', status
+        assert not local_can_lock(path, 205, 1), \
+            'the other handle lost its POSIX lock'
+        assert not local_can_lock(path, 50, 1), \
+            'the granted range is not locked'
+        c.close(fid2)
+        c.close(fid1)
+        assert local_can_lock(path, 0, 300), 'locked after close'
+    finally:
+        c.logoff()
+
+
+def run_all(res):
+    envs = {e: harness.ENVIRONMENTS[e]
+            for e in ENVS + ['async_brl_decide']}
+    envs.update(OPTION_ENVS)
+    smbd = harness.Smbd(envs=envs, log_level='1 async_brl:5')
+    smbd.start()
+    try:
+        for test in (blocking_lock_granted_soon_after_local_holder_releases,
+                     bad_options_are_logged_and_defaults_used,
+                     wake_no_polls_like_the_default,
+                     over_max_waits_smbd_polls):
+            record(res, 'brl.%s' % test.__name__, test, smbd, None)
+        for test in (non_blocking_lock_on_held_range_fails_at_once,
+                     cancel_during_wait_ends_the_wait,
+                     close_during_wait_ends_the_wait,
+                     disconnect_during_wait_ends_the_wait,
+                     two_clients_and_a_local_holder_lose_no_lock,
+                     local_process_cannot_take_a_granted_range,
+                     second_user_cannot_lock_a_private_file,
+                     waiting_on_one_handle_keeps_the_others_locks):
+            for env in SEMANTIC_ENVS:
+                record(res, 'brl.%s(%s)' % (test.__name__, env), test,
+                       smbd, env)
+        record(res, 'brl.module_counted_waits_and_wakeups',
+               module_counted_waits_and_wakeups, smbd, 'async_brl')
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'brl')
+        smbd.cleanup()
+    run_slowfs(res)

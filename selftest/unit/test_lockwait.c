@@ -1,0 +1,353 @@
+/*
+ * Unit tests: a lockwait thread wakes its loop when another file
+ * description lets go of a range, and never outlives its request.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <talloc.h>
+#include <tevent.h>
+
+#include "asvfs_lockwait.h"
+
+struct fixture {
+	char path[64];
+	int holder;		/* the "other process": a description of its own */
+	TALLOC_CTX *mem;
+	struct tevent_context *ev;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	int fd;
+
+	strcpy(f->path, "/tmp/asvfs-lockwait-XXXXXX");
+	fd = mkstemp(f->path);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4096), 0);
+	close(fd);
+	f->holder = open(f->path, O_RDWR);
+	assert_true(f->holder >= 0);
+	f->mem = talloc_new(NULL);
+	f->ev = tevent_context_init(f->mem);
+	assert_non_null(f->ev);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	talloc_free(f->mem);
+	close(f->holder);
+	unlink(f->path);
+	free(f);
+	return 0;
+}
+
+static int hold(int fd, short type, off_t start, off_t len)
+{
+	struct flock fl = { .l_type = type, .l_whence = SEEK_SET,
+			    .l_start = start, .l_len = len };
+
+	return fcntl(fd, F_OFD_SETLK, &fl);
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
+}
+
+static void tick(struct tevent_context *ev, struct tevent_timer *t,
+		 struct timeval now, void *private_data)
+{
+}
+
+/* Run the loop until req is done or ms have passed. */
+static bool loop_until_done(struct fixture *f, struct tevent_req *req,
+			    int ms)
+{
+	double end = now_ms() + ms;
+
+	while (tevent_req_is_in_progress(req) && now_ms() < end) {
+		/* a tick, so the loop never sleeps for good; tevent frees a
+		 * fired timer itself, so it lives on a context of its own */
+		TALLOC_CTX *tmp = talloc_new(f->mem);
+
+		tevent_add_timer(f->ev, tmp,
+				 tevent_timeval_current_ofs(0, 5000),
+				 tick, NULL);
+		tevent_loop_once(f->ev);
+		talloc_free(tmp);
+	}
+	return !tevent_req_is_in_progress(req);
+}
+
+static struct tevent_req *wait_on(struct fixture *f, bool write,
+				  off_t start, off_t len)
+{
+	int fd = open(f->path, O_RDWR);
+
+	assert_true(fd >= 0);
+	return asvfs_lockwait_send(f->mem, f->ev, fd, write, start, len);
+}
+
+static void free_range_completes_at_once(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = wait_on(f, true, 0, 100);
+
+	assert_non_null(req);
+	assert_true(loop_until_done(f, req, 2000));
+	assert_int_equal(asvfs_lockwait_recv(req), 0);
+}
+
+static void wakes_when_the_holder_releases_and_leaves_nothing_locked(
+	void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	double released;
+
+	assert_int_equal(hold(f->holder, F_WRLCK, 10, 10), 0);
+	req = wait_on(f, true, 0, 100);
+	assert_non_null(req);
+	assert_false(loop_until_done(f, req, 100));
+	assert_int_equal(hold(f->holder, F_UNLCK, 10, 10), 0);
+	released = now_ms();
+	assert_true(loop_until_done(f, req, 2000));
+	/* generous: a wake-up, not a poll (the loop ticks every 5 ms) */
+	assert_true(now_ms() - released < 500);
+	assert_int_equal(asvfs_lockwait_recv(req), 0);
+	talloc_free(req);
+	/* the waiter took and dropped the range: the holder gets it back */
+	assert_int_equal(hold(f->holder, F_WRLCK, 0, 100), 0);
+}
+
+static void reader_does_not_wait_for_a_reader(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+
+	assert_int_equal(hold(f->holder, F_RDLCK, 0, 0), 0);
+	req = wait_on(f, false, 0, 100);
+	assert_true(loop_until_done(f, req, 2000));
+	assert_int_equal(asvfs_lockwait_recv(req), 0);
+	talloc_free(req);
+	/* a writer does wait for it */
+	req = wait_on(f, true, 50, 1);
+	assert_false(loop_until_done(f, req, 50));
+	talloc_free(req);
+}
+
+static void freeing_in_flight_interrupts_the_thread(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	double t0;
+	int i;
+
+	assert_int_equal(hold(f->holder, F_WRLCK, 0, 0), 0);
+	for (i = 0; i < 20; i++) {
+		req = wait_on(f, i % 2, 0, 10);
+		assert_non_null(req);
+		if (i % 4 == 0) {
+			/* also right after the start, before fcntl blocks */
+			(void)loop_until_done(f, req, 10);
+		}
+		t0 = now_ms();
+		talloc_free(req);
+		assert_true(now_ms() - t0 < 500);
+	}
+	/* the holder still holds: nobody stole or dropped its lock */
+	{
+		int other = open(f->path, O_RDWR);
+
+		assert_int_equal(hold(other, F_RDLCK, 0, 1), -1);
+		close(other);
+	}
+}
+
+static int lockwait_threads(void)
+{
+	char path[300], comm[32];
+	struct dirent *e = NULL;
+	DIR *d = opendir("/proc/self/task");
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		FILE *f = NULL;
+
+		if (e->d_name[0] == '.') {
+			continue;
+		}
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL) {
+			continue;
+		}
+		if (fgets(comm, sizeof(comm), f) != NULL &&
+		    strncmp(comm, ASVFS_LOCKWAIT_THREAD,
+			    strlen(ASVFS_LOCKWAIT_THREAD)) == 0) {
+			n++;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+static void freed_waits_leave_no_thread_behind(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	double end;
+	int i;
+
+	assert_int_equal(lockwait_threads(), 0);
+	/* freed at once, often before the thread even ran */
+	assert_int_equal(hold(f->holder, F_WRLCK, 0, 0), 0);
+	for (i = 0; i < 50; i++) {
+		req = wait_on(f, true, 0, 10);
+		assert_non_null(req);
+		talloc_free(req);
+	}
+	/* stragglers are signalled from the loop until they are gone */
+	end = now_ms() + 3000;
+	while (lockwait_threads() > 0 && now_ms() < end) {
+		TALLOC_CTX *tmp = talloc_new(f->mem);
+
+		tevent_add_timer(f->ev, tmp,
+				 tevent_timeval_current_ofs(0, 5000),
+				 tick, NULL);
+		tevent_loop_once(f->ev);
+		talloc_free(tmp);
+	}
+	assert_int_equal(lockwait_threads(), 0);
+}
+
+static void endtime_gives_etimedout(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+
+	assert_int_equal(hold(f->holder, F_WRLCK, 0, 0), 0);
+	req = wait_on(f, true, 0, 10);
+	assert_true(tevent_req_set_endtime(req, f->ev,
+					   tevent_timeval_current_ofs(0,
+								      50000)));
+	assert_true(loop_until_done(f, req, 2000));
+	assert_int_equal(asvfs_lockwait_recv(req), ETIMEDOUT);
+	talloc_free(req);
+}
+
+static void bad_fd_fails_cleanly(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	int fd = open(f->path, O_RDONLY);
+
+	/* a write lock on a read-only description: EBADF, not a hang */
+	req = asvfs_lockwait_send(f->mem, f->ev, fd, true, 0, 10);
+	assert_non_null(req);
+	assert_true(loop_until_done(f, req, 2000));
+	assert_int_equal(asvfs_lockwait_recv(req), EBADF);
+}
+
+static void take_keeps_the_lock_for_the_owners_description(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	int owner = open(f->path, O_RDWR);
+
+	/* a conflict is an answer, not a wait */
+	assert_int_equal(hold(f->holder, F_WRLCK, 0, 10), 0);
+	req = asvfs_locktake_send(f->mem, f->ev, dup(owner), true, 5, 10);
+	assert_true(loop_until_done(f, req, 2000));
+	assert_int_equal(asvfs_lockwait_recv(req), EAGAIN);
+	talloc_free(req);
+
+	/* free: taken through a dup, still held after the dup is closed */
+	req = asvfs_locktake_send(f->mem, f->ev, dup(owner), true, 20, 10);
+	assert_true(loop_until_done(f, req, 2000));
+	assert_int_equal(asvfs_lockwait_recv(req), 0);
+	talloc_free(req);
+	assert_int_equal(hold(f->holder, F_RDLCK, 25, 1), -1);
+	assert_int_equal(hold(owner, F_WRLCK, 25, 1), 0);	/* its own */
+	close(owner);
+	assert_int_equal(hold(f->holder, F_WRLCK, 20, 10), 0);
+}
+
+static void ignore(int sig)
+{
+	(void)sig;
+}
+
+static void someone_elses_signal_is_not_stolen(void **state)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* a fresh process where the signal is already taken */
+		signal(asvfs_lockwait_signal(), ignore);
+		_exit(asvfs_lockwait_init() == EBUSY ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(asvfs_lockwait_init(), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		/* first: the process must not have initialised yet */
+		cmocka_unit_test(someone_elses_signal_is_not_stolen),
+		cmocka_unit_test_setup_teardown(free_range_completes_at_once,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			wakes_when_the_holder_releases_and_leaves_nothing_locked,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			reader_does_not_wait_for_a_reader, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			freeing_in_flight_interrupts_the_thread, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(
+			freed_waits_leave_no_thread_behind, setup, teardown),
+		cmocka_unit_test_setup_teardown(endtime_gives_etimedout,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(bad_fd_fails_cleanly,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			take_keeps_the_lock_for_the_owners_description,
+			setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
