@@ -69,7 +69,7 @@ struct async_dosattr_config {
 	struct async_dosattr_dir *dirs;
 	/* what this connection did, logged at level 5 on disconnect */
 	uint64_t n_async, n_queued, n_next, n_fills, n_prefetched;
-	uint64_t n_hits, n_misses;
+	uint64_t n_hits, n_misses, n_seeks, n_seek_drops;
 };
 
 /* --- options ------------------------------------------------------------- */
@@ -221,11 +221,12 @@ static void async_dosattr_disconnect(vfs_handle_struct *handle)
 	DBG_INFO(MODULE " counters listing: share=%s async=%" PRIu64
 		  " queued=%" PRIu64 " next=%" PRIu64 " fills=%" PRIu64
 		  " prefetched=%" PRIu64 " hits=%" PRIu64 " misses=%" PRIu64
+		  " seeks=%" PRIu64 " seek_drops=%" PRIu64
 		  " estimate_usec=%" PRIu64 "\n",
 		  lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		  c->n_async, c->n_queued, c->n_next, c->n_fills,
-		  c->n_prefetched, c->n_hits, c->n_misses,
-		  c->estimate_nsec / 1000);
+		  c->n_prefetched, c->n_hits, c->n_misses, c->n_seeks,
+		  c->n_seek_drops, c->estimate_nsec / 1000);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
@@ -752,10 +753,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return NULL);
-	if (config->prefetch_usable &&
-	    !async_dosattr_smbd_lists_async(handle)) {
-		d = async_dosattr_find_dir(config, dirp, true);
-	}
+	d = async_dosattr_find_dir(config, dirp, false);
 	if (d == NULL) {
 		return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 	}
@@ -823,12 +821,14 @@ static void async_dosattr_seekdir(vfs_handle_struct *handle, DIR *dirp,
 				return);
 	d = async_dosattr_find_dir(config, dirp, false);
 	if (d != NULL) {
+		config->n_seeks++;
 		for (k = 0; k < d->count; k++) {
 			if (DIR_SLOT(d, k)->pos_after == offset) {
 				d->handed = k + 1;
 				return;
 			}
 		}
+		config->n_seek_drops++;
 		async_dosattr_drop(d);
 	}
 	SMB_VFS_NEXT_SEEKDIR(handle, dirp, offset);
@@ -848,7 +848,13 @@ static void async_dosattr_rewind_dir(vfs_handle_struct *handle, DIR *dirp)
 	SMB_VFS_NEXT_REWINDDIR(handle, dirp);
 }
 
-/* A new stream at an address we still track: the old one is gone. */
+/*
+ * Only a client's listing (QUERY_DIRECTORY, opened with the client's
+ * search mask) asks for DOS attributes afterwards.  smbd's own scans
+ * (a case-insensitive name lookup on every create, rmdir, msdfs) open the
+ * directory without a mask and are passed through: prefetching them
+ * would read every attribute of the directory for nothing.
+ */
 static DIR *async_dosattr_fdopendir(vfs_handle_struct *handle,
 				    files_struct *fsp, const char *mask,
 				    uint32_t attributes)
@@ -860,12 +866,18 @@ static DIR *async_dosattr_fdopendir(vfs_handle_struct *handle,
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return NULL);
 	dirp = SMB_VFS_NEXT_FDOPENDIR(handle, fsp, mask, attributes);
-	if (dirp != NULL) {
-		d = async_dosattr_find_dir(config, dirp, false);
+	if (dirp == NULL) {
+		return NULL;
 	}
+	/* a stream at an address we still track: the old one is gone */
+	d = async_dosattr_find_dir(config, dirp, false);
 	if (d != NULL) {
 		async_dosattr_drop(d);
 		TALLOC_FREE(d);
+	}
+	if (mask != NULL && config->prefetch_usable &&
+	    !async_dosattr_smbd_lists_async(handle)) {
+		(void)async_dosattr_find_dir(config, dirp, true);
 	}
 	return dirp;
 }
