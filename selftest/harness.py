@@ -60,7 +60,7 @@ SHARE_VARIANTS = {
 
 # Our production modules; each logs its counters at level 5 through its
 # own debug class.
-MODULES = ['async_uring', 'async_xattr']
+MODULES = ['async_uring', 'async_xattr', 'async_open']
 LOG_LEVEL = '1 ' + ' '.join('%s:5' % m for m in MODULES)
 
 # The environments: name -> (extra vfs objects, extra share options)
@@ -75,6 +75,8 @@ ENVIRONMENTS = {
     # that every call goes through the ring even on a fast disk
     'async_xattr': ('async_xattr', {'smbd async dosmode': 'yes',
                                     'async_xattr:mode': 'async'}),
+    # mode all: creates and opens of existing files both go asynchronous
+    'async_open': ('async_open', {'async_open:mode': 'all'}),
     # every production module of this project, left is top (grows as the
     # modules land), with their defaults
     'full_stack': ('async_xattr async_uring',

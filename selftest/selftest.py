@@ -26,6 +26,7 @@ import build_tests  # noqa: E402
 import fault_tests  # noqa: E402
 import harness  # noqa: E402
 import listing_tests  # noqa: E402
+import open_tests  # noqa: E402
 import smbd_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,6 +40,7 @@ SHARED_SMBD_TESTS = [
 ]
 OWN_SMBD_TESTS = [
     fault_tests,
+    open_tests,
 ]
 RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
                        r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')
