@@ -213,6 +213,40 @@ def cancel_of_pending_open_leaves_no_fd(smbd, env, storage):
         rc.disconnect()
 
 
+def teardown_with_pending_open_leaves_no_fd(smbd, env, storage):
+    """Tree disconnect and logoff while an open of an existing file is
+    pending: the connection's smbd stays, the late fd is closed."""
+    backing_file(storage, smbd, env, 'tdis.bin')
+    before = smbd.children()
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        child = child_of(smbd, before)
+        status, _, fid = rc.create(U1, 'tdis.bin', FILE_OPEN)
+        assert status == 0, hex(status)
+        rc.close(U1, fid)
+        rc.login(U2)		# keeps the connection alive after U1 goes
+        baseline = file_fds(child)
+        storage.set('open.delay_ms = 1200', 'path_filter = tdis')
+        for send in (rc.send_tree_disconnect, rc.send_logoff):
+            rc.send_create(U1, 'tdis.bin', FILE_OPEN)
+            time.sleep(0.2)
+            status = rc.wait(send(U1))[0]
+            assert status == 0, '%s: %#x' % (send.__name__, status)
+            if send == rc.send_tree_disconnect:
+                rc.sessions[U1] = (rc.sessions[U1][0],
+                                   rc.s3.connectTree(env))
+        time.sleep(1.5)		# the late opens complete
+        storage.set()
+        rc.wait(rc.send_echo(U2))
+        now = file_fds(child)
+        assert now == baseline, 'fds changed: +%s -%s' % (
+            sorted(now - baseline), sorted(baseline - now))
+    finally:
+        storage.set()
+        rc.disconnect()
+
+
 def killed_client_with_pending_opens_is_clean(smbd, env, storage):
     backing_file(storage, smbd, env, 'killx.bin')
     storage.set('create.delay_ms = 1000', 'open.delay_ms = 1000',
@@ -286,6 +320,38 @@ def bad_options_are_logged_and_defaults_used(smbd, env, storage):
         assert smbd.log_lines(line), 'no log line like: ' + line
 
 
+# smb2.oplock tests whose opens break, wait for and replay around oplocks
+# (the whole suite takes minutes: it waits for break timeouts)
+OPLOCK_TESTS = ['exclusive1', 'exclusive2', 'exclusive3', 'exclusive4',
+                'exclusive5', 'exclusive6', 'batch1', 'batch2', 'batch3',
+                'batch4', 'batch5', 'batch6', 'batch7', 'batch8', 'batch9',
+                'batch10', 'batch11', 'batch12', 'batch13', 'batch14',
+                'batch15', 'batch16', 'batch19', 'batch20', 'batch21',
+                'batch23', 'batch24', 'batch25', 'batch26', 'stream1',
+                'doc', 'brl1', 'levelii500', 'levelii501', 'levelii502']
+
+
+def torture(smbd, share, test):
+    p = subprocess.run(['smbtorture', smbd.unc(share), '-p', str(smbd.port),
+                        '-U', smbd.creds(), '--target=samba3',
+                        '--format=subunit', test], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True,
+                       timeout=300)
+    results = {}
+    for line in p.stdout.splitlines():
+        for word in ('success', 'failure', 'error', 'skip'):
+            if line.startswith(word + ': '):
+                results[line.split(': ', 1)[1].split(' [')[0]] = word
+    return results or {test: 'no result (exit %s)' % p.returncode}
+
+
+def oplock_subset_like_default(smbd, env, storage):
+    got = {}
+    for t in OPLOCK_TESTS:
+        got.update(torture(smbd, env, 'smb2.oplock.' + t))
+    same_as_default('oplock', env, got)
+
+
 # (test, environments): default first, where comparisons are recorded
 TESTS = [
     (pending_create_leaves_connection_responsive,
@@ -297,9 +363,11 @@ TESTS = [
     (second_user_is_refused_while_opens_pend,
      ['default', 'async_open', 'async_open_creates']),
     (cancel_of_pending_open_leaves_no_fd, ['async_open']),
+    (teardown_with_pending_open_leaves_no_fd, ['async_open']),
     (killed_client_with_pending_opens_is_clean, ['async_open']),
     (timeout_answers_sharing_violation, ['async_open_timeout']),
     (bad_options_are_logged_and_defaults_used, ['async_open_badopts']),
+    (oplock_subset_like_default, ['default', 'async_open']),
 ]
 
 

@@ -138,6 +138,13 @@ class RawConn:
         return self._send(user, _s3s.SMB2_CLOSE,
                           _struct.pack('<HHL', 24, 0, 0) + fid)
 
+    def send_logoff(self, user):
+        return self._send(user, _s3s.SMB2_LOGOFF, _struct.pack('<HH', 4, 0))
+
+    def send_tree_disconnect(self, user):
+        return self._send(user, _s3s.SMB2_TREE_DISCONNECT,
+                          _struct.pack('<HH', 4, 0))
+
     def send_cancel(self, user, mid):
         tid = self.use(user)
         packet = self.s3.SMB_PACKET()
