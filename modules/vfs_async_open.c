@@ -250,7 +250,7 @@ static struct async_open_pending *async_open_lookup(
 	return NULL;
 }
 
-/* --- the pending open ------------------------------------------------------ */
+/* --- the pending open ----------------------------------------------------- */
 
 static void async_open_unlist(struct async_open_pending *p)
 {
@@ -454,7 +454,7 @@ static bool async_open_start(vfs_handle_struct *handle,
 	return true;
 }
 
-/* --- the replay ------------------------------------------------------------ */
+/* --- the replay ----------------------------------------------------------- */
 
 static bool async_open_same_object(int fd, dev_t dev, ino_t ino)
 {
@@ -646,7 +646,7 @@ static int async_open_answer(struct async_open_pending *p,
 	return fd;
 }
 
-/* --- openat ------------------------------------------------------------------ */
+/* --- openat --------------------------------------------------------------- */
 
 static int async_open_next(vfs_handle_struct *handle,
 			   struct async_open_config *config,

@@ -50,7 +50,7 @@ def set_slowfs(conf, *lines):
     time.sleep(0.3)			# slowfs re-reads it on its next check
 
 
-# --- one client process -------------------------------------------------------
+# --- one client process ------------------------------------------------------
 
 def client_main(argv):
     """--client PORT SHARE CID WIDTH START SECONDS TAG: create files
@@ -91,7 +91,7 @@ def client_main(argv):
     rc.disconnect()
 
 
-# --- the workloads ----------------------------------------------------------------
+# --- the workloads -----------------------------------------------------------
 
 def make_dirs(back_share, width):
     pw = pwd.getpwnam(harness.USERS[0])
