@@ -321,16 +321,18 @@ static void async_open_done(struct tevent_req *subreq)
 		TALLOC_FREE(p);
 		return;
 	}
-	if (p->timed_out) {
-		return;		/* its replay is already scheduled */
-	}
-	if (!async_open_replay(p)) {
+	if (!p->timed_out && !async_open_replay(p)) {
 		DBG_INFO(MODULE ": mid %" PRIu64 " for %s is gone: closing "
 			 "its open\n", p->mid, p->name);
 		p->config->n.abandoned++;
 		TALLOC_FREE(p);
 		return;
 	}
+	/*
+	 * The replay is scheduled (now, or at the timeout); should it end
+	 * before it reaches openat (an error earlier in smbd), the fd must
+	 * not wait for the tree disconnect.
+	 */
 	p->te = tevent_add_timer(p->ev, p,
 				 timeval_current_ofs(ASYNC_OPEN_UNCLAIMED_SEC,
 						     0),
