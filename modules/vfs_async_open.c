@@ -314,6 +314,9 @@ static void async_open_done(struct tevent_req *subreq)
 	TALLOC_FREE(subreq);
 	p->subreq = NULL;
 	p->done = true;
+	DBG_DEBUG(MODULE ": %s of %s for mid %" PRIu64 ": fd %d, %s\n",
+		  p->create ? "create" : "open", p->name, p->mid, p->fd,
+		  p->fd == -1 ? strerror(p->err) : "ok");
 	TALLOC_FREE(p->te);
 
 	if (!p->listed) {
@@ -479,6 +482,29 @@ static bool async_open_at_name(int fd, const struct files_struct *dirfsp,
 	return async_open_same_object(fd, st.st_dev, st.st_ino);
 }
 
+/*
+ * Errors that say something about the asynchronous machinery (a cancel, a
+ * signal to the kernel worker, memory, a full personality cache) or that
+ * smbd would not map to a meaningful status, rather than about the file:
+ * the request is run again synchronously instead of failing with them.
+ */
+static bool async_open_infra_error(int err)
+{
+	switch (err) {
+	case ECANCELED:
+	case EINTR:
+	case EAGAIN:
+	case EBUSY:
+	case ENOMEM:
+	case EINVAL:
+	case EBADF:
+	case ENOSYS:
+	case EOPNOTSUPP:
+		return true;
+	}
+	return err <= 0 || err >= 512;	/* kernel-internal (ERESTARTSYS) */
+}
+
 enum async_open_verdict {
 	AO_MISMATCH,	/* not what we opened: start again */
 	AO_HAND,	/* give p's fd or error to this call */
@@ -508,6 +534,13 @@ static enum async_open_verdict async_open_matches(
 	bool reopen = async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
 	struct stat st;
 
+	if (p->done && p->fd == -1 && async_open_infra_error(p->err)) {
+		DBG_NOTICE(MODULE ": asynchronous %s of %s failed with %s: "
+			   "running it again synchronously\n",
+			   p->create ? "create" : "open", p->name,
+			   strerror(p->err));
+		return AO_MISMATCH;
+	}
 	if (!p->done || strcmp(p->name, fsp->fsp_name->base_name) != 0 ||
 	    (how->flags & ~ASYNC_OPEN_REPLAY_FLAGS) != p->flags ||
 	    how->mode != p->mode) {
