@@ -62,7 +62,7 @@ static int vfs_async_open_debug_level = DBGC_VFS;
  */
 #define ASYNC_OPEN_REPLAY_FLAGS (O_CREAT | O_EXCL | O_NOFOLLOW)
 
-enum async_open_mode { AO_OFF, AO_CREATES, AO_ALL };
+enum async_open_mode { AO_OFF, AO_CREATES, AO_ALL, AO_AUTO };
 
 /* What each kind of open did, logged at level 5 on disconnect. */
 struct async_open_counters {
@@ -82,6 +82,9 @@ struct async_open_pending;
 struct async_open_config {
 	enum async_open_mode mode;
 	uint64_t timeout_msec;
+	uint64_t threshold_nsec;	/* auto: asynchronous above this */
+	uint64_t estimate_nsec;		/* auto: synchronous open time */
+	uint64_t calls;
 	struct asvfs_engine_config engine;
 	struct async_open_pending *pending;
 	struct async_open_counters n;
@@ -116,7 +119,8 @@ struct async_open_pending {
 /* --- options ------------------------------------------------------------ */
 
 static const struct asvfs_enum_value async_open_modes[] = {
-	{ "creates", AO_CREATES }, { "all", AO_ALL }, { "off", AO_OFF },
+	{ "creates", AO_CREATES }, { "all", AO_ALL }, { "auto", AO_AUTO },
+	{ "off", AO_OFF },
 	{ NULL, 0 },
 };
 
@@ -131,6 +135,9 @@ static void async_open_parse_options(struct async_open_config *config,
 	 */
 	config->timeout_msec = asvfs_conf_uint(snum, MODULE, "timeout", 10000,
 					       100, 19000);
+	config->threshold_nsec = asvfs_conf_uint(snum, MODULE,
+						 "async threshold usec", 1000,
+						 0, 10000000) * 1000;
 	config->engine.entries = 256;
 }
 
@@ -170,11 +177,11 @@ static void async_open_disconnect(vfs_handle_struct *handle)
 		 " existing=%" PRIu64 " handed=%" PRIu64 " failed=%" PRIu64
 		 " mismatched=%" PRIu64 " sync_again=%" PRIu64
 		 " timeouts=%" PRIu64 " abandoned=%" PRIu64 " next=%" PRIu64
-		 "\n",
+		 " estimate_usec=%" PRIu64 "\n",
 		 lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		 n->creates, n->existing, n->handed, n->failed,
 		 n->mismatched, n->sync_again, n->timeouts, n->abandoned,
-		 n->next);
+		 n->next, config->estimate_nsec / 1000);
 next:
 	/* pending opens go with the config: late fds are closed */
 	SMB_VFS_NEXT_DISCONNECT(handle);
@@ -706,6 +713,42 @@ static int async_open_next(vfs_handle_struct *handle,
 	return SMB_VFS_NEXT_OPENAT(handle, dirfsp, smb_fname, fsp, how);
 }
 
+/*
+ * Mode auto: an open that could go asynchronous does so while the
+ * share's synchronous opens take longer than the threshold.  Only
+ * synchronous opens teach the estimate (weight 1/8), and while
+ * asynchronous one open in 64 stays synchronous to measure again: an
+ * asynchronous open costs smbd a second pass (the replay), which only
+ * pays on slow storage.
+ */
+static bool async_open_auto_async(struct async_open_config *config)
+{
+	if (config->mode != AO_AUTO) {
+		return true;
+	}
+	config->calls++;
+	return config->estimate_nsec > config->threshold_nsec &&
+	       config->calls % 64 != 0;
+}
+
+static int async_open_next_measured(vfs_handle_struct *handle,
+				    struct async_open_config *config,
+				    const struct files_struct *dirfsp,
+				    const struct smb_filename *smb_fname,
+				    files_struct *fsp,
+				    const struct vfs_open_how *how)
+{
+	struct timespec start, end;
+	int fd;
+
+	clock_gettime_mono(&start);
+	fd = async_open_next(handle, config, dirfsp, smb_fname, fsp, how);
+	clock_gettime_mono(&end);
+	config->estimate_nsec = (config->estimate_nsec * 7 +
+				 nsec_time_diff(&end, &start)) / 8;
+	return fd;
+}
+
 static int async_open_openat(vfs_handle_struct *handle,
 			     const struct files_struct *dirfsp,
 			     const struct smb_filename *smb_fname,
@@ -749,6 +792,12 @@ static int async_open_openat(vfs_handle_struct *handle,
 
 	create = (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
 		 !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
+	if (config->mode == AO_AUTO &&
+	    (create || async_open_is_reopen(handle, dirfsp, smb_fname, fsp)) &&
+	    !async_open_auto_async(config)) {
+		return async_open_next_measured(handle, config, dirfsp,
+						smb_fname, fsp, how);
+	}
 	if (create) {
 		if (async_open_start(handle, config, xconn, dirfsp, smb_fname,
 				     fsp, how, true, NULL)) {
@@ -756,7 +805,7 @@ static int async_open_openat(vfs_handle_struct *handle,
 			errno = EINPROGRESS;
 			return -1;
 		}
-	} else if (config->mode == AO_ALL &&
+	} else if ((config->mode == AO_ALL || config->mode == AO_AUTO) &&
 		   async_open_is_reopen(handle, dirfsp, smb_fname, fsp) &&
 		   fstat(fsp_get_pathref_fd(fsp), &st) == 0 &&
 		   S_ISREG(st.st_mode)) {

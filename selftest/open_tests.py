@@ -12,6 +12,7 @@
 """
 import os
 import pwd
+import re
 import subprocess
 import tempfile
 import time
@@ -38,6 +39,7 @@ ENVS = {
     'async_open_creates': ('async_open', {'async_open:mode': 'creates'}),
     'async_open_timeout': ('async_open', {'async_open:mode': 'all',
                                           'async_open:timeout': '500'}),
+    'async_open_auto': ('async_open', {'async_open:mode': 'auto'}),
     'async_open_badopts': ('async_open', {'async_open:mode': 'sometimes',
                                           'async_open:timeout': '25000'}),
 }
@@ -305,6 +307,42 @@ def timeout_answers_sharing_violation(smbd, env, storage):
                           r'after 500 ms'), 'no timeout log line'
 
 
+def share_counters(smbd, share):
+    total = {}
+    for line in smbd.log_lines(r'async_open counters openat: share=%s ' %
+                               share):
+        for k, v in re.findall(r'(\w+)=(\d+)', line):
+            total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+def creates_on_one_connection(smbd, env, prefix, count):
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        for i in range(count):
+            status, _, fid = rc.create(U1, '%s-%d' % (prefix, i),
+                                       FILE_CREATE)
+            assert status == 0, hex(status)
+            rc.close(U1, fid)
+        rc.wait(rc.send_tree_disconnect(U1))	# logs the counters
+    finally:
+        rc.disconnect()
+
+
+def auto_goes_async_only_on_slow_storage(smbd, env, storage):
+    creates_on_one_connection(smbd, env, 'fast', 20)
+    fast = share_counters(smbd, env)
+    assert fast.get('creates', -1) == 0, 'fast storage: %s' % fast
+    storage.set('create.delay_ms = 20', 'path_filter = autoslow')
+    try:
+        creates_on_one_connection(smbd, env, 'autoslow', 20)
+    finally:
+        storage.set()
+    slow = share_counters(smbd, env)
+    assert slow.get('creates', 0) >= 10, 'slow storage: %s' % slow
+
+
 def bad_options_are_logged_and_defaults_used(smbd, env, storage):
     rc = RawConn(smbd, env)
     try:
@@ -367,6 +405,7 @@ TESTS = [
     (killed_client_with_pending_opens_is_clean, ['async_open']),
     (timeout_answers_sharing_violation, ['async_open_timeout']),
     (bad_options_are_logged_and_defaults_used, ['async_open_badopts']),
+    (auto_goes_async_only_on_slow_storage, ['async_open_auto']),
     (oplock_subset_like_default, ['default', 'async_open']),
 ]
 
