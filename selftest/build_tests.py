@@ -111,12 +111,43 @@ def install_honours_destdir(tmp):
         assert 'usr/share/man/man8/vfs_async_brl.8' in found, found
 
 
+def samba_patches_apply_to_the_prepared_tree(tmp):
+    """Each series in patches/<version>/ applies, in order, to a copy of
+    the prepared Samba tree of that version (the files it touches)."""
+    tree = samba_tree()
+    version = re.search(r'samba-\d+_(\d+\.\d+)\.', tree)
+    assert version, 'no Samba version in ' + tree
+    series = os.path.join(TOP, 'patches', version.group(1))
+    patches = sorted(f for f in os.listdir(series) if f.endswith('.patch'))
+    assert patches, 'no patches in ' + series
+    copy = os.path.join(tmp, 'samba')
+    for name in patches:
+        with open(os.path.join(series, name)) as f:
+            text = f.read()
+        for path in re.findall(r'^\+\+\+ b/(\S+)$', text, re.M):
+            dst = os.path.join(copy, path)
+            if not os.path.exists(dst):
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                subprocess.run(['cp', os.path.join(tree, path), dst],
+                               check=True)
+    for name in patches:
+        p = subprocess.run(['patch', '-p1', '--forward', '--batch', '-i',
+                            os.path.join(series, name)], cwd=copy,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True)
+        assert p.returncode == 0, '%s does not apply: %s' % (
+            name, p.stdout[-400:])
+        assert 'offset' not in p.stdout and 'fuzz' not in p.stdout, \
+            '%s applies only loosely: %s' % (name, p.stdout[-400:])
+
+
 TESTS = [
     configure_refuses_a_samba_version_mismatch,
     configure_refuses_an_unprepared_tree,
     configure_refuses_a_missing_tree,
     configure_names_a_missing_package,
     install_honours_destdir,
+    samba_patches_apply_to_the_prepared_tree,
 ]
 
 

@@ -60,7 +60,8 @@ SHARE_VARIANTS = {
 
 # Our production modules; each logs its counters at level 5 through its
 # own debug class.
-MODULES = ['async_uring', 'async_xattr', 'async_dosattr', 'async_brl']
+MODULES = ['async_uring', 'async_xattr', 'async_dosattr', 'async_brl',
+           'async_open']
 LOG_LEVEL = '1 ' + ' '.join('%s:5' % m for m in MODULES)
 
 # The environments: name -> (extra vfs objects, extra share options)
@@ -90,9 +91,12 @@ ENVIRONMENTS = {
     # ... and the POSIX lock of every decision taken on a thread (for
     # file systems where fcntl is slow), answered with NT_STATUS_RETRY
     'async_brl_decide': ('async_brl', {'async_brl:decision': 'async'}),
+    # mode all: creates and opens of existing files both go asynchronous
+    'async_open': ('async_open', {'async_open:mode': 'all'}),
     # every production module of this project, left is top (grows as the
     # modules land), with their defaults
-    'full_stack': ('async_brl async_dosattr async_xattr async_uring',
+    'full_stack': ('async_open async_brl async_dosattr async_xattr '
+                   'async_uring',
                    {'smbd async dosmode': 'yes'}),
 }
 

@@ -28,6 +28,7 @@ import dosattr_tests  # noqa: E402
 import fault_tests  # noqa: E402
 import harness  # noqa: E402
 import listing_tests  # noqa: E402
+import open_tests  # noqa: E402
 import smbd_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,6 +44,7 @@ OWN_SMBD_TESTS = [
     fault_tests,
     dosattr_tests,
     brl_tests,
+    open_tests,
 ]
 RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
                        r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')

@@ -153,3 +153,149 @@ def echo_send(client):
     packet['Command'] = smb3structs.SMB2_ECHO
     packet['Data'] = smb3structs.SMB2Echo()
     return smb.sendSMB(packet)
+
+# --- raw requests on one connection (pipelining, several sessions) ---------
+
+import copy as _copy
+import struct as _struct
+import time as _time
+
+from impacket import smb3structs as _s3s
+from impacket.smb3structs import SMB2Packet as _SMB2Packet
+
+STATUS_PENDING = 0x00000103
+FILE_SUPERSEDE = 0
+FILE_CREATE = 2
+FILE_OPEN_IF = 3
+FILE_OVERWRITE = 4
+NON_DIRECTORY_FILE = 0x40
+SHARE_ALL = 7
+
+
+class RawConn:
+    """One TCP connection on which requests are sent without waiting and
+    responses collected by message id; several sessions may share it
+    (login() again switches to a new session on the same connection)."""
+
+    def __init__(self, smbd, share=None):
+        self.conn = SMBConnection('127.0.0.1', '127.0.0.1',
+                                  sess_port=smbd.port,
+                                  preferredDialect=_s3s.SMB2_DIALECT_30)
+        self.s3 = self.conn.getSMBServer()
+        self.smbd = smbd
+        self._fresh = _copy.deepcopy(self.s3._Session)
+        self.sessions = {}	# user -> (session dict, tid)
+        self.responses = {}
+        self.share = share
+
+    def login(self, user, share=None):
+        if self.sessions:
+            self.s3._Session = _copy.deepcopy(self._fresh)
+        creds = self.smbd.creds(user).split('%', 1)
+        self.conn.login(creds[0], creds[1])
+        tid = self.conn.connectTree(share or self.share)
+        self.sessions[user] = (self.s3._Session, tid)
+        return tid
+
+    def use(self, user):
+        self.s3._Session = self.sessions[user][0]
+        return self.sessions[user][1]
+
+    def _send(self, user, command, body):
+        tid = self.use(user)
+        packet = self.s3.SMB_PACKET()
+        packet['Command'] = command
+        packet['TreeID'] = tid
+        packet['Data'] = body
+        return self.s3.sendSMB(packet)
+
+    def send_create(self, user, name, disposition, access=GENERIC_READ_WRITE,
+                    options=NON_DIRECTORY_FILE, share=SHARE_ALL):
+        c = _s3s.SMB2Create()
+        c['SecurityFlags'] = 0
+        c['RequestedOplockLevel'] = 0
+        c['ImpersonationLevel'] = _s3s.SMB2_IL_IMPERSONATION
+        c['DesiredAccess'] = access
+        c['FileAttributes'] = 0
+        c['ShareAccess'] = share
+        c['CreateDisposition'] = disposition
+        c['CreateOptions'] = options
+        c['NameLength'] = len(name) * 2
+        c['Buffer'] = name.encode('utf-16le') if name else b'\x00'
+        c['CreateContextsOffset'] = 0
+        c['CreateContextsLength'] = 0
+        return self._send(user, _s3s.SMB2_CREATE, c)
+
+    def send_echo(self, user):
+        return self._send(user, _s3s.SMB2_ECHO, _struct.pack('<HH', 4, 0))
+
+    def send_close(self, user, fid):
+        return self._send(user, _s3s.SMB2_CLOSE,
+                          _struct.pack('<HHL', 24, 0, 0) + fid)
+
+    def send_logoff(self, user):
+        return self._send(user, _s3s.SMB2_LOGOFF, _struct.pack('<HH', 4, 0))
+
+    def send_tree_disconnect(self, user):
+        return self._send(user, _s3s.SMB2_TREE_DISCONNECT,
+                          _struct.pack('<HH', 4, 0))
+
+    def send_cancel(self, user, mid):
+        tid = self.use(user)
+        packet = self.s3.SMB_PACKET()
+        packet['Command'] = _s3s.SMB2_CANCEL
+        packet['MessageID'] = mid
+        packet['TreeID'] = tid
+        packet['Data'] = _struct.pack('<HH', 4, 0)
+        self.s3.sendSMB(packet)
+
+    def wait(self, mid, timeout=60):
+        """The final response to mid (interim STATUS_PENDING skipped), as
+        (status, body bytes, seconds waited)."""
+        start = _time.monotonic()
+        while mid not in self.responses:
+            data = self.s3._NetBIOSSession.recv_packet(timeout)
+            pkt = _SMB2Packet(self._plain(data.get_trailer()))
+            if pkt['Status'] == STATUS_PENDING and \
+                    pkt['Flags'] & _s3s.SMB2_FLAGS_ASYNC_COMMAND:
+                continue
+            self.responses[pkt['MessageID']] = (pkt['Status'],
+                                                bytes(pkt['Data']))
+        status, body = self.responses.pop(mid)
+        return status, body, _time.monotonic() - start
+
+    def _plain(self, raw):
+        """Decrypt an SMB3 transform (the server encrypts when the
+        session asks for it) with the key of the session it names."""
+        if not raw.startswith(b'\xfdSMB'):
+            return raw
+        from Cryptodome.Cipher import AES
+        th = _s3s.SMB2_TRANSFORM_HEADER(raw)
+        sess = [d for d, _ in self.sessions.values()
+                if d['SessionID'] == th['SessionID']]
+        key = (sess[0] if sess else self.s3._Session)['DecryptionKey']
+        cipher = AES.new(key, AES.MODE_CCM, th['Nonce'][:11])
+        cipher.update(th.getData()[20:])
+        return cipher.decrypt(raw[len(_s3s.SMB2_TRANSFORM_HEADER()):])
+
+    def create(self, user, name, disposition, **kw):
+        """(status, create action, fid or None)."""
+        status, body, _ = self.wait(self.send_create(user, name, disposition,
+                                                     **kw))
+        return create_result(status, body)
+
+    def close(self, user, fid):
+        return self.wait(self.send_close(user, fid))[0]
+
+    def disconnect(self):
+        try:
+            self.s3._NetBIOSSession.close()
+        except Exception:
+            pass
+
+
+def create_result(status, body):
+    if status != 0:
+        return status, None, None
+    action = _struct.unpack_from('<L', body, 4)[0]
+    return status, action, body[64:80]

@@ -966,6 +966,37 @@ struct tevent_req *asvfs_openat_send(TALLOC_CTX *mem_ctx,
 	return req;
 }
 
+/*
+ * smbd opens an existing file by reopening its pathref fd through
+ * /proc/self/fd/<n>, and closes that fd when the open is deferred: the
+ * path names our dup, which keeps the object until completion.  The
+ * magic link is the caller's path, so flags apply as smbd passes them.
+ */
+struct tevent_req *asvfs_reopen_send(TALLOC_CTX *mem_ctx,
+				     struct tevent_context *ev,
+				     struct asvfs_engine *engine,
+				     int fd, int flags, mode_t mode)
+{
+	struct tevent_req *req = NULL;
+	struct asvfs_io_state *state = NULL;
+	struct asvfs_op *op = NULL;
+
+	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_OPENAT, fd, 0, 0);
+	if (req == NULL || !tevent_req_is_in_progress(req)) {
+		return req;
+	}
+	state = tevent_req_data(req, struct asvfs_io_state);
+	op = state->op;
+	op->flags = flags;
+	op->mode = mode;
+	op->path = talloc_asprintf(op, "/proc/self/fd/%d", op->fd);
+	if (!op_capture_caller(req, state)) {
+		return tevent_req_post(req, ev);
+	}
+	op_start(op);
+	return req;
+}
+
 struct tevent_req *asvfs_getxattr_send(TALLOC_CTX *mem_ctx,
 				       struct tevent_context *ev,
 				       struct asvfs_engine *engine, int fd,

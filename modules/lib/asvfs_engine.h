@@ -132,6 +132,18 @@ struct tevent_req *asvfs_openat_send(TALLOC_CTX *mem_ctx,
 int asvfs_openat_recv(struct tevent_req *req, int *perrno);
 
 /*
+ * Reopen the object behind fd (an O_PATH fd is fine) as
+ * open("/proc/self/fd/<our dup>", flags, mode) with the calling thread's
+ * credentials, as smbd reopens a pathref fd.  The dup keeps the object
+ * alive until completion, so the caller may close fd at once.  Returns
+ * the new fd like asvfs_openat_recv(), which is its receive function.
+ */
+struct tevent_req *asvfs_reopen_send(TALLOC_CTX *mem_ctx,
+				     struct tevent_context *ev,
+				     struct asvfs_engine *engine,
+				     int fd, int flags, mode_t mode);
+
+/*
  * getxattr(2) of the object behind fd (an O_PATH fd is fine: the lookup
  * goes through /proc/self/fd/<our dup>, which resolves to that object and
  * follows no further symlink), with the calling thread's credentials as

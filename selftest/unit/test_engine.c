@@ -2,6 +2,7 @@
  * Unit tests of the engine on a real tevent loop and a real io_uring,
  * against temporary files and pipes.
  */
+#define _GNU_SOURCE	/* O_PATH */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <talloc.h>
@@ -384,6 +386,48 @@ static void refused_ring_is_reported_once(void **state)
 	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/*
+ * A reopen through /proc/self/fd of our dup gives the same object even
+ * when the caller closes its fd at once (smbd does, when it defers), and
+ * a freed reopen leaves no fd behind.
+ */
+static void reopen_survives_the_callers_close(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	struct stat a, b;
+	int before = count_fds();
+	int pfd, fd, err = 0;
+
+	pfd = open(f->path, O_PATH | O_CLOEXEC);
+	assert_true(pfd >= 0);
+	assert_int_equal(fstat(pfd, &a), 0);
+	req = asvfs_reopen_send(f, f->ev, f->engine, pfd, O_RDWR, 0);
+	assert_non_null(req);
+	close(pfd);
+	while (tevent_req_is_in_progress(req)) {
+		tevent_loop_once(f->ev);
+	}
+	fd = asvfs_openat_recv(req, &err);
+	talloc_free(req);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_true(a.st_dev == b.st_dev && a.st_ino == b.st_ino);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+	close(fd);
+
+	pfd = open(f->path, O_PATH | O_CLOEXEC);
+	req = asvfs_reopen_send(f, f->ev, f->engine, pfd, O_RDONLY, 0);
+	assert_non_null(req);
+	close(pfd);
+	tevent_loop_once(f->ev);	/* submitted: the free makes an orphan */
+	talloc_free(req);
+	while (asvfs_engine_stats()->inflight > 0) {
+		tevent_loop_once(f->ev);
+	}
+	assert_int_equal(count_fds(), before);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -398,6 +442,7 @@ int main(void)
 		T(other_event_context_is_refused),
 		T(short_write_is_continued_then_reports_progress),
 		T(child_after_fork_gets_its_own_ring),
+		T(reopen_survives_the_callers_close),
 		cmocka_unit_test(refused_ring_is_reported_once),
 #undef T
 	};

@@ -1,0 +1,459 @@
+#!/usr/bin/python3
+"""async_open on slow storage (slowfs), side by side with the default VFS:
+
+- a slow create or open of an existing file no longer holds up the other
+  requests of its connection;
+- every create disposition on existing and missing files gives the
+  default's status and create action;
+- a second user on the same connection is refused what the default
+  refuses while the first user's opens are pending, in both modes;
+- cancel, disconnect and the async_open:timeout path leave no fd behind
+  and no panic; bad options are logged and defaults used.
+"""
+import os
+import pwd
+import re
+import subprocess
+import tempfile
+import time
+
+import harness
+import smb2client
+from smb2client import (FILE_CREATE, FILE_OPEN, FILE_OPEN_IF,
+                        FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_SUPERSEDE,
+                        RawConn)
+import sys
+import traceback
+
+from fault_tests import SlowStorage, check_panics, file_fds, same_as_default
+
+U1, U2 = harness.USERS
+ACCESS_DENIED = 0xC0000022
+CANCELLED = 0xC0000120
+SHARING_VIOLATION = 0xC0000043
+FILE_CREATED = 2
+
+ENVS = {
+    'default': harness.ENVIRONMENTS['default'],
+    'async_open': harness.ENVIRONMENTS['async_open'],
+    'async_open_creates': ('async_open', {'async_open:mode': 'creates'}),
+    'async_open_timeout': ('async_open', {'async_open:mode': 'all',
+                                          'async_open:timeout': '500'}),
+    'async_open_auto': ('async_open', {'async_open:mode': 'auto'}),
+    'async_open_badopts': ('async_open', {'async_open:mode': 'sometimes',
+                                          'async_open:timeout': '25000'}),
+}
+
+
+def chown_u1(path):
+    pw = pwd.getpwnam(U1)
+    os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def backing_file(storage, smbd, env, name, mode=0o644, data=b'x' * 100):
+    path = storage.backing(smbd, env, name)
+    with open(path, 'wb') as f:
+        f.write(data)
+    chown_u1(path)
+    os.chmod(path, mode)
+    return path
+
+
+def child_of(smbd, before):
+    new = smbd.children() - before
+    assert len(new) == 1, 'expected one new smbd child: %s' % new
+    return new.pop()
+
+
+def echo_while_pending(smbd, env, name, disposition):
+    """Seconds an echo takes while a create of name is pending, and the
+    create's (status, action)."""
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        mid = rc.send_create(U1, name, disposition)
+        time.sleep(0.05)	# the create reaches smbd first
+        _, _, echo_s = rc.wait(rc.send_echo(U1))
+        status, action, fid = smb2client.create_result(*rc.wait(mid)[:2])
+        if fid is not None:
+            rc.close(U1, fid)
+        return echo_s, status, action
+    finally:
+        rc.disconnect()
+
+
+def check_echo(env, echo_s):
+    if env == 'default':
+        assert echo_s > 0.3, 'default did not block (%.3f s): is the ' \
+            'storage slow?' % echo_s
+    else:
+        assert echo_s < 0.05, 'echo took %.3f s behind a pending open' % \
+            echo_s
+
+
+def pending_create_leaves_connection_responsive(smbd, env, storage):
+    storage.set('create.delay_ms = 500', 'path_filter = pendc')
+    try:
+        echo_s, status, action = echo_while_pending(smbd, env, 'pendc.bin',
+                                                    FILE_CREATE)
+    finally:
+        storage.set()
+    assert status == 0 and action == FILE_CREATED, (hex(status), action)
+    check_echo(env, echo_s)
+
+
+def pending_open_of_existing_file_leaves_connection_responsive(
+        smbd, env, storage):
+    backing_file(storage, smbd, env, 'pendx.bin')
+    storage.set('open.delay_ms = 500', 'path_filter = pendx')
+    try:
+        echo_s, status, action = echo_while_pending(smbd, env, 'pendx.bin',
+                                                    FILE_OPEN)
+    finally:
+        storage.set()
+    assert status == 0 and action == 1, (hex(status), action)
+    check_echo(env, echo_s)
+
+
+DISPOSITIONS = [('FILE_SUPERSEDE', FILE_SUPERSEDE), ('FILE_OPEN', FILE_OPEN),
+                ('FILE_CREATE', FILE_CREATE), ('FILE_OPEN_IF', FILE_OPEN_IF),
+                ('FILE_OVERWRITE', FILE_OVERWRITE),
+                ('FILE_OVERWRITE_IF', FILE_OVERWRITE_IF)]
+
+
+def dispositions_match_default(smbd, env, storage):
+    storage.set('create.delay_ms = 30', 'open.delay_ms = 30',
+                'path_filter = disp')
+    got = []
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        for dname, d in DISPOSITIONS:
+            for existing in (True, False):
+                name = 'disp-%s-%s' % (dname, 'old' if existing else 'new')
+                if existing:
+                    backing_file(storage, smbd, env, name)
+                status, action, fid = rc.create(U1, name, d)
+                if fid is not None:
+                    rc.close(U1, fid)
+                got.append('%s/%s: %#x %s' % (dname, existing, status,
+                                               action))
+    finally:
+        rc.disconnect()
+        storage.set()
+    same_as_default('dispositions', env, got)
+
+
+def second_user_is_refused_while_opens_pend(smbd, env, storage):
+    back = storage.backing(smbd, env, 'secdir')
+    os.makedirs(back, exist_ok=True)
+    chown_u1(back)
+    os.chmod(back, 0o755)
+    backing_file(storage, smbd, env, 'secfile', mode=0o600)
+    acl = backing_file(storage, smbd, env, 'secacl', mode=0o664)
+    subprocess.run(['setfacl', '-m', 'u:%s:---' % U2, acl], check=True)
+    storage.set('create.delay_ms = 400', 'open.delay_ms = 400',
+                'path_filter = sec')
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        rc.login(U2)
+        pending = [rc.send_create(U1, 'sec-a-%d' % i, FILE_CREATE)
+                   for i in range(3)]
+        pending.append(rc.send_create(U1, 'secfile', FILE_OPEN))
+        b = [rc.send_create(U2, 'secdir\\b-new', FILE_CREATE),
+             rc.send_create(U2, 'secfile', FILE_OPEN),
+             rc.send_create(U2, 'secacl', FILE_OPEN)]
+        b_status = [rc.wait(m)[0] for m in b]
+        a_status = []
+        for m in pending:
+            status, action, fid = smb2client.create_result(*rc.wait(m)[:2])
+            a_status.append(status)
+            if fid is not None:
+                rc.close(U1, fid)
+    finally:
+        rc.disconnect()
+        storage.set()
+    assert a_status == [0, 0, 0, 0], 'A: %s' % [hex(s) for s in a_status]
+    assert all(s == ACCESS_DENIED for s in b_status), \
+        'B: %s' % [hex(s) for s in b_status]
+    assert not os.path.exists(os.path.join(back, 'b-new')), \
+        'B created in A\'s directory'
+    same_as_default('second_user', env, b_status)
+
+
+def cancel_of_pending_open_leaves_no_fd(smbd, env, storage):
+    backing_file(storage, smbd, env, 'canc.bin')
+    before = smbd.children()
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        child = child_of(smbd, before)
+        # the first asynchronous open creates the process's ring
+        status, _, fid = rc.create(U1, 'canc.bin', FILE_OPEN)
+        assert status == 0, hex(status)
+        rc.close(U1, fid)
+        baseline = file_fds(child)
+        storage.set('open.delay_ms = 1500', 'path_filter = canc')
+        mid = rc.send_create(U1, 'canc.bin', FILE_OPEN)
+        time.sleep(0.3)
+        rc.send_cancel(U1, mid)
+        status, _, waited = rc.wait(mid)
+        assert status == CANCELLED, hex(status)
+        assert waited < 1.0, 'cancel took %.2f s' % waited
+        time.sleep(1.8)		# the open completes; its fd must go
+        storage.set()
+        rc.wait(rc.send_echo(U1))
+        now = file_fds(child)
+        assert now == baseline, 'fds changed: +%s -%s' % (
+            sorted(now - baseline), sorted(baseline - now))
+        status, action, fid = rc.create(U1, 'canc.bin', FILE_OPEN)
+        assert status == 0, hex(status)
+        rc.close(U1, fid)
+    finally:
+        storage.set()
+        rc.disconnect()
+
+
+def teardown_with_pending_open_leaves_no_fd(smbd, env, storage):
+    """Tree disconnect and logoff while an open of an existing file is
+    pending: the connection's smbd stays, the late fd is closed."""
+    backing_file(storage, smbd, env, 'tdis.bin')
+    before = smbd.children()
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        child = child_of(smbd, before)
+        status, _, fid = rc.create(U1, 'tdis.bin', FILE_OPEN)
+        assert status == 0, hex(status)
+        rc.close(U1, fid)
+        rc.login(U2)		# keeps the connection alive after U1 goes
+        baseline = file_fds(child)
+        storage.set('open.delay_ms = 1200', 'path_filter = tdis')
+        for send in (rc.send_tree_disconnect, rc.send_logoff):
+            rc.send_create(U1, 'tdis.bin', FILE_OPEN)
+            time.sleep(0.2)
+            status = rc.wait(send(U1))[0]
+            assert status == 0, '%s: %#x' % (send.__name__, status)
+            if send == rc.send_tree_disconnect:
+                rc.sessions[U1] = (rc.sessions[U1][0],
+                                   rc.s3.connectTree(env))
+        time.sleep(1.5)		# the late opens complete
+        storage.set()
+        rc.wait(rc.send_echo(U2))
+        now = file_fds(child)
+        assert now == baseline, 'fds changed: +%s -%s' % (
+            sorted(now - baseline), sorted(baseline - now))
+    finally:
+        storage.set()
+        rc.disconnect()
+
+
+def killed_client_with_pending_opens_is_clean(smbd, env, storage):
+    backing_file(storage, smbd, env, 'killx.bin')
+    storage.set('create.delay_ms = 1000', 'open.delay_ms = 1000',
+                'path_filter = kill')
+    parent_fds = file_fds(smbd.proc.pid)
+    before = smbd.children()
+    try:
+        rc = RawConn(smbd, env)
+        rc.login(U1)
+        child_of(smbd, before)
+        for i in range(4):
+            rc.send_create(U1, 'kill-%d' % i, FILE_CREATE)
+        rc.send_create(U1, 'killx.bin', FILE_OPEN)
+        time.sleep(0.2)
+        rc.disconnect()
+        smbd.wait_children(before, timeout=20)
+    finally:
+        storage.set()
+    assert not (smbd.children() - before), 'the smbd child did not exit'
+    assert file_fds(smbd.proc.pid) == parent_fds, 'parent smbd fds changed'
+
+
+def timeout_answers_sharing_violation(smbd, env, storage):
+    backing_file(storage, smbd, env, 'tmox.bin')
+    before = smbd.children()
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        child = child_of(smbd, before)
+        status, _, fid = rc.create(U1, 'tmox.bin', FILE_OPEN)
+        assert status == 0, hex(status)
+        rc.close(U1, fid)
+        baseline = file_fds(child)
+        storage.set('create.delay_ms = 1500', 'open.delay_ms = 1500',
+                    'path_filter = tmo')
+        for name, disp in (('tmo-new', FILE_CREATE),
+                           ('tmox.bin', FILE_OPEN)):
+            status, _, waited = rc.wait(rc.send_create(U1, name, disp))
+            assert status == SHARING_VIOLATION, '%s: %#x' % (name, status)
+            # The replay's path walk of a name being created waits for
+            # the kernel's lock on its directory, i.e. for the create:
+            # only the open of an existing file is answered on time.
+            assert waited < 1.4 or disp == FILE_CREATE, \
+                '%s: answered after %.2f s' % (name, waited)
+        time.sleep(1.8)		# the late opens complete
+        storage.set()
+        rc.wait(rc.send_echo(U1))
+        now = file_fds(child)
+        assert now == baseline, 'fds changed: +%s -%s' % (
+            sorted(now - baseline), sorted(baseline - now))
+        assert child in smbd.children(), 'the smbd child exited'
+    finally:
+        storage.set()
+        rc.disconnect()
+    assert smbd.log_lines(r'async_open: open of tmo-new .* still pending '
+                          r'after 500 ms'), 'no timeout log line'
+
+
+def share_counters(smbd, share):
+    total = {}
+    for line in smbd.log_lines(r'async_open counters openat: share=%s ' %
+                               share):
+        for k, v in re.findall(r'(\w+)=(\d+)', line):
+            total[k] = total.get(k, 0) + int(v)
+    return total
+
+
+def creates_on_one_connection(smbd, env, prefix, count):
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        for i in range(count):
+            status, _, fid = rc.create(U1, '%s-%d' % (prefix, i),
+                                       FILE_CREATE)
+            assert status == 0, hex(status)
+            rc.close(U1, fid)
+        rc.wait(rc.send_tree_disconnect(U1))	# logs the counters
+    finally:
+        rc.disconnect()
+
+
+def auto_goes_async_only_on_slow_storage(smbd, env, storage):
+    creates_on_one_connection(smbd, env, 'fast', 20)
+    fast = share_counters(smbd, env)
+    assert fast.get('creates', -1) == 0, 'fast storage: %s' % fast
+    storage.set('create.delay_ms = 20', 'path_filter = autoslow')
+    try:
+        creates_on_one_connection(smbd, env, 'autoslow', 20)
+    finally:
+        storage.set()
+    slow = share_counters(smbd, env)
+    assert slow.get('creates', 0) >= 10, 'slow storage: %s' % slow
+
+
+def bad_options_are_logged_and_defaults_used(smbd, env, storage):
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        status, action, fid = rc.create(U1, 'badopt.bin', FILE_CREATE)
+        assert status == 0 and action == FILE_CREATED, hex(status)
+        rc.close(U1, fid)
+    finally:
+        rc.disconnect()
+    for line in (r"async_open:mode: 'sometimes' is not one of: .*; "
+                 r"using creates",
+                 r"async_open:timeout: .*25000.*; using 10000"):
+        assert smbd.log_lines(line), 'no log line like: ' + line
+
+
+# smb2.oplock tests whose opens break, wait for and replay around oplocks
+# (the whole suite takes minutes: it waits for break timeouts)
+OPLOCK_TESTS = ['exclusive1', 'exclusive2', 'exclusive3', 'exclusive4',
+                'exclusive5', 'exclusive6', 'batch1', 'batch2', 'batch3',
+                'batch4', 'batch5', 'batch6', 'batch7', 'batch8', 'batch9',
+                'batch10', 'batch11', 'batch12', 'batch13', 'batch14',
+                'batch15', 'batch16', 'batch19', 'batch20', 'batch21',
+                'batch23', 'batch24', 'batch25', 'batch26', 'stream1',
+                'doc', 'brl1', 'levelii500', 'levelii501', 'levelii502']
+
+
+def torture(smbd, share, test):
+    p = subprocess.run(['smbtorture', smbd.unc(share), '-p', str(smbd.port),
+                        '-U', smbd.creds(), '--target=samba3',
+                        '--format=subunit', test], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True,
+                       timeout=300)
+    results = {}
+    for line in p.stdout.splitlines():
+        for word in ('success', 'failure', 'error', 'skip'):
+            if line.startswith(word + ': '):
+                results[line.split(': ', 1)[1].split(' [')[0]] = word
+    return results or {test: 'no result (exit %s)' % p.returncode}
+
+
+def oplock_subset_like_default(smbd, env, storage):
+    got = {}
+    for t in OPLOCK_TESTS:
+        got.update(torture(smbd, env, 'smb2.oplock.' + t))
+    same_as_default('oplock', env, got)
+
+
+# (test, environments): default first, where comparisons are recorded
+TESTS = [
+    (pending_create_leaves_connection_responsive,
+     ['default', 'async_open', 'async_open_creates']),
+    (pending_open_of_existing_file_leaves_connection_responsive,
+     ['default', 'async_open']),
+    (dispositions_match_default,
+     ['default', 'async_open', 'async_open_creates']),
+    (second_user_is_refused_while_opens_pend,
+     ['default', 'async_open', 'async_open_creates']),
+    (cancel_of_pending_open_leaves_no_fd, ['async_open']),
+    (teardown_with_pending_open_leaves_no_fd, ['async_open']),
+    (killed_client_with_pending_opens_is_clean, ['async_open']),
+    (timeout_answers_sharing_violation, ['async_open_timeout']),
+    (bad_options_are_logged_and_defaults_used, ['async_open_badopts']),
+    (auto_goes_async_only_on_slow_storage, ['async_open_auto']),
+    (oplock_subset_like_default, ['default', 'async_open']),
+]
+
+
+def record(res, name, fn, *args):
+    """As fault_tests.record, but a client error (timeout, reset) fails
+    the one test, not the run; each result is printed as it comes."""
+    try:
+        fn(*args)
+    except AssertionError as e:
+        msg = str(e).strip().replace('\n', ' | ')[:400]
+    except Exception as e:
+        msg = 'error: %s: %s' % (
+            e, traceback.format_exc(limit=-3).replace('\n', ' | ')[-400:])
+    else:
+        msg = None
+    print('open: %s: %s' % (name, msg or 'ok'), file=sys.stderr)
+    if msg is None:
+        res.add('pass', name)
+    else:
+        res.add('fail', name, msg)
+
+
+def counted_async_opens(res, smbd):
+    c = smbd.counters('async_open', 'openat')
+    name = 'open.async_open_counted_its_opens'
+    if c.get('creates', 0) > 0 and c.get('existing', 0) > 0 and \
+            c.get('handed', 0) > 0 and c.get('timeouts', 0) > 0:
+        res.add('pass', name)
+    else:
+        res.add('fail', name, 'counters: %s' % c)
+
+
+def run_all(res):
+    with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
+        storage = SlowStorage(tmp)
+        smbd = harness.Smbd(envs=dict(ENVS), share_root=storage.mnt,
+                            log_level=harness.LOG_LEVEL)
+        try:
+            smbd.start()
+            for test, envs in TESTS:
+                for env in envs:
+                    record(res, 'open.%s/%s' % (test.__name__, env), test,
+                           smbd, env, storage)
+            smbd.stop()
+            counted_async_opens(res, smbd)
+        finally:
+            smbd.stop()
+            check_panics(res, smbd, 'open')
+            smbd.cleanup()
+            storage.umount()
