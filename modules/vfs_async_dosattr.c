@@ -603,6 +603,21 @@ static struct async_dosattr_dir *async_dosattr_find_dir(
 	return d;
 }
 
+static void async_dosattr_drop(struct async_dosattr_dir *d);
+
+/* The stream is closed: its read-ahead goes with it. */
+static void async_dosattr_forget_dir(struct async_dosattr_config *config,
+				     DIR *dirp)
+{
+	struct async_dosattr_dir *d = async_dosattr_find_dir(config, dirp,
+							     false);
+
+	if (d != NULL) {
+		async_dosattr_drop(d);
+		TALLOC_FREE(d);
+	}
+}
+
 /* Forget what was read ahead; getxattrs in flight become the engine's. */
 static void async_dosattr_drop(struct async_dosattr_dir *d)
 {
@@ -860,7 +875,6 @@ static DIR *async_dosattr_fdopendir(vfs_handle_struct *handle,
 				    uint32_t attributes)
 {
 	struct async_dosattr_config *config = NULL;
-	struct async_dosattr_dir *d = NULL;
 	DIR *dirp = NULL;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
@@ -870,11 +884,7 @@ static DIR *async_dosattr_fdopendir(vfs_handle_struct *handle,
 		return NULL;
 	}
 	/* a stream at an address we still track: the old one is gone */
-	d = async_dosattr_find_dir(config, dirp, false);
-	if (d != NULL) {
-		async_dosattr_drop(d);
-		TALLOC_FREE(d);
-	}
+	async_dosattr_forget_dir(config, dirp);
 	if (mask != NULL && config->prefetch_usable &&
 	    !async_dosattr_smbd_lists_async(handle)) {
 		(void)async_dosattr_find_dir(config, dirp, true);
@@ -885,15 +895,10 @@ static DIR *async_dosattr_fdopendir(vfs_handle_struct *handle,
 static int async_dosattr_closedir(vfs_handle_struct *handle, DIR *dirp)
 {
 	struct async_dosattr_config *config = NULL;
-	struct async_dosattr_dir *d = NULL;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return -1);
-	d = async_dosattr_find_dir(config, dirp, false);
-	if (d != NULL) {
-		async_dosattr_drop(d);
-		TALLOC_FREE(d);
-	}
+	async_dosattr_forget_dir(config, dirp);
 	return SMB_VFS_NEXT_CLOSEDIR(handle, dirp);
 }
 
@@ -1020,16 +1025,6 @@ static struct vfs_fn_pointers vfs_async_dosattr_fns = {
 NTSTATUS samba_init_module(TALLOC_CTX *ctx);
 NTSTATUS samba_init_module(TALLOC_CTX *ctx)
 {
-	NTSTATUS status;
-
-	status = smb_register_vfs(SMB_VFS_INTERFACE_VERSION, MODULE,
-				  &vfs_async_dosattr_fns);
-	if (!NT_STATUS_IS_OK(status)) {
-		return status;
-	}
-	vfs_async_dosattr_debug_level = debug_add_class(MODULE);
-	if (vfs_async_dosattr_debug_level == -1) {
-		vfs_async_dosattr_debug_level = DBGC_VFS;
-	}
-	return NT_STATUS_OK;
+	return asvfs_register_module(MODULE, &vfs_async_dosattr_fns,
+				     &vfs_async_dosattr_debug_level);
 }

@@ -510,16 +510,6 @@ static struct vfs_fn_pointers vfs_async_uring_fns = {
 NTSTATUS samba_init_module(TALLOC_CTX *ctx);
 NTSTATUS samba_init_module(TALLOC_CTX *ctx)
 {
-	NTSTATUS status;
-
-	status = smb_register_vfs(SMB_VFS_INTERFACE_VERSION, MODULE,
-				  &vfs_async_uring_fns);
-	if (!NT_STATUS_IS_OK(status)) {
-		return status;
-	}
-	vfs_async_uring_debug_level = debug_add_class(MODULE);
-	if (vfs_async_uring_debug_level == -1) {
-		vfs_async_uring_debug_level = DBGC_VFS;
-	}
-	return NT_STATUS_OK;
+	return asvfs_register_module(MODULE, &vfs_async_uring_fns,
+				     &vfs_async_uring_debug_level);
 }

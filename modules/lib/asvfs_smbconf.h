@@ -1,5 +1,6 @@
 /*
- * samba-async-vfs: reading <module>:<option> parametric options.
+ * samba-async-vfs: reading <module>:<option> parametric options, and
+ * registering a module.
  *
  * Samba-facing and header-only on purpose: the engine library stays free
  * of Samba's headers, and DBG_ERR here logs through the debug class of
@@ -76,6 +77,28 @@ static inline int asvfs_conf_enum(int snum, const char *module,
 	}
 	DBG_ERR("%s:%s: %s; using %s\n", module, option, err, def_name);
 	return def;
+}
+
+/*
+ * Register a module under its name and give it a debug class of the
+ * same name (DBGC_VFS if classes are exhausted), so that
+ * "log level = 1 <module>:10" debugs one module.
+ */
+static inline NTSTATUS asvfs_register_module(const char *module,
+					     struct vfs_fn_pointers *fns,
+					     int *debug_level)
+{
+	NTSTATUS status;
+
+	status = smb_register_vfs(SMB_VFS_INTERFACE_VERSION, module, fns);
+	if (!NT_STATUS_IS_OK(status)) {
+		return status;
+	}
+	*debug_level = debug_add_class(module);
+	if (*debug_level == -1) {
+		*debug_level = DBGC_VFS;
+	}
+	return NT_STATUS_OK;
 }
 
 #endif
