@@ -843,19 +843,15 @@ static NTSTATUS async_brl_lock_windows_decide(
 		.req_mem_ctx = brl_req_mem_ctx(br_lck),
 		.fsp = brl_fsp(br_lck),
 	};
-	struct async_brl_wait *w = NULL;
 	NTSTATUS status;
 
-	w = async_brl_find_wait(config, call.req_guid);
-	if (w != NULL && w->subreq != NULL) {
-		/*
-		 * A holder outside smbd has the range and our thread waits
-		 * for it: no new decision (a round trip each, and each would
-		 * reset smbd's poll) until it wakes us.
-		 */
-		plock->context.smblctx = UINT64_MAX;
-		return NT_STATUS_LOCK_NOT_GRANTED;
-	}
+	/*
+	 * Even while our thread waits for an outside holder, every retry
+	 * is decided anew: the thread waits for the whole Windows range on
+	 * a description of its own, so smbd's own locks of the same handle
+	 * (which posix.c leaves out of the request) can keep it waiting
+	 * after the outside holder has let go.
+	 */
 	call.d = async_brl_find_decision(config, call.req_guid, call.fsp);
 	if (call.d != NULL && call.d->answer == ANSWER_PENDING) {
 		/* woken by something else: still no answer */

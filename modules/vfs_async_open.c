@@ -651,13 +651,10 @@ static int async_open_answer(struct async_open_pending *p,
 	struct async_open_config *config = p->config;
 	int fd;
 
-	if (p->timed_out) {
+	if (p->timed_out && !p->done) {
 		/* the late fd, if it ever comes, is closed at completion */
 		config->n.timeouts++;
 		async_open_unlist(p);
-		if (p->done) {
-			TALLOC_FREE(p);
-		}
 		errno = ASYNC_OPEN_TIMEOUT_ERRNO;
 		return -1;
 	}

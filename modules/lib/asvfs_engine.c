@@ -308,8 +308,13 @@ static void op_orphan(struct asvfs_op *op)
 
 /* --- tevent_req glue --------------------------------------------------- */
 
+struct asvfs_fd_guard {
+	int fd;
+};
+
 struct asvfs_io_state {
 	struct asvfs_op *op;
+	struct asvfs_fd_guard *fd_guard;	/* openat: until received */
 	void *user_buf;			/* pread: where the data goes */
 	ssize_t result;
 	int err;
@@ -367,6 +372,34 @@ static void op_finish(struct asvfs_op *op, ssize_t result, int err)
 	tevent_req_done(req);
 }
 
+static int fd_guard_destructor(struct asvfs_fd_guard *guard)
+{
+	if (guard->fd != -1) {
+		close(guard->fd);
+	}
+	return 0;
+}
+
+/*
+ * An opened fd belongs to the request until its _recv: freed before that
+ * (its callback is deferred, and a tree disconnect earlier in the same
+ * loop turn can free it), the request closes the fd.
+ */
+static void op_guard_fd(struct asvfs_op *op, int fd)
+{
+	struct asvfs_io_state *state = tevent_req_data(
+		op->req, struct asvfs_io_state);
+	struct asvfs_fd_guard *guard = NULL;
+
+	guard = talloc(state, struct asvfs_fd_guard);
+	if (guard == NULL) {
+		return;		/* the fd stays the caller's to close */
+	}
+	guard->fd = fd;
+	talloc_set_destructor(guard, fd_guard_destructor);
+	state->fd_guard = guard;
+}
+
 /*
  * A completion for a request someone still waits for.  Short transfers
  * are continued where they stopped (the re-entry below goes through the
@@ -391,8 +424,13 @@ static void op_complete(struct asvfs_op *op, int32_t res)
 		op_finish(op, 0, 0);
 		return;
 	}
-	if (op->kind == ASVFS_OP_OPENAT || op->kind == ASVFS_OP_GETXATTR) {
-		op_finish(op, res, 0);	/* the new fd, the value's size */
+	if (op->kind == ASVFS_OP_OPENAT) {
+		op_guard_fd(op, res);
+		op_finish(op, res, 0);	/* the new fd */
+		return;
+	}
+	if (op->kind == ASVFS_OP_GETXATTR) {
+		op_finish(op, res, 0);	/* the value's size */
 		return;
 	}
 	op->done += res;
@@ -1034,6 +1072,12 @@ ssize_t asvfs_getxattr_recv(struct tevent_req *req, int *perrno)
 
 int asvfs_openat_recv(struct tevent_req *req, int *perrno)
 {
+	struct asvfs_io_state *state = tevent_req_data(
+		req, struct asvfs_io_state);
+
+	if (state->fd_guard != NULL) {
+		state->fd_guard->fd = -1;	/* the caller's now */
+	}
 	return (int)asvfs_io_recv(req, perrno);
 }
 

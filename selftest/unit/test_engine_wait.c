@@ -172,6 +172,50 @@ static void wait_reports_enodata(void **state)
 	talloc_free(req);
 }
 
+static int count_fds(void)
+{
+	char path[64];
+	int fd, n = 0;
+
+	for (fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		if (access(path, F_OK) == 0) {
+			n++;
+		}
+	}
+	return n;
+}
+
+/*
+ * An open that completed but was freed before anyone received it (its
+ * callback is deferred; smbd may free the request in between) does not
+ * leak the fd; a received one is the caller's.
+ */
+static void completed_open_freed_unreceived_is_closed(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	int before = count_fds();
+	int err = 0, fd;
+
+	req = asvfs_openat_send(f, f->ev, f->engine, AT_FDCWD, f->dir,
+				O_RDONLY | O_DIRECTORY, 0);
+	assert_non_null(req);
+	assert_true(asvfs_engine_wait(f->engine, req));
+	assert_int_equal(count_fds(), before + 1);
+	talloc_free(req);
+	assert_int_equal(count_fds(), before);
+
+	req = asvfs_openat_send(f, f->ev, f->engine, AT_FDCWD, f->dir,
+				O_RDONLY | O_DIRECTORY, 0);
+	assert_true(asvfs_engine_wait(f->engine, req));
+	fd = asvfs_openat_recv(req, &err);
+	assert_true(fd >= 0);
+	talloc_free(req);
+	assert_int_equal(count_fds(), before + 1);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -181,6 +225,9 @@ int main(void)
 			wait_returns_for_a_failed_request, setup, teardown),
 		cmocka_unit_test_setup_teardown(wait_reports_enodata,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			completed_open_freed_unreceived_is_closed, setup,
+			teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
