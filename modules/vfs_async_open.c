@@ -116,6 +116,9 @@ struct async_open_pending {
 	bool listed;
 };
 
+/* smbd's async open limit (source3/smbd/open.c), unpatched */
+#define ASYNC_OPEN_SMBD_LIMIT_MSEC 20000
+
 /* --- options ------------------------------------------------------------ */
 
 static const struct asvfs_enum_value async_open_modes[] = {
@@ -195,7 +198,8 @@ next:
  * on every channel of a multichannel session, where message ids repeat.
  */
 static struct smbXsrv_connection *async_open_find_channel(
-	connection_struct *conn, files_struct *fsp)
+	connection_struct *conn, files_struct *fsp,
+	struct timeval *request_time)
 {
 	struct smbXsrv_connection *xconn = NULL;
 	struct smbd_smb2_request *smb2req = NULL;
@@ -215,11 +219,30 @@ static struct smbXsrv_connection *async_open_find_channel(
 			    smb2req->smb1req->mid == fsp->mid &&
 			    smb2req->subreq != NULL &&
 			    tevent_req_is_in_progress(smb2req->subreq)) {
+				*request_time = smb2req->smb1req->request_time;
 				return xconn;
 			}
 		}
 	}
 	return NULL;
+}
+
+/*
+ * smbd defers a create only while its request is younger than 20 s
+ * (schedule_async_open(): an older one gets our EINPROGRESS as its final
+ * status), and its exit_server timer stays with the request if a replay
+ * is deferred again.  A request that already waited (an oplock or lease
+ * break, a sharing violation retry) so long that our own timeout could
+ * not answer it within those 20 s is opened synchronously instead.
+ */
+static bool async_open_in_time(struct async_open_config *config,
+			       const struct timeval *request_time)
+{
+	struct timeval now = timeval_current();
+	int64_t age_usec = usec_time_diff(&now, request_time);
+
+	return age_usec + (int64_t)config->timeout_msec * 1000 <
+	       (int64_t)ASYNC_OPEN_SMBD_LIMIT_MSEC * 1000;
 }
 
 static struct smbXsrv_connection *async_open_channel_by_id(
@@ -754,6 +777,7 @@ static int async_open_openat(vfs_handle_struct *handle,
 	struct async_open_config *config = NULL;
 	struct smbXsrv_connection *xconn = NULL;
 	struct async_open_pending *p = NULL;
+	struct timeval request_time = { 0 };
 	struct stat st;
 	bool create;
 
@@ -771,7 +795,7 @@ static int async_open_openat(vfs_handle_struct *handle,
 		return SMB_VFS_NEXT_OPENAT(handle, dirfsp, smb_fname, fsp,
 					   how);
 	}
-	xconn = async_open_find_channel(handle->conn, fsp);
+	xconn = async_open_find_channel(handle->conn, fsp, &request_time);
 	if (xconn == NULL) {
 		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
 				       how);
@@ -787,6 +811,10 @@ static int async_open_openat(vfs_handle_struct *handle,
 					 how);
 	}
 
+	if (!async_open_in_time(config, &request_time)) {
+		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
+				       how);
+	}
 	create = (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
 		 !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
 	if (config->mode == AO_AUTO &&
