@@ -19,7 +19,7 @@ import harness
 import smb2client
 from smb2client import (LOCK_EXCLUSIVE, LOCK_FAIL_IMMEDIATELY, LOCK_SHARED,
                         LOCK_UNLOCK)
-from fault_tests import SlowStorage, check_panics
+from fault_tests import SlowStorage, check_panics, record
 
 F_OFD_GETLK = 36
 F_OFD_SETLK = 37
@@ -604,19 +604,6 @@ def run_slowfs(res):
             check_panics(res, smbd, 'brl-slowfs')
             smbd.cleanup()
             storage.umount()
-
-
-def record(res, name, fn, *args):
-    """As fault_tests.record(), and an exception is a failure too."""
-    try:
-        fn(*args)
-    except AssertionError as e:
-        res.add('fail', name, str(e).strip().replace('\n', ' | ')[:400])
-        return
-    except Exception as e:
-        res.add('fail', name, '%s: %s' % (type(e).__name__, e))
-        return
-    res.add('pass', name)
 
 
 def waiting_on_one_handle_keeps_the_others_locks(smbd, env):

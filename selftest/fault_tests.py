@@ -15,6 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
+import traceback
 
 import harness
 import smb2client
@@ -413,10 +414,16 @@ def auto_prefetched(res, smbd):
 
 
 def record(res, name, fn, *args):
+    """One test's result; any other exception (a client timeout or
+    reset) fails that test, not the run."""
     try:
         fn(*args)
     except AssertionError as e:
         res.add('fail', name, str(e).strip().replace('\n', ' | ')[:400])
+        return
+    except Exception as e:
+        res.add('fail', name, 'error: %s: %s' % (
+            e, traceback.format_exc(limit=-3).replace('\n', ' | ')[-400:]))
         return
     res.add('pass', name)
 

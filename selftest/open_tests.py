@@ -22,10 +22,9 @@ import smb2client
 from smb2client import (FILE_CREATE, FILE_OPEN, FILE_OPEN_IF,
                         FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_SUPERSEDE,
                         RawConn)
-import sys
-import traceback
 
-from fault_tests import SlowStorage, check_panics, file_fds, same_as_default
+from fault_tests import (SlowStorage, check_panics, file_fds, record,
+                         same_as_default)
 
 U1, U2 = harness.USERS
 ACCESS_DENIED = 0xC0000022
@@ -408,25 +407,6 @@ TESTS = [
     (auto_goes_async_only_on_slow_storage, ['async_open_auto']),
     (oplock_subset_like_default, ['default', 'async_open']),
 ]
-
-
-def record(res, name, fn, *args):
-    """As fault_tests.record, but a client error (timeout, reset) fails
-    the one test, not the run; each result is printed as it comes."""
-    try:
-        fn(*args)
-    except AssertionError as e:
-        msg = str(e).strip().replace('\n', ' | ')[:400]
-    except Exception as e:
-        msg = 'error: %s: %s' % (
-            e, traceback.format_exc(limit=-3).replace('\n', ' | ')[-400:])
-    else:
-        msg = None
-    print('open: %s: %s' % (name, msg or 'ok'), file=sys.stderr)
-    if msg is None:
-        res.add('pass', name)
-    else:
-        res.add('fail', name, msg)
 
 
 def counted_async_opens(res, smbd):
