@@ -126,16 +126,9 @@ static void async_brl_parse_options(struct async_brl_config *config,
  * (vfs_default) is known to be one fcntl() on the fd that a thread can
  * make just as well.
  */
-static bool async_brl_lower_module_locks(vfs_handle_struct *handle)
+static bool async_brl_takes_locks(const struct vfs_fn_pointers *fns)
 {
-	vfs_handle_struct *h = NULL;
-
-	for (h = handle->next; h != NULL && h->next != NULL; h = h->next) {
-		if (h->fns->lock_fn != NULL) {
-			return true;
-		}
-	}
-	return false;
+	return fns->lock_fn != NULL;
 }
 
 static int async_brl_connect(vfs_handle_struct *handle,
@@ -155,7 +148,7 @@ static int async_brl_connect(vfs_handle_struct *handle,
 		return -1;
 	}
 	async_brl_parse_options(config, SNUM(handle->conn));
-	if (config->decide_async && async_brl_lower_module_locks(handle)) {
+	if (config->decide_async && asvfs_lower_module(handle, async_brl_takes_locks)) {
 		DBG_WARNING(MODULE ": [%s]: a module after " MODULE " takes "
 			    "POSIX locks itself; lock decisions stay "
 			    "synchronous\n", service);

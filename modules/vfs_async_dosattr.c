@@ -100,22 +100,17 @@ static void async_dosattr_parse_options(struct async_dosattr_config *c,
 }
 
 /*
- * Our answers are smbd's only where vfs_default would give them: DOS
- * attributes stored in the xattr, no DMAPI offline flag to merge, and no
- * module below us with its own idea of DOS attributes or directories.
- */
-/*
  * Our sibling modules below us (async_xattr, async_uring) read the same
  * file system; any other module that reads xattrs, DOS attributes or
  * directories itself (xattr_tdb, a cluster file system's module) must not
  * be bypassed.  A handle has no name: its function table's library does.
  */
-static bool async_dosattr_is_sibling(const vfs_handle_struct *h)
+static bool async_dosattr_is_sibling(const struct vfs_fn_pointers *fns)
 {
 	Dl_info info;
 	const char *base = NULL;
 
-	if (dladdr(h->fns, &info) == 0 || info.dli_fname == NULL) {
+	if (dladdr(fns, &info) == 0 || info.dli_fname == NULL) {
 		return false;
 	}
 	base = strrchr(info.dli_fname, '/');
@@ -123,31 +118,26 @@ static bool async_dosattr_is_sibling(const vfs_handle_struct *h)
 	return strncmp(base, "async_", strlen("async_")) == 0;
 }
 
-static bool async_dosattr_lower_implements(vfs_handle_struct *handle,
-					   bool dirs)
+static bool async_dosattr_reads_attributes(const struct vfs_fn_pointers *f)
 {
-	vfs_handle_struct *h = NULL;
-
-	for (h = handle->next; h != NULL && h->next != NULL; h = h->next) {
-		const struct vfs_fn_pointers *f = h->fns;
-
-		if (async_dosattr_is_sibling(h)) {
-			continue;
-		}
-		if (f->get_dos_attributes_send_fn != NULL ||
-		    f->fget_dos_attributes_fn != NULL ||
-		    f->fgetxattr_fn != NULL || f->getxattrat_send_fn != NULL) {
-			return true;
-		}
-		if (dirs && (f->readdir_fn != NULL || f->seekdir_fn != NULL ||
-			     f->telldir_fn != NULL ||
-			     f->rewind_dir_fn != NULL)) {
-			return true;
-		}
-	}
-	return false;
+	return !async_dosattr_is_sibling(f) &&
+	       (f->get_dos_attributes_send_fn != NULL ||
+		f->fget_dos_attributes_fn != NULL ||
+		f->fgetxattr_fn != NULL || f->getxattrat_send_fn != NULL);
 }
 
+static bool async_dosattr_reads_dirs(const struct vfs_fn_pointers *f)
+{
+	return !async_dosattr_is_sibling(f) &&
+	       (f->readdir_fn != NULL || f->seekdir_fn != NULL ||
+		f->telldir_fn != NULL || f->rewind_dir_fn != NULL);
+}
+
+/*
+ * Our answers are smbd's only where vfs_default would give them: DOS
+ * attributes stored in the xattr, no DMAPI offline flag to merge, and no
+ * module below us with its own idea of DOS attributes or directories.
+ */
 static void async_dosattr_check_usable(vfs_handle_struct *handle,
 				       struct async_dosattr_config *c,
 				       const char *service)
@@ -161,7 +151,7 @@ static void async_dosattr_check_usable(vfs_handle_struct *handle,
 			   service);
 		return;
 	}
-	if (async_dosattr_lower_implements(handle, false)) {
+	if (asvfs_lower_module(handle, async_dosattr_reads_attributes)) {
 		DBG_WARNING(MODULE ": [%s]: a module after " MODULE " reads "
 			    "xattrs or DOS attributes itself: passing "
 			    "everything on\n", service);
@@ -169,7 +159,7 @@ static void async_dosattr_check_usable(vfs_handle_struct *handle,
 		return;
 	}
 	c->prefetch_usable = c->prefetch != PF_NO &&
-			     !async_dosattr_lower_implements(handle, true);
+			     !asvfs_lower_module(handle, async_dosattr_reads_dirs);
 }
 
 /*
@@ -231,35 +221,13 @@ next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
 
+/* Where the module takes the ring; NULL: the next module answers. */
 static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
 						 struct async_dosattr_config *c)
 {
-	struct tevent_context *ev = handle->conn->sconn->ev_ctx;
-	struct asvfs_engine *engine = NULL;
-	bool first = false;
-	int err = 0;
-
-	engine = asvfs_engine_get(ev, &c->engine, &err, &first);
-	if (engine == NULL) {
-		if (first) {
-			DBG_WARNING(MODULE ": io_uring unavailable (%s): "
-				    "passing DOS attributes to the next "
-				    "module\n", strerror(err));
-		}
-		return NULL;
-	}
-	if (!asvfs_engine_supports(engine, ASVFS_OP_GETXATTR)) {
-		static bool logged;
-
-		if (!logged) {
-			logged = true;
-			DBG_WARNING(MODULE ": the kernel lacks io_uring "
-				    "getxattr (Linux 5.19): passing DOS "
-				    "attributes to the next module\n");
-		}
-		return NULL;
-	}
-	return engine;
+	return asvfs_module_engine(handle, MODULE, &c->engine,
+				   ASVFS_OP_GETXATTR,
+				   "passing DOS attributes to the next module");
 }
 
 /* --- get_dos_attributes_send/recv ----------------------------------------- */

@@ -382,30 +382,8 @@ static void async_open_done(struct tevent_req *subreq)
 static struct asvfs_engine *async_open_engine(vfs_handle_struct *handle,
 					      struct async_open_config *c)
 {
-	struct tevent_context *ev = handle->conn->sconn->ev_ctx;
-	struct asvfs_engine *engine = NULL;
-	bool first = false;
-	int err = 0;
-
-	engine = asvfs_engine_get(ev, &c->engine, &err, &first);
-	if (engine == NULL) {
-		if (first) {
-			DBG_WARNING(MODULE ": io_uring unavailable (%s): opens "
-				    "stay synchronous\n", strerror(err));
-		}
-		return NULL;
-	}
-	if (!asvfs_engine_supports(engine, ASVFS_OP_OPENAT)) {
-		static bool logged;
-
-		if (!logged) {
-			logged = true;
-			DBG_WARNING(MODULE ": the kernel lacks io_uring "
-				    "openat: opens stay synchronous\n");
-		}
-		return NULL;
-	}
-	return engine;
+	return asvfs_module_engine(handle, MODULE, &c->engine,
+				   ASVFS_OP_OPENAT, "opens stay synchronous");
 }
 
 /*

@@ -73,16 +73,9 @@ static void async_xattr_parse_options(struct async_xattr_config *config,
  * bypassed: then every call goes to it.  The last handle is vfs_default,
  * whose work we do.
  */
-static bool async_xattr_lower_module_reads_xattrs(vfs_handle_struct *handle)
+static bool async_xattr_reads_xattrs(const struct vfs_fn_pointers *fns)
 {
-	vfs_handle_struct *h = NULL;
-
-	for (h = handle->next; h != NULL && h->next != NULL; h = h->next) {
-		if (h->fns->getxattrat_send_fn != NULL) {
-			return true;
-		}
-	}
-	return false;
+	return fns->getxattrat_send_fn != NULL;
 }
 
 static int async_xattr_connect(vfs_handle_struct *handle,
@@ -103,7 +96,7 @@ static int async_xattr_connect(vfs_handle_struct *handle,
 	}
 	async_xattr_parse_options(config, SNUM(handle->conn));
 	config->lower_getxattrat =
-		async_xattr_lower_module_reads_xattrs(handle);
+		asvfs_lower_module(handle, async_xattr_reads_xattrs);
 	if (config->lower_getxattrat) {
 		DBG_WARNING(MODULE ": [%s]: a module after " MODULE " reads "
 			    "xattrs itself; passing getxattrat to it\n",
@@ -213,40 +206,6 @@ static struct tevent_req *async_xattr_do_sync(
 	return tevent_req_post(req, ev);
 }
 
-static struct asvfs_engine *async_xattr_engine(vfs_handle_struct *handle,
-					       struct async_xattr_config *c,
-					       struct tevent_context *ev)
-{
-	struct asvfs_engine *engine = NULL;
-	bool first = false;
-	int err = 0;
-
-	if (ev != handle->conn->sconn->ev_ctx) {
-		return NULL;
-	}
-	engine = asvfs_engine_get(ev, &c->engine, &err, &first);
-	if (engine == NULL) {
-		if (first) {
-			DBG_WARNING(MODULE ": io_uring unavailable (%s): "
-				    "passing getxattrat to the next module\n",
-				    strerror(err));
-		}
-		return NULL;
-	}
-	if (!asvfs_engine_supports(engine, ASVFS_OP_GETXATTR)) {
-		static bool logged;
-
-		if (!logged) {
-			logged = true;
-			DBG_WARNING(MODULE ": the kernel lacks io_uring "
-				    "getxattr (Linux 5.19): passing getxattrat "
-				    "to the next module\n");
-		}
-		return NULL;
-	}
-	return engine;
-}
-
 static void async_xattr_ring_done(struct tevent_req *subreq);
 static void async_xattr_next_done(struct tevent_req *subreq);
 
@@ -275,8 +234,12 @@ static struct tevent_req *async_xattr_getxattrat_send(
 		fd = fsp_get_pathref_fd(smb_fname->fsp);
 	}
 	want_async = async_xattr_want_async(config);
-	if (want_async && !config->lower_getxattrat && fd != -1) {
-		engine = async_xattr_engine(handle, config, ev);
+	if (want_async && !config->lower_getxattrat && fd != -1 &&
+	    ev == handle->conn->sconn->ev_ctx) {
+		engine = asvfs_module_engine(handle, MODULE, &config->engine,
+					     ASVFS_OP_GETXATTR,
+					     "passing getxattrat to the next "
+					     "module");
 	}
 	if (config->lower_getxattrat || fd == -1 ||
 	    (want_async && engine == NULL)) {

@@ -21,6 +21,7 @@
 #define ASVFS_SMBCONF_H
 
 #include "asvfs_options.h"
+#include "asvfs_engine.h"
 
 static inline uint64_t asvfs_conf_uint(int snum, const char *module,
 				       const char *option, uint64_t def,
@@ -77,6 +78,64 @@ static inline int asvfs_conf_enum(int snum, const char *module,
 	}
 	DBG_ERR("%s:%s: %s; using %s\n", module, option, err, def_name);
 	return def;
+}
+
+/*
+ * Whether a module after this one in "vfs objects" (not the last handle:
+ * vfs_default, whose work our modules do) does what does_it() looks for
+ * in its function table, e.g. keeps xattrs or takes locks its own way:
+ * such a module must never be bypassed.
+ */
+static inline bool asvfs_lower_module(
+	const vfs_handle_struct *handle,
+	bool (*does_it)(const struct vfs_fn_pointers *fns))
+{
+	const vfs_handle_struct *h = NULL;
+
+	for (h = handle->next; h != NULL && h->next != NULL; h = h->next) {
+		if (does_it(h->fns)) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * The process's engine for a module's work of one kind on smbd's main
+ * event context, or NULL: the module then does what "fallback" says (a
+ * phrase for the log, e.g. "opens stay synchronous").  io_uring refused
+ * is logged by the first module that meets it in a process; an opcode
+ * the kernel lacks, once per module, process and kind.
+ */
+static inline struct asvfs_engine *asvfs_module_engine(
+	vfs_handle_struct *handle, const char *module,
+	const struct asvfs_engine_config *config, enum asvfs_op_kind kind,
+	const char *fallback)
+{
+	static bool missing_logged[ASVFS_OP_KIND_COUNT];
+	struct asvfs_engine *engine = NULL;
+	bool first = false;
+	int err = 0;
+
+	engine = asvfs_engine_get(handle->conn->sconn->ev_ctx, config, &err,
+				  &first);
+	if (engine == NULL) {
+		if (first) {
+			DBG_WARNING("%s: io_uring unavailable (%s): %s\n",
+				    module, strerror(err), fallback);
+		}
+		return NULL;
+	}
+	if (!asvfs_engine_supports(engine, kind)) {
+		if (!missing_logged[kind]) {
+			missing_logged[kind] = true;
+			DBG_WARNING("%s: the kernel lacks io_uring %s: %s\n",
+				    module, asvfs_op_kind_name(kind),
+				    fallback);
+		}
+		return NULL;
+	}
+	return engine;
 }
 
 /*
