@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "asvfs_lockwait.h"
+#include "asvfs_worker.h"
 
 /*
  * A standard signal, not a real-time one: real-time signals are queued,
@@ -297,34 +298,15 @@ static void lockwait_done(struct tevent_context *ev, struct tevent_fd *fde,
 
 static int lockwait_start_thread(struct lockwait_job *job)
 {
-	pthread_attr_t attr;
-	sigset_t all, old;
 	int ret;
 
-	ret = pthread_attr_init(&attr);
-	if (ret != 0) {
-		return ret;
-	}
-	/* nobody joins: the job's references say who cleans up */
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	/*
-	 * Process-directed signals (SIGTERM, SIGCHLD, ...) must keep going
-	 * to smbd's main thread: the worker starts with all blocked and
-	 * unblocks only its own interrupt.
-	 */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	atomic_store(&job->refs, 2);
-	ret = pthread_create(&job->thread, &attr, lockwait_thread, job);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
+	ret = asvfs_thread_start(lockwait_thread, job, ASVFS_LOCKWAIT_THREAD,
+				 &job->thread);
 	if (ret != 0) {
 		atomic_store(&job->refs, 1);
-		return ret;
 	}
-	/* visible in /proc/<pid>/task/<tid>/comm, for tests and ps */
-	(void)pthread_setname_np(job->thread, ASVFS_LOCKWAIT_THREAD);
-	return 0;
+	return ret;
 }
 
 static struct tevent_req *lockwait_send(TALLOC_CTX *mem_ctx,

@@ -2,6 +2,7 @@
  * samba-async-vfs: io_uring personalities for the requesting user.
  */
 #include "asvfs_personality.h"
+#include "asvfs_creds.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -27,36 +28,6 @@ struct asvfs_personality_cache {
 	uint64_t clock;
 	struct asvfs_personality_stats stats;
 };
-
-/* Samba users rarely have more; more makes the cache refuse (EINVAL). */
-#define NGROUPS_MAX_CACHED 256
-
-struct asvfs_creds {
-	uid_t uid;
-	gid_t gid;
-	int ngroups;
-	gid_t groups[NGROUPS_MAX_CACHED];
-};
-
-static int compare_gid(const void *a, const void *b)
-{
-	gid_t x = *(const gid_t *)a, y = *(const gid_t *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* The calling thread's credentials, groups sorted for comparison. */
-static int current_creds(struct asvfs_creds *c)
-{
-	c->uid = geteuid();
-	c->gid = getegid();
-	c->ngroups = getgroups(NGROUPS_MAX_CACHED, c->groups);
-	if (c->ngroups < 0) {
-		return -errno;	/* EINVAL: more groups than we cache */
-	}
-	qsort(c->groups, c->ngroups, sizeof(gid_t), compare_gid);
-	return 0;
-}
 
 static bool creds_match(const struct asvfs_personality *p,
 			const struct asvfs_creds *c)
@@ -134,7 +105,7 @@ int asvfs_personality_current(struct asvfs_personality_cache *cache)
 	unsigned i;
 	int ret;
 
-	ret = current_creds(&c);
+	ret = asvfs_creds_current(&c);
 	if (ret < 0) {
 		return ret;
 	}

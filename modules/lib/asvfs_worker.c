@@ -1,0 +1,383 @@
+/*
+ * samba-async-vfs: path-based work on a thread of its own, with the
+ * requester's credentials.
+ *
+ * Copyright (C) samba-async-vfs authors
+ *
+ * This program is free software; you can redistribute it and/or modify
+ * it under the terms of the GNU General Public License as published by
+ * the Free Software Foundation; either version 3 of the License, or
+ * (at your option) any later version.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "asvfs_worker.h"
+
+static atomic_uint workers_running;
+
+unsigned asvfs_worker_running(void)
+{
+	return atomic_load(&workers_running);
+}
+
+int asvfs_thread_start(void *(*fn)(void *), void *arg, const char *name,
+		       pthread_t *thread)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int ret;
+
+	ret = pthread_attr_init(&attr);
+	if (ret != 0) {
+		return ret;
+	}
+	/* nobody joins: whoever finishes last cleans up */
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(thread, &attr, fn, arg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (ret == 0) {
+		/* visible in /proc/<pid>/task/<tid>/comm, for tests and ps */
+		(void)pthread_setname_np(*thread, name);
+	}
+	return ret;
+}
+
+enum worker_kind { WORKER_OPEN, WORKER_UNLINK };
+
+/*
+ * What the thread and the loop share.  Plain malloc, not talloc: the
+ * thread may outlive the request, and talloc is not thread-safe.  Two
+ * references, the thread's and the request's; the last one to go closes
+ * the descriptors (an opened fd nobody took among them) and frees it.
+ */
+struct worker_job {
+	enum worker_kind kind;
+	int dirfd;		/* our dup, or AT_FDCWD */
+	char *path;
+	int flags;
+	mode_t mode;
+	dev_t dev;		/* unlink: the object to remove */
+	ino_t ino;
+	struct asvfs_creds creds;
+	int efd;
+	int result;		/* open: the fd until the loop takes it */
+	int err;
+	atomic_int refs;
+};
+
+struct asvfs_worker_state {
+	struct worker_job *job;
+	struct tevent_fd *fde;
+	int result;
+	int err;
+};
+
+static void worker_job_unref(struct worker_job *job)
+{
+	if (atomic_fetch_sub(&job->refs, 1) != 1) {
+		return;
+	}
+	if (job->kind == WORKER_OPEN && job->result != -1) {
+		close(job->result);	/* opened for a request that went */
+	}
+	if (job->dirfd != AT_FDCWD && job->dirfd != -1) {
+		close(job->dirfd);
+	}
+	if (job->efd != -1) {
+		close(job->efd);
+	}
+	free(job->path);
+	free(job);
+}
+
+static int worker_unlink(struct worker_job *job)
+{
+	struct stat st;
+
+	if (fstatat(job->dirfd, job->path, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+		return errno;
+	}
+	if (st.st_dev != job->dev || st.st_ino != job->ino) {
+		return ESTALE;
+	}
+	return unlinkat(job->dirfd, job->path, 0) == 0 ? 0 : errno;
+}
+
+static void *worker_thread(void *arg)
+{
+	struct worker_job *job = arg;
+	uint64_t one = 1;
+	ssize_t n;
+	int err;
+
+	err = asvfs_creds_become_thread(&job->creds);
+	if (err == 0 && job->kind == WORKER_OPEN) {
+		job->result = openat(job->dirfd, job->path, job->flags,
+				     job->mode);
+		err = job->result == -1 ? errno : 0;
+	} else if (err == 0) {
+		err = worker_unlink(job);
+	}
+	job->err = err;
+	do {
+		n = write(job->efd, &one, sizeof(one));
+	} while (n == -1 && errno == EINTR);
+	atomic_fetch_sub(&workers_running, 1);
+	worker_job_unref(job);
+	return NULL;
+}
+
+static void worker_done(struct tevent_context *ev, struct tevent_fd *fde,
+			uint16_t flags, void *private_data)
+{
+	struct tevent_req *req = talloc_get_type_abort(private_data,
+						       struct tevent_req);
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+	struct worker_job *job = state->job;
+	uint64_t v;
+
+	if (read(job->efd, &v, sizeof(v)) != sizeof(v)) {
+		return;		/* spurious: the thread has not written */
+	}
+	state->result = job->result;
+	state->err = job->err;
+	job->result = -1;	/* ours now */
+	TALLOC_FREE(state->fde);
+	state->job = NULL;
+	worker_job_unref(job);
+	if (state->err != 0) {
+		tevent_req_error(req, state->err);
+		return;
+	}
+	tevent_req_done(req);
+}
+
+/*
+ * Called when the request finishes and again when it is received or
+ * freed: an fd that nobody received goes then.
+ */
+static void worker_cleanup(struct tevent_req *req,
+			   enum tevent_req_state req_state)
+{
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+
+	TALLOC_FREE(state->fde);
+	if (state->job != NULL) {
+		worker_job_unref(state->job);	/* the thread closes its fd */
+		state->job = NULL;
+	}
+	if (req_state == TEVENT_REQ_RECEIVED && state->result != -1) {
+		close(state->result);
+		state->result = -1;
+	}
+}
+
+static struct worker_job *worker_job_new(enum worker_kind kind, int dirfd,
+					 const char *path,
+					 const struct asvfs_creds *creds)
+{
+	struct worker_job *job = calloc(1, sizeof(*job));
+	int err;
+
+	if (job == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	job->kind = kind;
+	job->result = -1;
+	job->efd = -1;
+	job->dirfd = AT_FDCWD;
+	atomic_store(&job->refs, 1);
+	err = creds != NULL ? 0 : -asvfs_creds_current(&job->creds);
+	if (creds != NULL) {
+		job->creds = *creds;
+	}
+	if (err == 0 && dirfd != AT_FDCWD) {
+		job->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+		err = job->dirfd == -1 ? errno : 0;
+	}
+	if (err == 0) {
+		job->path = strdup(path);
+		job->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		err = (job->path == NULL) ? ENOMEM :
+		      (job->efd == -1) ? errno : 0;
+	}
+	if (err != 0) {
+		worker_job_unref(job);
+		errno = err;
+		return NULL;
+	}
+	return job;
+}
+
+/* Start job for a new request; the job is the request's (or gone). */
+static struct tevent_req *worker_send(TALLOC_CTX *mem_ctx,
+				      struct tevent_context *ev,
+				      struct worker_job *job)
+{
+	struct tevent_req *req = NULL;
+	struct asvfs_worker_state *state = NULL;
+	pthread_t thread;
+	int err = ENOMEM;
+
+	req = tevent_req_create(mem_ctx, &state, struct asvfs_worker_state);
+	if (req == NULL) {
+		worker_job_unref(job);
+		errno = ENOMEM;
+		return NULL;
+	}
+	state->result = -1;
+	state->job = job;
+	tevent_req_set_cleanup_fn(req, worker_cleanup);
+	state->fde = tevent_add_fd(ev, state, job->efd, TEVENT_FD_READ,
+				   worker_done, req);
+	if (state->fde == NULL) {
+		goto fail;
+	}
+	if (atomic_fetch_add(&workers_running, 1) >= ASVFS_WORKER_MAX) {
+		atomic_fetch_sub(&workers_running, 1);
+		err = EAGAIN;
+		goto fail;
+	}
+	atomic_store(&job->refs, 2);
+	err = asvfs_thread_start(worker_thread, job, ASVFS_WORKER_THREAD,
+				 &thread);
+	if (err != 0) {
+		atomic_store(&job->refs, 1);
+		atomic_fetch_sub(&workers_running, 1);
+		goto fail;
+	}
+	return req;
+fail:
+	TALLOC_FREE(req);	/* unrefs the job */
+	errno = err;
+	return NULL;
+}
+
+struct tevent_req *asvfs_worker_openat_send(TALLOC_CTX *mem_ctx,
+					    struct tevent_context *ev,
+					    int dirfd, const char *path,
+					    int flags, mode_t mode,
+					    const struct asvfs_creds *creds)
+{
+	struct worker_job *job = worker_job_new(WORKER_OPEN, dirfd, path,
+						creds);
+
+	if (job == NULL) {
+		return NULL;
+	}
+	job->flags = flags;
+	job->mode = mode;
+	return worker_send(mem_ctx, ev, job);
+}
+
+/*
+ * smbd closes its pathref fd when the open is deferred: the path names
+ * our dup, which keeps the object until the thread is done.
+ */
+struct tevent_req *asvfs_worker_reopen_send(TALLOC_CTX *mem_ctx,
+					    struct tevent_context *ev,
+					    int fd, int flags, mode_t mode)
+{
+	struct worker_job *job = NULL;
+	char path[64];
+	int err;
+
+	job = worker_job_new(WORKER_OPEN, AT_FDCWD, "", NULL);
+	if (job == NULL) {
+		return NULL;
+	}
+	job->dirfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (job->dirfd == -1) {
+		err = errno;
+		worker_job_unref(job);
+		errno = err;
+		return NULL;
+	}
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", job->dirfd);
+	free(job->path);
+	job->path = strdup(path);
+	if (job->path == NULL) {
+		worker_job_unref(job);
+		errno = ENOMEM;
+		return NULL;
+	}
+	job->flags = flags;
+	job->mode = mode;
+	return worker_send(mem_ctx, ev, job);
+}
+
+/* The request's errno, or 0 when it succeeded. */
+static int worker_req_errno(struct tevent_req *req)
+{
+	enum tevent_req_state req_state;
+	uint64_t err = 0;
+
+	if (!tevent_req_is_error(req, &req_state, &err)) {
+		return 0;
+	}
+	if (req_state == TEVENT_REQ_USER_ERROR) {
+		return (int)err;
+	}
+	return req_state == TEVENT_REQ_NO_MEMORY ? ENOMEM : EINVAL;
+}
+
+int asvfs_worker_open_recv(struct tevent_req *req, int *perrno)
+{
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+	int err = worker_req_errno(req);
+	int fd = -1;
+
+	if (err != 0) {
+		*perrno = err;
+		tevent_req_received(req);
+		return -1;
+	}
+	fd = state->result;
+	state->result = -1;
+	tevent_req_received(req);
+	return fd;
+}
+
+struct tevent_req *asvfs_worker_unlink_send(TALLOC_CTX *mem_ctx,
+					    struct tevent_context *ev,
+					    int dirfd, const char *name,
+					    dev_t dev, ino_t ino,
+					    const struct asvfs_creds *creds)
+{
+	struct worker_job *job = worker_job_new(WORKER_UNLINK, dirfd, name,
+						creds);
+
+	if (job == NULL) {
+		return NULL;
+	}
+	job->dev = dev;
+	job->ino = ino;
+	return worker_send(mem_ctx, ev, job);
+}
+
+int asvfs_worker_unlink_recv(struct tevent_req *req)
+{
+	int err = worker_req_errno(req);
+
+	tevent_req_received(req);
+	return err;
+}

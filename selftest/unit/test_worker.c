@@ -1,0 +1,298 @@
+/*
+ * Unit tests: worker threads open and unlink with the credentials they
+ * were given, never the process's, and leave nothing behind when their
+ * request goes first.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <talloc.h>
+#include <tevent.h>
+
+#include "asvfs_worker.h"
+
+#define NOBODY 65534
+
+struct fixture {
+	char dir[64];
+	int dirfd;
+	TALLOC_CTX *mem;
+	struct tevent_context *ev;
+	struct asvfs_creds nobody;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	strcpy(f->dir, "/tmp/asvfs-worker-XXXXXX");
+	assert_non_null(mkdtemp(f->dir));
+	f->dirfd = open(f->dir, O_RDONLY | O_DIRECTORY);
+	assert_true(f->dirfd >= 0);
+	f->mem = talloc_new(NULL);
+	f->ev = tevent_context_init(f->mem);
+	assert_non_null(f->ev);
+	f->nobody = (struct asvfs_creds) { .uid = NOBODY, .gid = NOBODY };
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[128];
+
+	talloc_free(f->mem);
+	close(f->dirfd);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+	assert_int_equal(system(cmd), 0);
+	free(f);
+	return 0;
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	while ((e = readdir(d)) != NULL) {
+		n += e->d_name[0] != '.';
+	}
+	closedir(d);
+	return n - 1;		/* opendir's own */
+}
+
+static void wait_workers_gone(void)
+{
+	struct timespec pause = { .tv_nsec = 1000 * 1000 };
+	int i;
+
+	for (i = 0; i < 5000 && asvfs_worker_running() > 0; i++) {
+		nanosleep(&pause, NULL);
+	}
+	assert_int_equal(asvfs_worker_running(), 0);
+	nanosleep(&pause, NULL);	/* the last unref follows the count */
+}
+
+static void mkfile(struct fixture *f, const char *name, mode_t mode)
+{
+	int fd = openat(f->dirfd, name, O_CREAT | O_WRONLY, mode);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "data", 4), 4);
+	close(fd);
+	assert_int_equal(fchmodat(f->dirfd, name, mode, 0), 0);
+}
+
+static int run_open(struct fixture *f, struct tevent_req *req, int *err)
+{
+	assert_non_null(req);
+	assert_true(tevent_req_poll(req, f->ev));
+	return asvfs_worker_open_recv(req, err);
+}
+
+static void open_runs_with_given_credentials(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	int err = 0, fd;
+
+	mkfile(f, "private", 0600);
+	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "private",
+				       O_RDONLY, 0, &f->nobody);
+	fd = run_open(f, req, &err);
+	assert_int_equal(fd, -1);
+	assert_int_equal(err, EACCES);
+	/* ... while the calling thread is still root and may open it */
+	assert_int_equal(geteuid(), 0);
+	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "private",
+				       O_RDONLY, 0, NULL);
+	fd = run_open(f, req, &err);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+static void create_is_owned_by_given_user(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	struct stat st;
+	int err = 0, fd;
+
+	assert_int_equal(fchmod(f->dirfd, 0777), 0);
+	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "new",
+				       O_CREAT | O_EXCL | O_RDWR, 0644,
+				       &f->nobody);
+	fd = run_open(f, req, &err);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_uid, NOBODY);
+	assert_int_equal(st.st_gid, NOBODY);
+	close(fd);
+	assert_int_equal(geteuid(), 0);
+	assert_int_equal(getegid(), 0);
+}
+
+static void reopen_outlives_callers_fd(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	struct stat a, b;
+	int err = 0, pathfd, fd;
+
+	mkfile(f, "re", 0644);
+	pathfd = openat(f->dirfd, "re", O_PATH | O_NOFOLLOW);
+	assert_true(pathfd >= 0);
+	assert_int_equal(fstat(pathfd, &a), 0);
+	req = asvfs_worker_reopen_send(f->mem, f->ev, pathfd, O_RDWR, 0);
+	close(pathfd);		/* as smbd does when it defers the open */
+	fd = run_open(f, req, &err);
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &b), 0);
+	assert_int_equal(a.st_ino, b.st_ino);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDWR);
+	close(fd);
+}
+
+/* A writer for the FIFO the worker blocks on, once it is waiting. */
+static int fifo_writer(struct fixture *f, const char *name)
+{
+	struct timespec pause = { .tv_nsec = 1000 * 1000 };
+	int i, fd = -1;
+
+	for (i = 0; i < 5000 && fd == -1; i++) {
+		fd = openat(f->dirfd, name, O_WRONLY | O_NONBLOCK);
+		if (fd == -1) {
+			assert_int_equal(errno, ENXIO);	/* no reader yet */
+			nanosleep(&pause, NULL);
+		}
+	}
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static void freed_request_leaves_no_fd(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	int baseline, w;
+
+	assert_int_equal(mkfifoat(f->dirfd, "fifo", 0666), 0);
+	baseline = count_fds();
+	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "fifo",
+				       O_RDONLY, 0, NULL);
+	assert_non_null(req);
+	TALLOC_FREE(req);	/* a client cancel while the open blocks */
+	w = fifo_writer(f, "fifo");
+	wait_workers_gone();
+	close(w);
+	assert_int_equal(count_fds(), baseline);
+}
+
+static void too_many_workers_say_eagain(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *reqs[ASVFS_WORKER_MAX];
+	struct tevent_req *extra = NULL;
+	int baseline, i, w, err = 0;
+
+	assert_int_equal(mkfifoat(f->dirfd, "many", 0666), 0);
+	baseline = count_fds();
+	for (i = 0; i < ASVFS_WORKER_MAX; i++) {
+		reqs[i] = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd,
+						   "many", O_RDONLY, 0, NULL);
+		assert_non_null(reqs[i]);
+	}
+	extra = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "many",
+					 O_RDONLY, 0, NULL);
+	assert_null(extra);
+	assert_int_equal(errno, EAGAIN);
+	w = fifo_writer(f, "many");
+	for (i = 0; i < ASVFS_WORKER_MAX; i++) {
+		int fd = run_open(f, reqs[i], &err);
+
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	close(w);
+	wait_workers_gone();
+	assert_int_equal(count_fds(), baseline);
+}
+
+static int run_unlink(struct fixture *f, const char *name, dev_t dev,
+		      ino_t ino, const struct asvfs_creds *creds)
+{
+	struct tevent_req *req = asvfs_worker_unlink_send(
+		f->mem, f->ev, f->dirfd, name, dev, ino, creds);
+
+	assert_non_null(req);
+	assert_true(tevent_req_poll(req, f->ev));
+	return asvfs_worker_unlink_recv(req);
+}
+
+static void unlink_removes_only_the_same_object(void **state)
+{
+	struct fixture *f = *state;
+	struct stat st, other;
+
+	mkfile(f, "mine", 0644);
+	mkfile(f, "theirs", 0644);
+	assert_int_equal(fstatat(f->dirfd, "mine", &st, 0), 0);
+	assert_int_equal(fstatat(f->dirfd, "theirs", &other, 0), 0);
+
+	/* replaced meanwhile: another object under the name stays */
+	assert_int_equal(run_unlink(f, "theirs", st.st_dev, st.st_ino, NULL),
+			 ESTALE);
+	assert_int_equal(faccessat(f->dirfd, "theirs", F_OK, 0), 0);
+
+	/* a user who may not write the directory removes nothing */
+	assert_int_equal(fchmod(f->dirfd, 0755), 0);
+	assert_int_equal(run_unlink(f, "mine", st.st_dev, st.st_ino,
+				    &f->nobody), EACCES);
+	assert_int_equal(faccessat(f->dirfd, "mine", F_OK, 0), 0);
+
+	assert_int_equal(run_unlink(f, "mine", st.st_dev, st.st_ino, NULL),
+			 0);
+	assert_int_equal(faccessat(f->dirfd, "mine", F_OK, 0), -1);
+	(void)other;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+			open_runs_with_given_credentials, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			create_is_owned_by_given_user, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			reopen_outlives_callers_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			freed_request_leaves_no_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			too_many_workers_say_eagain, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			unlink_removes_only_the_same_object, setup, teardown),
+	};
+
+	if (geteuid() != 0) {
+		print_message("test_worker: needs root (other users' "
+			      "credentials); skipped\n");
+		return 0;
+	}
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
