@@ -37,8 +37,10 @@
 #include "smbd/globals.h"
 #include "lib/util/tevent_unix.h"
 
+#include "asvfs_creds.h"
 #include "asvfs_engine.h"
 #include "asvfs_smbconf.h"
+#include "asvfs_worker.h"
 
 static int vfs_async_open_debug_level = DBGC_VFS;
 
@@ -64,6 +66,10 @@ static int vfs_async_open_debug_level = DBGC_VFS;
 
 enum async_open_mode { AO_OFF, AO_CREATES, AO_ALL, AO_AUTO };
 
+/* Who runs an asynchronous open. */
+enum async_open_backend { AO_BACKEND_AUTO, AO_BACKEND_URING,
+			  AO_BACKEND_THREADS };
+
 /* What each kind of open did, logged at level 5 on disconnect. */
 struct async_open_counters {
 	uint64_t creates;	/* started with the EINPROGRESS hook */
@@ -75,12 +81,15 @@ struct async_open_counters {
 	uint64_t timeouts;	/* answered with the timeout status */
 	uint64_t abandoned;	/* completed with nobody to take the fd */
 	uint64_t next;		/* passed to the next module synchronously */
+	uint64_t threads;	/* of the started ones: on worker threads */
+	uint64_t discarded;	/* creates for nobody, to be removed again */
 };
 
 struct async_open_pending;
 
 struct async_open_config {
 	enum async_open_mode mode;
+	enum async_open_backend backend;
 	uint64_t timeout_msec;
 	uint64_t threshold_nsec;	/* auto: asynchronous above this */
 	uint64_t estimate_nsec;		/* auto: synchronous open time */
@@ -100,11 +109,16 @@ struct async_open_pending {
 	uint64_t mid;
 	/* what it asked for */
 	bool create;
+	bool worker;		/* on a worker thread, not io_uring */
 	char *name;		/* the share-relative name smbd gave the fsp */
 	int flags;		/* without ASYNC_OPEN_REPLAY_FLAGS */
 	mode_t mode;
 	dev_t dev;		/* existing files: the object smbd checked */
 	ino_t ino;
+	/* creates: to remove a file made for nobody (see async_open_discard) */
+	int dirfd;		/* a dup() of the directory's fd */
+	char *at_name;		/* the name relative to it */
+	struct asvfs_creds creds;	/* the creator's */
 	/* what it got */
 	struct tevent_req *subreq;	/* NULL once completed */
 	struct tevent_timer *te;	/* timeout, then unclaimed */
@@ -127,11 +141,20 @@ static const struct asvfs_enum_value async_open_modes[] = {
 	{ NULL, 0 },
 };
 
+static const struct asvfs_enum_value async_open_backends[] = {
+	{ "auto", AO_BACKEND_AUTO }, { "io_uring", AO_BACKEND_URING },
+	{ "threads", AO_BACKEND_THREADS },
+	{ NULL, 0 },
+};
+
 static void async_open_parse_options(struct async_open_config *config,
 				     int snum)
 {
 	config->mode = asvfs_conf_enum(snum, MODULE, "mode", async_open_modes,
 				       AO_CREATES);
+	config->backend = asvfs_conf_enum(snum, MODULE, "backend",
+					  async_open_backends,
+					  AO_BACKEND_AUTO);
 	/*
 	 * Milliseconds.  Unpatched smbd exits the whole process 20 s after
 	 * an EINPROGRESS deferral: the maximum leaves a second of margin.
@@ -180,11 +203,13 @@ static void async_open_disconnect(vfs_handle_struct *handle)
 		 " existing=%" PRIu64 " handed=%" PRIu64 " failed=%" PRIu64
 		 " mismatched=%" PRIu64 " sync_again=%" PRIu64
 		 " timeouts=%" PRIu64 " abandoned=%" PRIu64 " next=%" PRIu64
+		 " threads=%" PRIu64 " discarded=%" PRIu64
 		 " estimate_usec=%" PRIu64 "\n",
 		 lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		 n->creates, n->existing, n->handed, n->failed,
 		 n->mismatched, n->sync_again, n->timeouts, n->abandoned,
-		 n->next, config->estimate_nsec / 1000);
+		 n->next, n->threads, n->discarded,
+		 config->estimate_nsec / 1000);
 next:
 	/* pending opens go with the config: late fds are closed */
 	SMB_VFS_NEXT_DISCONNECT(handle);
@@ -293,16 +318,139 @@ static void async_open_unlist(struct async_open_pending *p)
 	}
 }
 
+/* --- a create nobody took ------------------------------------------------ */
+
 /*
- * Freeing a pending open frees its engine request, whose late fd the
- * engine closes; a completed fd nobody took is closed here.
+ * A file our create made for a request that is gone (cancel, disconnect,
+ * logoff, or answered at its timeout) never got smbd's post-create steps
+ * (inherited ACL, DOS attributes, share mode entry) and was never
+ * reported to anyone as created: it must not stay.  It is removed as its
+ * creator, and only while the name is still that object, on a worker
+ * thread: completions run under whatever user smbd impersonated last.
+ * The reaper outlives the share (a tree disconnect frees the config).
+ */
+struct async_open_reaper {
+	struct tevent_context *ev;
+	int dirfd;
+	char *at_name;
+	struct asvfs_creds creds;
+	bool worker;
+};
+
+static int async_open_reaper_destructor(struct async_open_reaper *r)
+{
+	if (r->dirfd != -1) {
+		close(r->dirfd);
+	}
+	return 0;
+}
+
+static void async_open_removed(struct tevent_req *req)
+{
+	struct async_open_reaper *r = tevent_req_callback_data(
+		req, struct async_open_reaper);
+	int err = asvfs_worker_unlink_recv(req);
+
+	if (err == 0) {
+		DBG_INFO(MODULE ": removed %s, created for a request that "
+			 "went\n", r->at_name);
+	} else {
+		DBG_NOTICE(MODULE ": left %s, created for a request that "
+			   "went: %s\n", r->at_name, strerror(err));
+	}
+	talloc_free(r);
+}
+
+/* Remove the file behind fd (closed here) if it is still at its name. */
+static void async_open_reap_fd(struct async_open_reaper *r, int fd)
+{
+	struct tevent_req *req = NULL;
+	struct stat st;
+	bool ok = fstat(fd, &st) == 0;
+
+	close(fd);
+	if (ok) {
+		req = asvfs_worker_unlink_send(r, r->ev, r->dirfd, r->at_name,
+					       st.st_dev, st.st_ino,
+					       &r->creds);
+	}
+	if (req == NULL) {
+		DBG_WARNING(MODULE ": cannot remove %s, created for a "
+			    "request that went\n", r->at_name);
+		talloc_free(r);
+		return;
+	}
+	tevent_req_set_callback(req, async_open_removed, r);
+}
+
+static int async_open_recv_fd(struct tevent_req *subreq, bool worker,
+			      int *err)
+{
+	return worker ? asvfs_worker_open_recv(subreq, err) :
+			asvfs_openat_recv(subreq, err);
+}
+
+static void async_open_reaped(struct tevent_req *subreq)
+{
+	struct async_open_reaper *r = tevent_req_callback_data(
+		subreq, struct async_open_reaper);
+	int err = 0;
+	int fd = async_open_recv_fd(subreq, r->worker, &err);
+
+	TALLOC_FREE(subreq);
+	if (fd == -1) {
+		talloc_free(r);		/* it created nothing */
+		return;
+	}
+	async_open_reap_fd(r, fd);
+}
+
+static void async_open_discard(struct async_open_pending *p)
+{
+	struct async_open_reaper *r = NULL;
+
+	if (!p->create || p->dirfd == -1 ||
+	    (p->fd == -1 && p->subreq == NULL)) {
+		return;
+	}
+	r = talloc_zero(NULL, struct async_open_reaper);
+	if (r == NULL) {
+		return;		/* the fd is closed, the file stays */
+	}
+	r->ev = p->ev;
+	r->dirfd = p->dirfd;
+	p->dirfd = -1;
+	r->at_name = talloc_move(r, &p->at_name);
+	r->creds = p->creds;
+	r->worker = p->worker;
+	talloc_set_destructor(r, async_open_reaper_destructor);
+	p->config->n.discarded++;
+	if (p->fd != -1) {
+		async_open_reap_fd(r, p->fd);
+		p->fd = -1;
+		return;
+	}
+	talloc_steal(r, p->subreq);
+	tevent_req_set_callback(p->subreq, async_open_reaped, r);
+	p->subreq = NULL;
+}
+
+/*
+ * Freeing a pending open frees its open request, whose late fd the
+ * engine or worker closes, or hands a create's to the reaper; a
+ * completed fd nobody took is closed here.
  */
 static int async_open_pending_destructor(struct async_open_pending *p)
 {
 	async_open_unlist(p);
+	async_open_discard(p);
 	if (p->fd != -1) {
 		close(p->fd);
 		p->fd = -1;
+	}
+	if (p->dirfd != -1) {
+		close(p->dirfd);
+		p->dirfd = -1;
 	}
 	return 0;
 }
@@ -343,7 +491,7 @@ static void async_open_done(struct tevent_req *subreq)
 	struct async_open_pending *p = tevent_req_callback_data(
 		subreq, struct async_open_pending);
 
-	p->fd = asvfs_openat_recv(subreq, &p->err);
+	p->fd = async_open_recv_fd(subreq, p->worker, &p->err);
 	TALLOC_FREE(subreq);
 	p->subreq = NULL;
 	p->done = true;
@@ -383,7 +531,10 @@ static struct asvfs_engine *async_open_engine(vfs_handle_struct *handle,
 					      struct async_open_config *c)
 {
 	return asvfs_module_engine(handle, MODULE, &c->engine,
-				   ASVFS_OP_OPENAT, "opens stay synchronous");
+				   ASVFS_OP_OPENAT,
+				   c->backend == AO_BACKEND_AUTO ?
+				   "opens go to worker threads" :
+				   "opens stay synchronous");
 }
 
 /*
@@ -401,6 +552,67 @@ static bool async_open_is_reopen(vfs_handle_struct *handle,
 	       fsp_get_pathref_fd(fsp) != -1;
 }
 
+/*
+ * What a create needs to remove its file again should nobody take it:
+ * the directory, the name in it and the creator's credentials.
+ */
+static bool async_open_note_creator(struct async_open_pending *p,
+				    const struct files_struct *dirfsp,
+				    const struct smb_filename *smb_fname)
+{
+	p->at_name = talloc_strdup(p, smb_fname->base_name);
+	if (p->at_name == NULL || asvfs_creds_current(&p->creds) != 0) {
+		return false;
+	}
+	p->dirfd = fcntl(fsp_get_pathref_fd(dirfsp), F_DUPFD_CLOEXEC, 0);
+	return p->dirfd != -1;
+}
+
+/*
+ * The open itself, on io_uring or a worker thread as async_open:backend
+ * says.  Both keep a dup() of the fd and a copy of the name until it
+ * completes, and run it with the caller's credentials of now.
+ */
+static struct tevent_req *async_open_send_open(
+	struct async_open_pending *p, vfs_handle_struct *handle,
+	struct async_open_config *config, const struct files_struct *dirfsp,
+	const struct smb_filename *smb_fname, files_struct *fsp,
+	const struct vfs_open_how *how)
+{
+	struct asvfs_engine *engine = NULL;
+
+	if (config->backend != AO_BACKEND_THREADS) {
+		engine = async_open_engine(handle, config);
+		if (engine == NULL && config->backend == AO_BACKEND_URING) {
+			return NULL;
+		}
+	}
+	p->worker = engine == NULL;
+	if (p->worker) {
+		config->n.threads++;
+	}
+	if (p->create && engine != NULL) {
+		return asvfs_openat_send(p, p->ev, engine,
+					 fsp_get_pathref_fd(dirfsp),
+					 smb_fname->base_name, how->flags,
+					 how->mode);
+	}
+	if (p->create) {
+		return asvfs_worker_openat_send(p, p->ev,
+						fsp_get_pathref_fd(dirfsp),
+						smb_fname->base_name,
+						how->flags, how->mode,
+						&p->creds);
+	}
+	if (engine != NULL) {
+		return asvfs_reopen_send(p, p->ev, engine,
+					 fsp_get_pathref_fd(fsp), how->flags,
+					 how->mode);
+	}
+	return asvfs_worker_reopen_send(p, p->ev, fsp_get_pathref_fd(fsp),
+					how->flags, how->mode);
+}
+
 static bool async_open_start(vfs_handle_struct *handle,
 			     struct async_open_config *config,
 			     struct smbXsrv_connection *xconn,
@@ -411,13 +623,8 @@ static bool async_open_start(vfs_handle_struct *handle,
 			     const struct stat *object)
 {
 	struct tevent_context *ev = handle->conn->sconn->ev_ctx;
-	struct asvfs_engine *engine = NULL;
 	struct async_open_pending *p = NULL;
 
-	engine = async_open_engine(handle, config);
-	if (engine == NULL) {
-		return false;
-	}
 	p = talloc_zero(config, struct async_open_pending);
 	if (p == NULL) {
 		return false;
@@ -427,11 +634,12 @@ static bool async_open_start(vfs_handle_struct *handle,
 		.channel_id = xconn->channel_id, .mid = fsp->mid,
 		.create = create,
 		.flags = how->flags & ~ASYNC_OPEN_REPLAY_FLAGS,
-		.mode = how->mode, .fd = -1,
+		.mode = how->mode, .fd = -1, .dirfd = -1,
 	};
 	talloc_set_destructor(p, async_open_pending_destructor);
 	p->name = talloc_strdup(p, fsp->fsp_name->base_name);
-	if (p->name == NULL) {
+	if (p->name == NULL ||
+	    (create && !async_open_note_creator(p, dirfsp, smb_fname))) {
 		TALLOC_FREE(p);
 		return false;
 	}
@@ -439,17 +647,8 @@ static bool async_open_start(vfs_handle_struct *handle,
 		p->dev = object->st_dev;
 		p->ino = object->st_ino;
 	}
-	/* the engine keeps a dup() of the fd and a copy of the name */
-	if (create) {
-		p->subreq = asvfs_openat_send(p, ev, engine,
-					      fsp_get_pathref_fd(dirfsp),
-					      smb_fname->base_name, how->flags,
-					      how->mode);
-	} else {
-		p->subreq = asvfs_reopen_send(p, ev, engine,
-					      fsp_get_pathref_fd(fsp),
-					      how->flags, how->mode);
-	}
+	p->subreq = async_open_send_open(p, handle, config, dirfsp, smb_fname,
+					 fsp, how);
 	if (p->subreq == NULL) {
 		TALLOC_FREE(p);
 		return false;
@@ -603,6 +802,27 @@ static void async_open_rerun_now(struct tevent_context *ev,
 }
 
 /*
+ * The retry must not find the file our create made: remove it now, as
+ * the requester (smbd impersonates them in openat), if it is still ours.
+ */
+static void async_open_unmake(struct async_open_pending *p)
+{
+	struct stat st;
+
+	if (!p->create || p->fd == -1 || p->dirfd == -1 ||
+	    fstatat(p->dirfd, p->at_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    !async_open_same_object(p->fd, st.st_dev, st.st_ino)) {
+		return;
+	}
+	if (unlinkat(p->dirfd, p->at_name, 0) != 0) {
+		DBG_NOTICE(MODULE ": cannot remove %s before its retry: %s\n",
+			   p->at_name, strerror(errno));
+	}
+	close(p->fd);
+	p->fd = -1;
+}
+
+/*
  * Ask smbd to run the open again from the start, as a plain retry: a
  * fresh path walk and access check, with nothing assumed.  EINTR defers
  * it; our immediate makes the retry happen at once instead of in a
@@ -613,7 +833,9 @@ static int async_open_rerun(struct async_open_pending *p)
 {
 	struct tevent_immediate *im = NULL;
 
-	TALLOC_FREE(p->subreq);		/* the engine closes a late fd */
+	async_open_unmake(p);
+	async_open_discard(p);		/* a create still in flight */
+	TALLOC_FREE(p->subreq);		/* a late fd is closed for us */
 	TALLOC_FREE(p->te);
 	if (p->fd != -1) {
 		close(p->fd);

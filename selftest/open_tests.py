@@ -23,8 +23,8 @@ from smb2client import (FILE_CREATE, FILE_OPEN, FILE_OPEN_IF,
                         FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_SUPERSEDE,
                         RawConn)
 
-from fault_tests import (SlowStorage, check_panics, file_fds, record,
-                         same_as_default)
+from fault_tests import (NO_IO_URING, SlowStorage, check_panics, file_fds,
+                         record, same_as_default)
 
 U1, U2 = harness.USERS
 ACCESS_DENIED = 0xC0000022
@@ -38,9 +38,16 @@ ENVS = {
     'async_open_creates': ('async_open', {'async_open:mode': 'creates'}),
     'async_open_timeout': ('async_open', {'async_open:mode': 'all',
                                           'async_open:timeout': '500'}),
+    # worker threads with per-thread credentials instead of io_uring
+    'async_open_threads': ('async_open', {'async_open:mode': 'all',
+                                          'async_open:backend': 'threads'}),
+    'async_open_threads_timeout': ('async_open', {
+        'async_open:mode': 'all', 'async_open:backend': 'threads',
+        'async_open:timeout': '500'}),
     'async_open_auto': ('async_open', {'async_open:mode': 'auto'}),
     'async_open_badopts': ('async_open', {'async_open:mode': 'sometimes',
-                                          'async_open:timeout': '25000'}),
+                                          'async_open:timeout': '25000',
+                                          'async_open:backend': 'fibres'}),
 }
 
 
@@ -306,6 +313,38 @@ def timeout_answers_sharing_violation(smbd, env, storage):
                           r'after 500 ms'), 'no timeout log line'
 
 
+def wait_gone(path, seconds):
+    end = time.time() + seconds
+    while os.path.lexists(path) and time.time() < end:
+        time.sleep(0.05)
+    return not os.path.lexists(path)
+
+
+def create_for_nobody_is_removed(smbd, env, storage):
+    """A create that completes after its request was answered at the
+    timeout, or after the tree it came from went, made a file nobody was
+    told of (and that missed smbd's post-create steps): it is removed.
+    A file another request put under that name meanwhile stays."""
+    storage.set('create.delay_ms = 1500', 'path_filter = nob')
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        status = rc.wait(rc.send_create(U1, 'nob-t', FILE_CREATE))[0]
+        assert status == SHARING_VIOLATION, hex(status)
+        rc.send_create(U1, 'nob-d', FILE_CREATE)
+        time.sleep(0.2)
+        status = rc.wait(rc.send_tree_disconnect(U1))[0]
+        assert status == 0, 'tdis: %#x' % status
+        for name in ('nob-t', 'nob-d'):
+            path = storage.backing(smbd, env, name)
+            assert wait_gone(path, 4.0), '%s stays' % name
+        rc.sessions[U1] = (rc.sessions[U1][0], rc.s3.connectTree(env))
+        rc.wait(rc.send_echo(U1))
+    finally:
+        storage.set()
+        rc.disconnect()
+
+
 def share_counters(smbd, share):
     total = {}
     for line in smbd.log_lines(r'async_open counters openat: share=%s ' %
@@ -353,6 +392,8 @@ def bad_options_are_logged_and_defaults_used(smbd, env, storage):
         rc.disconnect()
     for line in (r"async_open:mode: 'sometimes' is not one of: .*; "
                  r"using creates",
+                 r"async_open:backend: 'fibres' is not one of: .*; "
+                 r"using auto",
                  r"async_open:timeout: .*25000.*; using 10000"):
         assert smbd.log_lines(line), 'no log line like: ' + line
 
@@ -392,17 +433,23 @@ def oplock_subset_like_default(smbd, env, storage):
 # (test, environments): default first, where comparisons are recorded
 TESTS = [
     (pending_create_leaves_connection_responsive,
-     ['default', 'async_open', 'async_open_creates']),
+     ['default', 'async_open', 'async_open_creates', 'async_open_threads']),
     (pending_open_of_existing_file_leaves_connection_responsive,
-     ['default', 'async_open']),
+     ['default', 'async_open', 'async_open_threads']),
     (dispositions_match_default,
-     ['default', 'async_open', 'async_open_creates']),
+     ['default', 'async_open', 'async_open_creates', 'async_open_threads']),
     (second_user_is_refused_while_opens_pend,
-     ['default', 'async_open', 'async_open_creates']),
-    (cancel_of_pending_open_leaves_no_fd, ['async_open']),
-    (teardown_with_pending_open_leaves_no_fd, ['async_open']),
-    (killed_client_with_pending_opens_is_clean, ['async_open']),
-    (timeout_answers_sharing_violation, ['async_open_timeout']),
+     ['default', 'async_open', 'async_open_creates', 'async_open_threads']),
+    (cancel_of_pending_open_leaves_no_fd,
+     ['async_open', 'async_open_threads']),
+    (teardown_with_pending_open_leaves_no_fd,
+     ['async_open', 'async_open_threads']),
+    (killed_client_with_pending_opens_is_clean,
+     ['async_open', 'async_open_threads']),
+    (timeout_answers_sharing_violation,
+     ['async_open_timeout', 'async_open_threads_timeout']),
+    (create_for_nobody_is_removed,
+     ['async_open_timeout', 'async_open_threads_timeout']),
     (bad_options_are_logged_and_defaults_used, ['async_open_badopts']),
     (auto_goes_async_only_on_slow_storage, ['async_open_auto']),
     (oplock_subset_like_default, ['default', 'async_open']),
@@ -413,10 +460,49 @@ def counted_async_opens(res, smbd):
     c = smbd.counters('async_open', 'openat')
     name = 'open.async_open_counted_its_opens'
     if c.get('creates', 0) > 0 and c.get('existing', 0) > 0 and \
-            c.get('handed', 0) > 0 and c.get('timeouts', 0) > 0:
+            c.get('handed', 0) > 0 and c.get('timeouts', 0) > 0 and \
+            c.get('threads', 0) > 0 and c.get('discarded', 0) > 0:
         res.add('pass', name)
     else:
         res.add('fail', name, 'counters: %s' % c)
+
+
+# io_uring refused by a seccomp filter: async_open goes to worker threads
+# by itself (backend auto) and still refuses the second user.
+REFUSED_ENVS = {e: ENVS[e] for e in ('default', 'async_open')}
+REFUSED_TESTS = [
+    pending_create_leaves_connection_responsive,
+    pending_open_of_existing_file_leaves_connection_responsive,
+    second_user_is_refused_while_opens_pend,
+]
+
+
+def refused_io_uring_sends_opens_to_threads(smbd, env, storage):
+    assert smbd.log_lines(r'async_open: io_uring unavailable \(.*\): '
+                          r'opens go to worker threads'), 'no log line'
+    c = share_counters(smbd, env)
+    assert c.get('threads', 0) > 0, 'no open on a thread: %s' % c
+
+
+def run_refused(res, tmp):
+    storage = SlowStorage(tmp)	# fresh names: the first run's files stay
+    smbd = harness.Smbd(envs=dict(REFUSED_ENVS), share_root=storage.mnt,
+                        wrapper=[NO_IO_URING], log_level=harness.LOG_LEVEL)
+    try:
+        smbd.start()
+        for test in REFUSED_TESTS:
+            for env in REFUSED_ENVS:
+                record(res, 'open.%s/%s_no_io_uring' % (test.__name__, env),
+                       test, smbd, env, storage)
+        smbd.stop()		# the counters are logged at disconnect
+        record(res, 'open.refused_io_uring_sends_opens_to_threads',
+               refused_io_uring_sends_opens_to_threads, smbd,
+               'async_open', storage)
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'open_no_io_uring')
+        smbd.cleanup()
+        storage.umount()
 
 
 def run_all(res):
@@ -437,3 +523,5 @@ def run_all(res):
             check_panics(res, smbd, 'open')
             smbd.cleanup()
             storage.umount()
+    with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
+        run_refused(res, tmp)
