@@ -141,6 +141,24 @@ def samba_patches_apply_to_the_prepared_tree(tmp):
             '%s applies only loosely: %s' % (name, p.stdout[-400:])
 
 
+def patched_smbd_builds_and_runs(tmp):
+    """smbd builds from the prepared tree with patches/ applied (cached),
+    and runs: the open tests then run it (harness.patched_smbd())."""
+    out = os.path.join(TOP, 'bin', 'patched-smbd')
+    p = subprocess.run(['bash', os.path.join(TOP, 'buildtools',
+                                             'build-patched-smbd.sh'), out],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=1800)
+    assert p.returncode == 0, p.stdout[-600:]
+    v = subprocess.run([os.path.join(out, 'smbd'), '-V'],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True)
+    installed = subprocess.run(['smbd', '-V'], stdout=subprocess.PIPE,
+                               universal_newlines=True).stdout
+    assert v.returncode == 0 and v.stdout == installed, \
+        'patched smbd says %r, installed %r' % (v.stdout, installed)
+
+
 TESTS = [
     configure_refuses_a_samba_version_mismatch,
     configure_refuses_an_unprepared_tree,
@@ -148,6 +166,7 @@ TESTS = [
     configure_names_a_missing_package,
     install_honours_destdir,
     samba_patches_apply_to_the_prepared_tree,
+    patched_smbd_builds_and_runs,
 ]
 
 

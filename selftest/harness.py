@@ -105,6 +105,14 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
+def patched_smbd():
+    """The launcher of an smbd built with patches/ (by
+    buildtools/build-patched-smbd.sh, or $ASVFS_PATCHED_SMBD), or None."""
+    path = os.environ.get('ASVFS_PATCHED_SMBD') or \
+        os.path.join(BIN, 'patched-smbd', 'smbd')
+    return path if os.access(path, os.X_OK) else None
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
@@ -143,8 +151,8 @@ def our_modules():
     return found + [engine]
 
 
-def smbd_modules_dir():
-    out = subprocess.run(['smbd', '-b'], stdout=subprocess.PIPE,
+def smbd_modules_dir(binary='smbd'):
+    out = subprocess.run([binary, '-b'], stdout=subprocess.PIPE,
                          universal_newlines=True, check=True).stdout
     m = re.search(r'^\s+MODULESDIR:\s+(\S+)$', out, re.M)
     return os.path.join(m.group(1), 'vfs')
@@ -154,7 +162,8 @@ class Smbd:
     """One private smbd with one share per environment."""
 
     def __init__(self, envs=None, workdir=None, extra_global=None,
-                 share_root=None, log_level='1', port=None, wrapper=None):
+                 share_root=None, log_level='1', port=None, wrapper=None,
+                 binary='smbd'):
         self.envs = envs if envs is not None else dict(ENVIRONMENTS)
         self.extra_global = extra_global or {}
         self.log_level = log_level
@@ -163,6 +172,8 @@ class Smbd:
         self.port = port or free_port()
         # a command prefix for smbd, e.g. selftest/tools/no_io_uring
         self.wrapper = wrapper or []
+        # another build of smbd (a patched one, see patches/README.md)
+        self.binary = binary
         self.proc = None
         self.conf = os.path.join(self.dir, 'smb.conf')
         self.log = os.path.join(self.dir, 'logs', 'log.smbd')
@@ -258,9 +269,15 @@ class Smbd:
         """A copy of the system vfs dir plus our modules, to be bind-mounted
         over the system one inside smbd's mount namespace."""
         vfs = os.path.join(self.dir, 'vfs')
-        sysdir = smbd_modules_dir()
-        for f in os.listdir(sysdir):
-            shutil.copy2(os.path.join(sysdir, f), vfs)
+        sysdir = smbd_modules_dir(self.binary)
+        if self.binary != 'smbd':
+            # a build tree's smbd: its own modules dir may be missing
+            os.makedirs(sysdir, exist_ok=True)
+            sysdir_copy = smbd_modules_dir()
+        else:
+            sysdir_copy = sysdir
+        for f in os.listdir(sysdir_copy):
+            shutil.copy2(os.path.join(sysdir_copy, f), vfs)
         for f in our_modules():
             shutil.copy2(f, vfs)
         self.sys_vfs_dir = sysdir
@@ -287,7 +304,8 @@ class Smbd:
         self.proc = subprocess.Popen(
             ['unshare', '--mount', '--propagation', 'private', '--',
              'sh', '-c', script, 'sh', vfs, self.sys_vfs_dir] +
-            self.wrapper + ['smbd', '--foreground', '--no-process-group',
+            self.wrapper + [self.binary, '--foreground',
+                            '--no-process-group',
                             '--configfile=' + self.conf],
             stdout=self.stdout, stderr=subprocess.STDOUT,
             start_new_session=True)

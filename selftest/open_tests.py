@@ -467,6 +467,56 @@ def counted_async_opens(res, smbd):
         res.add('fail', name, 'counters: %s' % c)
 
 
+# smbd with patches/4.17 (buildtools/build-patched-smbd.sh): its own
+# "smbd:async open timeout" answers first, the connection stays, and the
+# module removes the file of the late create.
+PATCHED_ENVS = {
+    'async_open_patched': ('async_open', {'async_open:mode': 'all',
+                                          'smbd:async open timeout': '1'}),
+}
+
+
+def patched_smbd_fails_only_the_timed_out_request(smbd, env, storage):
+    before = smbd.children()
+    storage.set('create.delay_ms = 3000', 'path_filter = pat')
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        child = child_of(smbd, before)
+        # Unpatched, smbd ignores the option and the create succeeds
+        # after 3 s.  Patched, smbd's timer replays it after 1 s; the
+        # replay's path walk then waits in the kernel for the create's
+        # lock on the directory, so the answer still comes at about 3 s.
+        status = rc.wait(rc.send_create(U1, 'pat-new', FILE_CREATE))[0]
+        assert status == SHARING_VIOLATION, hex(status)
+        status = rc.wait(rc.send_echo(U1))[0]
+        assert status == 0, 'echo after the timeout: %#x' % status
+        assert wait_gone(storage.backing(smbd, env, 'pat-new'), 5.0), \
+            'the late create left its file'
+        assert child in smbd.children(), 'the smbd child exited'
+    finally:
+        storage.set()
+        rc.disconnect()
+    assert smbd.log_lines(r'async open for mid \d+ timed out'), \
+        'no log line of the patched smbd'
+
+
+def run_patched(res, tmp, binary):
+    storage = SlowStorage(tmp)
+    smbd = harness.Smbd(envs=dict(PATCHED_ENVS), share_root=storage.mnt,
+                        binary=binary, log_level=harness.LOG_LEVEL)
+    try:
+        smbd.start()
+        record(res, 'open.patched_smbd_fails_only_the_timed_out_request',
+               patched_smbd_fails_only_the_timed_out_request, smbd,
+               'async_open_patched', storage)
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'open_patched')
+        smbd.cleanup()
+        storage.umount()
+
+
 # io_uring refused by a seccomp filter: async_open goes to worker threads
 # by itself (backend auto) and still refuses the second user.
 REFUSED_ENVS = {e: ENVS[e] for e in ('default', 'async_open')}
@@ -525,3 +575,10 @@ def run_all(res):
             storage.umount()
     with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
         run_refused(res, tmp)
+    patched = harness.patched_smbd()
+    if patched is None:
+        res.add('skip', 'open.patched_smbd_fails_only_the_timed_out_request',
+                'no patched smbd built (buildtools/build-patched-smbd.sh)')
+        return
+    with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
+        run_patched(res, tmp, patched)

@@ -32,11 +32,12 @@ sys.path.insert(0, HERE)
 import harness  # noqa: E402
 from bench import mount_slowfs  # noqa: E402
 
-ENVS = ['default', 'aio_pthread', 'async_open']
+ENVS = ['default', 'aio_pthread', 'async_open', 'async_open_threads']
 BENCH_ENVS = {
     'default': harness.ENVIRONMENTS['default'],
     'aio_pthread': harness.ENVIRONMENTS['aio_pthread'],
     'async_open': ('async_open', {}),		# mode = creates
+    'async_open_threads': ('async_open', {'async_open:backend': 'threads'}),
 }
 CLIENTS = 8
 CREATE_MS = 5
