@@ -35,6 +35,7 @@
 #include "system/filesys.h"
 #include "smbd/smbd.h"
 #include "smbd/globals.h"
+#include "locking/share_mode_lock.h"
 #include "lib/util/tevent_unix.h"
 
 #include "asvfs_creds.h"
@@ -95,7 +96,6 @@ struct async_open_config {
 	uint64_t estimate_nsec;		/* auto: synchronous open time */
 	uint64_t calls;
 	struct asvfs_engine_config engine;
-	struct async_open_pending *pending;
 	struct async_open_counters n;
 };
 
@@ -129,6 +129,12 @@ struct async_open_pending {
 	bool rerun;		/* the next attempt goes synchronously */
 	bool listed;
 };
+
+/*
+ * The pending opens of every tree connect of this process, so that the
+ * removal of a file made for nobody can see who else is opening it.
+ */
+static struct async_open_pending *async_open_pending_list;
 
 /* smbd's async open limit (source3/smbd/open.c), unpatched */
 #define ASYNC_OPEN_SMBD_LIMIT_MSEC 20000
@@ -300,8 +306,9 @@ static struct async_open_pending *async_open_lookup(
 {
 	struct async_open_pending *p = NULL;
 
-	for (p = config->pending; p != NULL; p = p->next) {
-		if (p->channel_id == channel_id && p->mid == mid) {
+	for (p = async_open_pending_list; p != NULL; p = p->next) {
+		if (p->config == config && p->channel_id == channel_id &&
+		    p->mid == mid) {
 			return p;
 		}
 	}
@@ -313,7 +320,7 @@ static struct async_open_pending *async_open_lookup(
 static void async_open_unlist(struct async_open_pending *p)
 {
 	if (p->listed) {
-		DLIST_REMOVE(p->config->pending, p);
+		DLIST_REMOVE(async_open_pending_list, p);
 		p->listed = false;
 	}
 }
@@ -331,6 +338,7 @@ static void async_open_unlist(struct async_open_pending *p)
  */
 struct async_open_reaper {
 	struct tevent_context *ev;
+	int fd;			/* the created object: its inode stays ours */
 	int dirfd;
 	char *at_name;
 	struct asvfs_creds creds;
@@ -339,6 +347,9 @@ struct async_open_reaper {
 
 static int async_open_reaper_destructor(struct async_open_reaper *r)
 {
+	if (r->fd != -1) {
+		close(r->fd);
+	}
 	if (r->dirfd != -1) {
 		close(r->dirfd);
 	}
@@ -361,19 +372,54 @@ static void async_open_removed(struct tevent_req *req)
 	talloc_free(r);
 }
 
-/* Remove the file behind fd (closed here) if it is still at its name. */
+/*
+ * Whether the object is somebody's now: open through smbd in any process
+ * (its share mode record, default file ids), or being opened by an
+ * asynchronous open of an existing file here, whose share mode entry
+ * comes only after the open.  Such a file stays.
+ */
+static bool async_open_in_use(const struct stat *st)
+{
+	struct file_id id = { .devid = st->st_dev, .inode = st->st_ino };
+	struct share_mode_lock *lck = NULL;
+	struct async_open_pending *p = NULL;
+
+	for (p = async_open_pending_list; p != NULL; p = p->next) {
+		if (!p->create && p->dev == st->st_dev &&
+		    p->ino == st->st_ino) {
+			return true;
+		}
+	}
+	lck = fetch_share_mode_unlocked(talloc_tos(), id);
+	if (lck == NULL) {
+		return false;
+	}
+	TALLOC_FREE(lck);
+	return true;
+}
+
+/*
+ * Remove the file behind fd if it is still at its name and nobody has
+ * it; r keeps fd until then, so that its inode cannot be reused.
+ */
 static void async_open_reap_fd(struct async_open_reaper *r, int fd)
 {
 	struct tevent_req *req = NULL;
 	struct stat st;
-	bool ok = fstat(fd, &st) == 0;
 
-	close(fd);
-	if (ok) {
-		req = asvfs_worker_unlink_send(r, r->ev, r->dirfd, r->at_name,
-					       st.st_dev, st.st_ino,
-					       &r->creds);
+	r->fd = fd;
+	if (fstat(fd, &st) != 0) {
+		talloc_free(r);
+		return;
 	}
+	if (async_open_in_use(&st)) {
+		DBG_NOTICE(MODULE ": left %s, created for a request that "
+			   "went: someone else opened it\n", r->at_name);
+		talloc_free(r);
+		return;
+	}
+	req = asvfs_worker_unlink_send(r, r->ev, r->dirfd, r->at_name,
+				       st.st_dev, st.st_ino, &r->creds);
 	if (req == NULL) {
 		DBG_WARNING(MODULE ": cannot remove %s, created for a "
 			    "request that went\n", r->at_name);
@@ -418,6 +464,7 @@ static void async_open_discard(struct async_open_pending *p)
 		return;		/* the fd is closed, the file stays */
 	}
 	r->ev = p->ev;
+	r->fd = -1;
 	r->dirfd = p->dirfd;
 	p->dirfd = -1;
 	r->at_name = talloc_move(r, &p->at_name);
@@ -588,9 +635,6 @@ static struct tevent_req *async_open_send_open(
 		}
 	}
 	p->worker = engine == NULL;
-	if (p->worker) {
-		config->n.threads++;
-	}
 	if (p->create && engine != NULL) {
 		return asvfs_openat_send(p, p->ev, engine,
 					 fsp_get_pathref_fd(dirfsp),
@@ -653,6 +697,9 @@ static bool async_open_start(vfs_handle_struct *handle,
 		TALLOC_FREE(p);
 		return false;
 	}
+	if (p->worker) {
+		config->n.threads++;
+	}
 	tevent_req_set_callback(p->subreq, async_open_done, p);
 	p->te = tevent_add_timer(ev, p,
 				 timeval_current_ofs_msec(config->timeout_msec),
@@ -661,7 +708,7 @@ static bool async_open_start(vfs_handle_struct *handle,
 		TALLOC_FREE(p);
 		return false;
 	}
-	DLIST_ADD(config->pending, p);
+	DLIST_ADD(async_open_pending_list, p);
 	p->listed = true;
 	DBG_DEBUG(MODULE ": %s of %s started for mid %" PRIu64 " on "
 		  "channel %" PRIu64 "\n", create ? "create" : "open",
@@ -811,7 +858,8 @@ static void async_open_unmake(struct async_open_pending *p)
 
 	if (!p->create || p->fd == -1 || p->dirfd == -1 ||
 	    fstatat(p->dirfd, p->at_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    !async_open_same_object(p->fd, st.st_dev, st.st_ino)) {
+	    !async_open_same_object(p->fd, st.st_dev, st.st_ino) ||
+	    async_open_in_use(&st)) {
 		return;
 	}
 	if (unlinkat(p->dirfd, p->at_name, 0) != 0) {
@@ -881,8 +929,12 @@ static int async_open_answer(struct async_open_pending *p,
 		errno = ASYNC_OPEN_TIMEOUT_ERRNO;
 		return -1;
 	}
-	if (!p->done && !p->create) {
-		errno = EINTR;	/* smbd's own poll came first: keep waiting */
+	if (!p->done) {
+		/*
+		 * smbd's own poll (or any replay) came first: keep waiting.
+		 * Running a create again now would race the one in flight.
+		 */
+		errno = EINTR;
 		return -1;
 	}
 	switch (async_open_matches(p, handle, dirfsp, smb_fname, fsp, how)) {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -32,27 +33,55 @@ unsigned asvfs_worker_running(void)
 	return atomic_load(&workers_running);
 }
 
+struct thread_start {
+	void *(*fn)(void *);
+	void *arg;
+	char name[16];
+};
+
+/*
+ * The thread names itself: it is detached and may be gone before
+ * pthread_create() returns, and with it its pthread_t.
+ */
+static void *thread_trampoline(void *arg)
+{
+	struct thread_start start = *(struct thread_start *)arg;
+
+	free(arg);
+	/* visible in /proc/<pid>/task/<tid>/comm, for tests and ps */
+	(void)prctl(PR_SET_NAME, start.name, 0, 0, 0);
+	return start.fn(start.arg);
+}
+
 int asvfs_thread_start(void *(*fn)(void *), void *arg, const char *name,
 		       pthread_t *thread)
 {
+	struct thread_start *start = NULL;
 	pthread_attr_t attr;
 	sigset_t all, old;
 	int ret;
 
+	start = calloc(1, sizeof(*start));
+	if (start == NULL) {
+		return ENOMEM;
+	}
+	start->fn = fn;
+	start->arg = arg;
+	snprintf(start->name, sizeof(start->name), "%s", name);
 	ret = pthread_attr_init(&attr);
 	if (ret != 0) {
+		free(start);
 		return ret;
 	}
 	/* nobody joins: whoever finishes last cleans up */
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(thread, &attr, fn, arg);
+	ret = pthread_create(thread, &attr, thread_trampoline, start);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
-	if (ret == 0) {
-		/* visible in /proc/<pid>/task/<tid>/comm, for tests and ps */
-		(void)pthread_setname_np(*thread, name);
+	if (ret != 0) {
+		free(start);
 	}
 	return ret;
 }
@@ -95,7 +124,7 @@ static void worker_job_unref(struct worker_job *job)
 	if (job->kind == WORKER_OPEN && job->result != -1) {
 		close(job->result);	/* opened for a request that went */
 	}
-	if (job->dirfd != AT_FDCWD && job->dirfd != -1) {
+	if (job->dirfd != -1) {
 		close(job->dirfd);
 	}
 	if (job->efd != -1) {
@@ -137,8 +166,9 @@ static void *worker_thread(void *arg)
 	do {
 		n = write(job->efd, &one, sizeof(one));
 	} while (n == -1 && errno == EINTR);
-	atomic_fetch_sub(&workers_running, 1);
 	worker_job_unref(job);
+	/* last: tests wait for it to know the thread let go of everything */
+	atomic_fetch_sub(&workers_running, 1);
 	return NULL;
 }
 
@@ -189,13 +219,42 @@ static void worker_cleanup(struct tevent_req *req,
 	}
 }
 
+/* What the job's thread will need; 0 or an errno. */
+static int worker_job_fill(struct worker_job *job, int dirfd,
+			   const char *path, const struct asvfs_creds *creds)
+{
+	if (creds != NULL) {
+		job->creds = *creds;
+	} else if (asvfs_creds_current(&job->creds) != 0) {
+		return EINVAL;
+	}
+	/* never the process's cwd, which smbd changes under the thread */
+	if (dirfd == AT_FDCWD) {
+		return EINVAL;
+	}
+	job->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+	if (job->dirfd == -1) {
+		return errno;
+	}
+	job->path = strdup(path);
+	if (job->path == NULL) {
+		return ENOMEM;
+	}
+	job->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (job->efd == -1) {
+		return errno;
+	}
+	return 0;
+}
+
 static struct worker_job *worker_job_new(enum worker_kind kind, int dirfd,
 					 const char *path,
 					 const struct asvfs_creds *creds)
 {
-	struct worker_job *job = calloc(1, sizeof(*job));
+	struct worker_job *job = NULL;
 	int err;
 
+	job = calloc(1, sizeof(*job));
 	if (job == NULL) {
 		errno = ENOMEM;
 		return NULL;
@@ -203,22 +262,9 @@ static struct worker_job *worker_job_new(enum worker_kind kind, int dirfd,
 	job->kind = kind;
 	job->result = -1;
 	job->efd = -1;
-	job->dirfd = AT_FDCWD;
+	job->dirfd = -1;
 	atomic_store(&job->refs, 1);
-	err = creds != NULL ? 0 : -asvfs_creds_current(&job->creds);
-	if (creds != NULL) {
-		job->creds = *creds;
-	}
-	if (err == 0 && dirfd != AT_FDCWD) {
-		job->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-		err = job->dirfd == -1 ? errno : 0;
-	}
-	if (err == 0) {
-		job->path = strdup(path);
-		job->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		err = (job->path == NULL) ? ENOMEM :
-		      (job->efd == -1) ? errno : 0;
-	}
+	err = worker_job_fill(job, dirfd, path, creds);
 	if (err != 0) {
 		worker_job_unref(job);
 		errno = err;
@@ -277,9 +323,9 @@ struct tevent_req *asvfs_worker_openat_send(TALLOC_CTX *mem_ctx,
 					    int flags, mode_t mode,
 					    const struct asvfs_creds *creds)
 {
-	struct worker_job *job = worker_job_new(WORKER_OPEN, dirfd, path,
-						creds);
+	struct worker_job *job = NULL;
 
+	job = worker_job_new(WORKER_OPEN, dirfd, path, creds);
 	if (job == NULL) {
 		return NULL;
 	}
@@ -298,17 +344,10 @@ struct tevent_req *asvfs_worker_reopen_send(TALLOC_CTX *mem_ctx,
 {
 	struct worker_job *job = NULL;
 	char path[64];
-	int err;
 
-	job = worker_job_new(WORKER_OPEN, AT_FDCWD, "", NULL);
+	/* the dup of fd is the "directory"; the path names it absolutely */
+	job = worker_job_new(WORKER_OPEN, fd, "", NULL);
 	if (job == NULL) {
-		return NULL;
-	}
-	job->dirfd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (job->dirfd == -1) {
-		err = errno;
-		worker_job_unref(job);
-		errno = err;
 		return NULL;
 	}
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", job->dirfd);
@@ -363,9 +402,9 @@ struct tevent_req *asvfs_worker_unlink_send(TALLOC_CTX *mem_ctx,
 					    dev_t dev, ino_t ino,
 					    const struct asvfs_creds *creds)
 {
-	struct worker_job *job = worker_job_new(WORKER_UNLINK, dirfd, name,
-						creds);
+	struct worker_job *job = NULL;
 
+	job = worker_job_new(WORKER_UNLINK, dirfd, name, creds);
 	if (job == NULL) {
 		return NULL;
 	}

@@ -37,7 +37,13 @@ struct fixture {
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = NULL;
+
+	if (geteuid() != 0) {
+		print_message("needs root (other users' credentials)\n");
+		skip();
+	}
+	f = calloc(1, sizeof(*f));
 
 	strcpy(f->dir, "/tmp/asvfs-worker-XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
@@ -86,7 +92,6 @@ static void wait_workers_gone(void)
 		nanosleep(&pause, NULL);
 	}
 	assert_int_equal(asvfs_worker_running(), 0);
-	nanosleep(&pause, NULL);	/* the last unref follows the count */
 }
 
 static void mkfile(struct fixture *f, const char *name, mode_t mode)
@@ -112,6 +117,8 @@ static void open_runs_with_given_credentials(void **state)
 	struct tevent_req *req = NULL;
 	int err = 0, fd;
 
+	/* the directory lets anyone in: only the file's mode refuses */
+	assert_int_equal(fchmod(f->dirfd, 0755), 0);
 	mkfile(f, "private", 0600);
 	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "private",
 				       O_RDONLY, 0, &f->nobody);
@@ -125,6 +132,53 @@ static void open_runs_with_given_credentials(void **state)
 	fd = run_open(f, req, &err);
 	assert_true(fd >= 0);
 	close(fd);
+}
+
+#define GROUP_ONLY 4242
+
+/* A file only a supplementary group may read. */
+static void groups_are_the_given_ones(void **state)
+{
+	struct fixture *f = *state;
+	struct asvfs_creds member = f->nobody;
+	struct tevent_req *req = NULL;
+	int err = 0, fd;
+
+	assert_int_equal(fchmod(f->dirfd, 0755), 0);
+	mkfile(f, "grp", 0040);
+	assert_int_equal(fchownat(f->dirfd, "grp", 0, GROUP_ONLY, 0), 0);
+	member.ngroups = 1;
+	member.groups[0] = GROUP_ONLY;
+	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "grp",
+				       O_RDONLY, 0, &member);
+	fd = run_open(f, req, &err);
+	assert_true(fd >= 0);
+	close(fd);
+	/* without the group: refused, although root's groups include 0 */
+	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "grp",
+				       O_RDONLY, 0, &f->nobody);
+	fd = run_open(f, req, &err);
+	assert_int_equal(fd, -1);
+	assert_int_equal(err, EACCES);
+}
+
+/* Done but never received: the request's free closes the fd. */
+static void unreceived_fd_is_closed(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	int baseline;
+
+	mkfile(f, "unrecv", 0644);
+	baseline = count_fds();
+	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "unrecv",
+				       O_RDONLY, 0, NULL);
+	assert_non_null(req);
+	assert_true(tevent_req_poll(req, f->ev));
+	wait_workers_gone();
+	assert_int_equal(count_fds(), baseline + 1);	/* the fd, ours */
+	TALLOC_FREE(req);
+	assert_int_equal(count_fds(), baseline);
 }
 
 static void create_is_owned_by_given_user(void **state)
@@ -278,6 +332,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			open_runs_with_given_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(
+			groups_are_the_given_ones, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			unreceived_fd_is_closed, setup, teardown),
+		cmocka_unit_test_setup_teardown(
 			create_is_owned_by_given_user, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			reopen_outlives_callers_fd, setup, teardown),
@@ -289,10 +347,5 @@ int main(void)
 			unlink_removes_only_the_same_object, setup, teardown),
 	};
 
-	if (geteuid() != 0) {
-		print_message("test_worker: needs root (other users' "
-			      "credentials); skipped\n");
-		return 0;
-	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
