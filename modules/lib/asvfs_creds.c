@@ -64,7 +64,7 @@ int asvfs_creds_become_thread(const struct asvfs_creds *c)
 		return 0;
 	}
 	/*
-	 * Root first (allowed: the real uid is 0), since changing groups
+	 * Root first (allowed: the saved uid is 0), since changing groups
 	 * and gid needs it; the uid last, which gives up root.
 	 */
 	if (syscall(ASVFS_SYS_SETRESUID, -1, 0, -1) != 0 ||

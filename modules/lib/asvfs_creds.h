@@ -2,8 +2,8 @@
  * samba-async-vfs: the credentials of the requesting user, captured and
  * taken on by one thread.
  *
- * smbd impersonates a user by changing the effective ids of its main
- * thread (the real and saved uid stay 0).  Work that runs later or
+ * smbd impersonates a user by changing the real and effective ids of its
+ * main thread, with raw syscalls; the saved uid stays 0.  Work that runs later or
  * elsewhere (an io_uring personality, a worker thread) must carry the
  * credentials of the moment it was asked for: capture them then.
  *
@@ -34,9 +34,9 @@ bool asvfs_creds_equal(const struct asvfs_creds *a,
 		       const struct asvfs_creds *b);
 
 /*
- * Make c the credentials of the calling thread only: 0 or an errno.  The
- * thread's real or saved uid must be 0 (as in smbd and its threads) unless
- * it already has exactly c.  Meant for threads that end with their work.
+ * Make c the credentials of the calling thread only: 0 or an errno.  One
+ * of the thread's uids must be 0 (smbd's saved uid is) unless it already
+ * has exactly c.  Meant for threads that end with their work.
  */
 int asvfs_creds_become_thread(const struct asvfs_creds *c);
 

@@ -7,6 +7,10 @@
    closed again; slowfs adds 5 ms to every create.
 2. latency of an unrelated request (SMB2 echo) sent on a connection right
    after a create that slowfs delays by 500 ms: p50/p99.
+3. the machine's ceiling: the default VFS with no create delay at all,
+   8 clients x WIDTH creates in flight.  No asynchronous open can make
+   creates cheaper than free storage does, so ceiling / default (+5 ms)
+   bounds what any module can gain here.
 
 Environments: the default VFS, Samba's aio_pthread with "aio open" (which
 switches itself off when multichannel is on, as it is by default since
@@ -187,6 +191,15 @@ def main():
                         smbd, env, n, args.width, args.seconds))
                     print('  creates/s %d x %-12s %8.0f' % (
                         n, env, rates[n, env][-1]), flush=True)
+            ceiling = []
+            if 'default' in args.envs:
+                set_slowfs(conf, 'create.delay_ms = 0')
+                for rnd in range(args.rounds):
+                    ceiling.append(creates_per_second(
+                        smbd, 'default', CLIENTS, args.width,
+                        args.seconds))
+                    print('  creates/s ceiling (no delay) %8.0f' %
+                          ceiling[-1], flush=True)
             set_slowfs(conf, 'create.delay_ms = %d' % SLOW_CREATE_MS,
                        'path_filter = lat-')
             for env in args.envs:
@@ -210,6 +223,14 @@ def main():
             r = statistics.median(rates[n, env])
             out.append('%-12s %10.0f %10.2f' % (env, r,
                                                  r / base if base else 0))
+    if ceiling:
+        base = statistics.median(rates[CLIENTS, 'default'])
+        out.append('')
+        out.append('ceiling: default, %d clients x %d in flight, no create '
+                   'delay: %.0f creates/s = %.2fx default at +%d ms' % (
+                       CLIENTS, args.width, statistics.median(ceiling),
+                       statistics.median(ceiling) / base if base else 0,
+                       CREATE_MS))
     out.append('')
     out.append('echo latency behind a pending create (slowfs create +%d '
                'ms), %d samples' % (SLOW_CREATE_MS, args.samples))
