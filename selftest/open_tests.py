@@ -456,15 +456,12 @@ TESTS = [
 ]
 
 
-def counted_async_opens(res, smbd):
+def async_open_counted_its_opens(smbd, env, storage):
     c = smbd.counters('async_open', 'openat')
-    name = 'open.async_open_counted_its_opens'
-    if c.get('creates', 0) > 0 and c.get('existing', 0) > 0 and \
-            c.get('handed', 0) > 0 and c.get('timeouts', 0) > 0 and \
-            c.get('threads', 0) > 0 and c.get('discarded', 0) > 0:
-        res.add('pass', name)
-    else:
-        res.add('fail', name, 'counters: %s' % c)
+    assert c.get('creates', 0) > 0 and c.get('existing', 0) > 0 and \
+        c.get('handed', 0) > 0 and c.get('timeouts', 0) > 0 and \
+        c.get('threads', 0) > 0 and c.get('discarded', 0) > 0, \
+        'counters: %s' % c
 
 
 # smbd with patches/4.17 (buildtools/build-patched-smbd.sh): its own
@@ -501,19 +498,37 @@ def patched_smbd_fails_only_the_timed_out_request(smbd, env, storage):
         'no log line of the patched smbd'
 
 
+def run_on_smbd(res, label, smbd, storage, during, after=()):
+    """Start smbd, record each (name, test, env) of during, stop it (its
+    counters are logged at disconnect), record each one of after."""
+    try:
+        smbd.start()
+        for name, test, env in during:
+            record(res, 'open.' + name, test, smbd, env, storage)
+        smbd.stop()
+        for name, test, env in after:
+            record(res, 'open.' + name, test, smbd, env, storage)
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, label)
+        smbd.cleanup()
+
+
+def each_env(tests, suffix=''):
+    """(name, test, env) for tests given as (test, environments)."""
+    return [('%s/%s%s' % (test.__name__, env, suffix), test, env)
+            for test, envs in tests for env in envs]
+
+
 def run_patched(res, tmp, binary):
     storage = SlowStorage(tmp)
     smbd = harness.Smbd(envs=dict(PATCHED_ENVS), share_root=storage.mnt,
                         binary=binary, log_level=harness.LOG_LEVEL)
+    test = patched_smbd_fails_only_the_timed_out_request
     try:
-        smbd.start()
-        record(res, 'open.patched_smbd_fails_only_the_timed_out_request',
-               patched_smbd_fails_only_the_timed_out_request, smbd,
-               'async_open_patched', storage)
+        run_on_smbd(res, 'open_patched', smbd, storage,
+                    [(test.__name__, test, 'async_open_patched')])
     finally:
-        smbd.stop()
-        check_panics(res, smbd, 'open_patched')
-        smbd.cleanup()
         storage.umount()
 
 
@@ -546,19 +561,13 @@ def run_multichannel(res, tmp):
     smbd = harness.Smbd(envs=dict(MULTICHANNEL_ENVS),
                         share_root=os.path.join(mnt, 'shares'),
                         log_level=harness.LOG_LEVEL)
+    after = multichannel_opens_were_asynchronous
     try:
-        smbd.start()
-        for env in MULTICHANNEL_ENVS:
-            record(res, 'open.multichannel_like_default/%s' % env,
-                   multichannel_like_default, smbd, env, None)
-        smbd.stop()		# the counters are logged at disconnect
-        record(res, 'open.multichannel_opens_were_asynchronous',
-               multichannel_opens_were_asynchronous, smbd, 'async_open',
-               None)
+        run_on_smbd(res, 'open_multichannel', smbd, None,
+                    each_env([(multichannel_like_default,
+                               list(MULTICHANNEL_ENVS))]),
+                    [(after.__name__, after, 'async_open')])
     finally:
-        smbd.stop()
-        check_panics(res, smbd, 'open_multichannel')
-        smbd.cleanup()
         subprocess.run(['umount', mnt])
 
 
@@ -583,49 +592,36 @@ def run_refused(res, tmp):
     storage = SlowStorage(tmp)	# fresh names: the first run's files stay
     smbd = harness.Smbd(envs=dict(REFUSED_ENVS), share_root=storage.mnt,
                         wrapper=[NO_IO_URING], log_level=harness.LOG_LEVEL)
+    after = refused_io_uring_sends_opens_to_threads
     try:
-        smbd.start()
-        for test in REFUSED_TESTS:
-            for env in REFUSED_ENVS:
-                record(res, 'open.%s/%s_no_io_uring' % (test.__name__, env),
-                       test, smbd, env, storage)
-        smbd.stop()		# the counters are logged at disconnect
-        record(res, 'open.refused_io_uring_sends_opens_to_threads',
-               refused_io_uring_sends_opens_to_threads, smbd,
-               'async_open', storage)
+        run_on_smbd(res, 'open_no_io_uring', smbd, storage,
+                    each_env([(t, list(REFUSED_ENVS))
+                              for t in REFUSED_TESTS], '_no_io_uring'),
+                    [(after.__name__, after, 'async_open')])
     finally:
-        smbd.stop()
-        check_panics(res, smbd, 'open_no_io_uring')
-        smbd.cleanup()
+        storage.umount()
+
+
+def run_main(res, tmp):
+    storage = SlowStorage(tmp)
+    smbd = harness.Smbd(envs=dict(ENVS), share_root=storage.mnt,
+                        log_level=harness.LOG_LEVEL)
+    after = async_open_counted_its_opens
+    try:
+        run_on_smbd(res, 'open', smbd, storage, each_env(TESTS),
+                    [(after.__name__, after, None)])
+    finally:
         storage.umount()
 
 
 def run_all(res):
-    with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
-        storage = SlowStorage(tmp)
-        smbd = harness.Smbd(envs=dict(ENVS), share_root=storage.mnt,
-                            log_level=harness.LOG_LEVEL)
-        try:
-            smbd.start()
-            for test, envs in TESTS:
-                for env in envs:
-                    record(res, 'open.%s/%s' % (test.__name__, env), test,
-                           smbd, env, storage)
-            smbd.stop()
-            counted_async_opens(res, smbd)
-        finally:
-            smbd.stop()
-            check_panics(res, smbd, 'open')
-            smbd.cleanup()
-            storage.umount()
-    with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
-        run_refused(res, tmp)
-    with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
-        run_multichannel(res, tmp)
+    runs = [run_main, run_refused, run_multichannel]
     patched = harness.patched_smbd()
     if patched is None:
         res.add('skip', 'open.patched_smbd_fails_only_the_timed_out_request',
                 'no patched smbd built (buildtools/build-patched-smbd.sh)')
-        return
-    with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
-        run_patched(res, tmp, patched)
+    else:
+        runs.append(lambda res, tmp: run_patched(res, tmp, patched))
+    for run in runs:
+        with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
+            run(res, tmp)
