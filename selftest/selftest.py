@@ -322,6 +322,10 @@ def main():
     with open(os.path.join(outdir, 'results.txt'), 'w') as f:
         f.write('\n'.join(res.lines) + '\n')
     print('selftest: all results in %s' % outdir)
+    # CI logs keep only their tail: repeat what failed next to the count.
+    for line in res.lines:
+        if line.startswith('fail:'):
+            print(line)
     print('%d passed, %d failed, %d skipped' %
           (res.passed, res.failed, res.skipped))
     return 1 if res.failed else 0
