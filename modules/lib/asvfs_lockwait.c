@@ -160,6 +160,12 @@ static void *lockwait_thread(void *arg)
 			err = ECANCELED;
 		}
 	}
+	/*
+	 * Our fd goes before we report: once the request is done, nothing
+	 * of ours keeps the description (or its locks) alive.
+	 */
+	close(job->fd);
+	job->fd = -1;
 	job->err = err;
 	atomic_store(&job->finished, true);
 	do {
