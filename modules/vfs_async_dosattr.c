@@ -38,6 +38,7 @@
 
 #include <dlfcn.h>
 
+#include "asvfs_defer.h"
 #include "asvfs_engine.h"
 #include "asvfs_smbconf.h"
 
@@ -52,6 +53,10 @@ static int vfs_async_dosattr_debug_level = DBGC_VFS;
 #define DOSATTR_VALUE_MAX 256
 
 enum async_dosattr_prefetch { PF_NO, PF_YES, PF_AUTO };
+enum async_dosattr_mode { AM_AUTO, AM_ASYNC, AM_SYNC };
+
+/* In auto, a slow storage is measured again at most this often. */
+#define ASYNC_DOSATTR_MEASURE_NSEC (1000ULL * 1000 * 1000)
 
 struct async_dosattr_dir;
 
@@ -59,16 +64,22 @@ struct async_dosattr_config {
 	bool usable;		/* our decoding is exactly smbd's here */
 	bool prefetch_usable;	/* no module below reads directories */
 	uint64_t max_inflight;
+	int mode;			/* of get_dos_attributes_send */
+	uint64_t async_threshold_nsec;	/* auto: asynchronous above this */
 	int prefetch;
 	unsigned window;
 	uint64_t threshold_nsec;	/* auto: prefetch above this */
 	uint64_t estimate_nsec;		/* synchronous getxattr time */
+	struct timespec measured;	/* last synchronous read, when slow */
+	int snum;
+	bool steered;			/* we set smbd async dosmode ... */
+	bool steered_to;		/* ... to this */
 	uint64_t min_age_nsec;		/* ctime granularity guard */
-	uint64_t fills;
 	struct asvfs_engine_config engine;
 	struct async_dosattr_dir *dirs;
 	/* what this connection did, logged at level 5 on disconnect */
-	uint64_t n_async, n_queued, n_next, n_fills, n_prefetched;
+	uint64_t n_async, n_sync, n_queued, n_next, n_fills, n_prefetched;
+	uint64_t n_steered;
 	uint64_t n_hits, n_misses, n_seeks, n_seek_drops;
 };
 
@@ -80,11 +91,21 @@ static const struct asvfs_enum_value async_dosattr_prefetch_modes[] = {
 	{ NULL, 0 },
 };
 
+static const struct asvfs_enum_value async_dosattr_modes[] = {
+	{ "auto", AM_AUTO }, { "async", AM_ASYNC }, { "sync", AM_SYNC },
+	{ NULL, 0 },
+};
+
 static void async_dosattr_parse_options(struct async_dosattr_config *c,
 					int snum)
 {
 	c->max_inflight = asvfs_conf_uint(snum, MODULE, "max inflight", 4096,
 					  1, 65536);
+	c->mode = asvfs_conf_enum(snum, MODULE, "mode", async_dosattr_modes,
+				  AM_AUTO);
+	c->async_threshold_nsec = asvfs_conf_uint(snum, MODULE,
+						  "async threshold usec", 50,
+						  0, 10000000) * 1000;
 	c->prefetch = asvfs_conf_enum(snum, MODULE, "prefetch",
 				      async_dosattr_prefetch_modes, PF_AUTO);
 	c->window = asvfs_conf_uint(snum, MODULE, "prefetch window", 64,
@@ -193,6 +214,7 @@ static int async_dosattr_connect(vfs_handle_struct *handle,
 		errno = ENOMEM;
 		return -1;
 	}
+	config->snum = SNUM(handle->conn);
 	async_dosattr_parse_options(config, SNUM(handle->conn));
 	async_dosattr_check_usable(handle, config, service);
 	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
@@ -209,14 +231,15 @@ static void async_dosattr_disconnect(vfs_handle_struct *handle)
 	SMB_VFS_HANDLE_GET_DATA(handle, c, struct async_dosattr_config,
 				goto next);
 	DBG_INFO(MODULE " counters listing: share=%s async=%" PRIu64
+		  " sync=%" PRIu64
 		  " queued=%" PRIu64 " next=%" PRIu64 " fills=%" PRIu64
 		  " prefetched=%" PRIu64 " hits=%" PRIu64 " misses=%" PRIu64
 		  " seeks=%" PRIu64 " seek_drops=%" PRIu64
-		  " estimate_usec=%" PRIu64 "\n",
+		  " steered=%" PRIu64 " estimate_usec=%" PRIu64 "\n",
 		  lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
-		  c->n_async, c->n_queued, c->n_next, c->n_fills,
+		  c->n_async, c->n_sync, c->n_queued, c->n_next, c->n_fills,
 		  c->n_prefetched, c->n_hits, c->n_misses, c->n_seeks,
-		  c->n_seek_drops, c->estimate_nsec / 1000);
+		  c->n_seek_drops, c->n_steered, c->estimate_nsec / 1000);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
@@ -228,6 +251,98 @@ static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
 	return asvfs_module_engine(handle, MODULE, &c->engine,
 				   ASVFS_OP_GETXATTR,
 				   "passing DOS attributes to the next module");
+}
+
+/* --- how fast the storage is -------------------------------------------- */
+
+/*
+ * Only synchronous reads measure the storage: an asynchronous one also
+ * measures the ring and the loop.  Weight 1/8, and a sample counts at
+ * most four times the larger threshold: three slow answers in a row
+ * switch, one (smbd preempted on a busy machine) does not.  A fast
+ * answer asks for the next measurement at once, so that a storage that
+ * became fast is noticed quickly.
+ */
+/*
+ * smbd decides for each QUERY_DIRECTORY, from "smbd async dosmode",
+ * whether it asks for the DOS attributes asynchronously; its per-entry
+ * machinery for that costs more than a fast read itself (a listing on a
+ * local disk takes 1.3x-1.5x the synchronous time even when every answer
+ * is given at once).  So in mode auto, where the admin turned it on, we
+ * turn it off for this share in this smbd process while reads are fast,
+ * and on again when they are slow.  A configuration reload puts the
+ * admin's value back; the next read decides again from there.
+ */
+static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
+{
+	bool now = lp_smbd_async_dosmode(c->snum);
+	bool want = c->estimate_nsec > c->async_threshold_nsec;
+
+	if (c->mode != AM_AUTO || !c->usable) {
+		return;
+	}
+	if (c->steered && now != c->steered_to) {
+		c->steered = false;	/* reloaded: the admin's value again */
+	}
+	if (!c->steered && !now) {
+		return;			/* the admin's choice: synchronous */
+	}
+	if (now == want) {
+		return;
+	}
+	if (!lp_do_parameter(c->snum, "smbd async dosmode",
+			     want ? "yes" : "no")) {
+		return;
+	}
+	c->steered = true;
+	c->steered_to = want;
+	c->n_steered++;
+	DBG_DEBUG(MODULE ": reads take about %" PRIu64 " usec: smbd lists "
+		  "%s\n", c->estimate_nsec / 1000,
+		  want ? "asynchronously" : "synchronously");
+}
+
+static uint64_t async_dosattr_learn(struct async_dosattr_config *c,
+				    const struct timespec *start)
+{
+	uint64_t cap = 4 * MAX(c->async_threshold_nsec, c->threshold_nsec);
+	struct timespec end;
+	uint64_t sample;
+
+	clock_gettime_mono(&end);
+	sample = nsec_time_diff(&end, start);
+	cap = MAX(cap, 1000);
+	c->estimate_nsec = (c->estimate_nsec * 7 + MIN(sample, cap)) / 8;
+	c->measured = (sample <= c->async_threshold_nsec ||
+		       sample <= c->threshold_nsec) ?
+		(struct timespec) { 0 } : end;
+	async_dosattr_steer_smbd(c);
+	return sample;
+}
+
+/*
+ * While the storage is slow, whether a synchronous read should measure
+ * it again: at most once a second, since each costs a round trip.
+ */
+static bool async_dosattr_measure_due(struct async_dosattr_config *c)
+{
+	struct timespec now;
+
+	clock_gettime_mono(&now);
+	return nsec_time_diff(&now, &c->measured) >=
+	       (int64_t)ASYNC_DOSATTR_MEASURE_NSEC;
+}
+
+static bool async_dosattr_want_async(struct async_dosattr_config *c)
+{
+	switch (c->mode) {
+	case AM_ASYNC:
+		return true;
+	case AM_SYNC:
+		return false;
+	}
+	return c->estimate_nsec > c->async_threshold_nsec &&
+	       !async_dosattr_measure_due(c);
 }
 
 /* --- get_dos_attributes_send/recv ----------------------------------------- */
@@ -258,6 +373,7 @@ struct async_dosattr_get_state {
 	struct vfs_aio_state aio_state;
 	uint8_t value[DOSATTR_VALUE_MAX];
 	bool waits, holds_slot, as_root;
+	NTSTATUS sync_status;
 	uint32_t dosmode;
 };
 
@@ -360,6 +476,36 @@ static struct tevent_req *async_dosattr_get_next(
 	return req;
 }
 
+static void async_dosattr_get_sync_finish(struct tevent_req *req)
+{
+	struct async_dosattr_get_state *state = tevent_req_data(
+		req, struct async_dosattr_get_state);
+
+	if (tevent_req_nterror(req, state->sync_status)) {
+		return;
+	}
+	tevent_req_done(req);
+}
+
+/*
+ * Fast storage: smbd's own synchronous read, answered at once.  Any hand
+ * off would cost more than the read; the answers of one listing finish
+ * together, in one loop turn.
+ */
+static struct tevent_req *async_dosattr_get_sync(
+	struct tevent_req *req, struct async_dosattr_get_state *state)
+{
+	struct async_dosattr_config *config = state->config;
+
+	config->n_sync++;
+	state->sync_status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(
+		state->handle, state->smb_fname->fsp, &state->dosmode);
+	state->aio_state.duration = async_dosattr_learn(config,
+							&state->start);
+	return asvfs_defer_finish(req, state->ev,
+				  async_dosattr_get_sync_finish);
+}
+
 static struct tevent_req *async_dosattr_get_dos_attributes_send(
 	TALLOC_CTX *mem_ctx, struct tevent_context *ev,
 	struct vfs_handle_struct *handle, files_struct *dir_fsp,
@@ -387,6 +533,9 @@ static struct tevent_req *async_dosattr_get_dos_attributes_send(
 	    fsp_get_pathref_fd(smb_fname->fsp) == -1 ||
 	    is_named_stream(smb_fname)) {
 		return async_dosattr_get_next(req, state);
+	}
+	if (!async_dosattr_want_async(config)) {
+		return async_dosattr_get_sync(req, state);
 	}
 	state->engine = async_dosattr_engine(handle, config);
 	if (state->engine == NULL) {
@@ -608,16 +757,15 @@ static void async_dosattr_forget_oldest(struct async_dosattr_dir *d)
 
 enum async_dosattr_step { STEP_DIRECT, STEP_PREFETCH, STEP_PROBE };
 
-/* Every 32nd top-up, this many entries measure the storage again. */
-#define ASYNC_DOSATTR_PROBE_EVERY 32
+/* Entries read directly when the prefetch measures the storage again. */
 #define ASYNC_DOSATTR_PROBE_ENTRIES 4
 
 /*
  * Whether the storage is slow enough for the prefetch to pay: in auto
  * mode by the measured time of synchronous getxattrs.  While it
- * prefetches, some top-ups become a probe instead: a few entries read
- * directly, which measure the storage again (on slow storage each costs
- * a synchronous round trip, so few and rarely).
+ * prefetches, a top-up at most once a second becomes a probe instead: a
+ * few entries read directly, which measure the storage again (on slow
+ * storage each costs a synchronous round trip).
  */
 static enum async_dosattr_step async_dosattr_next_step(
 	struct async_dosattr_config *c)
@@ -628,9 +776,7 @@ static enum async_dosattr_step async_dosattr_next_step(
 	if (c->estimate_nsec <= c->threshold_nsec) {
 		return STEP_DIRECT;
 	}
-	c->fills++;
-	return (c->fills % ASYNC_DOSATTR_PROBE_EVERY == 0) ? STEP_PROBE :
-							       STEP_PREFETCH;
+	return async_dosattr_measure_due(c) ? STEP_PROBE : STEP_PREFETCH;
 }
 
 /*
@@ -934,15 +1080,13 @@ static NTSTATUS async_dosattr_fget_next(vfs_handle_struct *handle,
 					struct files_struct *fsp,
 					uint32_t *dosmode)
 {
-	struct timespec start, end;
+	struct timespec start;
 	NTSTATUS status;
 
 	config->n_misses++;
 	clock_gettime_mono(&start);
 	status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(handle, fsp, dosmode);
-	clock_gettime_mono(&end);
-	config->estimate_nsec = (config->estimate_nsec * 7 +
-				 nsec_time_diff(&end, &start)) / 8;
+	(void)async_dosattr_learn(config, &start);
 	return status;
 }
 

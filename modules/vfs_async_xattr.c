@@ -26,6 +26,7 @@
 #include "lib/util/tevent_unix.h"
 #include "smbprofile.h"
 
+#include "asvfs_defer.h"
 #include "asvfs_engine.h"
 #include "asvfs_smbconf.h"
 
@@ -171,24 +172,33 @@ static bool async_xattr_want_async(struct async_xattr_config *config)
 	       config->calls % 64 != 0;
 }
 
-static void async_xattr_finish(struct tevent_req *req, ssize_t size,
-			       int err, bool sync)
+/* The read is over: account for it and keep its answer. */
+static void async_xattr_record(struct async_xattr_state *state,
+			       ssize_t size, int err, bool sync)
+{
+	SMBPROFILE_BYTES_ASYNC_END(state->profile_bytes);
+	async_xattr_learn(state, sync);
+	state->size = size;
+	/* an error must be one, or the request would never finish */
+	state->aio_state.error = (size >= 0) ? 0 : (err != 0) ? err : EIO;
+}
+
+static void async_xattr_complete(struct tevent_req *req)
 {
 	struct async_xattr_state *state = tevent_req_data(
 		req, struct async_xattr_state);
 
-	SMBPROFILE_BYTES_ASYNC_END(state->profile_bytes);
-	async_xattr_learn(state, sync);
-	if (size < 0) {
-		state->aio_state.error = err;
-		tevent_req_error(req, err);
+	if (state->size < 0) {
+		tevent_req_error(req, state->aio_state.error);
 		return;
 	}
-	state->size = size;
 	tevent_req_done(req);
 }
 
-/* The fast storage case: the answer, right now, through the chain. */
+/*
+ * The fast storage case: the answer, right now, through the chain; the
+ * answers of one listing finish together, in one loop turn.
+ */
 static struct tevent_req *async_xattr_do_sync(
 	struct tevent_req *req, struct tevent_context *ev,
 	vfs_handle_struct *handle, const struct smb_filename *smb_fname,
@@ -202,8 +212,8 @@ static struct tevent_req *async_xattr_do_sync(
 	size = SMB_VFS_NEXT_FGETXATTR(handle, smb_fname->fsp, xattr_name,
 				      state->value,
 				      talloc_array_length(state->value));
-	async_xattr_finish(req, size, errno, true);
-	return tevent_req_post(req, ev);
+	async_xattr_record(state, size, errno, true);
+	return asvfs_defer_finish(req, ev, async_xattr_complete);
 }
 
 static void async_xattr_ring_done(struct tevent_req *subreq);
@@ -290,7 +300,8 @@ static void async_xattr_ring_done(struct tevent_req *subreq)
 	size = asvfs_getxattr_recv(subreq, &err);
 	TALLOC_FREE(subreq);
 	SMBPROFILE_BYTES_ASYNC_SET_BUSY(state->profile_bytes);
-	async_xattr_finish(req, size, err, false);
+	async_xattr_record(state, size, err, false);
+	async_xattr_complete(req);
 }
 
 static void async_xattr_next_done(struct tevent_req *subreq)

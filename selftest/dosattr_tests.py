@@ -34,7 +34,8 @@ ENVS = ['default', 'async_dosattr', 'async_dosattr_prefetch', 'full_stack']
 # a tight bound, so that most reads of a listing wait for a slot
 NARROW = {
     'async_dosattr_narrow': ('async_dosattr', {
-        'smbd async dosmode': 'yes', 'async_dosattr:max inflight': '4'}),
+        'smbd async dosmode': 'yes', 'async_dosattr:mode': 'async',
+        'async_dosattr:max inflight': '4'}),
 }
 BADOPTS = {
     'async_dosattr_badopts': ('async_dosattr', {
@@ -42,6 +43,8 @@ BADOPTS = {
         'async_dosattr:prefetch': 'sometimes',
         'async_dosattr:prefetch window': 'big',
         'async_dosattr:ctime granularity msec': '-5',
+        'async_dosattr:mode': 'later',
+        'async_dosattr:async threshold usec': 'soon',
     }),
 }
 ATTR_HIDDEN = 0x2
@@ -218,7 +221,11 @@ def bad_options_are_logged_and_defaults_used(smbd):
                  r".*; using auto",
                  r"async_dosattr:prefetch window: 'big' is not a number; "
                  r"using 64",
-                 r"async_dosattr:ctime granularity msec: .*; using 1000"):
+                 r"async_dosattr:ctime granularity msec: .*; using 1000",
+                 r"async_dosattr:mode: 'later' is not one of: "
+                 r".*; using auto",
+                 r"async_dosattr:async threshold usec: 'soon' is not a "
+                 r"number; using 50"):
         assert smbd.log_lines(line), 'no log line like: ' + line
 
 
@@ -241,6 +248,10 @@ def run_changes(res):
                .get('hits', 0) > 0 or
                fail('no prefetch hits: %s' %
                     share_counters(smbd, 'async_dosattr_prefetch')))
+        # full_stack has the defaults: on a local disk mode auto turns
+        # smbd's async dosmode off and the listing is synchronous
+        record(res, 'dosattr.auto_lists_a_fast_disk_synchronously',
+               auto_listed_synchronously, smbd, 'full_stack')
         record(res, 'dosattr.max_inflight_queues_the_rest',
                lambda: share_counters(smbd, 'async_dosattr_narrow')
                .get('queued', 0) > 100 or
@@ -250,6 +261,12 @@ def run_changes(res):
         smbd.stop()
         check_panics(res, smbd, 'dosattr')
         smbd.cleanup()
+
+
+def auto_listed_synchronously(smbd, share):
+    c = share_counters(smbd, share)
+    assert c.get('steered', 0) > 0 and c.get('misses', 0) > 0, \
+        'smbd was not steered to its synchronous listing: %s' % c
 
 
 def fail(msg):

@@ -314,9 +314,14 @@ def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
 
 
 XATTR_ENVS = ['default', 'async_xattr', 'async_xattr_auto', 'async_dosattr',
-              'async_dosattr_prefetch', 'async_dosattr_auto']
+              'async_dosattr_async_auto', 'async_dosattr_prefetch',
+              'async_dosattr_auto']
 XATTR_ENV_DEFS = {
     'async_xattr_auto': ('async_xattr', {'smbd async dosmode': 'yes'}),
+    # the asynchronous path in its default mode: it must find out by
+    # itself that this storage is slow
+    'async_dosattr_async_auto': ('async_dosattr',
+                                 {'smbd async dosmode': 'yes'}),
     # the prefetch in its default mode: it must find out by itself that
     # this storage is slow
     'async_dosattr_auto': ('async_dosattr',
@@ -378,6 +383,20 @@ XATTR_TESTS = [
 ]
 
 
+def slow_listing_twice(smbd, env, storage):
+    """Two listings in one connection: the first teaches mode auto that
+    the storage is slow, so the second is asynchronous (checked on the
+    counters when smbd has stopped)."""
+    make_listing_dir(storage, smbd, env, 'twicelist', 100)
+    storage.set('getxattr.delay_ms = 2', 'path_filter = twicelist/')
+    try:
+        rc, out = smbclient(smbd, env, 'ls twicelist\\*; ls twicelist\\*')
+    finally:
+        storage.set()
+    assert rc == 0, out
+    assert out.count('f0099') == 2, out[-500:]
+
+
 SLOW_TESTS = [
     read_eio_is_an_error_not_a_crash,
     write_enospc_is_reported,
@@ -399,6 +418,19 @@ def auto_went_async(res, smbd):
         res.add('pass', name)
     else:
         res.add('fail', name, 'no asynchronous getxattr: %s' % lines[-3:])
+
+
+def dosattr_auto_went_async(res, smbd):
+    """async_dosattr:mode = auto used the ring once getxattr was slow."""
+    lines = smbd.log_lines('async_dosattr counters listing: '
+                           'share=async_dosattr_async_auto ')
+    asyncs = sum(int(x) for ln in lines
+                 for x in re.findall(r' async=(\d+)', ln))
+    name = 'faults.async_dosattr_auto_goes_async_on_slow_storage'
+    if asyncs > 0:
+        res.add('pass', name)
+    else:
+        res.add('fail', name, 'no asynchronous read: %s' % lines[-3:])
 
 
 def auto_prefetched(res, smbd):
@@ -475,8 +507,12 @@ def run_slowfs(res):
                 for env in XATTR_ENVS:
                     record(res, 'faults.%s/%s' % (test.__name__, env),
                            test, smbd, env, storage)
+            record(res, 'faults.slow_listing_twice/async_dosattr_async_auto',
+                   slow_listing_twice, smbd, 'async_dosattr_async_auto',
+                   storage)
             smbd.stop()
             auto_went_async(res, smbd)
+            dosattr_auto_went_async(res, smbd)
             auto_prefetched(res, smbd)
             c = smbd.counters('async_uring', 'pread')
             if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:

@@ -76,8 +76,10 @@ ENVIRONMENTS = {
     # that every call goes through the ring even on a fast disk
     'async_xattr': ('async_xattr', {'smbd async dosmode': 'yes',
                                     'async_xattr:mode': 'async'}),
-    # async dosmode on: listings call get_dos_attributes_send
-    'async_dosattr': ('async_dosattr', {'smbd async dosmode': 'yes'}),
+    # async dosmode on: listings call get_dos_attributes_send; mode async,
+    # so that every read goes through the ring even on a fast disk
+    'async_dosattr': ('async_dosattr', {'smbd async dosmode': 'yes',
+                                        'async_dosattr:mode': 'async'}),
     # smbd's default synchronous listing, with the prefetch forced on
     # (auto prefetches only on slow storage) and files older than 20 ms
     # trusted by ctime (ext4 stamps ctime from a coarse clock, <= 10 ms)

@@ -37,11 +37,15 @@ BENCH_ENVS['async_xattr_auto'] = ('async_xattr',
 # what an admin gets from "vfs objects = async_dosattr" alone: smbd's
 # synchronous listing, prefetch = auto
 BENCH_ENVS['async_dosattr_auto'] = ('async_dosattr', {})
+# ... and with smbd async dosmode on: the asynchronous path, mode = auto
+BENCH_ENVS['async_dosattr_async_auto'] = ('async_dosattr',
+                                          {'smbd async dosmode': 'yes'})
 
 DATA_ENVS = ['default', 'io_uring', 'aio_pthread', 'async_uring',
              'async_uring_sqpoll']
 LIST_ENVS = ['default', 'async_dosmode', 'async_xattr', 'async_xattr_auto',
-             'async_dosattr', 'async_dosattr_prefetch', 'async_dosattr_auto']
+             'async_dosattr', 'async_dosattr_async_auto',
+             'async_dosattr_prefetch', 'async_dosattr_auto']
 
 # A slow backing store: what a network or cloud-backed file system costs
 # per operation.
