@@ -38,7 +38,6 @@
 
 #include <dlfcn.h>
 
-#include "asvfs_defer.h"
 #include "asvfs_engine.h"
 #include "asvfs_smbconf.h"
 
@@ -373,7 +372,6 @@ struct async_dosattr_get_state {
 	struct vfs_aio_state aio_state;
 	uint8_t value[DOSATTR_VALUE_MAX];
 	bool waits, holds_slot, as_root;
-	NTSTATUS sync_status;
 	uint32_t dosmode;
 };
 
@@ -476,34 +474,25 @@ static struct tevent_req *async_dosattr_get_next(
 	return req;
 }
 
-static void async_dosattr_get_sync_finish(struct tevent_req *req)
-{
-	struct async_dosattr_get_state *state = tevent_req_data(
-		req, struct async_dosattr_get_state);
-
-	if (tevent_req_nterror(req, state->sync_status)) {
-		return;
-	}
-	tevent_req_done(req);
-}
-
 /*
  * Fast storage: smbd's own synchronous read, answered at once.  Any hand
- * off would cost more than the read; the answers of one listing finish
- * together, in one loop turn.
+ * off would cost more than the read.
  */
 static struct tevent_req *async_dosattr_get_sync(
 	struct tevent_req *req, struct async_dosattr_get_state *state)
 {
 	struct async_dosattr_config *config = state->config;
+	NTSTATUS status;
 
 	config->n_sync++;
-	state->sync_status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(
+	status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(
 		state->handle, state->smb_fname->fsp, &state->dosmode);
 	state->aio_state.duration = async_dosattr_learn(config,
 							&state->start);
-	return asvfs_defer_finish(req, state->ev,
-				  async_dosattr_get_sync_finish);
+	if (!tevent_req_nterror(req, status)) {
+		tevent_req_done(req);
+	}
+	return tevent_req_post(req, state->ev);
 }
 
 static struct tevent_req *async_dosattr_get_dos_attributes_send(

@@ -26,7 +26,6 @@
 #include "lib/util/tevent_unix.h"
 #include "smbprofile.h"
 
-#include "asvfs_defer.h"
 #include "asvfs_engine.h"
 #include "asvfs_smbconf.h"
 
@@ -195,10 +194,7 @@ static void async_xattr_complete(struct tevent_req *req)
 	tevent_req_done(req);
 }
 
-/*
- * The fast storage case: the answer, right now, through the chain; the
- * answers of one listing finish together, in one loop turn.
- */
+/* The fast storage case: the answer, right now, through the chain. */
 static struct tevent_req *async_xattr_do_sync(
 	struct tevent_req *req, struct tevent_context *ev,
 	vfs_handle_struct *handle, const struct smb_filename *smb_fname,
@@ -213,7 +209,8 @@ static struct tevent_req *async_xattr_do_sync(
 				      state->value,
 				      talloc_array_length(state->value));
 	async_xattr_record(state, size, errno, true);
-	return asvfs_defer_finish(req, ev, async_xattr_complete);
+	async_xattr_complete(req);
+	return tevent_req_post(req, ev);
 }
 
 static void async_xattr_ring_done(struct tevent_req *subreq);
