@@ -407,42 +407,30 @@ SLOW_TESTS = [
 ]
 
 
-def auto_went_async(res, smbd):
-    """async_xattr:mode = auto used the ring once getxattr was slow."""
-    lines = smbd.log_lines('async_xattr counters getxattrat: '
-                           'share=async_xattr_auto ')
-    asyncs = sum(int(x) for ln in lines
-                 for x in re.findall(r' async=(\d+)', ln))
-    name = 'faults.async_xattr_auto_goes_async_on_slow_storage'
-    if asyncs > 0:
+def counted(res, smbd, name, prefix, counter, what):
+    """name passes when counter summed over the log lines that start
+    with prefix (one per connection) is above zero."""
+    lines = smbd.log_lines(prefix)
+    total = sum(int(x) for ln in lines
+                for x in re.findall(r' %s=(\d+)' % counter, ln))
+    if total > 0:
         res.add('pass', name)
     else:
-        res.add('fail', name, 'no asynchronous getxattr: %s' % lines[-3:])
+        res.add('fail', name, 'no %s: %s' % (what, lines[-3:]))
 
 
-def dosattr_auto_went_async(res, smbd):
-    """async_dosattr:mode = auto used the ring once getxattr was slow."""
-    lines = smbd.log_lines('async_dosattr counters listing: '
-                           'share=async_dosattr_async_auto ')
-    asyncs = sum(int(x) for ln in lines
-                 for x in re.findall(r' async=(\d+)', ln))
-    name = 'faults.async_dosattr_auto_goes_async_on_slow_storage'
-    if asyncs > 0:
-        res.add('pass', name)
-    else:
-        res.add('fail', name, 'no asynchronous read: %s' % lines[-3:])
-
-
-def auto_prefetched(res, smbd):
-    """async_dosattr:prefetch = auto prefetched once getxattr was slow."""
-    lines = smbd.log_lines('async_dosattr counters listing: '
-                           'share=async_dosattr_auto ')
-    hits = sum(int(x) for ln in lines for x in re.findall(r' hits=(\d+)', ln))
-    name = 'faults.async_dosattr_auto_prefetches_on_slow_storage'
-    if hits > 0:
-        res.add('pass', name)
-    else:
-        res.add('fail', name, 'no prefetch hits: %s' % lines[-3:])
+def auto_modes_adapted(res, smbd):
+    """Each auto mode changed its way once getxattr was slow."""
+    counted(res, smbd, 'faults.async_xattr_auto_goes_async_on_slow_storage',
+            'async_xattr counters getxattrat: share=async_xattr_auto ',
+            'async', 'asynchronous getxattr')
+    counted(res, smbd,
+            'faults.async_dosattr_auto_goes_async_on_slow_storage',
+            'async_dosattr counters listing: '
+            'share=async_dosattr_async_auto ', 'async', 'asynchronous read')
+    counted(res, smbd, 'faults.async_dosattr_auto_prefetches_on_slow_storage',
+            'async_dosattr counters listing: share=async_dosattr_auto ',
+            'hits', 'prefetch hits')
 
 
 def record(res, name, fn, *args):
@@ -511,9 +499,7 @@ def run_slowfs(res):
                    slow_listing_twice, smbd, 'async_dosattr_async_auto',
                    storage)
             smbd.stop()
-            auto_went_async(res, smbd)
-            dosattr_auto_went_async(res, smbd)
-            auto_prefetched(res, smbd)
+            auto_modes_adapted(res, smbd)
             c = smbd.counters('async_uring', 'pread')
             if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:
                 res.add('fail', 'faults.async_uring_counted_short_reads',
