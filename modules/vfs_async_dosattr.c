@@ -275,7 +275,10 @@ static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
 static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 {
 	bool now = lp_smbd_async_dosmode(c->snum);
-	bool want = c->estimate_nsec > c->async_threshold_nsec;
+	/* hysteresis: an estimate near the threshold must not flap */
+	uint64_t limit = now ? c->async_threshold_nsec / 2 :
+			       c->async_threshold_nsec;
+	bool want = c->estimate_nsec > limit;
 
 	if (c->mode != AM_AUTO || !c->usable) {
 		return;
