@@ -171,26 +171,21 @@ static bool async_xattr_want_async(struct async_xattr_config *config)
 	       config->calls % 64 != 0;
 }
 
-/* The read is over: account for it and keep its answer. */
-static void async_xattr_record(struct async_xattr_state *state,
-			       ssize_t size, int err, bool sync)
-{
-	SMBPROFILE_BYTES_ASYNC_END(state->profile_bytes);
-	async_xattr_learn(state, sync);
-	state->size = size;
-	/* an error must be one, or the request would never finish */
-	state->aio_state.error = (size >= 0) ? 0 : (err != 0) ? err : EIO;
-}
-
-static void async_xattr_complete(struct tevent_req *req)
+static void async_xattr_finish(struct tevent_req *req, ssize_t size,
+			       int err, bool sync)
 {
 	struct async_xattr_state *state = tevent_req_data(
 		req, struct async_xattr_state);
 
-	if (state->size < 0) {
+	SMBPROFILE_BYTES_ASYNC_END(state->profile_bytes);
+	async_xattr_learn(state, sync);
+	if (size < 0) {
+		/* an error must be one, or the request would never finish */
+		state->aio_state.error = (err != 0) ? err : EIO;
 		tevent_req_error(req, state->aio_state.error);
 		return;
 	}
+	state->size = size;
 	tevent_req_done(req);
 }
 
@@ -208,8 +203,7 @@ static struct tevent_req *async_xattr_do_sync(
 	size = SMB_VFS_NEXT_FGETXATTR(handle, smb_fname->fsp, xattr_name,
 				      state->value,
 				      talloc_array_length(state->value));
-	async_xattr_record(state, size, errno, true);
-	async_xattr_complete(req);
+	async_xattr_finish(req, size, errno, true);
 	return tevent_req_post(req, ev);
 }
 
@@ -297,8 +291,7 @@ static void async_xattr_ring_done(struct tevent_req *subreq)
 	size = asvfs_getxattr_recv(subreq, &err);
 	TALLOC_FREE(subreq);
 	SMBPROFILE_BYTES_ASYNC_SET_BUSY(state->profile_bytes);
-	async_xattr_record(state, size, err, false);
-	async_xattr_complete(req);
+	async_xattr_finish(req, size, err, false);
 }
 
 static void async_xattr_next_done(struct tevent_req *subreq)
