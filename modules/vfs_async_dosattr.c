@@ -255,14 +255,6 @@ static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
 /* --- how fast the storage is -------------------------------------------- */
 
 /*
- * Only synchronous reads measure the storage: an asynchronous one also
- * measures the ring and the loop.  Weight 1/8, and a sample counts at
- * most four times the larger threshold: three slow answers in a row
- * switch, one (smbd preempted on a busy machine) does not.  A fast
- * answer asks for the next measurement at once, so that a storage that
- * became fast is noticed quickly.
- */
-/*
  * smbd decides for each QUERY_DIRECTORY, from "smbd async dosmode",
  * whether it asks for the DOS attributes asynchronously; its per-entry
  * machinery for that costs more than a fast read itself (a listing on a
@@ -304,6 +296,14 @@ static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 		  want ? "asynchronously" : "synchronously");
 }
 
+/*
+ * Only synchronous reads measure the storage: an asynchronous one also
+ * measures the ring and the loop.  Weight 1/8, and a sample counts at
+ * most four times the larger threshold: three slow answers in a row
+ * switch, one (smbd preempted on a busy machine) does not.  A fast
+ * answer asks for the next measurement at once, so that a storage that
+ * became fast is noticed quickly.
+ */
 static uint64_t async_dosattr_learn(struct async_dosattr_config *c,
 				    const struct timespec *start)
 {
