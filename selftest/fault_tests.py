@@ -431,6 +431,16 @@ def auto_modes_adapted(res, smbd):
     counted(res, smbd, 'faults.async_dosattr_auto_prefetches_on_slow_storage',
             'async_dosattr counters listing: share=async_dosattr_auto ',
             'hits', 'prefetch hits')
+    # slow reads, but the admin left smbd async dosmode off there
+    lines = smbd.log_lines('async_dosattr counters listing: '
+                           'share=async_dosattr_auto ')
+    steered = sum(int(x) for ln in lines
+                  for x in re.findall(r' steered=(\d+)', ln))
+    name = 'faults.async_dosattr_auto_leaves_async_dosmode_off_alone'
+    if lines and steered == 0:
+        res.add('pass', name)
+    else:
+        res.add('fail', name, 'steered %d times: %s' % (steered, lines[-3:]))
 
 
 def record(res, name, fn, *args):
