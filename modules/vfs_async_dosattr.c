@@ -266,15 +266,15 @@ static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
  */
 static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 {
-	bool now = lp_smbd_async_dosmode(c->snum);
-	/* hysteresis: an estimate near the threshold must not flap */
-	uint64_t limit = now ? c->async_threshold_nsec / 2 :
-			       c->async_threshold_nsec;
-	bool want = c->estimate_nsec > limit;
+	bool now, want;
 
 	if (c->mode != AM_AUTO || !c->usable) {
 		return;
 	}
+	now = lp_smbd_async_dosmode(c->snum);
+	/* hysteresis: an estimate near the threshold must not flap */
+	want = c->estimate_nsec > (now ? c->async_threshold_nsec / 2 :
+					 c->async_threshold_nsec);
 	if (c->steered && now != c->steered_to) {
 		c->steered = false;	/* reloaded: the admin's value again */
 	}

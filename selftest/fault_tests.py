@@ -407,12 +407,17 @@ SLOW_TESTS = [
 ]
 
 
-def counted(res, smbd, name, prefix, counter, what):
-    """name passes when counter summed over the log lines that start
-    with prefix (one per connection) is above zero."""
+def counter_total(smbd, prefix, counter):
+    """(counter summed over the log lines that start with prefix, one per
+    connection; those lines)."""
     lines = smbd.log_lines(prefix)
-    total = sum(int(x) for ln in lines
-                for x in re.findall(r' %s=(\d+)' % counter, ln))
+    return sum(int(x) for ln in lines
+               for x in re.findall(r' %s=(\d+)' % counter, ln)), lines
+
+
+def counted(res, smbd, name, prefix, counter, what):
+    """name passes when counter, summed over its lines, is above zero."""
+    total, lines = counter_total(smbd, prefix, counter)
     if total > 0:
         res.add('pass', name)
     else:
@@ -432,10 +437,9 @@ def auto_modes_adapted(res, smbd):
             'async_dosattr counters listing: share=async_dosattr_auto ',
             'hits', 'prefetch hits')
     # slow reads, but the admin left smbd async dosmode off there
-    lines = smbd.log_lines('async_dosattr counters listing: '
-                           'share=async_dosattr_auto ')
-    steered = sum(int(x) for ln in lines
-                  for x in re.findall(r' steered=(\d+)', ln))
+    steered, lines = counter_total(
+        smbd, 'async_dosattr counters listing: share=async_dosattr_auto ',
+        'steered')
     name = 'faults.async_dosattr_auto_leaves_async_dosmode_off_alone'
     if lines and steered == 0:
         res.add('pass', name)
