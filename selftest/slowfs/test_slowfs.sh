@@ -297,6 +297,16 @@ def cmd_setxattr_ok(path):
     if os.getxattr(path, "user.test") != b"mine":
         die("value differs")
 
+def cmd_getxattr_denied(path):
+    expect_errno(lambda: os.getxattr(path, "user.test"), errno.EACCES)
+
+def cmd_names(path, want_trusted):
+    names = os.listxattr(path)
+    if "user.test" not in names:
+        die("user.test not listed: %s" % names)
+    if ("trusted.test" in names) != (want_trusted == "yes"):
+        die("trusted.test listed=%s, want %s" % (names, want_trusted))
+
 # --- locks: a child process plays the second client ---------------------
 
 F_OFD_GETLK = getattr(fcntl, "F_OFD_GETLK", 36)
@@ -709,6 +719,22 @@ $(stat -c %a "$BACK/shared/um_d"), want 640 750"; return 1; }
 			"$MNT2/shared/t1x"
 	}
 	check "xattrs with caller credentials" t_user_xattr
+
+	# On the default_permissions mount slowfs reads xattrs as itself:
+	# the kernel's check, and the names the caller may see, must hold.
+	t_xattr_reads() {
+		as_user slowfs_t1 sh -c "umask 077; : > '$MNT/shared/t1r'" &&
+		as_user slowfs_t1 "$PY" "$HELPER" setxattr_ok \
+			"$MNT/shared/t1r" &&
+		setfattr -n trusted.test -v x "$BACK/shared/t1r" &&
+		as_user slowfs_t2 "$PY" "$HELPER" getxattr_denied \
+			"$MNT/shared/t1r" &&
+		as_user slowfs_t1 "$PY" "$HELPER" names \
+			"$MNT/shared/t1r" no &&
+		"$PY" "$HELPER" names "$MNT/shared/t1r" yes
+	}
+	check "xattr reads: kernel's check, no trusted.* for users" \
+		t_xattr_reads
 fi
 
 # --- locks ----------------------------------------------------------------
