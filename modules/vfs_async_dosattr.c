@@ -39,6 +39,7 @@
 #include <dlfcn.h>
 
 #include "asvfs_engine.h"
+#include "asvfs_worker.h"
 #include "asvfs_smbconf.h"
 
 static int vfs_async_dosattr_debug_level = DBGC_VFS;
@@ -62,6 +63,7 @@ struct async_dosattr_dir;
 struct async_dosattr_config {
 	bool usable;		/* our decoding is exactly smbd's here */
 	bool prefetch_usable;	/* no module below reads directories */
+	bool names_usable;	/* ... and smbd asks for EA names */
 	uint64_t max_inflight;
 	int mode;			/* of get_dos_attributes_send */
 	uint64_t async_threshold_nsec;	/* auto: asynchronous above this */
@@ -78,6 +80,7 @@ struct async_dosattr_config {
 	struct async_dosattr_dir *dirs;
 	/* what this connection did, logged at level 5 on disconnect */
 	uint64_t n_async, n_sync, n_queued, n_next, n_fills, n_prefetched;
+	uint64_t n_names;
 	uint64_t n_steered;
 	uint64_t n_hits, n_misses, n_seeks, n_seek_drops;
 };
@@ -143,7 +146,8 @@ static bool async_dosattr_reads_attributes(const struct vfs_fn_pointers *f)
 	return !async_dosattr_is_sibling(f) &&
 	       (f->get_dos_attributes_send_fn != NULL ||
 		f->fget_dos_attributes_fn != NULL ||
-		f->fgetxattr_fn != NULL || f->getxattrat_send_fn != NULL);
+		f->fgetxattr_fn != NULL || f->flistxattr_fn != NULL ||
+		f->getxattrat_send_fn != NULL);
 }
 
 static bool async_dosattr_reads_dirs(const struct vfs_fn_pointers *f)
@@ -180,6 +184,8 @@ static void async_dosattr_check_usable(vfs_handle_struct *handle,
 	}
 	c->prefetch_usable = c->prefetch != PF_NO &&
 			     !asvfs_lower_module(handle, async_dosattr_reads_dirs);
+	/* smbd lists each entry's EA names for its EaSize */
+	c->names_usable = c->prefetch_usable && lp_ea_support(snum);
 }
 
 /*
@@ -234,11 +240,13 @@ static void async_dosattr_disconnect(vfs_handle_struct *handle)
 		  " queued=%" PRIu64 " next=%" PRIu64 " fills=%" PRIu64
 		  " prefetched=%" PRIu64 " hits=%" PRIu64 " misses=%" PRIu64
 		  " seeks=%" PRIu64 " seek_drops=%" PRIu64
-		  " steered=%" PRIu64 " estimate_usec=%" PRIu64 "\n",
+		  " steered=%" PRIu64 " names=%" PRIu64
+		  " estimate_usec=%" PRIu64 "\n",
 		  lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		  c->n_async, c->n_sync, c->n_queued, c->n_next, c->n_fills,
 		  c->n_prefetched, c->n_hits, c->n_misses, c->n_seeks,
-		  c->n_seek_drops, c->n_steered, c->estimate_nsec / 1000);
+		  c->n_seek_drops, c->n_steered, c->n_names,
+		  c->estimate_nsec / 1000);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
@@ -653,6 +661,18 @@ struct async_dosattr_slot {
 	ssize_t size;
 	int err;
 	uint8_t value[DOSATTR_VALUE_MAX];
+	struct async_dosattr_batch *batch;	/* its EA names, on the way */
+	unsigned batch_idx;
+	bool names_ready;		/* names_len bytes of names */
+	bool names_used;
+	ssize_t names_len;
+	char names[ASVFS_NAMES_MAX];
+};
+
+/* The EA names of a top-up's entries, listed together on a thread. */
+struct async_dosattr_batch {
+	struct async_dosattr_batch *prev, *next;
+	struct tevent_req *req;
 };
 
 /*
@@ -672,6 +692,8 @@ struct async_dosattr_dir {
 	unsigned handed;		/* of those, handed out to smbd */
 	bool eof;			/* the next module's stream ended */
 	unsigned probe;			/* entries to read directly */
+	bool names_asked;		/* smbd wants EA names here */
+	struct async_dosattr_batch *batches;
 };
 
 #define DIR_SLOT(d, k) (&(d)->slots[((d)->first + (k)) % (d)->cap])
@@ -735,6 +757,12 @@ static void async_dosattr_drop(struct async_dosattr_dir *d)
 	for (k = 0; k < d->count; k++) {
 		TALLOC_FREE(DIR_SLOT(d, k)->req);
 	}
+	while (d->batches != NULL) {
+		struct async_dosattr_batch *b = d->batches;
+
+		DLIST_REMOVE(d->batches, b);
+		TALLOC_FREE(b);		/* its thread finishes on its own */
+	}
 	d->first = d->count = d->handed = 0;
 	d->eof = false;
 }
@@ -775,11 +803,12 @@ static enum async_dosattr_step async_dosattr_next_step(
  * Open the entry without following a symlink, note what it is, and ask
  * the ring for its attribute.  Symlinks, and objects changed too recently
  * for their ctime to tell a later change apart, are left to smbd.
+ * Returns the entry's O_PATH fd when its attribute is on the way, else -1.
  */
-static void async_dosattr_fetch(vfs_handle_struct *handle,
-				struct async_dosattr_dir *d,
-				struct asvfs_engine *engine, int dirfd,
-				struct async_dosattr_slot *slot)
+static int async_dosattr_fetch(vfs_handle_struct *handle,
+			       struct async_dosattr_dir *d,
+			       struct asvfs_engine *engine, int dirfd,
+			       struct async_dosattr_slot *slot)
 {
 	struct tevent_context *ev = handle->conn->sconn->ev_ctx;
 	struct timespec now;
@@ -788,35 +817,100 @@ static void async_dosattr_fetch(vfs_handle_struct *handle,
 
 	if (ISDOT(slot->de.d_name) || ISDOTDOT(slot->de.d_name) ||
 	    slot->de.d_type == DT_LNK) {
-		return;
+		return -1;
 	}
 	fd = openat(dirfd, slot->de.d_name,
 		    O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1) {
-		return;
+		return -1;
 	}
 	if (fstat(fd, &st) != 0 || S_ISLNK(st.st_mode)) {
 		close(fd);
-		return;
+		return -1;
 	}
 	clock_gettime(CLOCK_REALTIME, &now);
 	if (nsec_time_diff(&now, &st.st_ctim) <
 	    (int64_t)d->config->min_age_nsec) {
 		close(fd);
-		return;
+		return -1;
 	}
+	/* the engine keeps its own dup */
 	slot->req = asvfs_getxattr_send(d, ev, engine, fd,
 					SAMBA_XATTR_DOS_ATTRIB, slot->value,
 					sizeof(slot->value));
-	close(fd);		/* the engine keeps its own dup */
 	if (slot->req == NULL) {
-		return;
+		close(fd);
+		return -1;
 	}
 	slot->fetched = true;
 	slot->dev = st.st_dev;
 	slot->ino = st.st_ino;
 	slot->ctime = st.st_ctim;
 	d->config->n_prefetched++;
+	return fd;
+}
+
+/* Whether a slot still waits for the names of batch b. */
+static bool async_dosattr_batch_wanted(struct async_dosattr_dir *d,
+				       const struct async_dosattr_batch *b)
+{
+	unsigned k;
+
+	for (k = 0; k < d->count; k++) {
+		if (DIR_SLOT(d, k)->batch == b) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Batches whose entries all went unasked are dropped. */
+static void async_dosattr_prune_batches(struct async_dosattr_dir *d)
+{
+	struct async_dosattr_batch *b = NULL, *next = NULL;
+
+	for (b = d->batches; b != NULL; b = next) {
+		next = b->next;
+		if (!async_dosattr_batch_wanted(d, b)) {
+			DLIST_REMOVE(d->batches, b);
+			TALLOC_FREE(b);
+		}
+	}
+}
+
+/*
+ * smbd lists each entry's EA names (for its EaSize) right after its DOS
+ * attributes: list the names of a top-up's entries on one thread while
+ * smbd works through the entries before them.  Takes the fds.
+ */
+static void async_dosattr_fetch_names(struct async_dosattr_dir *d,
+				      struct tevent_context *ev, int *fds,
+				      struct async_dosattr_slot **slots,
+				      unsigned n)
+{
+	struct async_dosattr_batch *b = NULL;
+	unsigned i;
+
+	async_dosattr_prune_batches(d);
+	b = talloc_zero(d, struct async_dosattr_batch);
+	if (b == NULL) {
+		goto none;
+	}
+	b->req = asvfs_worker_names_send(b, ev, fds, n);
+	if (b->req == NULL) {
+		TALLOC_FREE(b);
+		return;		/* the fds went with it */
+	}
+	DLIST_ADD_END(d->batches, b);
+	for (i = 0; i < n; i++) {
+		slots[i]->batch = b;
+		slots[i]->batch_idx = i;
+	}
+	return;
+none:
+	for (i = 0; i < n; i++) {
+		close(fds[i]);
+	}
 }
 
 /* Read ahead until a window's worth waits, and fetch those together. */
@@ -826,14 +920,19 @@ static void async_dosattr_top_up(vfs_handle_struct *handle,
 {
 	struct asvfs_engine *engine = NULL;
 	int dirfd = fsp_get_pathref_fd(dirfsp);
+	unsigned window = d->config->window;
+	struct async_dosattr_slot *named[window];
+	int fds[window];
+	unsigned n = 0;
 
 	if (dirfd != -1) {
 		engine = async_dosattr_engine(handle, d->config);
 	}
 	d->config->n_fills++;
-	while (d->count - d->handed < d->config->window) {
+	while (d->count - d->handed < window) {
 		struct async_dosattr_slot *slot = NULL;
 		struct dirent *de = NULL;
+		int fd;
 
 		de = SMB_VFS_NEXT_READDIR(handle, dirfsp, d->dirp, NULL);
 		if (de == NULL) {
@@ -855,12 +954,26 @@ static void async_dosattr_top_up(vfs_handle_struct *handle,
 		       strnlen(de->d_name, sizeof(slot->de.d_name) - 1));
 		slot->pos_after = SMB_VFS_NEXT_TELLDIR(handle, d->dirp);
 		d->count++;
-		if (engine != NULL) {
-			async_dosattr_fetch(handle, d, engine, dirfd, slot);
+		if (engine == NULL) {
+			continue;
+		}
+		fd = async_dosattr_fetch(handle, d, engine, dirfd, slot);
+		if (fd == -1) {
+			continue;
+		}
+		if (d->names_asked && d->config->names_usable) {
+			named[n] = slot;
+			fds[n++] = fd;
+		} else {
+			close(fd);
 		}
 	}
 	if (engine != NULL) {
 		asvfs_engine_flush(engine);
+	}
+	if (n > 0) {
+		async_dosattr_fetch_names(d, handle->conn->sconn->ev_ctx, fds,
+					  named, n);
 	}
 }
 
@@ -1111,12 +1224,114 @@ static NTSTATUS async_dosattr_fget_dos_attributes(vfs_handle_struct *handle,
 	return parse_dos_attribute_blob(fsp->fsp_name, blob, dosmode);
 }
 
+/*
+ * The entry read ahead for this object whose EA names smbd has not yet
+ * been given, in any directory, and that directory.
+ */
+static struct async_dosattr_slot *async_dosattr_find_named(
+	struct async_dosattr_config *config, const SMB_STRUCT_STAT *st,
+	struct async_dosattr_dir **pd)
+{
+	struct async_dosattr_dir *d = NULL;
+	unsigned k;
+
+	for (d = config->dirs; d != NULL; d = d->next) {
+		for (k = 0; k < d->count; k++) {
+			struct async_dosattr_slot *s = DIR_SLOT(d, k);
+
+			if (s->fetched && !s->names_used &&
+			    s->ino == st->st_ex_ino &&
+			    s->dev == st->st_ex_dev) {
+				*pd = d;
+				return s;
+			}
+		}
+	}
+	return NULL;
+}
+
+/* Wait for the batch with s's names, and hand out all its results. */
+static bool async_dosattr_collect_names(struct async_dosattr_dir *d,
+					struct async_dosattr_slot *s)
+{
+	struct async_dosattr_batch *b = s->batch;
+	unsigned k;
+
+	if (b == NULL) {
+		return s->names_ready;
+	}
+	if (!asvfs_worker_wait(b->req)) {
+		return false;
+	}
+	for (k = 0; k < d->count; k++) {
+		struct async_dosattr_slot *t = DIR_SLOT(d, k);
+		const struct asvfs_names *r = NULL;
+
+		if (t->batch != b) {
+			continue;
+		}
+		t->batch = NULL;
+		r = asvfs_worker_names(b->req, t->batch_idx);
+		/* errors, and lists too long to keep, are smbd's to meet */
+		if (r != NULL && r->len >= 0) {
+			memcpy(t->names, r->list, r->len);
+			t->names_len = r->len;
+			t->names_ready = true;
+		}
+	}
+	DLIST_REMOVE(d->batches, b);
+	TALLOC_FREE(b);
+	return s->names_ready;
+}
+
+/*
+ * smbd's EaSize of a listed entry: from the names listed ahead, when the
+ * entry is the object they were listed for and is unchanged since (any
+ * xattr set or removed changes the ctime).
+ */
+static ssize_t async_dosattr_flistxattr(vfs_handle_struct *handle,
+					struct files_struct *fsp, char *list,
+					size_t size)
+{
+	struct async_dosattr_config *config = NULL;
+	struct async_dosattr_slot *s = NULL;
+	struct async_dosattr_dir *d = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
+				return -1);
+	if (config->dirs != NULL && !fsp_is_alternate_stream(fsp) &&
+	    VALID_STAT(fsp->fsp_name->st)) {
+		s = async_dosattr_find_named(config, &fsp->fsp_name->st, &d);
+	}
+	if (s == NULL) {
+		return SMB_VFS_NEXT_FLISTXATTR(handle, fsp, list, size);
+	}
+	d->names_asked = true;
+	if (!async_dosattr_collect_names(d, s) ||
+	    !async_dosattr_unchanged(fsp, s)) {
+		s->names_used = true;
+		return SMB_VFS_NEXT_FLISTXATTR(handle, fsp, list, size);
+	}
+	if (size == 0) {
+		return s->names_len;	/* the size; the list comes next */
+	}
+	s->names_used = true;
+	if ((size_t)s->names_len > size) {
+		errno = ERANGE;
+		return -1;
+	}
+	memcpy(list, s->names, s->names_len);
+	config->n_names++;
+	return s->names_len;
+}
+
 static struct vfs_fn_pointers vfs_async_dosattr_fns = {
 	.connect_fn = async_dosattr_connect,
 	.disconnect_fn = async_dosattr_disconnect,
 	.get_dos_attributes_send_fn = async_dosattr_get_dos_attributes_send,
 	.get_dos_attributes_recv_fn = async_dosattr_get_dos_attributes_recv,
 	.fget_dos_attributes_fn = async_dosattr_fget_dos_attributes,
+	.flistxattr_fn = async_dosattr_flistxattr,
 	.fdopendir_fn = async_dosattr_fdopendir,
 	.readdir_fn = async_dosattr_readdir,
 	.telldir_fn = async_dosattr_telldir,

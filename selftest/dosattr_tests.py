@@ -128,7 +128,8 @@ def make_changing_dir(smbd, env, blobs, count):
 
 
 def query_step(conn, tid, fid):
-    """One QUERY_DIRECTORY with a small buffer: name -> attributes."""
+    """One QUERY_DIRECTORY with a small buffer: name -> (attributes,
+    EaSize)."""
     out = {}
     try:
         data = conn.queryDirectory(
@@ -143,7 +144,7 @@ def query_step(conn, tid, fid):
         info.fromString(data)
         name = info['FileName'].decode('utf-16le')
         if name not in ('.', '..'):
-            out[name] = info['ExtFileAttributes']
+            out[name] = (info['ExtFileAttributes'], info['EaSize'])
         if info['NextEntryOffset'] == 0:
             break
         data = data[info['NextEntryOffset']:]
@@ -152,12 +153,13 @@ def query_step(conn, tid, fid):
 
 def change_the_rest(smbd, env, d, rest):
     """Make every entry not listed yet differ from what a prefetch may
-    have read: hidden on the server, hidden over SMB, renamed, or
-    replaced by a symlink to a hidden file."""
-    groups = {'server': [], 'smb': [], 'renamed': [], 'symlink': []}
+    have read: hidden on the server, hidden over SMB, renamed, replaced
+    by a symlink to a hidden file, or given an EA on the server."""
+    groups = {'server': [], 'smb': [], 'renamed': [], 'symlink': [],
+              'ea': []}
     kinds = list(groups)
     for i, name in enumerate(sorted(rest)):
-        groups[kinds[i % 4]].append(name)
+        groups[kinds[i % len(kinds)]].append(name)
     for name in groups['server']:
         hidden = os.getxattr(os.path.join(d, '..', 'tgt', 'hidden'),
                              'user.DOSATTRIB')
@@ -170,6 +172,8 @@ def change_the_rest(smbd, env, d, rest):
     for name in groups['symlink']:
         os.remove(os.path.join(d, name))
         os.symlink('../tgt/hidden', os.path.join(d, name))
+    for name in groups['ea']:
+        os.setxattr(os.path.join(d, name), 'user.note', b'changed')
     return groups
 
 
@@ -185,8 +189,11 @@ def changed_listing_is_never_stale(smbd, env, blobs):
                       FILE_SHARE_READ | FILE_SHARE_WRITE |
                       FILE_SHARE_DELETE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
     try:
+        # two steps: by the second smbd has asked for EA names, and the
+        # prefetch lists a window's names ahead
         first = query_step(conn, client.tid, fid)
-        assert first and len(first) < 100, 'first step: %s' % first
+        first.update(query_step(conn, client.tid, fid))
+        assert first and len(first) < 100, 'first steps: %s' % first
         groups = change_the_rest(smbd, env, d,
                                  set(os.listdir(d)) - set(first) -
                                  {'r' + n for n in first})
@@ -201,16 +208,19 @@ def changed_listing_is_never_stale(smbd, env, blobs):
         client.logoff()
     hidden = set(groups['server'] + groups['smb'] + groups['symlink'])
     wrong = []
-    for name, attr in sorted(later.items()):
+    for name, (attr, ea_size) in sorted(later.items()):
         if name in groups['renamed']:
             wrong.append('%s listed under its old name' % name)
         elif (attr & ATTR_HIDDEN != 0) != (name in hidden):
             wrong.append('%s: 0x%x' % (name, attr))
+        elif (ea_size != 0) != (name in groups['ea']):
+            wrong.append('%s: EaSize %d' % (name, ea_size))
     assert not wrong, '%d wrong entries, e.g. %s' % (len(wrong), wrong[:5])
-    shown = [n for n in hidden if n in later]
-    assert len(shown) >= len(hidden) * 3 // 4, \
+    changed = hidden | set(groups['ea'])
+    shown = [n for n in changed if n in later]
+    assert len(shown) >= len(changed) * 3 // 4, \
         'changed entries missing: %d of %d listed' % (len(shown),
-                                                      len(hidden))
+                                                      len(changed))
 
 
 def bad_options_are_logged_and_defaults_used(smbd):
@@ -247,6 +257,11 @@ def run_changes(res):
                lambda: share_counters(smbd, 'async_dosattr_prefetch')
                .get('hits', 0) > 0 or
                fail('no prefetch hits: %s' %
+                    share_counters(smbd, 'async_dosattr_prefetch')))
+        record(res, 'dosattr.prefetch_listed_ea_names_ahead',
+               lambda: share_counters(smbd, 'async_dosattr_prefetch')
+               .get('names', 0) > 0 or
+               fail('no EA names from the prefetch: %s' %
                     share_counters(smbd, 'async_dosattr_prefetch')))
         # full_stack has the defaults: on a local disk mode auto turns
         # smbd's async dosmode off and the listing is synchronous

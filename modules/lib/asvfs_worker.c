@@ -11,6 +11,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "asvfs_worker.h"
@@ -86,7 +88,7 @@ int asvfs_thread_start(void *(*fn)(void *), void *arg, const char *name,
 	return ret;
 }
 
-enum worker_kind { WORKER_OPEN, WORKER_UNLINK };
+enum worker_kind { WORKER_OPEN, WORKER_UNLINK, WORKER_NAMES };
 
 /*
  * What the thread and the loop share.  Plain malloc, not talloc: the
@@ -103,6 +105,9 @@ struct worker_job {
 	dev_t dev;		/* unlink: the object to remove */
 	ino_t ino;
 	struct asvfs_creds creds;
+	unsigned n_fds;		/* names: the objects, ours to close */
+	int *fds;
+	struct asvfs_names *names;	/* until the loop takes them */
 	int efd;
 	int result;		/* open: the fd until the loop takes it */
 	int err;
@@ -114,6 +119,8 @@ struct asvfs_worker_state {
 	struct tevent_fd *fde;
 	int result;
 	int err;
+	struct asvfs_names *names;	/* malloc'ed by the job */
+	unsigned n_names;
 };
 
 static void worker_job_unref(struct worker_job *job)
@@ -127,6 +134,11 @@ static void worker_job_unref(struct worker_job *job)
 	if (job->dirfd != -1) {
 		close(job->dirfd);
 	}
+	while (job->n_fds > 0) {
+		close(job->fds[--job->n_fds]);
+	}
+	free(job->fds);
+	free(job->names);
 	if (job->efd != -1) {
 		close(job->efd);
 	}
@@ -147,6 +159,20 @@ static int worker_unlink(struct worker_job *job)
 	return unlinkat(job->dirfd, job->path, 0) == 0 ? 0 : errno;
 }
 
+static void worker_names(struct worker_job *job)
+{
+	char path[64];
+	unsigned i;
+
+	for (i = 0; i < job->n_fds; i++) {
+		struct asvfs_names *r = &job->names[i];
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", job->fds[i]);
+		r->len = listxattr(path, r->list, sizeof(r->list));
+		r->err = (r->len == -1) ? errno : 0;
+	}
+}
+
 static void *worker_thread(void *arg)
 {
 	struct worker_job *job = arg;
@@ -159,6 +185,8 @@ static void *worker_thread(void *arg)
 		job->result = openat(job->dirfd, job->path, job->flags,
 				     job->mode);
 		err = job->result == -1 ? errno : 0;
+	} else if (err == 0 && job->kind == WORKER_NAMES) {
+		worker_names(job);
 	} else if (err == 0) {
 		err = worker_unlink(job);
 	}
@@ -188,6 +216,8 @@ static void worker_done(struct tevent_context *ev, struct tevent_fd *fde,
 	state->result = job->result;
 	state->err = job->err;
 	job->result = -1;	/* ours now */
+	state->names = job->names;
+	job->names = NULL;
 	TALLOC_FREE(state->fde);
 	state->job = NULL;
 	worker_job_unref(job);
@@ -217,9 +247,13 @@ static void worker_cleanup(struct tevent_req *req,
 		close(state->result);
 		state->result = -1;
 	}
+	if (req_state == TEVENT_REQ_RECEIVED) {
+		free(state->names);
+		state->names = NULL;
+	}
 }
 
-/* What the job's thread will need; 0 or an errno. */
+/* What the job's thread will need (path NULL: no dirfd); 0 or an errno. */
 static int worker_job_fill(struct worker_job *job, int dirfd,
 			   const char *path, const struct asvfs_creds *creds)
 {
@@ -232,13 +266,15 @@ static int worker_job_fill(struct worker_job *job, int dirfd,
 	if (dirfd == AT_FDCWD) {
 		return EINVAL;
 	}
-	job->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
-	if (job->dirfd == -1) {
-		return errno;
-	}
-	job->path = strdup(path);
-	if (job->path == NULL) {
-		return ENOMEM;
+	if (path != NULL) {
+		job->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+		if (job->dirfd == -1) {
+			return errno;
+		}
+		job->path = strdup(path);
+		if (job->path == NULL) {
+			return ENOMEM;
+		}
 	}
 	job->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (job->efd == -1) {
@@ -419,4 +455,74 @@ int asvfs_worker_unlink_recv(struct tevent_req *req)
 
 	tevent_req_received(req);
 	return err;
+}
+
+struct tevent_req *asvfs_worker_names_send(TALLOC_CTX *mem_ctx,
+					   struct tevent_context *ev,
+					   int *fds, unsigned n)
+{
+	struct worker_job *job = NULL;
+	struct tevent_req *req = NULL;
+	unsigned i;
+
+	job = worker_job_new(WORKER_NAMES, -1, NULL, NULL);
+	if (job == NULL) {
+		goto fail;
+	}
+	job->fds = calloc(n, sizeof(int));
+	job->names = calloc(n, sizeof(struct asvfs_names));
+	if (job->fds == NULL || job->names == NULL) {
+		worker_job_unref(job);
+		errno = ENOMEM;
+		goto fail;
+	}
+	memcpy(job->fds, fds, n * sizeof(int));
+	job->n_fds = n;
+	n = 0;			/* the job's now, whatever happens */
+	req = worker_send(mem_ctx, ev, job);
+	if (req != NULL) {
+		struct asvfs_worker_state *state = tevent_req_data(
+			req, struct asvfs_worker_state);
+
+		state->n_names = job->n_fds;
+	}
+	return req;
+fail:
+	for (i = 0; i < n; i++) {
+		close(fds[i]);
+	}
+	return NULL;
+}
+
+const struct asvfs_names *asvfs_worker_names(struct tevent_req *req,
+					     unsigned i)
+{
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+
+	if (!tevent_req_is_in_progress(req) && state->names != NULL &&
+	    i < state->n_names && worker_req_errno(req) == 0) {
+		return &state->names[i];
+	}
+	return NULL;
+}
+
+bool asvfs_worker_wait(struct tevent_req *req)
+{
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+
+	while (tevent_req_is_in_progress(req)) {
+		struct pollfd pfd = { .events = POLLIN };
+
+		if (state->job == NULL) {
+			return false;
+		}
+		pfd.fd = state->job->efd;
+		if (poll(&pfd, 1, -1) == -1 && errno != EINTR) {
+			return false;
+		}
+		worker_done(NULL, NULL, 0, req);
+	}
+	return true;
 }

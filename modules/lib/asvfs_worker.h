@@ -79,6 +79,34 @@ struct tevent_req *asvfs_worker_unlink_send(TALLOC_CTX *mem_ctx,
 					    const struct asvfs_creds *creds);
 int asvfs_worker_unlink_recv(struct tevent_req *req);
 
+/* The names of one object's xattrs, as listxattr(2) gave them. */
+#define ASVFS_NAMES_MAX 1024
+struct asvfs_names {
+	ssize_t len;		/* -1: err says why (ERANGE: more than fits) */
+	int err;
+	char list[ASVFS_NAMES_MAX];
+};
+
+/*
+ * listxattr("/proc/self/fd/<fd>") for each of n fds, one after the other
+ * on one thread, with the calling thread's current credentials: what
+ * smbd asks of a pathref fd, for a batch of directory entries at once.
+ * The request owns the fds from here on (also when it cannot start:
+ * NULL with errno set).  Results stay valid until the request is freed.
+ */
+struct tevent_req *asvfs_worker_names_send(TALLOC_CTX *mem_ctx,
+					   struct tevent_context *ev,
+					   int *fds, unsigned n);
+/* Result i of a finished request, or NULL (failed, not finished). */
+const struct asvfs_names *asvfs_worker_names(struct tevent_req *req,
+					     unsigned i);
+
+/*
+ * Block until the request's thread is done, and finish the request
+ * without its event context; false if it cannot be waited for.
+ */
+bool asvfs_worker_wait(struct tevent_req *req);
+
 /* Worker threads running now (for tests). */
 unsigned asvfs_worker_running(void);
 

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -339,6 +340,82 @@ static void unlink_removes_only_the_same_object(void **state)
 	(void)other;
 }
 
+static int path_fd(struct fixture *f, const char *name)
+{
+	int fd = openat(f->dirfd, name, O_PATH | O_NOFOLLOW);
+
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* Three objects: one with an xattr, one without, and no object. */
+static struct tevent_req *names_of_three(struct fixture *f)
+{
+	int fds[3], fd;
+
+	mkfile(f, "two", 0600);
+	mkfile(f, "none", 0600);
+	fd = openat(f->dirfd, "two", O_RDONLY);
+	assert_int_equal(fsetxattr(fd, "user.a", "1", 1, 0), 0);
+	close(fd);
+	fds[0] = path_fd(f, "two");
+	fds[1] = path_fd(f, "none");
+	fds[2] = 999;		/* a number that names nothing */
+	assert_int_equal(fcntl(fds[2], F_GETFD), -1);
+	return asvfs_worker_names_send(f->mem, f->ev, fds, 3);
+}
+
+static void names_are_listed_per_object(void **state)
+{
+	struct fixture *f = fixture(state);
+	const struct asvfs_names *r = NULL;
+	struct tevent_req *req = NULL;
+	int baseline = count_fds();
+
+	req = names_of_three(f);
+	assert_non_null(req);
+	assert_null(asvfs_worker_names(req, 0));	/* not finished */
+	assert_true(tevent_req_poll(req, f->ev));
+	r = asvfs_worker_names(req, 0);
+	assert_non_null(r);
+	assert_int_equal(r->len, strlen("user.a") + 1);
+	assert_string_equal(r->list, "user.a");
+	assert_int_equal(asvfs_worker_names(req, 1)->len, 0);
+	assert_int_equal(asvfs_worker_names(req, 2)->len, -1);
+	assert_int_equal(asvfs_worker_names(req, 2)->err, ENOENT);
+	assert_null(asvfs_worker_names(req, 3));
+	TALLOC_FREE(req);
+	wait_workers_gone();
+	assert_int_equal(count_fds(), baseline);	/* the fds were its */
+}
+
+/* smbd asks for the names inside a request: no loop turns there. */
+static void names_wait_without_the_loop(void **state)
+{
+	struct fixture *f = fixture(state);
+	struct tevent_req *req = names_of_three(f);
+
+	assert_non_null(req);
+	assert_true(asvfs_worker_wait(req));
+	assert_false(tevent_req_is_in_progress(req));
+	assert_string_equal(asvfs_worker_names(req, 0)->list, "user.a");
+	assert_true(asvfs_worker_wait(req));	/* done: at once */
+	TALLOC_FREE(req);
+}
+
+static void freed_names_request_leaves_no_fd(void **state)
+{
+	struct fixture *f = fixture(state);
+	struct tevent_req *req = NULL;
+	int baseline = count_fds();
+
+	req = names_of_three(f);
+	assert_non_null(req);
+	TALLOC_FREE(req);	/* the listing closed its directory */
+	wait_workers_gone();
+	assert_int_equal(count_fds(), baseline);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -358,6 +435,12 @@ int main(void)
 			too_many_workers_say_eagain, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			unlink_removes_only_the_same_object, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			names_are_listed_per_object, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			names_wait_without_the_loop, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			freed_names_request_leaves_no_fd, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
