@@ -31,11 +31,17 @@ from smbd_tests import smbclient
 
 NO_UNSHARE = os.path.join(harness.BIN, 'selftest', 'tools', 'no_unshare')
 ENVS = ['default', 'async_dosattr', 'async_dosattr_prefetch', 'full_stack']
-# a tight bound, so that most reads of a listing wait for a slot
+# a tight bound, so that most reads of a listing wait for a slot; and the
+# asynchronous path with the prefetch forced on, which there lists only
+# the EA names ahead
 NARROW = {
     'async_dosattr_narrow': ('async_dosattr', {
         'smbd async dosmode': 'yes', 'async_dosattr:mode': 'async',
         'async_dosattr:max inflight': '4'}),
+    'async_dosattr_async_names': ('async_dosattr', {
+        'smbd async dosmode': 'yes', 'async_dosattr:mode': 'async',
+        'async_dosattr:prefetch': 'yes',
+        'async_dosattr:ctime granularity msec': '20'}),
 }
 BADOPTS = {
     'async_dosattr_badopts': ('async_dosattr', {
@@ -258,11 +264,9 @@ def run_changes(res):
                .get('hits', 0) > 0 or
                fail('no prefetch hits: %s' %
                     share_counters(smbd, 'async_dosattr_prefetch')))
-        record(res, 'dosattr.prefetch_listed_ea_names_ahead',
-               lambda: share_counters(smbd, 'async_dosattr_prefetch')
-               .get('names', 0) > 0 or
-               fail('no EA names from the prefetch: %s' %
-                    share_counters(smbd, 'async_dosattr_prefetch')))
+        for share in ('async_dosattr_prefetch', 'async_dosattr_async_names'):
+            record(res, 'dosattr.prefetch_listed_ea_names_ahead/' + share,
+                   names_listed_ahead, smbd, share)
         # full_stack has the defaults: on a local disk mode auto turns
         # smbd's async dosmode off and the listing is synchronous
         record(res, 'dosattr.auto_lists_a_fast_disk_synchronously',
@@ -276,6 +280,15 @@ def run_changes(res):
         smbd.stop()
         check_panics(res, smbd, 'dosattr')
         smbd.cleanup()
+
+
+def names_listed_ahead(smbd, share):
+    c = share_counters(smbd, share)
+    assert c.get('names', 0) > 0, 'no EA names from the prefetch: %s' % c
+    if share == 'async_dosattr_async_names':
+        assert c.get('prefetched', 0) == 0 and c.get('async', 0) > 0, \
+            'smbd listed asynchronously, yet attributes were ' \
+            'prefetched: %s' % c
 
 
 def auto_listed_synchronously(smbd, share):
