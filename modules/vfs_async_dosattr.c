@@ -1000,13 +1000,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 		return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 	}
 	waiting = d->count - d->handed;
-	if (d->probe > 0) {
-		if (waiting == 0) {
-			d->probe--;
-			async_dosattr_drop(d);
-			return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
-		}
-	} else if (waiting <= config->window / 2 && !d->eof) {
+	if (d->probe == 0 && waiting <= config->window / 2 && !d->eof) {
 		switch (async_dosattr_next_step(config)) {
 		case STEP_PREFETCH:
 			async_dosattr_top_up(handle, dirfsp, d);
@@ -1023,6 +1017,12 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 			}
 			break;
 		}
+	}
+	/* a probe starts once what was read ahead is handed out */
+	if (d->probe > 0 && d->handed == d->count) {
+		d->probe--;
+		async_dosattr_drop(d);
+		return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 	}
 	if (d->handed == d->count) {
 		return NULL;

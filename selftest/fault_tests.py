@@ -397,6 +397,24 @@ def slow_listing_twice(smbd, env, storage):
     assert out.count('f0099') == 2, out[-500:]
 
 
+def slow_entries_in_fast_directories(smbd, env, storage):
+    """Two listings in one connection of directories whose own
+    attributes are read fast and whose entries slowly: the fast read
+    of the second directory asks mode auto to measure again, and that
+    measurement must not end the listing before its first entry."""
+    for d in ('fastdir1', 'fastdir2'):
+        make_listing_dir(storage, smbd, env, d, 60)
+    storage.set('getxattr.delay_ms = 2', 'path_filter = /f00')
+    try:
+        rc, out = smbclient(smbd, env, 'ls fastdir1\\*; ls fastdir2\\*')
+    finally:
+        storage.set()
+    assert rc == 0, out
+    listed = len(re.findall(r'^\s+f00\d\d\s', out, re.M))
+    assert listed == 120, '%d of 120 entries listed: %s' % (listed,
+                                                           out[-500:])
+
+
 SLOW_TESTS = [
     read_eio_is_an_error_not_a_crash,
     write_enospc_is_reported,
@@ -512,6 +530,10 @@ def run_slowfs(res):
             record(res, 'faults.slow_listing_twice/async_dosattr_async_auto',
                    slow_listing_twice, smbd, 'async_dosattr_async_auto',
                    storage)
+            for env in ('async_dosattr_auto', 'async_dosattr_async_auto'):
+                record(res, 'faults.slow_entries_in_fast_directories/' +
+                       env, slow_entries_in_fast_directories, smbd, env,
+                       storage)
             smbd.stop()
             auto_modes_adapted(res, smbd)
             c = smbd.counters('async_uring', 'pread')
