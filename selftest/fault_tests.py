@@ -388,13 +388,21 @@ def slow_listing_twice(smbd, env, storage):
     the storage is slow, so the second is asynchronous (checked on the
     counters when smbd has stopped)."""
     make_listing_dir(storage, smbd, env, 'twicelist', 100)
-    storage.set('getxattr.delay_ms = 2', 'path_filter = twicelist/')
+    out = list_slowly(smbd, env, storage, 'twicelist/',
+                      'ls twicelist\\*; ls twicelist\\*')
+    assert out.count('f0099') == 2, out[-500:]
+
+
+def list_slowly(smbd, env, storage, path_filter, commands):
+    """smbclient's output for commands while getxattr takes 2 ms on
+    paths containing path_filter."""
+    storage.set('getxattr.delay_ms = 2', 'path_filter = ' + path_filter)
     try:
-        rc, out = smbclient(smbd, env, 'ls twicelist\\*; ls twicelist\\*')
+        rc, out = smbclient(smbd, env, commands)
     finally:
         storage.set()
     assert rc == 0, out
-    assert out.count('f0099') == 2, out[-500:]
+    return out
 
 
 def slow_entries_in_fast_directories(smbd, env, storage):
@@ -404,12 +412,8 @@ def slow_entries_in_fast_directories(smbd, env, storage):
     measurement must not end the listing before its first entry."""
     for d in ('fastdir1', 'fastdir2'):
         make_listing_dir(storage, smbd, env, d, 60)
-    storage.set('getxattr.delay_ms = 2', 'path_filter = /f00')
-    try:
-        rc, out = smbclient(smbd, env, 'ls fastdir1\\*; ls fastdir2\\*')
-    finally:
-        storage.set()
-    assert rc == 0, out
+    out = list_slowly(smbd, env, storage, '/f00',
+                      'ls fastdir1\\*; ls fastdir2\\*')
     listed = len(re.findall(r'^\s+f00\d\d\s', out, re.M))
     assert listed == 120, '%d of 120 entries listed: %s' % (listed,
                                                            out[-500:])
