@@ -1139,9 +1139,14 @@ static int async_dosattr_closedir(vfs_handle_struct *handle, DIR *dirp)
 	return SMB_VFS_NEXT_CLOSEDIR(handle, dirp);
 }
 
-/* What was prefetched for this object (device, inode), if anything. */
+/*
+ * The entry read ahead for this object (device, inode) that has not yet
+ * given smbd its DOS attributes (names: its EA names), in any directory,
+ * and that directory.
+ */
 static struct async_dosattr_slot *async_dosattr_find_slot(
-	struct async_dosattr_config *config, const SMB_STRUCT_STAT *st)
+	struct async_dosattr_config *config, const SMB_STRUCT_STAT *st,
+	bool names, struct async_dosattr_dir **pd)
 {
 	struct async_dosattr_dir *d = NULL;
 	unsigned k;
@@ -1149,10 +1154,12 @@ static struct async_dosattr_slot *async_dosattr_find_slot(
 	for (d = config->dirs; d != NULL; d = d->next) {
 		for (k = 0; k < d->count; k++) {
 			struct async_dosattr_slot *s = DIR_SLOT(d, k);
+			bool open = names ? s->noted && !s->names_used :
+					    s->fetched && !s->used;
 
-			if (s->fetched && !s->used &&
-			    s->ino == st->st_ex_ino &&
+			if (open && s->ino == st->st_ex_ino &&
 			    s->dev == st->st_ex_dev) {
+				*pd = d;
 				return s;
 			}
 		}
@@ -1219,13 +1226,15 @@ static NTSTATUS async_dosattr_fget_dos_attributes(vfs_handle_struct *handle,
 {
 	struct async_dosattr_config *config = NULL;
 	struct async_dosattr_slot *s = NULL;
+	struct async_dosattr_dir *d = NULL;
 	DATA_BLOB blob;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return NT_STATUS_INTERNAL_ERROR);
 	if (config->dirs != NULL && !fsp_is_alternate_stream(fsp) &&
 	    VALID_STAT(fsp->fsp_name->st)) {
-		s = async_dosattr_find_slot(config, &fsp->fsp_name->st);
+		s = async_dosattr_find_slot(config, &fsp->fsp_name->st,
+					    false, &d);
 	}
 	if (s != NULL && (!async_dosattr_collect(handle, config, s) ||
 			  !async_dosattr_unchanged(fsp, s))) {
@@ -1240,32 +1249,6 @@ static NTSTATUS async_dosattr_fget_dos_attributes(vfs_handle_struct *handle,
 	}
 	blob = data_blob_const(s->value, s->size);
 	return parse_dos_attribute_blob(fsp->fsp_name, blob, dosmode);
-}
-
-/*
- * The entry read ahead for this object whose EA names smbd has not yet
- * been given, in any directory, and that directory.
- */
-static struct async_dosattr_slot *async_dosattr_find_named(
-	struct async_dosattr_config *config, const SMB_STRUCT_STAT *st,
-	struct async_dosattr_dir **pd)
-{
-	struct async_dosattr_dir *d = NULL;
-	unsigned k;
-
-	for (d = config->dirs; d != NULL; d = d->next) {
-		for (k = 0; k < d->count; k++) {
-			struct async_dosattr_slot *s = DIR_SLOT(d, k);
-
-			if (s->noted && !s->names_used &&
-			    s->ino == st->st_ex_ino &&
-			    s->dev == st->st_ex_dev) {
-				*pd = d;
-				return s;
-			}
-		}
-	}
-	return NULL;
 }
 
 /* Wait for the batch with s's names, and hand out all its results. */
@@ -1319,7 +1302,8 @@ static ssize_t async_dosattr_flistxattr(vfs_handle_struct *handle,
 				return -1);
 	if (config->dirs != NULL && !fsp_is_alternate_stream(fsp) &&
 	    VALID_STAT(fsp->fsp_name->st)) {
-		s = async_dosattr_find_named(config, &fsp->fsp_name->st, &d);
+		s = async_dosattr_find_slot(config, &fsp->fsp_name->st, true,
+					    &d);
 	}
 	if (s == NULL) {
 		return SMB_VFS_NEXT_FLISTXATTR(handle, fsp, list, size);

@@ -739,10 +739,11 @@ static void sfs_count(enum sfs_op op)
 
 /*
  * Start an operation: count it, inject the configured latency and fault
- * and take on the caller's identity. Returns 0 or -errno; after 0 the
- * operation must end with sfs_leave() or sfs_become_self().
+ * and, if as_caller, take on the caller's identity. Returns 0 or -errno;
+ * after 0 the operation must end with sfs_leave() or sfs_become_self().
  */
-static int sfs_enter(enum sfs_op op, const char *path, struct sfs_fault *f)
+static int sfs_enter_as(enum sfs_op op, const char *path,
+			struct sfs_fault *f, bool as_caller)
 {
 	sfs_count(op);
 	sfs_decide(op, path, f);
@@ -750,7 +751,12 @@ static int sfs_enter(enum sfs_op op, const char *path, struct sfs_fault *f)
 	if (f->error != 0) {
 		return -f->error;
 	}
-	return sfs_become_caller();
+	return as_caller ? sfs_become_caller() : 0;
+}
+
+static int sfs_enter(enum sfs_op op, const char *path, struct sfs_fault *f)
+{
+	return sfs_enter_as(op, path, f, true);
 }
 
 /*
@@ -766,13 +772,7 @@ static int sfs_enter(enum sfs_op op, const char *path, struct sfs_fault *f)
 static int sfs_enter_read(enum sfs_op op, const char *path,
 			  struct sfs_fault *f)
 {
-	if (!sfs.kernel_checks) {
-		return sfs_enter(op, path, f);
-	}
-	sfs_count(op);
-	sfs_decide(op, path, f);
-	sfs_sleep_ms(f->delay_ms);
-	return -f->error;
+	return sfs_enter_as(op, path, f, !sfs.kernel_checks);
 }
 
 /* End an operation: -1 from a syscall becomes -errno. */
