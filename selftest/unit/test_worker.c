@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -416,6 +417,55 @@ static void freed_names_request_leaves_no_fd(void **state)
 	assert_int_equal(count_fds(), baseline);
 }
 
+/*
+ * The names are listed as the thread that asked was at the time: a user
+ * does not see trusted.* names, which only CAP_SYS_ADMIN may list.
+ */
+static struct tevent_req *names_asked_as(struct fixture *f, uid_t uid,
+					 int fd)
+{
+	struct tevent_req *req = NULL;
+
+	/* raw syscalls: this thread only, the saved uid stays 0 */
+	assert_int_equal(syscall(SYS_setresgid, -1, (gid_t)uid, -1), 0);
+	assert_int_equal(syscall(SYS_setresuid, -1, uid, -1), 0);
+	req = asvfs_worker_names_send(f->mem, f->ev, &fd, 1);
+	assert_int_equal(syscall(SYS_setresuid, -1, 0, -1), 0);
+	assert_int_equal(syscall(SYS_setresgid, -1, 0, -1), 0);
+	assert_non_null(req);
+	assert_true(asvfs_worker_wait(req));
+	return req;
+}
+
+static void names_are_listed_as_the_requester(void **state)
+{
+	struct fixture *f = fixture(state);
+	const struct asvfs_names *r = NULL;
+	struct tevent_req *req = NULL;
+	int fd;
+
+	mkfile(f, "both", 0644);
+	fd = openat(f->dirfd, "both", O_RDONLY);
+	assert_int_equal(fsetxattr(fd, "user.u", "1", 1, 0), 0);
+	if (fsetxattr(fd, "trusted.t", "1", 1, 0) != 0) {
+		close(fd);
+		print_message("no trusted.* xattrs here: %s\n",
+			      strerror(errno));
+		skip();
+	}
+	close(fd);
+	req = names_asked_as(f, 0, path_fd(f, "both"));
+	r = asvfs_worker_names(req, 0);
+	assert_int_equal(r->len, sizeof("user.u") + sizeof("trusted.t"));
+	TALLOC_FREE(req);
+	req = names_asked_as(f, NOBODY, path_fd(f, "both"));
+	r = asvfs_worker_names(req, 0);
+	assert_int_equal(r->len, sizeof("user.u"));
+	assert_string_equal(r->list, "user.u");
+	TALLOC_FREE(req);
+	assert_int_equal(geteuid(), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +491,8 @@ int main(void)
 			names_wait_without_the_loop, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			freed_names_request_leaves_no_fd, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			names_are_listed_as_the_requester, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
