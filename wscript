@@ -163,6 +163,9 @@ def check_libs(conf):
     conf.check_cfg(package='fuse3', args=['--cflags', '--libs'],
                    uselib_store='FUSE3', mandatory=False,
                    msg='Checking for fuse3 (slowfs)')
+    conf.check_cfg(package='smbclient', args=['--cflags', '--libs'],
+                   uselib_store='SMBCLIENT', mandatory=False,
+                   msg='Checking for libsmbclient (benchmark client)')
 
 
 def configure(conf):
