@@ -34,6 +34,8 @@
 #endif
 
 #define ASVFS_REAP_BATCH 64
+/* Fixed-file slots for data I/O in flight; past them ops dup the fd. */
+#define ASVFS_FIXED_FILES 1024
 #define ASVFS_SHUTDOWN_WAIT_MS 10000
 
 struct asvfs_op;
@@ -46,6 +48,7 @@ struct asvfs_op {
 	enum asvfs_op_kind kind;
 	struct tevent_req *req;		/* NULL once orphaned */
 	int fd;				/* our dup(): valid until completion */
+	int slot;			/* or the file in a fixed slot, or -1 */
 	uint8_t *buf;			/* what the kernel reads or fills */
 	bool buf_is_callers;		/* direct: buf is the caller's memory */
 	bool *completed;		/* set when an orphan's CQE arrives */
@@ -74,6 +77,8 @@ struct asvfs_engine {
 	struct asvfs_uring_support support;
 	struct asvfs_personality_cache *personalities;
 	struct asvfs_bufcache *buffers;
+	unsigned *free_slots;		/* fixed-file slots, as a stack */
+	unsigned n_free_slots;
 	void *ev_sentinel;		/* freed with ev: we must go first */
 };
 
@@ -189,6 +194,62 @@ static void op_release_personality(struct asvfs_op *op)
 	}
 }
 
+/*
+ * The kernel holds the file of a fixed slot from registration on, so the
+ * caller may close or reuse its descriptor number, as with a dup().
+ * Unlike a dup() it is let go without close(2): on FUSE every close sends
+ * a FLUSH to the file system (a round trip per read there), and a close
+ * drops the process's POSIX locks on the file.
+ */
+/* Path-based ops name their object through our dup's number instead. */
+static bool op_is_data(enum asvfs_op_kind kind)
+{
+	return kind == ASVFS_OP_PREAD || kind == ASVFS_OP_PWRITE ||
+	       kind == ASVFS_OP_FSYNC;
+}
+
+static bool op_take_slot(struct asvfs_op *op, int fd)
+{
+	struct asvfs_engine *engine = op->engine;
+	unsigned slot;
+
+	if (engine->n_free_slots == 0) {
+		return false;
+	}
+	slot = engine->free_slots[engine->n_free_slots - 1];
+	if (io_uring_register_files_update(&engine->ring, slot, &fd, 1) != 1) {
+		return false;
+	}
+	engine->n_free_slots--;
+	op->slot = slot;
+	return true;
+}
+
+static void op_release_slot(struct asvfs_op *op)
+{
+	struct asvfs_engine *engine = op->engine;
+	int none = -1;
+
+	if (op->slot < 0) {
+		return;
+	}
+	/* a child of fork() must not touch its parent's ring */
+	if (engine->pid == getpid() &&
+	    io_uring_register_files_update(&engine->ring, op->slot, &none,
+					   1) == 1) {
+		engine->free_slots[engine->n_free_slots++] = op->slot;
+	}			/* else the slot stays taken: never reused */
+	op->slot = -1;
+}
+
+static void op_set_file(struct asvfs_op *op, struct io_uring_sqe *sqe)
+{
+	if (op->slot >= 0) {
+		sqe->fd = op->slot;
+		sqe->flags |= IOSQE_FIXED_FILE;
+	}
+}
+
 static int op_destructor(struct asvfs_op *op)
 {
 	/* Linked ops have prev != NULL (the head points at the tail). */
@@ -210,6 +271,7 @@ static int op_destructor(struct asvfs_op *op)
 		close(op->fd);
 		op->fd = -1;
 	}
+	op_release_slot(op);
 	return 0;
 }
 
@@ -237,6 +299,7 @@ static void op_prep(struct asvfs_op *op, struct io_uring_sqe *sqe)
 		io_uring_prep_fsync(sqe, op->fd, 0);
 		break;
 	}
+	op_set_file(op, sqe);
 	sqe->personality = op->personality;
 	io_uring_sqe_set_data(sqe, op);
 }
@@ -710,6 +773,26 @@ static void engine_set_workers(struct asvfs_engine *engine,
 	}
 }
 
+/* Best effort (Linux 5.19): without a table, data I/O dups the fd. */
+static void engine_set_fixed_files(struct asvfs_engine *engine)
+{
+	unsigned i;
+
+	engine->free_slots = talloc_array(engine, unsigned,
+					  ASVFS_FIXED_FILES);
+	if (engine->free_slots == NULL ||
+	    io_uring_register_files_sparse(&engine->ring,
+					   ASVFS_FIXED_FILES) != 0) {
+		TALLOC_FREE(engine->free_slots);
+		return;
+	}
+	for (i = 0; i < ASVFS_FIXED_FILES; i++) {
+		/* the lowest slot on top */
+		engine->free_slots[i] = ASVFS_FIXED_FILES - 1 - i;
+	}
+	engine->n_free_slots = ASVFS_FIXED_FILES;
+}
+
 static struct asvfs_engine *engine_create(
 	struct tevent_context *ev, const struct asvfs_engine_config *config,
 	int *err)
@@ -739,6 +822,7 @@ static struct asvfs_engine *engine_create(
 	engine->pid = getpid();
 	talloc_set_destructor(engine, engine_destructor);
 	engine_set_workers(engine, config);
+	engine_set_fixed_files(engine);
 	asvfs_uring_probe_ring(&engine->ring, &engine->support);
 	engine->personalities = asvfs_personality_cache_new(
 		engine, &engine->ring,
@@ -828,6 +912,7 @@ static struct tevent_req *asvfs_io_send(TALLOC_CTX *mem_ctx,
 		return tevent_req_post(req, ev);
 	}
 	op->fd = -1;
+	op->slot = -1;
 	talloc_set_destructor(op, op_destructor);
 	op->engine = engine;
 	op->kind = kind;
@@ -841,8 +926,11 @@ static struct tevent_req *asvfs_io_send(TALLOC_CTX *mem_ctx,
 		}
 	}
 	/* The kernel may use the fd after the caller closed its own. */
-	op->fd = (fd == AT_FDCWD) ? AT_FDCWD : fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (op->fd == -1) {
+	if (!op_is_data(kind) || !op_take_slot(op, fd)) {
+		op->fd = (fd == AT_FDCWD) ? AT_FDCWD :
+			fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	}
+	if (op->fd == -1 && op->slot == -1) {
 		tevent_req_error(req, errno);
 		talloc_free(op);
 		return tevent_req_post(req, ev);

@@ -428,6 +428,77 @@ static void reopen_survives_the_callers_close(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* Whether another process sees a write lock on the whole of path. */
+static bool other_process_sees_lock(const char *path)
+{
+	pid_t pid = fork();
+	int status = 0;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+		int fd = open(path, O_RDWR);
+
+		_exit(fd >= 0 && fcntl(fd, F_GETLK, &fl) == 0 &&
+		      fl.l_type == F_WRLCK ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+/*
+ * A close(2) of any descriptor of a file drops the process's POSIX locks
+ * on it (smbd takes those with "smbd:force process locks"): data I/O
+ * must never close a descriptor of the caller's file.
+ */
+static void data_io_keeps_the_processs_posix_locks(void **state)
+{
+	struct fixture *f = *state;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	struct tevent_req *req = NULL;
+	char buf[16] = "locked";
+	int err;
+
+	assert_int_equal(fcntl(f->fd, F_SETLK, &fl), 0);
+	assert_true(other_process_sees_lock(f->path));
+	req = asvfs_pwrite_send(f, f->ev, f->engine, f->fd, buf, 6, 0);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pwrite_recv(req, &err), 6);
+	TALLOC_FREE(req);
+	req = asvfs_fsync_send(f, f->ev, f->engine, f->fd);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_fsync_recv(req, &err), 0);
+	TALLOC_FREE(req);
+	req = asvfs_pread_send(f, f->ev, f->engine, f->fd, buf, 6, 0);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pread_recv(req, &err), 6);
+	TALLOC_FREE(req);
+	assert_true(other_process_sees_lock(f->path));
+}
+
+/* The caller's number may name another file before submission. */
+static void read_follows_the_file_not_the_number(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	char buf[8] = { 0 };
+	int fd, other, err;
+
+	assert_int_equal(pwrite(f->fd, "first", 5, 0), 5);
+	fd = open(f->path, O_RDONLY);
+	assert_true(fd >= 0);
+	req = asvfs_pread_send(f, f->ev, f->engine, fd, buf, 5, 0);
+	assert_non_null(req);
+	close(fd);
+	other = open("/proc/self/comm", O_RDONLY);
+	assert_int_equal(other, fd);	/* the number is reused */
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pread_recv(req, &err), 5);
+	assert_memory_equal(buf, "first", 5);
+	TALLOC_FREE(req);
+	close(other);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -443,6 +514,8 @@ int main(void)
 		T(short_write_is_continued_then_reports_progress),
 		T(child_after_fork_gets_its_own_ring),
 		T(reopen_survives_the_callers_close),
+		T(data_io_keeps_the_processs_posix_locks),
+		T(read_follows_the_file_not_the_number),
 		cmocka_unit_test(refused_ring_is_reported_once),
 #undef T
 	};
