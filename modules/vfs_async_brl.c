@@ -357,7 +357,7 @@ static void async_brl_start_wait(vfs_handle_struct *handle,
 	}
 	if (!fsp->fsp_flags.use_ofd_locks) {
 		/*
-		 * "smbd:force process locks": closing any descriptor of
+		 * "smbd force process locks": closing any descriptor of
 		 * the file would drop all of smbd's locks on it, so no
 		 * description of our own may come and go.
 		 */

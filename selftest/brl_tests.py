@@ -39,9 +39,17 @@ OPTION_ENVS = {
     # process-associated locks: closing any fd of the file drops all of
     # the process's locks on it
     'async_brl_proclocks': ('async_brl',
-                            {'smbd:force process locks': 'yes'}),
-    'default_proclocks': ('', {'smbd:force process locks': 'yes'}),
+                            {'smbd force process locks': 'yes'}),
+    'default_proclocks': ('', {'smbd force process locks': 'yes'}),
+    'async_uring_proclocks': ('async_uring',
+                              {'smbd force process locks': 'yes'}),
+    'full_stack_proclocks': (harness.ENVIRONMENTS['full_stack'][0],
+                             {'smbd async dosmode': 'yes',
+                              'smbd force process locks': 'yes'}),
 }
+# reads, writes and flushes go through the data path of these
+DATA_PATH_ENVS = ['default_proclocks', 'async_uring_proclocks',
+                  'full_stack_proclocks']
 THREAD = 'asvfs-lockwait'
 HOLD = 0.3          # how long the local holder keeps the range
 GRANT_MS = 50       # the issue's bound for a grant after the release
@@ -387,6 +395,29 @@ def local_process_cannot_take_a_granted_range(smbd, env):
         c.logoff()
 
 
+def reads_and_writes_keep_the_locks(smbd, env):
+    """With process-associated locks, a close(2) of any descriptor of
+    the file drops all of smbd's locks on it: I/O through the handle
+    (smbd's asynchronous reads and writes, and a flush) must leave the
+    range locked against local processes."""
+    c = smb2client.Client(smbd, env)
+    try:
+        fid, path = new_file(smbd, env, c, 'iolock.bin')
+        status = smb2client.lock(c, fid, 100, 50,
+                                 LOCK_EXCLUSIVE | LOCK_FAIL_IMMEDIATELY)
+        assert status == 'STATUS_SUCCESS', status
+        for i in range(4):
+            c.write(fid, bytes([i]) * 65536, 4096)
+            assert c.read(fid, 4096, 65536) == bytes([i]) * 65536
+        c.conn.getSMBServer().flush(c.tid, fid)
+        assert not local_can_lock(path, 120, 1), \
+            'reads and writes dropped the lock of the handle'
+        assert local_can_lock(path, 0, 100), 'neighbour range locked'
+        c.close(fid)
+    finally:
+        c.logoff()
+
+
 def second_user_cannot_lock_a_private_file(smbd, env):
     """Locks need a handle, and the handle needs access: the module adds
     no way around open's check."""
@@ -660,6 +691,9 @@ def run_all(res):
             for env in SEMANTIC_ENVS:
                 record(res, 'brl.%s(%s)' % (test.__name__, env), test,
                        smbd, env)
+        for env in DATA_PATH_ENVS:
+            record(res, 'brl.reads_and_writes_keep_the_locks(%s)' % env,
+                   reads_and_writes_keep_the_locks, smbd, env)
         record(res, 'brl.module_counted_waits_and_wakeups',
                module_counted_waits_and_wakeups, smbd, 'async_brl')
     finally:

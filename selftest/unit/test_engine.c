@@ -448,7 +448,7 @@ static bool other_process_sees_lock(const char *path)
 
 /*
  * A close(2) of any descriptor of a file drops the process's POSIX locks
- * on it (smbd takes those with "smbd:force process locks"): data I/O
+ * on it (smbd takes those with "smbd force process locks"): data I/O
  * must never close a descriptor of the caller's file.
  */
 static void data_io_keeps_the_processs_posix_locks(void **state)
