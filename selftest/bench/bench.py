@@ -118,6 +118,10 @@ def randread_clients(smbd, env, clients, count):
 
 
 def measure(smbd, run):
+    # Every sample starts with no dirty pages: otherwise a write pays
+    # for the writeback of the previous environment's (the server CPU
+    # of 1 GiB writes varied 3x between runs without this).
+    os.sync()
     baseline = smbd.children()
     cpu0 = smbd.cpu_children_seconds()
     t0 = time.monotonic()
