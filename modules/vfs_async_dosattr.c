@@ -38,6 +38,7 @@
 
 #include <dlfcn.h>
 
+#include "asvfs_attrcache.h"
 #include "asvfs_engine.h"
 #include "asvfs_worker.h"
 #include "asvfs_smbconf.h"
@@ -76,11 +77,14 @@ struct async_dosattr_config {
 	bool steered;			/* we set smbd async dosmode ... */
 	bool steered_to;		/* ... to this */
 	uint64_t min_age_nsec;		/* ctime granularity guard */
+	unsigned cache_entries;
+	struct asvfs_attrcache *cache;	/* NULL: no cache */
 	struct asvfs_engine_config engine;
 	struct async_dosattr_dir *dirs;
 	/* what this connection did, logged at level 5 on disconnect */
 	uint64_t n_async, n_sync, n_queued, n_next, n_fills, n_prefetched;
 	uint64_t n_names;
+	uint64_t n_cached, n_cached_names;
 	uint64_t n_steered;
 	uint64_t n_hits, n_misses, n_seeks, n_seek_drops;
 };
@@ -118,6 +122,8 @@ static void async_dosattr_parse_options(struct async_dosattr_config *c,
 	c->min_age_nsec = asvfs_conf_uint(snum, MODULE,
 					  "ctime granularity msec", 1000,
 					  0, 3600000) * 1000000;
+	c->cache_entries = asvfs_conf_uint(snum, MODULE, "cache entries", 0,
+					   0, 1048576);
 	c->engine.entries = 256;
 	c->engine.workers = 64;
 }
@@ -222,6 +228,11 @@ static int async_dosattr_connect(vfs_handle_struct *handle,
 	config->snum = SNUM(handle->conn);
 	async_dosattr_parse_options(config, SNUM(handle->conn));
 	async_dosattr_check_usable(handle, config, service);
+	if (config->prefetch_usable) {
+		/* per tree connect: one user, whose reads it keeps */
+		config->cache = asvfs_attrcache_new(config,
+						    config->cache_entries);
+	}
 	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
 				struct async_dosattr_config, return -1);
 	return 0;
@@ -241,12 +252,13 @@ static void async_dosattr_disconnect(vfs_handle_struct *handle)
 		  " prefetched=%" PRIu64 " hits=%" PRIu64 " misses=%" PRIu64
 		  " seeks=%" PRIu64 " seek_drops=%" PRIu64
 		  " steered=%" PRIu64 " names=%" PRIu64
+		  " cached=%" PRIu64 " cached_names=%" PRIu64
 		  " estimate_usec=%" PRIu64 "\n",
 		  lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		  c->n_async, c->n_sync, c->n_queued, c->n_next, c->n_fills,
 		  c->n_prefetched, c->n_hits, c->n_misses, c->n_seeks,
-		  c->n_seek_drops, c->n_steered, c->n_names,
-		  c->estimate_nsec / 1000);
+		  c->n_seek_drops, c->n_steered, c->n_names, c->n_cached,
+		  c->n_cached_names, c->estimate_nsec / 1000);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
@@ -658,6 +670,9 @@ struct async_dosattr_slot {
 	dev_t dev;
 	ino_t ino;
 	struct timespec ctime;
+	off_t st_size;
+	bool cached;			/* value from the cache */
+	bool names_cached;		/* names from the cache */
 	struct tevent_req *req;		/* the getxattr, until collected */
 	ssize_t size;
 	int err;
@@ -807,6 +822,53 @@ static enum async_dosattr_step async_dosattr_next_step(
  * for their ctime to tell a later change apart, are left to smbd.
  * Returns the entry's O_PATH fd when its attribute is on the way, else -1.
  */
+static struct asvfs_attrcache_key async_dosattr_key(
+	const struct async_dosattr_slot *s)
+{
+	return (struct asvfs_attrcache_key) {
+		.dev = s->dev, .ino = s->ino, .ctime = s->ctime,
+		.size = s->st_size,
+	};
+}
+
+/* The slot's value, if the cache has it for the object as noted. */
+static bool async_dosattr_from_cache(struct async_dosattr_config *config,
+				     struct async_dosattr_slot *s)
+{
+	struct asvfs_attrcache_key k = async_dosattr_key(s);
+	struct asvfs_attrcache_read r;
+
+	if (!asvfs_attrcache_get_value(config->cache, &k, &r)) {
+		return false;
+	}
+	s->size = r.len;
+	s->err = r.err;
+	if (r.len > 0) {
+		memcpy(s->value, r.data, r.len);
+	}
+	s->cached = true;
+	s->fetched = true;		/* as good as a read */
+	config->n_cached++;
+	return true;
+}
+
+static bool async_dosattr_names_from_cache(
+	struct async_dosattr_config *config, struct async_dosattr_slot *s)
+{
+	struct asvfs_attrcache_key k = async_dosattr_key(s);
+	struct asvfs_attrcache_read r;
+
+	if (!asvfs_attrcache_get_names(config->cache, &k, &r) || r.len < 0) {
+		return false;
+	}
+	memcpy(s->names, r.data, r.len);
+	s->names_len = r.len;
+	s->names_ready = true;
+	s->names_cached = true;
+	config->n_cached_names++;
+	return true;
+}
+
 static int async_dosattr_fetch(vfs_handle_struct *handle,
 			       struct async_dosattr_dir *d,
 			       struct asvfs_engine *engine, int dirfd,
@@ -840,7 +902,8 @@ static int async_dosattr_fetch(vfs_handle_struct *handle,
 	slot->dev = st.st_dev;
 	slot->ino = st.st_ino;
 	slot->ctime = st.st_ctim;
-	if (d->names_only) {
+	slot->st_size = st.st_size;
+	if (d->names_only || async_dosattr_from_cache(d->config, slot)) {
 		return fd;
 	}
 	/* the engine keeps its own dup */
@@ -969,7 +1032,8 @@ static void async_dosattr_top_up(vfs_handle_struct *handle,
 		if (fd == -1) {
 			continue;
 		}
-		if (d->names_asked && d->config->names_usable) {
+		if (d->names_asked && d->config->names_usable &&
+		    !async_dosattr_names_from_cache(d->config, slot)) {
 			named[n] = slot;
 			fds[n++] = fd;
 		} else {
@@ -1183,7 +1247,8 @@ static bool async_dosattr_unchanged(struct files_struct *fsp,
 	}
 	return st.st_dev == s->dev && st.st_ino == s->ino &&
 	       st.st_ctim.tv_sec == s->ctime.tv_sec &&
-	       st.st_ctim.tv_nsec == s->ctime.tv_nsec;
+	       st.st_ctim.tv_nsec == s->ctime.tv_nsec &&
+	       st.st_size == s->st_size;
 }
 
 /* Wait for the slot's getxattr; false if it cannot answer for smbd. */
@@ -1244,6 +1309,15 @@ static NTSTATUS async_dosattr_fget_dos_attributes(vfs_handle_struct *handle,
 		return async_dosattr_fget_next(handle, config, fsp, dosmode);
 	}
 	config->n_hits++;
+	if (!s->cached) {
+		/* read after a ctime older than the granularity, still it */
+		struct asvfs_attrcache_key k = async_dosattr_key(s);
+		struct asvfs_attrcache_read r = {
+			.len = s->size, .err = s->err, .data = s->value,
+		};
+
+		asvfs_attrcache_put_value(config->cache, &k, &r);
+	}
 	if (s->size < 0) {
 		return map_nt_error_from_unix(s->err);
 	}
@@ -1313,6 +1387,15 @@ static ssize_t async_dosattr_flistxattr(vfs_handle_struct *handle,
 	    !async_dosattr_unchanged(fsp, s)) {
 		s->names_used = true;
 		return SMB_VFS_NEXT_FLISTXATTR(handle, fsp, list, size);
+	}
+	if (!s->names_cached) {
+		struct asvfs_attrcache_key k = async_dosattr_key(s);
+		struct asvfs_attrcache_read r = {
+			.len = s->names_len, .data = s->names,
+		};
+
+		asvfs_attrcache_put_names(config->cache, &k, &r);
+		s->names_cached = true;		/* once is enough */
 	}
 	if (size == 0) {
 		return s->names_len;	/* the size; the list comes next */

@@ -43,6 +43,18 @@ NARROW = {
         'async_dosattr:prefetch': 'yes',
         'async_dosattr:ctime granularity msec': '20'}),
 }
+# the prefetch with the attribute cache, on both paths
+CACHE = {
+    'async_dosattr_cache': ('async_dosattr', {
+        'async_dosattr:prefetch': 'yes',
+        'async_dosattr:ctime granularity msec': '20',
+        'async_dosattr:cache entries': '65536'}),
+    'async_dosattr_async_cache': ('async_dosattr', {
+        'smbd async dosmode': 'yes', 'async_dosattr:mode': 'async',
+        'async_dosattr:prefetch': 'yes',
+        'async_dosattr:ctime granularity msec': '20',
+        'async_dosattr:cache entries': '65536'}),
+}
 BADOPTS = {
     'async_dosattr_badopts': ('async_dosattr', {
         'async_dosattr:max inflight': '0',
@@ -51,6 +63,7 @@ BADOPTS = {
         'async_dosattr:ctime granularity msec': '-5',
         'async_dosattr:mode': 'later',
         'async_dosattr:async threshold usec': 'soon',
+        'async_dosattr:cache entries': 'many',
     }),
 }
 ATTR_HIDDEN = 0x2
@@ -112,11 +125,11 @@ def prefetch_answered(smbd, share):
 
 # --- a listing changed between two QUERY_DIRECTORY calls --------------------
 
-def make_changing_dir(smbd, env, blobs, count):
+def make_changing_dir(smbd, env, blobs, count, name='chg', tgt='tgt'):
     owner = pwd.getpwnam(harness.USERS[0])
     top = smbd.share_path(env)
-    d = os.path.join(top, 'chg')
-    tgt = os.path.join(top, 'tgt')
+    d = os.path.join(top, name)
+    tgt = os.path.join(top, tgt)
     for path in (d, tgt):
         os.makedirs(path)
         os.chown(path, owner.pw_uid, owner.pw_gid)
@@ -229,6 +242,89 @@ def changed_listing_is_never_stale(smbd, env, blobs):
                                                       len(changed))
 
 
+def list_whole(client, path):
+    """One listing of path, in small steps: name -> (attributes,
+    EaSize)."""
+    conn = client.conn.getSMBServer()
+    fid = conn.create(client.tid, path,
+                      FILE_READ_ATTRIBUTES | FILE_READ_DATA,
+                      FILE_SHARE_READ | FILE_SHARE_WRITE |
+                      FILE_SHARE_DELETE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
+    out = {}
+    try:
+        while True:
+            step = query_step(conn, client.tid, fid)
+            if step is None:
+                return out
+            out.update(step)
+    finally:
+        conn.close(client.tid, fid)
+
+
+def wrong_entries(listing, groups, count):
+    hidden = set(groups['server'] + groups['smb'])
+    wrong = []
+    for name, (attr, ea_size) in sorted(listing.items()):
+        if (attr & ATTR_HIDDEN != 0) != (name in hidden):
+            wrong.append('%s: 0x%x' % (name, attr))
+        elif (ea_size != 0) != (name in groups['ea']):
+            wrong.append('%s: EaSize %d' % (name, ea_size))
+    if len(listing) != count:
+        wrong.append('%d entries of %d' % (len(listing), count))
+    return wrong
+
+
+def cached_listing_is_never_stale(smbd, env, blobs, counted=True):
+    """List (the cache fills), change attributes on the server and over
+    SMB and add EAs, list again at once and again later, all on one
+    connection (the cache is its tree connect's): every listing shows
+    what the objects are now, and the later ones come from the
+    cache."""
+    count = 300
+    d = make_changing_dir(smbd, env, blobs, count, 'cached', 'ctgt')
+    time.sleep(0.2)     # older than the environment's 20 ms granularity
+    # the asynchronous path keeps only EA names: smbd reads the DOS
+    # attributes through get_dos_attributes_send there
+    counter = 'cached_names' if 'async' in env else 'cached'
+    before = share_counters(smbd, env).get(counter, 0)
+    client = smb2client.Client(smbd, env)
+    try:
+        listings_stay_right(smbd, env, client, d, count)
+    finally:
+        client.logoff()
+    for _ in range(50 if counted else 0):
+        if share_counters(smbd, env).get(counter, 0) > before:
+            return
+        time.sleep(0.1)
+    if counted:
+        fail('no listing was answered from the cache: %s' %
+             share_counters(smbd, env))
+
+
+def listings_stay_right(smbd, env, client, d, count):
+    nothing = {'server': [], 'smb': [], 'ea': []}
+    for _ in range(2):
+        wrong = wrong_entries(list_whole(client, 'cached'), nothing, count)
+        assert not wrong, 'before the changes: %s' % wrong[:5]
+    names = sorted(os.listdir(d))
+    groups = {'server': names[0::7], 'smb': names[1::7], 'ea': names[2::7]}
+    hidden = os.getxattr(os.path.join(d, '..', 'ctgt', 'hidden'),
+                         'user.DOSATTRIB')
+    for name in groups['server']:
+        os.setxattr(os.path.join(d, name), 'user.DOSATTRIB', hidden)
+    rc, out = smbclient(smbd, env, '; '.join(
+        'setmode "cached\\%s" +h' % n for n in groups['smb']))
+    assert rc == 0, out
+    for name in groups['ea']:
+        os.setxattr(os.path.join(d, name), 'user.note', b'changed')
+    wrong = wrong_entries(list_whole(client, 'cached'), groups, count)
+    assert not wrong, 'right after the changes: %s' % wrong[:5]
+    time.sleep(0.2)     # the new values may be kept now
+    for _ in range(2):
+        wrong = wrong_entries(list_whole(client, 'cached'), groups, count)
+        assert not wrong, 'later: %s' % wrong[:5]
+
+
 def bad_options_are_logged_and_defaults_used(smbd):
     rc, out = smbclient(smbd, 'async_dosattr_badopts', 'ls')
     assert rc == 0, out
@@ -241,7 +337,9 @@ def bad_options_are_logged_and_defaults_used(smbd):
                  r"async_dosattr:mode: 'later' is not one of: "
                  r".*; using auto",
                  r"async_dosattr:async threshold usec: 'soon' is not a "
-                 r"number; using 50"):
+                 r"number; using 50",
+                 r"async_dosattr:cache entries: 'many' is not a number; "
+                 r"using 0"):
         assert smbd.log_lines(line), 'no log line like: ' + line
 
 
@@ -249,13 +347,18 @@ def run_changes(res):
     envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
     envs.update(BADOPTS)
     envs.update(NARROW)
+    envs.update(CACHE)
     smbd = harness.Smbd(envs=envs, log_level=harness.LOG_LEVEL)
     smbd.start()
     try:
         blobs = listing_tests.reference_blobs(smbd)
-        for env in ENVS + list(NARROW):
+        for env in ENVS + list(NARROW) + list(CACHE):
             record(res, 'dosattr.changed_listing_is_never_stale/%s' % env,
                    changed_listing_is_never_stale, smbd, env, blobs)
+        for env in ['default'] + list(CACHE):
+            record(res, 'dosattr.cached_listing_is_never_stale/%s' % env,
+                   cached_listing_is_never_stale, smbd, env, blobs,
+                   env != 'default')
         record(res, 'dosattr.bad_options_are_logged_and_defaults_used',
                bad_options_are_logged_and_defaults_used, smbd)
         smbd.stop()
