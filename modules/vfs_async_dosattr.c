@@ -816,12 +816,6 @@ static enum async_dosattr_step async_dosattr_next_step(
 	return async_dosattr_measure_due(c) ? STEP_PROBE : STEP_PREFETCH;
 }
 
-/*
- * Open the entry without following a symlink, note what it is, and ask
- * the ring for its attribute.  Symlinks, and objects changed too recently
- * for their ctime to tell a later change apart, are left to smbd.
- * Returns the entry's O_PATH fd when its attribute is on the way, else -1.
- */
 static struct asvfs_attrcache_key async_dosattr_key(
 	const struct async_dosattr_slot *s)
 {
@@ -869,6 +863,13 @@ static bool async_dosattr_names_from_cache(
 	return true;
 }
 
+/*
+ * Open the entry without following a symlink, note what it is, and ask
+ * the ring for its attribute (or take it from the cache).  Symlinks, and
+ * objects changed too recently for their ctime to tell a later change
+ * apart, are left to smbd.
+ * Returns the entry's O_PATH fd when its attribute is on the way, else -1.
+ */
 static int async_dosattr_fetch(vfs_handle_struct *handle,
 			       struct async_dosattr_dir *d,
 			       struct asvfs_engine *engine, int dirfd,
