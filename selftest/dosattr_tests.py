@@ -170,6 +170,25 @@ def query_step(conn, tid, fid):
     return out
 
 
+def open_dir(client, path):
+    conn = client.conn.getSMBServer()
+    fid = conn.create(client.tid, path,
+                      FILE_READ_ATTRIBUTES | FILE_READ_DATA,
+                      FILE_SHARE_READ | FILE_SHARE_WRITE |
+                      FILE_SHARE_DELETE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
+    return conn, fid
+
+
+def rest_of_listing(conn, tid, fid):
+    """QUERY_DIRECTORY steps until no more files."""
+    out = {}
+    while True:
+        step = query_step(conn, tid, fid)
+        if step is None:
+            return out
+        out.update(step)
+
+
 def change_the_rest(smbd, env, d, rest):
     """Make every entry not listed yet differ from what a prefetch may
     have read: hidden on the server, hidden over SMB, renamed, replaced
@@ -202,11 +221,7 @@ def changed_listing_is_never_stale(smbd, env, blobs):
     # first QUERY_DIRECTORY reads a window ahead with the old values
     time.sleep(0.2)
     client = smb2client.Client(smbd, env)
-    conn = client.conn.getSMBServer()
-    fid = conn.create(client.tid, 'chg',
-                      FILE_READ_ATTRIBUTES | FILE_READ_DATA,
-                      FILE_SHARE_READ | FILE_SHARE_WRITE |
-                      FILE_SHARE_DELETE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
+    conn, fid = open_dir(client, 'chg')
     try:
         # two steps: by the second smbd has asked for EA names, and the
         # prefetch lists a window's names ahead
@@ -216,12 +231,7 @@ def changed_listing_is_never_stale(smbd, env, blobs):
         groups = change_the_rest(smbd, env, d,
                                  set(os.listdir(d)) - set(first) -
                                  {'r' + n for n in first})
-        later = {}
-        while True:
-            step = query_step(conn, client.tid, fid)
-            if step is None:
-                break
-            later.update(step)
+        later = rest_of_listing(conn, client.tid, fid)
     finally:
         conn.close(client.tid, fid)
         client.logoff()
@@ -245,18 +255,9 @@ def changed_listing_is_never_stale(smbd, env, blobs):
 def list_whole(client, path):
     """One listing of path, in small steps: name -> (attributes,
     EaSize)."""
-    conn = client.conn.getSMBServer()
-    fid = conn.create(client.tid, path,
-                      FILE_READ_ATTRIBUTES | FILE_READ_DATA,
-                      FILE_SHARE_READ | FILE_SHARE_WRITE |
-                      FILE_SHARE_DELETE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
-    out = {}
+    conn, fid = open_dir(client, path)
     try:
-        while True:
-            step = query_step(conn, client.tid, fid)
-            if step is None:
-                return out
-            out.update(step)
+        return rest_of_listing(conn, client.tid, fid)
     finally:
         conn.close(client.tid, fid)
 

@@ -194,13 +194,6 @@ static void op_release_personality(struct asvfs_op *op)
 	}
 }
 
-/*
- * The kernel holds the file of a fixed slot from registration on, so the
- * caller may close or reuse its descriptor number, as with a dup().
- * Unlike a dup() it is let go without close(2): on FUSE every close sends
- * a FLUSH to the file system (a round trip per read there), and a close
- * drops the process's POSIX locks on the file.
- */
 /* Path-based ops name their object through our dup's number instead. */
 static bool op_is_data(enum asvfs_op_kind kind)
 {
@@ -208,6 +201,13 @@ static bool op_is_data(enum asvfs_op_kind kind)
 	       kind == ASVFS_OP_FSYNC;
 }
 
+/*
+ * The kernel holds the file of a fixed slot from registration on, so the
+ * caller may close or reuse its descriptor number, as with a dup().
+ * Unlike a dup() it is let go without close(2): on FUSE every close sends
+ * a FLUSH to the file system (a round trip per read there), and a close
+ * drops the process's POSIX locks on the file.
+ */
 static bool op_take_slot(struct asvfs_op *op, int fd)
 {
 	struct asvfs_engine *engine = op->engine;
