@@ -95,6 +95,8 @@ class Prefixed:
 
 def run_unshare_refused(res):
     envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
+    # the owner's and a second user's listings, with the cache on
+    envs['async_dosattr_cache'] = CACHE['async_dosattr_cache']
     smbd = harness.Smbd(envs=envs, wrapper=[NO_UNSHARE],
                         log_level=harness.LOG_LEVEL)
     smbd.start()
