@@ -188,7 +188,12 @@ def classify_torture(res, runs, knownfail, flapping):
             for name, st in results.items():
                 default['%s.%s' % (suite, name)] = st
     for (env, suite), (results, rc) in sorted(runs.items()):
-        if not results or (rc != 0 and 'fail' not in results.values()):
+        if rc == 'timeout':
+            # The tests after the one that hung never ran: a known failure
+            # among those that did must not hide that.
+            res.add('fail', '%s/%s' % (env, suite),
+                    'smbtorture timed out after %d results' % len(results))
+        elif not results or (rc != 0 and 'fail' not in results.values()):
             res.add('fail', '%s/%s' % (env, suite),
                     'smbtorture exit %s without results' % rc)
         for name, st in sorted(results.items()):
