@@ -226,7 +226,30 @@ def judge(env, st, default_st, kf, flap):
 def run_env_suites(smbd, env, suites, timeout):
     """Suites of one environment run one after the other: they share its
     directory, and timing-sensitive tests (notify) must not compete."""
-    return [run_torture(smbd, env, spec, timeout) for spec in suites]
+    return [run_torture_once_more_if_hung(smbd, env, spec, timeout)
+            for spec in suites]
+
+
+def run_torture_once_more_if_hung(smbd, env, spec, timeout):
+    """A suite that hangs is run a second time, and the hang is reported.
+
+    smbtorture has no request timeout, so one lost notify (seen once in
+    smb2.notify.basedir on the default environment, under CI load) stops
+    the whole suite.  A second hang is a failure."""
+    env, spec, out, rc, secs = run_torture(smbd, env, spec, timeout)
+    if rc != 'timeout':
+        return env, spec, out, rc, secs, None
+    hung = last_started(out)
+    print('%s on %s hung in %s; running it again' % (spec, env, hung),
+          flush=True)
+    env, spec, out, rc, more = run_torture(smbd, env, spec, timeout)
+    return env, spec, out, rc, secs + more, hung
+
+
+def last_started(subunit):
+    tests = [ln[len('test: '):].strip() for ln in subunit.splitlines()
+             if ln.startswith('test: ')]
+    return tests[-1] if tests else '(no test started)'
 
 
 def run_torture_suites(res, smbd, envs, suites, jobs, timeout, outdir):
@@ -235,8 +258,11 @@ def run_torture_suites(res, smbd, envs, suites, jobs, timeout, outdir):
         futs = [pool.submit(run_env_suites, smbd, e, suites, timeout)
                 for e in envs]
         for fut in concurrent.futures.as_completed(futs):
-            for env, spec, out, rc, secs in fut.result():
+            for env, spec, out, rc, secs, hung in fut.result():
                 suite = spec.split()[0]
+                if hung and rc != 'timeout':
+                    res.add('knownfail', '%s/%s' % (env, suite),
+                            'hung once in %s, then completed' % hung)
                 with open(os.path.join(outdir, '%s.%s.subunit' %
                                        (env, suite)), 'w') as f:
                     f.write(out)
@@ -268,8 +294,9 @@ def main():
     ap.add_argument('--files', help='comma-separated test files of the '
                     'smbd and faults parts, e.g. fault_tests (default: all)')
     ap.add_argument('--jobs', type=int, default=2)
-    ap.add_argument('--timeout', type=int, default=900,
-                    help='per smbtorture suite, seconds')
+    ap.add_argument('--timeout', type=int, default=300,
+                    help='per smbtorture suite, seconds (the slowest takes '
+                    'about 80)')
     ap.add_argument('--keep', action='store_true',
                     help='keep the smbd work dir')
     args = ap.parse_args()
