@@ -12,7 +12,6 @@
 """
 import os
 import pwd
-import re
 import time
 
 from impacket import smb, smb3
@@ -25,6 +24,7 @@ from impacket.smb3structs import (FILE_DIRECTORY_FILE, FILE_OPEN,
 
 import harness
 import listing_tests
+from listing_tests import share_counters
 import smb2client
 from fault_tests import check_panics, record
 from smbd_tests import smbclient
@@ -67,17 +67,6 @@ BADOPTS = {
     }),
 }
 ATTR_HIDDEN = 0x2
-
-
-def share_counters(smbd, share):
-    """The async_dosattr counters of one share, summed over its
-    connections (logged at tree disconnect)."""
-    total = {}
-    for line in smbd.log_lines(r'async_dosattr counters listing: '
-                               r'share=%s ' % share):
-        for k, v in re.findall(r'(\w+)=(\d+)', line):
-            total[k] = total.get(k, 0) + int(v)
-    return total
 
 
 class Prefixed:

@@ -287,6 +287,40 @@ class RawConn:
     def close(self, user, fid):
         return self.wait(self.send_close(user, fid))[0]
 
+    def listing(self, user, path):
+        """The whole listing of directory path in user's session, through
+        impacket's own QUERY_DIRECTORY: name -> DOS attributes."""
+        from impacket import smb, smb3
+        from impacket.nt_errors import STATUS_NO_MORE_FILES
+        tid = self.use(user)
+        fid = self.s3.create(tid, path, _s3s.FILE_READ_ATTRIBUTES |
+                             FILE_READ_DATA, SHARE_ALL,
+                             _s3s.FILE_DIRECTORY_FILE, FILE_OPEN, 0)
+        out = {}
+        try:
+            while True:
+                try:
+                    data = self.s3.queryDirectory(
+                        tid, fid, '*', maxBufferSize=65536,
+                        informationClass=_s3s.FILE_DIRECTORY_INFORMATION)
+                except smb3.SessionError as e:
+                    if e.get_error_code() == STATUS_NO_MORE_FILES:
+                        return out
+                    raise
+                while data:
+                    info = smb.SMBFindFileDirectoryInfo(
+                        smb.SMB.FLAGS2_UNICODE)
+                    info.fromString(data)
+                    name = info['FileName'].decode('utf-16le')
+                    if name not in ('.', '..'):
+                        out[name] = info['ExtFileAttributes']
+                    if info['NextEntryOffset'] == 0:
+                        break
+                    data = data[info['NextEntryOffset']:]
+        finally:
+            self.use(user)
+            self.s3.close(tid, fid)
+
     def disconnect(self):
         try:
             self.s3._NetBIOSSession.close()
