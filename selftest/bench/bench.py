@@ -26,6 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import harness  # noqa: E402
 
+NO_UNSHARE = os.path.join(harness.BIN, 'selftest', 'tools', 'no_unshare')
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 
@@ -293,7 +294,8 @@ def run_storage(args, storage, tmp, out):
     envs = {e: BENCH_ENVS[e] for e in args.envs}
     smbd = harness.Smbd(envs=envs, share_root=share_root,
                         extra_global={'smbd profiling level': 'on'},
-                        workdir=tempfile.mkdtemp(prefix='asvfs-bench-'))
+                        workdir=tempfile.mkdtemp(prefix='asvfs-bench-'),
+                        wrapper=[NO_UNSHARE] if args.no_unshare else None)
     try:
         smbd.start()
         wls = workloads(args, storage, tmp, backing)
@@ -340,6 +342,9 @@ def parse_args():
     ap.add_argument('--envs', default=','.join(
         dict.fromkeys(DATA_ENVS + LIST_ENVS + RELIST_ENVS)))
     ap.add_argument('--rounds', type=int, default=3)
+    ap.add_argument('--no-unshare', action='store_true',
+                    help='run smbd where unshare(2) is refused, as in some '
+                    'containers: smbd then switches async dosmode off')
     ap.add_argument('--no-count-enters', dest='count_enters',
                     action='store_false')
     ap.add_argument('--quick', action='store_true',
@@ -375,6 +380,8 @@ def main():
     out = ['samba-async-vfs bench, %s, %s, %s, %d CPUs' % (
         time.strftime('%Y-%m-%d'), smbd_version, os.uname().release,
         os.cpu_count())]
+    if args.no_unshare:
+        out[0] += ', unshare(2) refused'
     print(out[0], flush=True)
     with tempfile.TemporaryDirectory(prefix='asvfs-bench-') as tmp:
         for storage in args.storage:
