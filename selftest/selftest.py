@@ -157,6 +157,32 @@ def run_slowfs_tests(res, bindir):
         res.add('fail', 'slowfs', p.stdout[-500:])
 
 
+def run_bench_smoke(res):
+    """Each benchmark of make bench runs once with --quick: a benchmark
+    nobody runs stops working unnoticed.  Only that it completes and
+    reports is checked, never a time."""
+    bench_dir = os.path.join(HERE, 'bench')
+    for script in sorted(os.listdir(bench_dir)):
+        if not (script.startswith('bench') and script.endswith('.py')):
+            continue
+        cmd = [sys.executable, os.path.join(bench_dir, script), '--quick']
+        if script == 'bench.py':
+            cmd.append('--no-count-enters')
+        name = 'bench.%s_runs' % script[:-3]
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT,
+                               universal_newlines=True, timeout=600)
+        except subprocess.TimeoutExpired:
+            res.add('fail', name, 'no report within 600 s')
+            continue
+        if p.returncode != 0 or 'written to ' not in p.stdout:
+            res.add('fail', name, 'rc %d: %s' % (p.returncode,
+                                                 p.stdout[-400:]))
+        else:
+            res.add('pass', name)
+
+
 def run_torture(smbd, env, spec, timeout):
     """Run one suite; "@variant" in the spec selects <env>_<variant>."""
     suite, *extra = spec.split()
@@ -288,8 +314,8 @@ def main():
                     '(default: all)')
     ap.add_argument('--suites', help='comma-separated smbtorture suites '
                     '(default: selftest/tests.list)')
-    ap.add_argument('--only', choices=['build', 'unit', 'slowfs', 'smbd', 'faults',
-                             'torture'],
+    ap.add_argument('--only', choices=['build', 'unit', 'slowfs', 'smbd',
+                                       'faults', 'torture', 'bench'],
                     action='append', help='run only these parts')
     ap.add_argument('--files', help='comma-separated test files of the '
                     'smbd and faults parts, e.g. fault_tests (default: all)')
@@ -305,7 +331,7 @@ def main():
                  'a mount namespace)')
 
     parts = args.only or ['build', 'unit', 'slowfs', 'smbd', 'faults',
-                          'torture']
+                          'torture', 'bench']
     envs = args.env.split(',') if args.env else list(harness.ENVIRONMENTS)
     if 'default' not in envs and 'torture' in parts:
         envs.insert(0, 'default')
@@ -321,6 +347,8 @@ def main():
         run_unit_tests(res, args.bindir)
     if 'slowfs' in parts:
         run_slowfs_tests(res, args.bindir)
+    if 'bench' in parts:
+        run_bench_smoke(res)
     files = args.files.split(',') if args.files else None
     chosen = lambda mods: [m for m in mods
                            if files is None or m.__name__ in files]
