@@ -72,7 +72,7 @@ struct asvfs_engine {
 	struct tevent_immediate *submit_im;
 	bool submit_scheduled;
 	bool sq_unsubmitted;		/* SQEs the kernel refused for now */
-	struct asvfs_op *backlog;	/* waiting for a submission queue slot */
+	struct asvfs_op *backlog;	/* waiting for a free SQE */
 	struct asvfs_op *inflight;	/* owned by the kernel */
 	struct asvfs_uring_support support;
 	struct asvfs_personality_cache *personalities;
@@ -250,8 +250,27 @@ static void op_set_file(struct asvfs_op *op, struct io_uring_sqe *sqe)
 	}
 }
 
+struct asvfs_io_state {
+	struct asvfs_op *op;
+	struct asvfs_fd_guard *fd_guard;	/* openat: until received */
+	void *user_buf;			/* pread: where the data goes */
+	ssize_t result;
+	int err;
+};
+
 static int op_destructor(struct asvfs_op *op)
 {
+	/*
+	 * Freed under a live request only by a fork child's engine going
+	 * away: the request must not point at us any more.
+	 */
+	if (op->req != NULL) {
+		struct asvfs_io_state *state = tevent_req_data(
+			op->req, struct asvfs_io_state);
+
+		state->op = NULL;
+		op->req = NULL;
+	}
 	/* Linked ops have prev != NULL (the head points at the tail). */
 	if (op->prev != NULL) {
 		if (op->in_kernel) {
@@ -353,8 +372,12 @@ static void op_orphan(struct asvfs_op *op)
 
 	op->req = NULL;
 	stats.op[op->kind].cancelled++;
-	if (!op->in_kernel) {
-		talloc_free(op);	/* unlinks itself from the backlog */
+	/*
+	 * In a child of fork() the kernel side is the parent's: a cancel
+	 * or a wait would go to the parent's ring and reap its completions.
+	 */
+	if (!op->in_kernel || engine->pid != getpid()) {
+		talloc_free(op);	/* unlinks itself */
 		return;
 	}
 	/* Best effort: regular file I/O may not be cancellable. */
@@ -373,14 +396,6 @@ static void op_orphan(struct asvfs_op *op)
 
 struct asvfs_fd_guard {
 	int fd;
-};
-
-struct asvfs_io_state {
-	struct asvfs_op *op;
-	struct asvfs_fd_guard *fd_guard;	/* openat: until received */
-	void *user_buf;			/* pread: where the data goes */
-	ssize_t result;
-	int err;
 };
 
 static void asvfs_io_cleanup(struct tevent_req *req,
@@ -554,6 +569,14 @@ static void engine_submit(struct asvfs_engine *engine)
 	 * from an immediate here would starve the fd event that reaps.
 	 */
 	engine->sq_unsubmitted = (ret < 0);
+	/*
+	 * Without SQPOLL the kernel stops at an SQE it cannot set up; the
+	 * ones after it wait in the ring for the next submission.
+	 */
+	if (!(engine->ring.flags & IORING_SETUP_SQPOLL) &&
+	    io_uring_sq_ready(&engine->ring) != 0) {
+		engine->sq_unsubmitted = true;
+	}
 }
 
 static void engine_submit_handler(struct tevent_context *ev,
@@ -773,7 +796,28 @@ static void engine_set_workers(struct asvfs_engine *engine,
 	}
 }
 
-/* Best effort (Linux 5.19): without a table, data I/O dups the fd. */
+/*
+ * Kernels before 5.19 have no sparse registration, but take a table of
+ * empty (-1) entries: without any table data I/O would dup the fd, and
+ * closing the dup drops the process's POSIX locks.
+ */
+static int engine_register_empty_files(struct asvfs_engine *engine)
+{
+	int empty[ASVFS_FIXED_FILES];
+	unsigned i;
+
+	if (io_uring_register_files_sparse(&engine->ring,
+					   ASVFS_FIXED_FILES) == 0) {
+		return 0;
+	}
+	for (i = 0; i < ASVFS_FIXED_FILES; i++) {
+		empty[i] = -1;
+	}
+	return io_uring_register_files(&engine->ring, empty,
+				       ASVFS_FIXED_FILES);
+}
+
+/* Best effort: without a table, data I/O dups the fd. */
 static void engine_set_fixed_files(struct asvfs_engine *engine)
 {
 	unsigned i;
@@ -781,13 +825,12 @@ static void engine_set_fixed_files(struct asvfs_engine *engine)
 	engine->free_slots = talloc_array(engine, unsigned,
 					  ASVFS_FIXED_FILES);
 	if (engine->free_slots == NULL ||
-	    io_uring_register_files_sparse(&engine->ring,
-					   ASVFS_FIXED_FILES) != 0) {
+	    engine_register_empty_files(engine) != 0) {
 		TALLOC_FREE(engine->free_slots);
 		return;
 	}
+	/* Taken from the top: low slots first, as the kernel prefers. */
 	for (i = 0; i < ASVFS_FIXED_FILES; i++) {
-		/* the lowest slot on top */
 		engine->free_slots[i] = ASVFS_FIXED_FILES - 1 - i;
 	}
 	engine->n_free_slots = ASVFS_FIXED_FILES;
@@ -929,6 +972,7 @@ static struct tevent_req *asvfs_io_send(TALLOC_CTX *mem_ctx,
 	if (!op_is_data(kind) || !op_take_slot(op, fd)) {
 		op->fd = (fd == AT_FDCWD) ? AT_FDCWD :
 			fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		stats.data_dups += op_is_data(kind) ? 1 : 0;
 	}
 	if (op->fd == -1 && op->slot == -1) {
 		tevent_req_error(req, errno);

@@ -47,6 +47,9 @@ struct asvfs_engine_stats {
 	uint64_t submit_calls;	/* io_uring_submit() calls (enters) */
 	uint64_t reaps;		/* completion batches reaped */
 	uint64_t inflight;	/* operations the kernel still owns */
+	uint64_t data_dups;	/* data ops without a free fixed slot: their
+				   dup's close drops the process's POSIX
+				   locks */
 };
 
 struct asvfs_engine_config {

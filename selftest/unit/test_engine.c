@@ -420,7 +420,7 @@ static void reopen_survives_the_callers_close(void **state)
 	req = asvfs_reopen_send(f, f->ev, f->engine, pfd, O_RDONLY, 0);
 	assert_non_null(req);
 	close(pfd);
-	tevent_loop_once(f->ev);	/* submitted: the free makes an orphan */
+	tevent_loop_once(f->ev);	/* submitted: a free makes an orphan */
 	talloc_free(req);
 	while (asvfs_engine_stats()->inflight > 0) {
 		tevent_loop_once(f->ev);
@@ -451,6 +451,81 @@ static bool other_process_sees_lock(const char *path)
  * on it (smbd takes those with "smbd force process locks"): data I/O
  * must never close a descriptor of the caller's file.
  */
+/*
+ * A child of fork() that frees a request it inherited while the parent's
+ * kernel side still has it must neither cancel nor wait on the parent's
+ * ring (the read below only ends when the parent writes, after the child
+ * exited), and the parent's read must still complete.
+ */
+static void child_frees_the_parents_request_in_flight(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	char buf[8] = "";
+	int err, status, p[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(p), 0);
+	req = asvfs_pread_send(f, f->ev, f->engine, p[0], buf, 4, 0);
+	assert_non_null(req);
+	assert_int_equal(tevent_loop_once(f->ev), 0);	/* submitted */
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		alarm(10);	/* a wait on the parent's ring never ends */
+		talloc_free(req);
+		_exit(asvfs_engine_stats()->inflight == 0 ? 0 : 23);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(write(p[1], "mine", 4), 4);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pread_recv(req, &err), 4);
+	assert_memory_equal(buf, "mine", 4);
+	TALLOC_FREE(req);
+	close(p[0]);
+	close(p[1]);
+}
+
+/*
+ * More data ops than there are fixed slots, some failing and some freed
+ * in flight: every slot comes back, so none of them dups (a dup's close
+ * would drop the lock).
+ */
+static void slots_come_back_after_errors_and_cancels(void **state)
+{
+	struct fixture *f = *state;
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+	uint64_t dups = asvfs_engine_stats()->data_dups;
+	struct tevent_req *req = NULL;
+	char buf[16] = "";
+	int err, i, p[2];
+
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(fcntl(f->fd, F_SETLK, &fl), 0);
+	for (i = 0; i < 1100; i++) {
+		bool cancel = (i % 3 == 1);
+		int fd = (i % 3 == 0) ? f->fd : (cancel ? p[0] : p[1]);
+
+		/* reads from a pipe's write end fail with EBADF */
+		req = asvfs_pread_send(f, f->ev, f->engine, fd, buf, 4, 0);
+		assert_non_null(req);
+		if (cancel) {
+			assert_int_equal(tevent_loop_once(f->ev), 0);
+			TALLOC_FREE(req);
+			continue;
+		}
+		wait_req(f->ev, req);
+		assert_int_equal(asvfs_pread_recv(req, &err) < 0, i % 3 == 2);
+		TALLOC_FREE(req);
+	}
+	assert_true(asvfs_engine_stats()->data_dups == dups);
+	assert_true(other_process_sees_lock(f->path));
+	close(p[0]);
+	close(p[1]);
+}
+
 static void data_io_keeps_the_processs_posix_locks(void **state)
 {
 	struct fixture *f = *state;
@@ -513,6 +588,8 @@ int main(void)
 		T(other_event_context_is_refused),
 		T(short_write_is_continued_then_reports_progress),
 		T(child_after_fork_gets_its_own_ring),
+		T(child_frees_the_parents_request_in_flight),
+		T(slots_come_back_after_errors_and_cancels),
 		T(reopen_survives_the_callers_close),
 		T(data_io_keeps_the_processs_posix_locks),
 		T(read_follows_the_file_not_the_number),
