@@ -148,7 +148,8 @@ static int async_brl_connect(vfs_handle_struct *handle,
 		return -1;
 	}
 	async_brl_parse_options(config, SNUM(handle->conn));
-	if (config->decide_async && asvfs_lower_module(handle, async_brl_takes_locks)) {
+	if (config->decide_async &&
+	    asvfs_lower_module(handle, async_brl_takes_locks)) {
 		DBG_WARNING(MODULE ": [%s]: a module after " MODULE " takes "
 			    "POSIX locks itself; lock decisions stay "
 			    "synchronous\n", service);

@@ -188,8 +188,9 @@ static void async_dosattr_check_usable(vfs_handle_struct *handle,
 		c->usable = false;
 		return;
 	}
-	c->prefetch_usable = c->prefetch != PF_NO &&
-			     !asvfs_lower_module(handle, async_dosattr_reads_dirs);
+	c->prefetch_usable =
+		c->prefetch != PF_NO &&
+		!asvfs_lower_module(handle, async_dosattr_reads_dirs);
 	/* smbd lists each entry's EA names for its EaSize */
 	c->names_usable = c->prefetch_usable && lp_ea_support(snum);
 }
@@ -228,8 +229,13 @@ static int async_dosattr_connect(vfs_handle_struct *handle,
 	config->snum = SNUM(handle->conn);
 	async_dosattr_parse_options(config, SNUM(handle->conn));
 	async_dosattr_check_usable(handle, config, service);
-	if (config->prefetch_usable) {
-		/* per tree connect: one user, whose reads it keeps */
+	if (config->prefetch_usable && config->cache_entries > 0 &&
+	    config->min_age_nsec == 0) {
+		/* a change in the tick of the read would keep its ctime */
+		DBG_WARNING(MODULE ": [%s]: cache entries needs a ctime "
+			    "granularity msec above 0: no cache\n", service);
+	} else if (config->prefetch_usable) {
+		/* per tree connect: over SMB2, one session's reads */
 		config->cache = asvfs_attrcache_new(config,
 						    config->cache_entries);
 	}
@@ -658,7 +664,7 @@ static NTSTATUS async_dosattr_get_dos_attributes_recv(
 	return NT_STATUS_OK;
 }
 
-/* --- prefetch for the synchronous listing ---------------------------------- */
+/* --- prefetch for the synchronous listing -------------------------------- */
 
 /* One entry read ahead, and the attribute fetched for it. */
 struct async_dosattr_slot {
@@ -855,7 +861,9 @@ static bool async_dosattr_names_from_cache(
 	if (!asvfs_attrcache_get_names(config->cache, &k, &r) || r.len < 0) {
 		return false;
 	}
-	memcpy(s->names, r.data, r.len);
+	if (r.len > 0) {
+		memcpy(s->names, r.data, r.len);
+	}
 	s->names_len = r.len;
 	s->names_ready = true;
 	s->names_cached = true;

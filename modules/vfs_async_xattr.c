@@ -124,7 +124,7 @@ next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
 
-/* --- getxattrat ------------------------------------------------------------ */
+/* --- getxattrat ---------------------------------------------------------- */
 
 struct async_xattr_state {
 	struct async_xattr_config *config;
@@ -246,9 +246,9 @@ static struct tevent_req *async_xattr_getxattrat_send(
 	    (want_async && engine == NULL)) {
 		/* the next module's own asynchronous path */
 		config->n_next++;
-		subreq = SMB_VFS_NEXT_GETXATTRAT_SEND(state, ev, handle, dir_fsp,
-						      smb_fname, xattr_name,
-						      alloc_hint);
+		subreq = SMB_VFS_NEXT_GETXATTRAT_SEND(state, ev, handle,
+						      dir_fsp, smb_fname,
+						      xattr_name, alloc_hint);
 		if (tevent_req_nomem(subreq, req)) {
 			return tevent_req_post(req, ev);
 		}

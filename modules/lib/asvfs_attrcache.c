@@ -43,9 +43,9 @@ struct asvfs_attrcache {
 static unsigned attrcache_hash(const struct asvfs_attrcache *c, dev_t dev,
 			       ino_t ino)
 {
-	uint64_t h = (uint64_t)ino * 0x9E3779B97F4A7C15ULL ^ (uint64_t)dev;
+	uint64_t h = ((uint64_t)ino * 0x9E3779B97F4A7C15ULL) ^ (uint64_t)dev;
 
-	return (unsigned)(h >> 32 ^ h) & c->mask;
+	return (unsigned)((h >> 32) ^ h) & c->mask;
 }
 
 struct asvfs_attrcache *asvfs_attrcache_new(TALLOC_CTX *mem_ctx,
@@ -176,6 +176,7 @@ static void attrcache_put(struct asvfs_attrcache *c,
 {
 	struct attrcache_entry *e = NULL;
 	struct attrcache_part *part = NULL;
+	uint8_t *data = NULL;
 
 	if (c == NULL || (r->len < 0 && r->err != ENODATA) ||
 	    (r->len >= 0 && (size_t)r->len > max)) {
@@ -186,15 +187,12 @@ static void attrcache_put(struct asvfs_attrcache *c,
 		return;
 	}
 	part = names ? &e->names : &e->value;
+	/* copied before the old data goes: r may be what get returned */
+	data = (r->len > 0) ? talloc_memdup(e, r->data, r->len) : NULL;
 	TALLOC_FREE(part->data);
-	*part = (struct attrcache_part) { .len = r->len, .err = r->err };
-	if (r->len > 0) {
-		part->data = talloc_memdup(e, r->data, r->len);
-		if (part->data == NULL) {
-			return;		/* not known */
-		}
-	}
-	part->known = true;
+	*part = (struct attrcache_part) { .len = r->len, .err = r->err,
+					  .data = data };
+	part->known = (r->len <= 0 || data != NULL);
 }
 
 void asvfs_attrcache_put_value(struct asvfs_attrcache *c,

@@ -3,8 +3,8 @@
  * taken on by one thread.
  *
  * smbd impersonates a user by changing the real and effective ids of its
- * main thread, with raw syscalls; the saved uid stays 0.  Work that runs later or
- * elsewhere (an io_uring personality, a worker thread) must carry the
+ * main thread, with raw syscalls; the saved uid stays 0.  Work that runs
+ * later or elsewhere (an io_uring personality, a worker thread) must carry the
  * credentials of the moment it was asked for: capture them then.
  *
  * A worker thread takes them on with raw syscalls, which in Linux change
