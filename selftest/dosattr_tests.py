@@ -65,6 +65,12 @@ BADOPTS = {
         'async_dosattr:async threshold usec': 'soon',
         'async_dosattr:cache entries': 'many',
     }),
+    # a cache needs the ctime check: refused with granularity 0
+    'async_dosattr_cache_nogran': ('async_dosattr', {
+        'async_dosattr:prefetch': 'yes',
+        'async_dosattr:ctime granularity msec': '0',
+        'async_dosattr:cache entries': '1000',
+    }),
 }
 ATTR_HIDDEN = 0x2
 
@@ -333,6 +339,19 @@ def bad_options_are_logged_and_defaults_used(smbd):
                  r"async_dosattr:cache entries: 'many' is not a number; "
                  r"using 0"):
         assert smbd.log_lines(line), 'no log line like: ' + line
+    cache_refused_without_granularity(smbd)
+
+
+def cache_refused_without_granularity(smbd):
+    share = 'async_dosattr_cache_nogran'
+    for _ in range(2):      # a repeat would be answered by a cache
+        rc, out = smbclient(smbd, share, 'ls')
+        assert rc == 0, out
+    line = (r'\[%s\]: cache entries needs a ctime granularity msec above '
+            r'0: no cache' % share)
+    assert smbd.log_lines(line), 'no log line like: ' + line
+    counters = share_counters(smbd, share)
+    assert counters.get('cached', 0) == 0, counters
 
 
 def run_changes(res):
