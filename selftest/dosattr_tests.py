@@ -14,18 +14,16 @@ import os
 import pwd
 import time
 
-from impacket import smb, smb3
-from impacket.nt_errors import STATUS_NO_MORE_FILES
 from impacket.smb3structs import (FILE_DIRECTORY_FILE, FILE_OPEN,
                                   FILE_READ_ATTRIBUTES, FILE_READ_DATA,
                                   FILE_SHARE_DELETE, FILE_SHARE_READ,
-                                  FILE_SHARE_WRITE,
-                                  FILE_FULL_DIRECTORY_INFORMATION)
+                                  FILE_SHARE_WRITE)
 
 import harness
 import listing_tests
 from listing_tests import share_counters
 import smb2client
+from smb2client import query_step, rest_of_listing
 from fault_tests import check_panics, record
 from smbd_tests import smbclient
 
@@ -143,30 +141,6 @@ def make_changing_dir(smbd, env, blobs, count, name='chg', tgt='tgt'):
     return d
 
 
-def query_step(conn, tid, fid):
-    """One QUERY_DIRECTORY with a small buffer: name -> (attributes,
-    EaSize)."""
-    out = {}
-    try:
-        data = conn.queryDirectory(
-            tid, fid, '*', maxBufferSize=2048,
-            informationClass=FILE_FULL_DIRECTORY_INFORMATION)
-    except smb3.SessionError as e:
-        if e.get_error_code() == STATUS_NO_MORE_FILES:
-            return None
-        raise
-    while data:
-        info = smb.SMBFindFileFullDirectoryInfo(smb.SMB.FLAGS2_UNICODE)
-        info.fromString(data)
-        name = info['FileName'].decode('utf-16le')
-        if name not in ('.', '..'):
-            out[name] = (info['ExtFileAttributes'], info['EaSize'])
-        if info['NextEntryOffset'] == 0:
-            break
-        data = data[info['NextEntryOffset']:]
-    return out
-
-
 def open_dir(client, path):
     conn = client.conn.getSMBServer()
     fid = conn.create(client.tid, path,
@@ -174,16 +148,6 @@ def open_dir(client, path):
                       FILE_SHARE_READ | FILE_SHARE_WRITE |
                       FILE_SHARE_DELETE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
     return conn, fid
-
-
-def rest_of_listing(conn, tid, fid):
-    """QUERY_DIRECTORY steps until no more files."""
-    out = {}
-    while True:
-        step = query_step(conn, tid, fid)
-        if step is None:
-            return out
-        out.update(step)
 
 
 def change_the_rest(smbd, env, d, rest):

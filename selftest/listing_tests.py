@@ -166,9 +166,8 @@ def one_connection_cases(res, smbd):
                           if exp.get(n) != act.get(n))
             if diff:
                 res.add('fail', name, '%d entries differ, e.g. %s' % (
-                    len(diff), ['%s: 0x%x vs 0x%x' % (
-                        n, act.get(n, -1), exp.get(n, -1))
-                        for n in diff[:5]]))
+                    len(diff), ['%s: %s vs %s' % (n, act.get(n), exp.get(n))
+                                for n in diff[:5]]))
             else:
                 res.add('pass', name)
         if 'cache' in env:

@@ -3,6 +3,8 @@
 smbclient cannot do: reads and writes at chosen offsets, SMB2 byte-range
 locks, many concurrent requests."""
 from impacket import smb3structs
+from impacket import smb, smb3
+from impacket.nt_errors import STATUS_NO_MORE_FILES
 from impacket.smbconnection import SMBConnection, SessionError
 
 FILE_READ_DATA = 0x1
@@ -289,34 +291,13 @@ class RawConn:
 
     def listing(self, user, path):
         """The whole listing of directory path in user's session, through
-        impacket's own QUERY_DIRECTORY: name -> DOS attributes."""
-        from impacket import smb, smb3
-        from impacket.nt_errors import STATUS_NO_MORE_FILES
+        impacket's own QUERY_DIRECTORY: name -> (attributes, EaSize)."""
         tid = self.use(user)
         fid = self.s3.create(tid, path, _s3s.FILE_READ_ATTRIBUTES |
                              FILE_READ_DATA, SHARE_ALL,
                              _s3s.FILE_DIRECTORY_FILE, FILE_OPEN, 0)
-        out = {}
         try:
-            while True:
-                try:
-                    data = self.s3.queryDirectory(
-                        tid, fid, '*', maxBufferSize=65536,
-                        informationClass=_s3s.FILE_DIRECTORY_INFORMATION)
-                except smb3.SessionError as e:
-                    if e.get_error_code() == STATUS_NO_MORE_FILES:
-                        return out
-                    raise
-                while data:
-                    info = smb.SMBFindFileDirectoryInfo(
-                        smb.SMB.FLAGS2_UNICODE)
-                    info.fromString(data)
-                    name = info['FileName'].decode('utf-16le')
-                    if name not in ('.', '..'):
-                        out[name] = info['ExtFileAttributes']
-                    if info['NextEntryOffset'] == 0:
-                        break
-                    data = data[info['NextEntryOffset']:]
+            return rest_of_listing(self.s3, tid, fid)
         finally:
             self.use(user)
             self.s3.close(tid, fid)
@@ -326,6 +307,45 @@ class RawConn:
             self.s3._NetBIOSSession.close()
         except Exception:
             pass
+
+
+# --- directory listings (impacket's SMB3 object of a session) --------------
+
+FULL_DIRECTORY_INFO = smb3structs.FILE_FULL_DIRECTORY_INFORMATION
+
+
+def query_step(conn, tid, fid):
+    """One QUERY_DIRECTORY with a small buffer: name -> (attributes,
+    EaSize)."""
+    out = {}
+    try:
+        data = conn.queryDirectory(
+            tid, fid, '*', maxBufferSize=2048,
+            informationClass=FULL_DIRECTORY_INFO)
+    except smb3.SessionError as e:
+        if e.get_error_code() == STATUS_NO_MORE_FILES:
+            return None
+        raise
+    while data:
+        info = smb.SMBFindFileFullDirectoryInfo(smb.SMB.FLAGS2_UNICODE)
+        info.fromString(data)
+        name = info['FileName'].decode('utf-16le')
+        if name not in ('.', '..'):
+            out[name] = (info['ExtFileAttributes'], info['EaSize'])
+        if info['NextEntryOffset'] == 0:
+            break
+        data = data[info['NextEntryOffset']:]
+    return out
+
+
+def rest_of_listing(conn, tid, fid):
+    """QUERY_DIRECTORY steps until no more files."""
+    out = {}
+    while True:
+        step = query_step(conn, tid, fid)
+        if step is None:
+            return out
+        out.update(step)
 
 
 def create_result(status, body):
