@@ -567,16 +567,12 @@ static void engine_submit(struct asvfs_engine *engine)
 	 * -EBUSY/-EAGAIN: the completion queue is full.  The SQEs stay in
 	 * the ring and go with the submission after the next reap; retrying
 	 * from an immediate here would starve the fd event that reaps.
+	 * Without SQPOLL the kernel also stops at an SQE it cannot set up;
+	 * the ones after it stay too.
 	 */
-	engine->sq_unsubmitted = (ret < 0);
-	/*
-	 * Without SQPOLL the kernel stops at an SQE it cannot set up; the
-	 * ones after it wait in the ring for the next submission.
-	 */
-	if (!(engine->ring.flags & IORING_SETUP_SQPOLL) &&
-	    io_uring_sq_ready(&engine->ring) != 0) {
-		engine->sq_unsubmitted = true;
-	}
+	engine->sq_unsubmitted =
+		ret < 0 || (!(engine->ring.flags & IORING_SETUP_SQPOLL) &&
+			    io_uring_sq_ready(&engine->ring) != 0);
 }
 
 static void engine_submit_handler(struct tevent_context *ev,
