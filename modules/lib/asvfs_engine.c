@@ -60,8 +60,9 @@ struct asvfs_op {
 	int flags;
 	mode_t mode;
 	int personality;		/* 0: the ring creator's credentials */
-	bool holds_personality;		/* queued: the id must stay */
+	bool holds_personality;		/* until freed: the id must stay */
 	bool in_kernel;
+	unsigned retries;		/* EAGAIN/EINTR in a row */
 };
 
 struct asvfs_engine {
@@ -173,8 +174,9 @@ bool asvfs_engine_supports(struct asvfs_engine *engine,
 /* --- operations ------------------------------------------------------ */
 
 /*
- * A queued op holds its personality id so that the cache does not evict
- * it before submission; once submitted the kernel has the credentials.
+ * An op holds its personality id from capture until it is freed, so that
+ * the cache never unregisters an id a queued, resubmitted or SQPOLL-read
+ * SQE still names (a later registration may be given the same number).
  */
 static void op_hold_personality(struct asvfs_op *op)
 {
@@ -353,12 +355,16 @@ static void engine_wait_orphan(struct asvfs_engine *engine,
 	bool completed = false;
 
 	op->completed = &completed;
-	io_uring_submit(&engine->ring);
 	while (!completed) {
-		struct io_uring_cqe *cqe = NULL;
-		int ret = io_uring_wait_cqe(&engine->ring, &cqe);
+		/*
+		 * Submits on every turn: the cancel, or SQEs the kernel
+		 * refused earlier, may still be in the ring, and a wait
+		 * alone would never hand them over.
+		 */
+		int ret = io_uring_submit_and_wait(&engine->ring, 1);
 
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN) {
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&
+		    ret != -EBUSY) {
 			break;
 		}
 		engine_reap(engine);
@@ -483,12 +489,33 @@ static void op_guard_fd(struct asvfs_op *op, int fd)
  * are continued where they stopped (the re-entry below goes through the
  * backlog, never recursively into the kernel).
  */
+/* Consecutive EAGAIN/EINTR answers after which the error is reported. */
+#define ASVFS_MAX_RETRIES 16
+
+/*
+ * Whether an EAGAIN or EINTR is tried again.  An open never is: smbd
+ * opens with O_NONBLOCK so that an open breaking a kernel oplock or lease
+ * fails with EWOULDBLOCK, which open_file_ntcreate() answers by polling
+ * (EINTR by a retry later); resubmitting would spin until the lease
+ * holder gives in.  Other ops are, a bounded number of times in a row.
+ */
+static bool op_may_retry(struct asvfs_op *op)
+{
+	if (op->kind == ASVFS_OP_OPENAT) {
+		return false;
+	}
+	return op->retries++ < ASVFS_MAX_RETRIES;
+}
+
 static void op_complete(struct asvfs_op *op, int32_t res)
 {
-	if (res == -EAGAIN || res == -EINTR) {
+	if ((res == -EAGAIN || res == -EINTR) && op_may_retry(op)) {
 		stats.op[op->kind].resubmitted++;
 		op_start(op);
 		return;
+	}
+	if (res > 0) {
+		op->retries = 0;
 	}
 	if (res < 0) {
 		if (op->done > 0) {
@@ -551,7 +578,6 @@ static void engine_submit(struct asvfs_engine *engine)
 			}
 		}
 		op_prep(op, sqe);
-		op_release_personality(op);
 		DLIST_UNLINK(engine->backlog, op);
 		DLIST_PUSH_BACK(engine->inflight, op);
 		op->in_kernel = true;
@@ -1226,10 +1252,11 @@ bool asvfs_engine_wait(struct asvfs_engine *engine, struct tevent_req *req)
 {
 	engine_submit(engine);
 	while (tevent_req_is_in_progress(req)) {
-		struct io_uring_cqe *cqe = NULL;
-		int ret = io_uring_wait_cqe(&engine->ring, &cqe);
+		/* as in engine_wait_orphan(): refused SQEs go again */
+		int ret = io_uring_submit_and_wait(&engine->ring, 1);
 
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN) {
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&
+		    ret != -EBUSY) {
 			return false;
 		}
 		engine_reap(engine);

@@ -574,6 +574,54 @@ static void read_follows_the_file_not_the_number(void **state)
 	close(other);
 }
 
+/*
+ * smbd opens with O_NONBLOCK so that an open breaking a kernel lease
+ * fails at once with EWOULDBLOCK and smbd polls for the open: the engine
+ * must hand that back, not resubmit until the lease holder gives in (the
+ * kernel waits lease-break-time, 45 s by default, for it).
+ */
+static void open_breaking_a_lease_reports_ewouldblock(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *req = NULL;
+	char path[64];
+	uint64_t resubmitted =
+		asvfs_engine_stats()->op[ASVFS_OP_OPENAT].resubmitted;
+	int lfd, dirfd, fd, err = 0;
+
+	snprintf(path, sizeof(path), "/tmp/asvfs-lease-XXXXXX");
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);		/* a read lease needs no writer open */
+	signal(SIGIO, SIG_IGN);	/* the break notice */
+	lfd = open(path, O_RDONLY);
+	assert_true(lfd >= 0);
+	if (fcntl(lfd, F_SETLEASE, F_RDLCK) != 0) {
+		print_message("no leases on /tmp: %s\n", strerror(errno));
+		close(lfd);
+		unlink(path);
+		skip();
+	}
+	dirfd = open("/tmp", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dirfd >= 0);
+	req = asvfs_openat_send(f, f->ev, f->engine, dirfd,
+				strrchr(path, '/') + 1, O_RDWR | O_NONBLOCK,
+				0);
+	assert_non_null(req);
+	wait_req(f->ev, req);
+	fd = asvfs_openat_recv(req, &err);
+	assert_int_equal(fd, -1);
+	assert_int_equal(err, EWOULDBLOCK);
+	talloc_free(req);
+	assert_int_equal(asvfs_engine_stats()->op[ASVFS_OP_OPENAT].resubmitted,
+			 resubmitted);
+	close(dirfd);
+	fcntl(lfd, F_SETLEASE, F_UNLCK);
+	close(lfd);
+	signal(SIGIO, SIG_DFL);
+	unlink(path);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -593,6 +641,7 @@ int main(void)
 		T(reopen_survives_the_callers_close),
 		T(data_io_keeps_the_processs_posix_locks),
 		T(read_follows_the_file_not_the_number),
+		T(open_breaking_a_lease_reports_ewouldblock),
 		cmocka_unit_test(refused_ring_is_reported_once),
 #undef T
 	};
