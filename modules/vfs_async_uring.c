@@ -174,6 +174,13 @@ static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
 		asvfs_engine_count_fallback(kind);
 		return NULL;
 	}
+	if (!asvfs_engine_has_free_slot(engine)) {
+		/* a dup's close would drop smbd's process-associated locks */
+		DBG_DEBUG(MODULE ": %s: no free fixed-file slot, to the next "
+			  "module\n", asvfs_op_kind_name(kind));
+		asvfs_engine_count_fallback(kind);
+		return NULL;
+	}
 	return engine;
 }
 

@@ -227,6 +227,11 @@ static bool op_take_slot(struct asvfs_op *op, int fd)
 	return true;
 }
 
+bool asvfs_engine_has_free_slot(const struct asvfs_engine *engine)
+{
+	return engine->n_free_slots > 0;
+}
+
 static void op_release_slot(struct asvfs_op *op)
 {
 	struct asvfs_engine *engine = op->engine;

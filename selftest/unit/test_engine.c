@@ -526,6 +526,37 @@ static void slots_come_back_after_errors_and_cancels(void **state)
 	close(p[1]);
 }
 
+/*
+ * Past 1024 data requests in flight there is no fixed-file slot left:
+ * vfs_async_uring asks first and passes such calls to the next module,
+ * so no dup (whose close drops POSIX locks) is ever made for it.
+ */
+static void free_slots_are_reported_and_come_back(void **state)
+{
+	enum { N = 1024 };
+	struct fixture *f = *state;
+	struct tevent_req **reqs = talloc_array(f, struct tevent_req *, N);
+	char *buf = talloc_zero_array(f, char, N);
+	int i, err = 0;
+
+	assert_non_null(reqs);
+	assert_non_null(buf);
+	assert_true(asvfs_engine_has_free_slot(f->engine));
+	for (i = 0; i < N; i++) {
+		reqs[i] = asvfs_pread_send(reqs, f->ev, f->engine, f->fd,
+					   buf + i, 1, 0);
+		assert_non_null(reqs[i]);
+	}
+	assert_false(asvfs_engine_has_free_slot(f->engine));
+	for (i = 0; i < N; i++) {
+		wait_req(f->ev, reqs[i]);
+		assert_true(asvfs_pread_recv(reqs[i], &err) >= 0);
+	}
+	talloc_free(reqs);
+	assert_true(asvfs_engine_has_free_slot(f->engine));
+	talloc_free(buf);
+}
+
 static void data_io_keeps_the_processs_posix_locks(void **state)
 {
 	struct fixture *f = *state;
@@ -642,6 +673,7 @@ int main(void)
 		T(data_io_keeps_the_processs_posix_locks),
 		T(read_follows_the_file_not_the_number),
 		T(open_breaking_a_lease_reports_ewouldblock),
+		T(free_slots_are_reported_and_come_back),
 		cmocka_unit_test(refused_ring_is_reported_once),
 #undef T
 	};
