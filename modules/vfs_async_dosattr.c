@@ -422,7 +422,12 @@ static void async_dosattr_get_cleanup(struct tevent_req *req,
 	async_dosattr_release_slot(state);
 }
 
-static void async_dosattr_get_start(struct async_dosattr_get_state *state)
+/*
+ * Ask the ring for the value.  False on no memory, which the caller
+ * reports: one caller runs this as root and must let go of root first,
+ * since an error may run smbd's callback at once.
+ */
+static bool async_dosattr_get_start(struct async_dosattr_get_state *state)
 {
 	struct tevent_req *subreq = NULL;
 	int fd = fsp_get_pathref_fd(state->smb_fname->fsp);
@@ -434,11 +439,12 @@ static void async_dosattr_get_start(struct async_dosattr_get_state *state)
 	subreq = asvfs_getxattr_send(state, state->ev, state->engine, fd,
 				     SAMBA_XATTR_DOS_ATTRIB, state->value,
 				     sizeof(state->value));
-	if (tevent_req_nomem(subreq, state->req)) {
-		return;
+	if (subreq == NULL) {
+		return false;
 	}
 	tevent_req_set_callback(subreq, async_dosattr_get_xattr_done,
 				state->req);
+	return true;
 }
 
 /*
@@ -462,7 +468,9 @@ static void async_dosattr_start_waiters(struct tevent_context *ev,
 			tevent_req_nterror(w->req, NT_STATUS_ACCESS_DENIED);
 			continue;
 		}
-		async_dosattr_get_start(w);
+		if (!async_dosattr_get_start(w)) {
+			tevent_req_oom(w->req);
+		}
 	}
 }
 
@@ -567,8 +575,8 @@ static struct tevent_req *async_dosattr_get_dos_attributes_send(
 		DLIST_ADD_END(dosattr_slots.waiting, state);
 		return req;
 	}
-	async_dosattr_get_start(state);
-	if (!tevent_req_is_in_progress(req)) {
+	if (!async_dosattr_get_start(state)) {
+		tevent_req_oom(req);
 		return tevent_req_post(req, ev);
 	}
 	return req;
@@ -593,6 +601,32 @@ static void async_dosattr_get_finish(struct tevent_req *req,
 	tevent_req_done(req);
 }
 
+/*
+ * Errors of the asynchronous machinery (no fd for the engine's dup, no
+ * memory, a full personality cache, a retried EAGAIN), or a value larger
+ * than our buffer: not the file's answer.  smbd takes any other error as
+ * "no DOS attributes" and lists the entry with none, so for these we
+ * answer NT_STATUS_NOT_SUPPORTED, on which smbd reads the attributes
+ * synchronously (dos_mode_at_vfs_get_dosmode_done()).
+ */
+static bool async_dosattr_not_the_files_error(int err)
+{
+	switch (err) {
+	case EMFILE:
+	case ENFILE:
+	case ENOMEM:
+	case EBUSY:
+	case EAGAIN:
+	case EINTR:
+	case ECANCELED:
+	case EXDEV:
+	case ENOSYS:
+	case ERANGE:
+		return true;
+	}
+	return false;
+}
+
 static void async_dosattr_get_xattr_done(struct tevent_req *subreq)
 {
 	struct tevent_req *req = tevent_req_callback_data(
@@ -601,6 +635,7 @@ static void async_dosattr_get_xattr_done(struct tevent_req *subreq)
 		req, struct async_dosattr_get_state);
 	NTSTATUS status;
 	ssize_t size;
+	bool started;
 	int err = 0;
 
 	size = asvfs_getxattr_recv(subreq, &err);
@@ -611,6 +646,11 @@ static void async_dosattr_get_xattr_done(struct tevent_req *subreq)
 		return;
 	}
 	state->aio_state.error = err;
+	if (async_dosattr_not_the_files_error(err)) {
+		async_dosattr_release_slot(state);
+		tevent_req_nterror(req, NT_STATUS_NOT_SUPPORTED);
+		return;
+	}
 	status = map_nt_error_from_unix(err);
 	if (state->as_root ||
 	    !NT_STATUS_EQUAL(status, NT_STATUS_ACCESS_DENIED)) {
@@ -624,8 +664,11 @@ static void async_dosattr_get_xattr_done(struct tevent_req *subreq)
 	 */
 	state->as_root = true;
 	become_root();
-	async_dosattr_get_start(state);
+	started = async_dosattr_get_start(state);
 	unbecome_root();
+	if (!started) {
+		tevent_req_oom(req);
+	}
 }
 
 static void async_dosattr_get_next_done(struct tevent_req *subreq)
