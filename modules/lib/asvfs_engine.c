@@ -347,6 +347,23 @@ static void op_start(struct asvfs_op *op)
 static unsigned engine_reap(struct asvfs_engine *engine);
 
 /*
+ * One turn of a blocking wait: hand over whatever is in the ring (the
+ * cancel, or SQEs the kernel refused earlier, which a wait alone would
+ * never submit), wait for a completion and reap.  False if the ring
+ * failed.
+ */
+static bool engine_wait_turn(struct asvfs_engine *engine)
+{
+	int ret = io_uring_submit_and_wait(&engine->ring, 1);
+
+	if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY) {
+		return false;
+	}
+	engine_reap(engine);
+	return true;
+}
+
+/*
  * The caller is freeing memory the kernel still reads or fills (a direct
  * pread/pwrite buffer): the free must not return before the kernel is
  * done.  smbd frees requests in flight only when a process shuts down
@@ -361,18 +378,9 @@ static void engine_wait_orphan(struct asvfs_engine *engine,
 
 	op->completed = &completed;
 	while (!completed) {
-		/*
-		 * Submits on every turn: the cancel, or SQEs the kernel
-		 * refused earlier, may still be in the ring, and a wait
-		 * alone would never hand them over.
-		 */
-		int ret = io_uring_submit_and_wait(&engine->ring, 1);
-
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&
-		    ret != -EBUSY) {
-			break;
+		if (!engine_wait_turn(engine)) {
+			break;	/* the ring failed */
 		}
-		engine_reap(engine);
 	}
 }
 
@@ -489,11 +497,6 @@ static void op_guard_fd(struct asvfs_op *op, int fd)
 	state->fd_guard = guard;
 }
 
-/*
- * A completion for a request someone still waits for.  Short transfers
- * are continued where they stopped (the re-entry below goes through the
- * backlog, never recursively into the kernel).
- */
 /* Consecutive EAGAIN/EINTR answers after which the error is reported. */
 #define ASVFS_MAX_RETRIES 16
 
@@ -512,6 +515,11 @@ static bool op_may_retry(struct asvfs_op *op)
 	return op->retries++ < ASVFS_MAX_RETRIES;
 }
 
+/*
+ * A completion for a request someone still waits for.  Short transfers
+ * are continued where they stopped (the re-entry below goes through the
+ * backlog, never recursively into the kernel).
+ */
 static void op_complete(struct asvfs_op *op, int32_t res)
 {
 	if ((res == -EAGAIN || res == -EINTR) && op_may_retry(op)) {
@@ -1257,14 +1265,9 @@ bool asvfs_engine_wait(struct asvfs_engine *engine, struct tevent_req *req)
 {
 	engine_submit(engine);
 	while (tevent_req_is_in_progress(req)) {
-		/* as in engine_wait_orphan(): refused SQEs go again */
-		int ret = io_uring_submit_and_wait(&engine->ring, 1);
-
-		if (ret < 0 && ret != -EINTR && ret != -EAGAIN &&
-		    ret != -EBUSY) {
+		if (!engine_wait_turn(engine)) {
 			return false;
 		}
-		engine_reap(engine);
 		if (engine->backlog != NULL || engine->sq_unsubmitted) {
 			/* continuations queued by the reap */
 			engine_submit(engine);

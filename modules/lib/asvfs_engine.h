@@ -82,7 +82,6 @@ bool asvfs_engine_op_supported(struct asvfs_engine *engine, int opcode);
 bool asvfs_engine_supports(struct asvfs_engine *engine,
 			   enum asvfs_op_kind kind);
 
-/* Counters of this process (also counts fallbacks without an engine). */
 /*
  * Whether a data op sent now gets a fixed-file slot.  Without one it
  * works on a dup() of the fd, whose close drops the process's POSIX
@@ -91,6 +90,7 @@ bool asvfs_engine_supports(struct asvfs_engine *engine,
  */
 bool asvfs_engine_has_free_slot(const struct asvfs_engine *engine);
 
+/* Counters of this process (also counts fallbacks without an engine). */
 const struct asvfs_engine_stats *asvfs_engine_stats(void);
 void asvfs_engine_count_fallback(enum asvfs_op_kind kind);
 const char *asvfs_op_kind_name(enum asvfs_op_kind kind);
