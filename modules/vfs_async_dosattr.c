@@ -74,11 +74,13 @@ struct async_dosattr_config {
 	uint64_t estimate_nsec;		/* synchronous getxattr time */
 	struct timespec measured;	/* last synchronous read, when slow */
 	int snum;
+	connection_struct *conn;
 	bool steered;			/* we set smbd async dosmode ... */
 	bool steered_to;		/* ... to this */
 	uint64_t min_age_nsec;		/* ctime granularity guard */
 	unsigned cache_entries;
 	struct asvfs_attrcache *cache;	/* NULL: no cache */
+	struct security_unix_token *cache_reader;	/* whose reads */
 	struct asvfs_engine_config engine;
 	struct async_dosattr_dir *dirs;
 	/* what this connection did, logged at level 5 on disconnect */
@@ -87,7 +89,44 @@ struct async_dosattr_config {
 	uint64_t n_cached, n_cached_names;
 	uint64_t n_steered;
 	uint64_t n_hits, n_misses, n_seeks, n_seek_drops;
+	uint64_t n_reader_changes;
 };
+
+/* --- who read it ---------------------------------------------------------- */
+
+/*
+ * What was read ahead or cached answers only the user it was read for.
+ * The kernel lists trusted.* names only to CAP_SYS_ADMIN (smbd runs
+ * "admin users" as root), so the EA names, and with them smbd's EaSize,
+ * depend on the reader.  Over SMB2 a tree connect has one session; over
+ * SMB1 several sessions (vuids) may share one, and smbd switches the
+ * credentials for each request.
+ */
+static bool async_dosattr_reader_is_current(
+	const struct security_unix_token *r, connection_struct *conn)
+{
+	const struct security_unix_token *now = get_current_utok(conn);
+
+	return r != NULL && now != NULL && r->uid == now->uid &&
+	       r->gid == now->gid && r->ngroups == now->ngroups &&
+	       (r->ngroups == 0 ||
+		memcmp(r->groups, now->groups,
+		       r->ngroups * sizeof(r->groups[0])) == 0);
+}
+
+/* Make the current user the reader; false (no reader) without memory. */
+static bool async_dosattr_reader_take(TALLOC_CTX *mem_ctx,
+				      struct security_unix_token **r,
+				      connection_struct *conn)
+{
+	const struct security_unix_token *now = get_current_utok(conn);
+
+	TALLOC_FREE(*r);
+	if (now != NULL) {
+		*r = copy_unix_token(mem_ctx, now);
+	}
+	return *r != NULL;
+}
 
 /* --- options ------------------------------------------------------------- */
 
@@ -227,6 +266,7 @@ static int async_dosattr_connect(vfs_handle_struct *handle,
 		return -1;
 	}
 	config->snum = SNUM(handle->conn);
+	config->conn = handle->conn;
 	async_dosattr_parse_options(config, SNUM(handle->conn));
 	async_dosattr_check_usable(handle, config, service);
 	if (config->prefetch_usable && config->cache_entries > 0 &&
@@ -259,12 +299,14 @@ static void async_dosattr_disconnect(vfs_handle_struct *handle)
 		  " seeks=%" PRIu64 " seek_drops=%" PRIu64
 		  " steered=%" PRIu64 " names=%" PRIu64
 		  " cached=%" PRIu64 " cached_names=%" PRIu64
+		  " reader_changes=%" PRIu64
 		  " estimate_usec=%" PRIu64 "\n",
 		  lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		  c->n_async, c->n_sync, c->n_queued, c->n_next, c->n_fills,
 		  c->n_prefetched, c->n_hits, c->n_misses, c->n_seeks,
 		  c->n_seek_drops, c->n_steered, c->n_names, c->n_cached,
-		  c->n_cached_names, c->estimate_nsec / 1000);
+		  c->n_cached_names, c->n_reader_changes,
+		  c->estimate_nsec / 1000);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
@@ -760,6 +802,7 @@ struct async_dosattr_dir {
 	bool names_asked;		/* smbd wants EA names here */
 	bool names_only;		/* smbd reads DOS attributes itself */
 	struct async_dosattr_batch *batches;
+	struct security_unix_token *reader;	/* whose read-ahead */
 };
 
 #define DIR_SLOT(d, k) (&(d)->slots[((d)->first + (k)) % (d)->cap])
@@ -795,6 +838,10 @@ static struct async_dosattr_dir *async_dosattr_find_dir(
 	}
 	d->config = config;
 	d->dirp = dirp;
+	if (!async_dosattr_reader_take(d, &d->reader, config->conn)) {
+		TALLOC_FREE(d);
+		return NULL;
+	}
 	DLIST_ADD(config->dirs, d);
 	talloc_set_destructor(d, async_dosattr_dir_destructor);
 	return d;
@@ -815,6 +862,16 @@ static void async_dosattr_forget_dir(struct async_dosattr_config *config,
 	}
 }
 
+static void async_dosattr_free_batches(struct async_dosattr_dir *d)
+{
+	while (d->batches != NULL) {
+		struct async_dosattr_batch *b = d->batches;
+
+		DLIST_REMOVE(d->batches, b);
+		TALLOC_FREE(b);		/* its thread finishes on its own */
+	}
+}
+
 /* Forget what was read ahead; getxattrs in flight become the engine's. */
 static void async_dosattr_drop(struct async_dosattr_dir *d)
 {
@@ -823,14 +880,31 @@ static void async_dosattr_drop(struct async_dosattr_dir *d)
 	for (k = 0; k < d->count; k++) {
 		TALLOC_FREE(DIR_SLOT(d, k)->req);
 	}
-	while (d->batches != NULL) {
-		struct async_dosattr_batch *b = d->batches;
-
-		DLIST_REMOVE(d->batches, b);
-		TALLOC_FREE(b);		/* its thread finishes on its own */
-	}
+	async_dosattr_free_batches(d);
 	d->first = d->count = d->handed = 0;
 	d->eof = false;
+}
+
+/*
+ * Another user reads the stream on (SMB1 sessions sharing a tree
+ * connect): the entries read ahead stay, as readdir gave them, but what
+ * was read about them answers nobody.
+ */
+static void async_dosattr_change_reader(struct async_dosattr_dir *d)
+{
+	unsigned k;
+
+	for (k = 0; k < d->count; k++) {
+		struct async_dosattr_slot *s = DIR_SLOT(d, k);
+
+		TALLOC_FREE(s->req);
+		s->noted = s->fetched = false;
+		s->batch = NULL;
+	}
+	async_dosattr_free_batches(d);
+	d->config->n_reader_changes++;
+	/* without memory no reader: its reads then answer nobody */
+	(void)async_dosattr_reader_take(d, &d->reader, d->config->conn);
 }
 
 static void async_dosattr_forget_oldest(struct async_dosattr_dir *d)
@@ -874,6 +948,29 @@ static struct asvfs_attrcache_key async_dosattr_key(
 	};
 }
 
+/*
+ * The cache, holding only what the current user read: when another user
+ * of the tree connect asks, what the last one read is forgotten.
+ */
+static struct asvfs_attrcache *async_dosattr_cache(
+	struct async_dosattr_config *config)
+{
+	if (config->cache == NULL ||
+	    async_dosattr_reader_is_current(config->cache_reader,
+					    config->conn)) {
+		return config->cache;
+	}
+	asvfs_attrcache_clear(config->cache);
+	if (config->cache_reader != NULL) {
+		config->n_reader_changes++;
+	}
+	if (!async_dosattr_reader_take(config, &config->cache_reader,
+				       config->conn)) {
+		return NULL;		/* unowned: used by nobody */
+	}
+	return config->cache;
+}
+
 /* The slot's value, if the cache has it for the object as noted. */
 static bool async_dosattr_from_cache(struct async_dosattr_config *config,
 				     struct async_dosattr_slot *s)
@@ -881,7 +978,7 @@ static bool async_dosattr_from_cache(struct async_dosattr_config *config,
 	struct asvfs_attrcache_key k = async_dosattr_key(s);
 	struct asvfs_attrcache_read r;
 
-	if (!asvfs_attrcache_get_value(config->cache, &k, &r)) {
+	if (!asvfs_attrcache_get_value(async_dosattr_cache(config), &k, &r)) {
 		return false;
 	}
 	s->size = r.len;
@@ -901,7 +998,8 @@ static bool async_dosattr_names_from_cache(
 	struct asvfs_attrcache_key k = async_dosattr_key(s);
 	struct asvfs_attrcache_read r;
 
-	if (!asvfs_attrcache_get_names(config->cache, &k, &r) || r.len < 0) {
+	if (!asvfs_attrcache_get_names(async_dosattr_cache(config), &k, &r) ||
+	    r.len < 0) {
 		return false;
 	}
 	if (r.len > 0) {
@@ -1115,6 +1213,9 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 	if (d == NULL) {
 		return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 	}
+	if (!async_dosattr_reader_is_current(d->reader, handle->conn)) {
+		async_dosattr_change_reader(d);
+	}
 	waiting = d->count - d->handed;
 	if (d->probe == 0 && waiting <= config->window / 2 && !d->eof) {
 		switch (async_dosattr_next_step(config)) {
@@ -1268,6 +1369,10 @@ static struct async_dosattr_slot *async_dosattr_find_slot(
 	unsigned k;
 
 	for (d = config->dirs; d != NULL; d = d->next) {
+		if (!async_dosattr_reader_is_current(d->reader,
+						     config->conn)) {
+			continue;
+		}
 		for (k = 0; k < d->count; k++) {
 			struct async_dosattr_slot *s = DIR_SLOT(d, k);
 			bool open = names ? s->noted && !s->names_used :
@@ -1368,7 +1473,7 @@ static NTSTATUS async_dosattr_fget_dos_attributes(vfs_handle_struct *handle,
 			.len = s->size, .err = s->err, .data = s->value,
 		};
 
-		asvfs_attrcache_put_value(config->cache, &k, &r);
+		asvfs_attrcache_put_value(async_dosattr_cache(config), &k, &r);
 	}
 	if (s->size < 0) {
 		return map_nt_error_from_unix(s->err);
@@ -1446,7 +1551,8 @@ static ssize_t async_dosattr_flistxattr(vfs_handle_struct *handle,
 			.len = s->names_len, .data = s->names,
 		};
 
-		asvfs_attrcache_put_names(config->cache, &k, &r);
+		asvfs_attrcache_put_names(async_dosattr_cache(config), &k,
+					  &r);
 		s->names_cached = true;		/* once is enough */
 	}
 	if (size == 0) {

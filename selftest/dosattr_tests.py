@@ -8,12 +8,16 @@
 - a listing changed between two QUERY_DIRECTORY calls (attributes set on
   the server and over SMB, entries renamed, entries replaced by
   symlinks) never shows an attribute the object does not have now;
-- invalid options are logged and replaced by their defaults.
+- invalid options are logged and replaced by their defaults;
+- over SMB1, where sessions share a tree connect, what one user read
+  (an admin user, who is root and sees trusted.* EA names) is never
+  shown to another.
 """
 import os
 import pwd
 import time
 
+from impacket import smb
 from impacket.smb3structs import (FILE_DIRECTORY_FILE, FILE_OPEN,
                                   FILE_READ_ATTRIBUTES, FILE_READ_DATA,
                                   FILE_SHARE_DELETE, FILE_SHARE_READ,
@@ -71,6 +75,15 @@ BADOPTS = {
     }),
 }
 ATTR_HIDDEN = 0x2
+# SMB1 on, the first user an admin user (smbd runs it as root)
+SMB1_GLOBAL = {'server min protocol': 'NT1'}
+SMB1_ENVS = {
+    'default': ('', {'admin users': harness.USERS[0]}),
+    'async_dosattr_cache': (CACHE['async_dosattr_cache'][0], dict(
+        CACHE['async_dosattr_cache'][1], **{
+            'admin users': harness.USERS[0]})),
+}
+SMB1_FILES = 40
 
 
 class Prefixed:
@@ -379,6 +392,127 @@ def fail(msg):
     raise AssertionError(msg)
 
 
+# --- SMB1: sessions sharing a tree connect ------------------------------------
+
+def make_ea_dir(smbd, env, hidden):
+    """Files with a user.* EA and a trusted.* one (listed only to root,
+    the admin user); some hidden, some private to the first user, whose
+    EA the second user may not read (an EaSize of 0 for that user)."""
+    owner = pwd.getpwnam(harness.USERS[0])
+    top = os.path.join(smbd.share_path(env), 'eas')
+    os.makedirs(top)
+    for i in range(SMB1_FILES):
+        path = os.path.join(top, 'f%03d' % i)
+        with open(path, 'w') as f:
+            f.write('x')
+        os.setxattr(path, 'user.asvfs_note', b'for everybody')
+        os.setxattr(path, 'trusted.asvfs_secret', b'for root only')
+        if i % 3 == 0:
+            os.setxattr(path, 'user.DOSATTRIB', hidden)
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+        os.chmod(path, 0o600 if i % 2 == 0 else 0o644)
+    time.sleep(0.2)		# older than the ctime granularity
+
+
+def smb1_find(conn, tid, pattern):
+    """{name: (attributes, EaSize)} of one TRANS2_FIND_FIRST2 answer."""
+    flags2 = conn.get_flags()[1]
+    p = smb.SMBFindFirst2_Parameters(flags2)
+    p['SearchAttributes'] = 0x16
+    p['SearchCount'] = 512
+    p['Flags'] = smb.SMB_FIND_CLOSE_AT_EOS
+    p['InformationLevel'] = smb.SMB_FIND_FILE_BOTH_DIRECTORY_INFO
+    p['SearchStorageType'] = 0
+    # impacket negotiates Unicode or not: names come back as they went
+    enc = 'utf-16le' if flags2 & smb.SMB.FLAGS2_UNICODE else 'ascii'
+    p['FileName'] = (pattern + '\x00').encode(enc)
+    conn.send_trans2(tid, smb.SMB.TRANS2_FIND_FIRST2, '\x00', p, '')
+    total, data, params = 1, b'', b''
+    while len(data) < total:
+        resp = conn.recvSMB()
+        resp.isValidAnswer(smb.SMB.SMB_COM_TRANSACTION2)
+        cmd = smb.SMBCommand(resp['Data'][0])
+        tp = smb.SMBTransaction2Response_Parameters(cmd['Parameters'])
+        total = tp['TotalDataCount']
+        params += cmd['Data'][tp['ParameterOffset'] - 55:][
+            :tp['ParameterCount']]
+        data += cmd['Data'][tp['DataOffset'] - 55:]
+    answer = smb.SMBFindFirst2Response_Parameters(params)
+    assert answer['EndOfSearch'], 'the listing did not fit one answer'
+    found = {}
+    for _ in range(answer['SearchCount']):
+        rec = smb.SMBFindFileBothDirectoryInfo(data=data)
+        name = rec['FileName'].decode(enc).rstrip('\x00')
+        found[name] = (rec['ExtFileAttributes'], rec['EaSize'])
+        if rec['NextEntryOffset'] == 0:
+            break
+        data = data[rec['NextEntryOffset']:]
+    return found
+
+
+def smb1_shared_tree(smbd, env):
+    """The admin user lists twice (the second from the cache), then the
+    second user, in a new session, lists on the same tree connect."""
+    owner, other = harness.USERS
+    conn = smb.SMB('*SMBSERVER', '127.0.0.1', sess_port=smbd.port)
+    try:
+        conn.login(owner, harness.PASSWORD)
+        tid = conn.tree_connect_andx('\\\\*SMBSERVER\\' + env)
+        smb1_find(conn, tid, '\\eas\\*')
+        mine = smb1_find(conn, tid, '\\eas\\*')
+        conn.set_uid(0)		# a new session, not a re-authentication
+        conn.login(other, harness.PASSWORD)
+        return mine, smb1_find(conn, tid, '\\eas\\*')
+    finally:
+        conn.close_session()
+
+
+def smb1_listings_match(expected, got):
+    for who, exp, act in zip(('admin', 'other'), expected, got):
+        diff = sorted(n for n in set(exp) | set(act)
+                      if exp.get(n) != act.get(n))
+        assert not diff, '%s: %d entries differ from default, e.g. %s' % (
+            who, len(diff), ['%s: %s vs %s' % (n, act.get(n), exp.get(n))
+                             for n in diff[:3]])
+
+
+def smb1_cache_changed_reader(smbd, share):
+    c = share_counters(smbd, share)
+    assert c.get('cached', 0) > 0 and c.get('reader_changes', 0) > 0, \
+        'the cache was not warm when the reader changed: %s' % c
+
+
+def run_smb1_shared_tree(res):
+    smbd = harness.Smbd(envs=dict(SMB1_ENVS), extra_global=SMB1_GLOBAL,
+                        log_level=harness.LOG_LEVEL)
+    smbd.start()
+    try:
+        hidden = listing_tests.reference_blobs(smbd)['h']
+        for env in SMB1_ENVS:
+            make_ea_dir(smbd, env, hidden)
+        expected = smb1_shared_tree(smbd, 'default')
+        admin, other = expected
+        assert len(other) == SMB1_FILES + 2, 'default: %s' % other
+        # the users see different EaSizes, and some entries are hidden:
+        # an answer given to the wrong user shows
+        assert admin['f000'][1] != other['f000'][1] and \
+            admin['f000'][0] & ATTR_HIDDEN, \
+            'default: %s' % (expected,)
+        record(res, 'dosattr.smb1_sessions_sharing_a_tree_match_default/'
+               'async_dosattr_cache', lambda: smb1_listings_match(
+                   expected, smb1_shared_tree(smbd, 'async_dosattr_cache')))
+        smbd.stop()
+        record(res, 'dosattr.smb1_cache_was_warm_when_the_user_changed',
+               smb1_cache_changed_reader, smbd, 'async_dosattr_cache')
+    except AssertionError as e:
+        res.add('fail', 'dosattr.smb1_setup', str(e)[:400])
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'dosattr_smb1')
+        smbd.cleanup()
+
+
 def run_all(res):
+    run_smb1_shared_tree(res)
     run_unshare_refused(res)
     run_changes(res)

@@ -131,6 +131,16 @@ static void attrcache_drop(struct asvfs_attrcache *c,
 	talloc_free(e);
 }
 
+void asvfs_attrcache_clear(struct asvfs_attrcache *c)
+{
+	if (c == NULL) {
+		return;
+	}
+	while (c->oldest != NULL) {
+		attrcache_drop(c, c->oldest);
+	}
+}
+
 static bool attrcache_same_key(const struct asvfs_attrcache_key *a,
 			       const struct asvfs_attrcache_key *b)
 {

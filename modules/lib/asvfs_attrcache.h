@@ -70,4 +70,7 @@ bool asvfs_attrcache_get_names(struct asvfs_attrcache *c,
 
 unsigned asvfs_attrcache_count(const struct asvfs_attrcache *c);
 
+/* Forget every entry (what one user read, before another may ask). */
+void asvfs_attrcache_clear(struct asvfs_attrcache *c);
+
 #endif

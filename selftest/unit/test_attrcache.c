@@ -172,6 +172,26 @@ static void no_cache_without_entries(void **state)
 	assert_false(asvfs_attrcache_get_value(NULL, &k, &r));
 }
 
+static void clear_forgets_everything(void **state)
+{
+	struct asvfs_attrcache *c = asvfs_attrcache_new(NULL, 8);
+	struct asvfs_attrcache_key k1 = key(1), k2 = key(2);
+	struct asvfs_attrcache_read r;
+
+	asvfs_attrcache_put_value(c, &k1, &blob);
+	asvfs_attrcache_put_names(c, &k2, &blob);
+	assert_int_equal(asvfs_attrcache_count(c), 2);
+	asvfs_attrcache_clear(c);
+	assert_int_equal(asvfs_attrcache_count(c), 0);
+	assert_false(asvfs_attrcache_get_value(c, &k1, &r));
+	assert_false(asvfs_attrcache_get_names(c, &k2, &r));
+	/* and it keeps working afterwards */
+	asvfs_attrcache_put_value(c, &k1, &blob);
+	assert_true(asvfs_attrcache_get_value(c, &k1, &r));
+	asvfs_attrcache_clear(NULL);
+	talloc_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -183,6 +203,7 @@ int main(void)
 		cmocka_unit_test(bound_evicts_the_least_recently_used),
 		cmocka_unit_test(collisions_keep_objects_apart),
 		cmocka_unit_test(no_cache_without_entries),
+		cmocka_unit_test(clear_forgets_everything),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
