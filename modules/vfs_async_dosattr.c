@@ -830,12 +830,7 @@ static struct async_dosattr_dir *async_dosattr_find_dir(
 	if (d == NULL) {
 		return NULL;
 	}
-	d->cap = 2 * config->window;
-	d->slots = talloc_zero_array(d, struct async_dosattr_slot, d->cap);
-	if (d->slots == NULL) {
-		TALLOC_FREE(d);
-		return NULL;
-	}
+	d->cap = 2 * config->window;	/* the slots come with a top-up */
 	d->config = config;
 	d->dirp = dirp;
 	if (!async_dosattr_reader_take(d, &d->reader, config->conn)) {
@@ -1135,7 +1130,13 @@ none:
 }
 
 /* Read ahead until a window's worth waits, and fetch those together. */
-static void async_dosattr_top_up(vfs_handle_struct *handle,
+/*
+ * Read the next entries ahead and start their reads.  The ring of slots
+ * (about 1.6 KB an entry) is allocated here, not at the open: on fast
+ * storage a stream never prefetches and never needs it.
+ * Returns false, with nothing read, without memory for it.
+ */
+static bool async_dosattr_top_up(vfs_handle_struct *handle,
 				 struct files_struct *dirfsp,
 				 struct async_dosattr_dir *d)
 {
@@ -1146,6 +1147,13 @@ static void async_dosattr_top_up(vfs_handle_struct *handle,
 	int fds[window];
 	unsigned n = 0;
 
+	if (d->slots == NULL) {
+		d->slots = talloc_zero_array(d, struct async_dosattr_slot,
+					     d->cap);
+		if (d->slots == NULL) {
+			return false;
+		}
+	}
 	if (dirfd != -1) {
 		engine = async_dosattr_engine(handle, d->config);
 	}
@@ -1197,6 +1205,7 @@ static void async_dosattr_top_up(vfs_handle_struct *handle,
 		async_dosattr_fetch_names(d, handle->conn->sconn->ev_ctx, fds,
 					  named, n);
 	}
+	return true;
 }
 
 static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
@@ -1220,7 +1229,14 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 	if (d->probe == 0 && waiting <= config->window / 2 && !d->eof) {
 		switch (async_dosattr_next_step(config)) {
 		case STEP_PREFETCH:
-			async_dosattr_top_up(handle, dirfsp, d);
+			if (async_dosattr_top_up(handle, dirfsp, d)) {
+				break;
+			}
+			if (waiting == 0) {
+				async_dosattr_drop(d);
+				return SMB_VFS_NEXT_READDIR(handle, dirfsp,
+							    dirp, sbuf);
+			}
 			break;
 		case STEP_PROBE:
 			d->probe = ASYNC_DOSATTR_PROBE_ENTRIES;
@@ -1229,6 +1245,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 			if (waiting == 0) {
 				/* fast storage: no read-ahead, no overhead */
 				async_dosattr_drop(d);
+				TALLOC_FREE(d->slots);
 				return SMB_VFS_NEXT_READDIR(handle, dirfsp,
 							    dirp, sbuf);
 			}
