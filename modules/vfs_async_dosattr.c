@@ -1129,11 +1129,10 @@ none:
 	}
 }
 
-/* Read ahead until a window's worth waits, and fetch those together. */
 /*
- * Read the next entries ahead and start their reads.  The ring of slots
- * (about 1.6 KB an entry) is allocated here, not at the open: on fast
- * storage a stream never prefetches and never needs it.
+ * Read ahead until a window's worth waits, and fetch those together.
+ * The ring of slots (about 1.6 KB an entry) is allocated here, not at
+ * the open: on fast storage a stream never prefetches and never needs it.
  * Returns false, with nothing read, without memory for it.
  */
 static bool async_dosattr_top_up(vfs_handle_struct *handle,
@@ -1228,19 +1227,15 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 	waiting = d->count - d->handed;
 	if (d->probe == 0 && waiting <= config->window / 2 && !d->eof) {
 		switch (async_dosattr_next_step(config)) {
+		case STEP_PROBE:
+			d->probe = ASYNC_DOSATTR_PROBE_ENTRIES;
+			break;
 		case STEP_PREFETCH:
 			if (async_dosattr_top_up(handle, dirfsp, d)) {
 				break;
 			}
-			if (waiting == 0) {
-				async_dosattr_drop(d);
-				return SMB_VFS_NEXT_READDIR(handle, dirfsp,
-							    dirp, sbuf);
-			}
-			break;
-		case STEP_PROBE:
-			d->probe = ASYNC_DOSATTR_PROBE_ENTRIES;
-			break;
+			/* no memory for the slots: read directly */
+			FALL_THROUGH;
 		case STEP_DIRECT:
 			if (waiting == 0) {
 				/* fast storage: no read-ahead, no overhead */

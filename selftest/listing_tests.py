@@ -69,6 +69,12 @@ def listing(smbd, env, user, mask):
     return rc, status, entries
 
 
+def differing(exp, act):
+    """Names whose entry is not the same in both listings."""
+    return sorted(n for n in set(exp) | set(act)
+                  if exp.get(n) != act.get(n))
+
+
 def compare(smbd, env, user, path, expected):
     got = listing(smbd, env, user, path)
     rc, status, entries = got
@@ -76,8 +82,7 @@ def compare(smbd, env, user, path, expected):
     assert (rc != 0) == (exp_rc != 0) and status == exp_status, \
         '%s: rc %d %s, default rc %d %s' % (path, rc, status, exp_rc,
                                             exp_status)
-    diff = sorted(n for n in set(entries) | set(exp_entries)
-                  if entries.get(n) != exp_entries.get(n))
+    diff = differing(exp_entries, entries)
     assert not diff, '%d entries differ from default, e.g. %s' % (
         len(diff), ['%s: %s vs %s' % (n, entries.get(n),
                                       exp_entries.get(n))
@@ -162,8 +167,7 @@ def one_connection_cases(res, smbd):
         for who, exp, act in zip(('owner', 'other'), expected, got):
             name = 'listing.%s_on_a_shared_connection_matches_default/%s' % (
                 who, env)
-            diff = sorted(n for n in set(exp) | set(act)
-                          if exp.get(n) != act.get(n))
+            diff = differing(exp, act)
             if diff:
                 res.add('fail', name, '%d entries differ, e.g. %s' % (
                     len(diff), ['%s: %s vs %s' % (n, act.get(n), exp.get(n))
