@@ -112,9 +112,10 @@ static void async_uring_log_counters(void)
 			 c->fallback, c->errors);
 	}
 	DBG_INFO(MODULE " counters ring: submit_calls=%" PRIu64
-		 " reaps=%" PRIu64 " inflight=%" PRIu64
-		 " data_dups=%" PRIu64 "\n",
-		 s->submit_calls, s->reaps, s->inflight, s->data_dups);
+		 " submit_retries=%" PRIu64 " reaps=%" PRIu64
+		 " inflight=%" PRIu64 " data_dups=%" PRIu64 "\n",
+		 s->submit_calls, s->submit_retries, s->reaps, s->inflight,
+		 s->data_dups);
 }
 
 static void async_uring_disconnect(vfs_handle_struct *handle)

@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef MIN
@@ -37,6 +38,7 @@
 /* Fixed-file slots for data I/O in flight; past them ops dup the fd. */
 #define ASVFS_FIXED_FILES 1024
 #define ASVFS_SHUTDOWN_WAIT_MS 10000
+#define ASVFS_SUBMIT_RETRY_USEC 1000
 
 struct asvfs_op;
 typedef void (*asvfs_op_prep_fn)(struct asvfs_op *op,
@@ -71,6 +73,7 @@ struct asvfs_engine {
 	struct io_uring ring;
 	struct tevent_fd *fde;
 	struct tevent_immediate *submit_im;
+	struct tevent_timer *retry_te;	/* a refused submission, again */
 	bool submit_scheduled;
 	bool sq_unsubmitted;		/* SQEs the kernel refused for now */
 	struct asvfs_op *backlog;	/* waiting for a free SQE */
@@ -88,6 +91,8 @@ static bool atexit_registered;	/* inherited across fork, as is atexit */
 static int setup_errno;
 static pid_t setup_errno_pid;
 static struct asvfs_engine_stats stats;
+static unsigned refused_submits;	/* asvfs_engine_refuse_submits() */
+static int refused_submit_err;
 
 #define DLIST_PUSH_BACK(head, p) do {					\
 	(p)->next = NULL;						\
@@ -364,6 +369,25 @@ static bool engine_wait_turn(struct asvfs_engine *engine)
 }
 
 /*
+ * The ring refused the wait (say, its fd was closed under us).  The
+ * kernel still posts completions to the mapped queue, and runs what it
+ * owes this task whenever a syscall returns, so poll.  Without a bound:
+ * giving up would let the kernel fill memory already reused, and a
+ * synchronous read of the same file would block as long.
+ */
+static void engine_poll_orphan(struct asvfs_engine *engine,
+			       const bool *completed)
+{
+	const struct timespec pause = { .tv_sec = 0, .tv_nsec = 1000000 };
+
+	while (!*completed) {
+		nanosleep(&pause, NULL);
+		stats.orphan_polls++;
+		engine_reap(engine);
+	}
+}
+
+/*
  * The caller is freeing memory the kernel still reads or fills (a direct
  * pread/pwrite buffer): the free must not return before the kernel is
  * done.  smbd frees requests in flight only when a process shuts down
@@ -379,7 +403,7 @@ static void engine_wait_orphan(struct asvfs_engine *engine,
 	op->completed = &completed;
 	while (!completed) {
 		if (!engine_wait_turn(engine)) {
-			break;	/* the ring failed */
+			engine_poll_orphan(engine, &completed);
 		}
 	}
 }
@@ -572,6 +596,52 @@ static void op_complete(struct asvfs_op *op, int32_t res)
 
 /* --- the ring on the event loop ---------------------------------------- */
 
+/* io_uring_submit(), unless a test asked for refusals. */
+static int engine_kernel_submit(struct asvfs_engine *engine)
+{
+	stats.submit_calls++;
+	if (refused_submits > 0) {
+		refused_submits--;
+		return -refused_submit_err;
+	}
+	return io_uring_submit(&engine->ring);
+}
+
+void asvfs_engine_refuse_submits(unsigned n, int err)
+{
+	refused_submits = n;
+	refused_submit_err = err;
+}
+
+static void engine_submit(struct asvfs_engine *engine);
+
+static void engine_retry_handler(struct tevent_context *ev,
+				 struct tevent_timer *te,
+				 struct timeval now, void *private_data)
+{
+	struct asvfs_engine *engine = talloc_get_type_abort(
+		private_data, struct asvfs_engine);
+
+	engine->retry_te = NULL;
+	engine_submit(engine);
+}
+
+/*
+ * The kernel refused work for now (no memory for requests, a full
+ * completion queue).  A reap retries it, but with nothing of ours in the
+ * kernel no completion will come, so a timer retries it too.
+ */
+static void engine_schedule_retry(struct asvfs_engine *engine)
+{
+	if (engine->retry_te != NULL) {
+		return;
+	}
+	engine->retry_te = tevent_add_timer(
+		engine->ev, engine,
+		tevent_timeval_current_ofs(0, ASVFS_SUBMIT_RETRY_USEC),
+		engine_retry_handler, engine);
+}
+
 static void engine_submit(struct asvfs_engine *engine)
 {
 	struct io_uring_sqe *sqe = NULL;
@@ -583,11 +653,10 @@ static void engine_submit(struct asvfs_engine *engine)
 		sqe = io_uring_get_sqe(&engine->ring);
 		if (sqe == NULL) {
 			/* The queue is full: hand it over, then go on. */
-			stats.submit_calls++;
-			io_uring_submit(&engine->ring);
+			engine_kernel_submit(engine);
 			sqe = io_uring_get_sqe(&engine->ring);
 			if (sqe == NULL) {
-				break;	/* retried after the next reap */
+				break;	/* refused: retried below */
 			}
 		}
 		op_prep(op, sqe);
@@ -598,20 +667,25 @@ static void engine_submit(struct asvfs_engine *engine)
 		stats.op[op->kind].submitted++;
 	}
 	if (io_uring_sq_ready(&engine->ring) == 0) {
-		return;
+		engine->sq_unsubmitted = false;
+		goto retry;
 	}
-	stats.submit_calls++;
-	ret = io_uring_submit(&engine->ring);
+	ret = engine_kernel_submit(engine);
 	/*
-	 * -EBUSY/-EAGAIN: the completion queue is full.  The SQEs stay in
-	 * the ring and go with the submission after the next reap; retrying
-	 * from an immediate here would starve the fd event that reaps.
-	 * Without SQPOLL the kernel also stops at an SQE it cannot set up;
-	 * the ones after it stay too.
+	 * -EBUSY/-EAGAIN: the completion queue is full, or the kernel has
+	 * no memory for requests.  The SQEs stay in the ring; retrying from
+	 * an immediate here would starve the fd event that reaps.  Without
+	 * SQPOLL the kernel also stops at an SQE it cannot set up; the ones
+	 * after it stay too.
 	 */
 	engine->sq_unsubmitted =
 		ret < 0 || (!(engine->ring.flags & IORING_SETUP_SQPOLL) &&
 			    io_uring_sq_ready(&engine->ring) != 0);
+retry:
+	if (engine->sq_unsubmitted || engine->backlog != NULL) {
+		stats.submit_retries++;
+		engine_schedule_retry(engine);
+	}
 }
 
 static void engine_submit_handler(struct tevent_context *ev,
@@ -788,6 +862,7 @@ static int engine_destructor(struct asvfs_engine *engine)
 	TALLOC_FREE(engine->buffers);
 	TALLOC_FREE(engine->fde);
 	TALLOC_FREE(engine->submit_im);
+	TALLOC_FREE(engine->retry_te);
 	if (engine->ev_sentinel != NULL) {
 		talloc_set_destructor(engine->ev_sentinel, NULL);
 		TALLOC_FREE(engine->ev_sentinel);

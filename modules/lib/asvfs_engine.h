@@ -46,7 +46,11 @@ struct asvfs_engine_stats {
 	struct asvfs_op_counters op[ASVFS_OP_KIND_COUNT];
 	uint64_t submit_calls;	/* io_uring_submit() calls (enters) */
 	uint64_t reaps;		/* completion batches reaped */
+	uint64_t submit_retries;	/* submissions the kernel refused,
+					   retried later */
 	uint64_t inflight;	/* operations the kernel still owns */
+	uint64_t orphan_polls;	/* 1 ms turns waiting for a freed request's
+				   buffer after the ring refused a wait */
 	uint64_t data_dups;	/* data ops without a free fixed slot: their
 				   dup's close drops the process's POSIX
 				   locks */
@@ -103,11 +107,19 @@ const char *asvfs_op_kind_name(enum asvfs_op_kind kind);
 void asvfs_engine_shutdown(void);
 
 /*
+ * For tests: the next n submissions fail with err as if the kernel had
+ * refused them (EAGAIN: no memory for requests; EBUSY: completion queue
+ * full).  The work stays queued and is retried.
+ */
+void asvfs_engine_refuse_submits(unsigned n, int err);
+
+/*
  * pread/pwrite/fsync.  The result is the number of bytes (0 for fsync) or
  * -1 with *perrno set.  A short transfer is continued until done, EOF
  * (read) or an error; an error after progress returns the progress.
- * buf is copied (pwrite) or filled (pread) through an engine-owned bounce
- * buffer, so it need only live as long as the request.
+ * The kernel reads (pwrite) or fills (pread) buf itself, so buf must
+ * live as long as the request; freeing the request in flight waits until
+ * the kernel is done with buf.
  */
 struct tevent_req *asvfs_pread_send(TALLOC_CTX *mem_ctx,
 				    struct tevent_context *ev,

@@ -653,6 +653,115 @@ static void open_breaking_a_lease_reports_ewouldblock(void **state)
 	unlink(path);
 }
 
+/*
+ * The kernel refuses a submission (no memory for requests) while nothing
+ * of ours is in flight: no completion will come to retry it, so the
+ * engine must retry by itself.  40 reads on a 32-entry queue also refuse
+ * the hand-over of a full queue.
+ */
+static void refused_submission_is_retried_without_a_completion(void **st)
+{
+	struct fixture *f = *st;
+	struct tevent_req *reqs[40];
+	char bufs[40][4];
+	uint64_t retries = asvfs_engine_stats()->submit_retries;
+	int i, err = 0;
+
+	assert_int_equal(pwrite(f->fd, "data", 4, 0), 4);
+	asvfs_engine_refuse_submits(3, EAGAIN);
+	for (i = 0; i < 40; i++) {
+		reqs[i] = asvfs_pread_send(f, f->ev, f->engine, f->fd,
+					   bufs[i], 4, 0);
+		assert_non_null(reqs[i]);
+	}
+	alarm(10);	/* without a retry the loop waits forever */
+	for (i = 0; i < 40; i++) {
+		wait_req(f->ev, reqs[i]);
+		assert_int_equal(asvfs_pread_recv(reqs[i], &err), 4);
+		assert_memory_equal(bufs[i], "data", 4);
+		talloc_free(reqs[i]);
+	}
+	alarm(0);
+	assert_true(asvfs_engine_stats()->submit_retries >= retries + 2);
+	assert_int_equal(asvfs_engine_stats()->inflight, 0);
+}
+
+static int ring_fd_of_this_process(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e = NULL;
+	char path[300], target[64];
+	int found = -1, n = 0;
+
+	while ((e = readdir(d)) != NULL) {
+		ssize_t len;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len <= 0) {
+			continue;
+		}
+		target[len] = '\0';
+		if (strcmp(target, "anon_inode:[io_uring]") == 0) {
+			found = atoi(e->d_name);
+			n++;
+		}
+	}
+	closedir(d);
+	assert_int_equal(n, 1);
+	return found;
+}
+
+/*
+ * A request is freed in flight while the ring refuses every wait (its fd
+ * now names another file).  The free must still return only once the
+ * kernel has filled the buffer: returning earlier would let it write
+ * into memory the caller reuses.
+ */
+static void freed_request_waits_for_the_kernel_when_the_ring_fails(
+	void **st)
+{
+	struct fixture *f = *st;
+	struct tevent_req *req = NULL;
+	uint64_t polls = asvfs_engine_stats()->orphan_polls;
+	char *buf = talloc_zero_size(f, 8);
+	int p[2], ring_fd, saved, devnull, status;
+	pid_t writer;
+
+	assert_int_equal(pipe(p), 0);
+	req = asvfs_pread_send(f, f->ev, f->engine, p[0], buf, 4, 0);
+	assert_non_null(req);
+	assert_int_equal(tevent_loop_once(f->ev), 0);	/* submitted */
+	assert_int_equal(asvfs_engine_stats()->inflight, 1);
+
+	ring_fd = ring_fd_of_this_process();
+	saved = dup(ring_fd);
+	devnull = open("/dev/null", O_RDONLY);
+	assert_true(saved >= 0 && devnull >= 0);
+	assert_int_equal(dup2(devnull, ring_fd), ring_fd);
+	close(devnull);
+
+	writer = fork();
+	assert_true(writer >= 0);
+	if (writer == 0) {
+		usleep(200 * 1000);
+		_exit(write(p[1], "late", 4) == 4 ? 0 : 1);
+	}
+	alarm(10);
+	talloc_free(req);
+	alarm(0);
+	assert_memory_equal(buf, "late", 4);
+	assert_true(asvfs_engine_stats()->orphan_polls > polls);
+	assert_int_equal(asvfs_engine_stats()->inflight, 0);
+
+	assert_int_equal(dup2(saved, ring_fd), ring_fd);
+	close(saved);
+	assert_int_equal(waitpid(writer, &status, 0), writer);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -674,6 +783,8 @@ int main(void)
 		T(read_follows_the_file_not_the_number),
 		T(open_breaking_a_lease_reports_ewouldblock),
 		T(free_slots_are_reported_and_come_back),
+		T(refused_submission_is_retried_without_a_completion),
+		T(freed_request_waits_for_the_kernel_when_the_ring_fails),
 		cmocka_unit_test(refused_ring_is_reported_once),
 #undef T
 	};
