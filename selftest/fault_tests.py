@@ -8,6 +8,7 @@ to a share, on the default VFS and on each of our modules side by side.
   and writes are continued without losing data, a client that disconnects
   in the middle of a slow read leaves smbd healthy.
 """
+import errno
 import os
 import pwd
 import re
@@ -382,6 +383,38 @@ XATTR_TESTS = [
     slow_getxattr_lists_like_default,
 ]
 
+# Where async_dosattr itself reads the value ahead of smbd's synchronous
+# read: its asynchronous path (mode async) and its prefetch (forced).
+REREAD_ENVS = ['async_dosattr', 'async_dosattr_prefetch']
+
+
+def failed_read_of_the_module_is_read_again(smbd, env, storage):
+    """An error of async_dosattr's own machinery (EMFILE: no fd for the
+    engine's dup) is not the file's answer: smbd must read the value
+    again itself, and list the file as hidden.  slowfs fails every
+    second getxattr of one file with EMFILE; one read on the server
+    first makes the module's read the failing one, and one after the
+    listing shows that exactly one read of the listing failed."""
+    make_listing_dir(storage, smbd, env, 'againlist', 20)
+    victim = os.path.join(smbd.share_path(env), 'againlist', 'f0007')
+    storage.set('getxattr.error = 24', 'getxattr.error_every = 2',
+                'path_filter = againlist/f0007')
+    try:
+        os.getxattr(victim, 'user.DOSATTRIB')		# the 1st: passes
+        got = listing(smbd, env, None, 'againlist\\*')
+        try:
+            os.getxattr(victim, 'user.DOSATTRIB')
+            after = 'no error'
+        except OSError as e:
+            after = e.errno
+    finally:
+        storage.set()
+    assert len(got[2]) == 20, 'listing incomplete: %s' % (got,)
+    assert 'H' in got[2].get('f0007', ''), \
+        'f0007 listed as %r after its read failed' % got[2].get('f0007')
+    assert after == errno.EMFILE, \
+        'the listing read f0007 an odd number of times (%s)' % after
+
 
 def slow_listing_twice(smbd, env, storage):
     """Two listings in one connection: the first teaches mode auto that
@@ -531,6 +564,10 @@ def run_slowfs(res):
                 for env in XATTR_ENVS:
                     record(res, 'faults.%s/%s' % (test.__name__, env),
                            test, smbd, env, storage)
+            for env in REREAD_ENVS:
+                record(res, 'faults.failed_read_of_the_module_is_read_'
+                       'again/' + env, failed_read_of_the_module_is_read_again,
+                       smbd, env, storage)
             record(res, 'faults.slow_listing_twice/async_dosattr_async_auto',
                    slow_listing_twice, smbd, 'async_dosattr_async_auto',
                    storage)
