@@ -113,9 +113,10 @@ static void async_uring_log_counters(void)
 	}
 	DBG_INFO(MODULE " counters ring: submit_calls=%" PRIu64
 		 " submit_retries=%" PRIu64 " reaps=%" PRIu64
-		 " inflight=%" PRIu64 " data_dups=%" PRIu64 "\n",
+		 " inflight=%" PRIu64 " slot_registrations=%" PRIu64
+		 " data_dups=%" PRIu64 "\n",
 		 s->submit_calls, s->submit_retries, s->reaps, s->inflight,
-		 s->data_dups);
+		 s->slot_registrations, s->data_dups);
 }
 
 static void async_uring_disconnect(vfs_handle_struct *handle)
@@ -183,6 +184,54 @@ static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
 		return NULL;
 	}
 	return engine;
+}
+
+/* --- the open file in a fixed slot -------------------------------------- */
+
+/*
+ * An open file's place in the engine's fixed-file table, from its first
+ * request until its close: one registration per open file instead of a
+ * registration and a release (two syscalls) per request.
+ */
+struct async_uring_fsp {
+	struct asvfs_file_slot *slot;
+};
+
+static void async_uring_fsp_destroy(void *p_data)
+{
+	struct async_uring_fsp *ext = p_data;
+
+	TALLOC_FREE(ext->slot);
+}
+
+static int async_uring_io_fd(vfs_handle_struct *handle,
+			     struct asvfs_engine *engine,
+			     struct files_struct *fsp)
+{
+	struct async_uring_fsp *ext = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+	int fd = fsp_get_io_fd(fsp);
+
+	if (ext == NULL) {
+		ext = VFS_ADD_FSP_EXTENSION(handle, fsp, struct async_uring_fsp,
+					    async_uring_fsp_destroy);
+		if (ext == NULL) {
+			return fd;	/* a slot per request, as before */
+		}
+	}
+	if (ext->slot != NULL && asvfs_file_slot_fd(ext->slot) != fd) {
+		TALLOC_FREE(ext->slot);	/* the engine was replaced */
+	}
+	if (ext->slot == NULL) {
+		ext->slot = asvfs_file_slot_get(NULL, engine, fd);
+	}
+	return fd;
+}
+
+static int async_uring_close(vfs_handle_struct *handle, files_struct *fsp)
+{
+	/* Let the slot go before the descriptor number can name another. */
+	VFS_REMOVE_FSP_EXTENSION(handle, fsp);
+	return SMB_VFS_NEXT_CLOSE(handle, fsp);
 }
 
 /* --- pread / pwrite ------------------------------------------------------ */
@@ -280,7 +329,8 @@ static struct tevent_req *async_uring_pread_send(
 	SMBPROFILE_BYTES_ASYNC_START(syscall_asys_pread, profile_p,
 				     state->profile_bytes, n);
 	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
-	subreq = asvfs_pread_send(state, ev, engine, fsp_get_io_fd(fsp), data,
+	subreq = asvfs_pread_send(state, ev, engine,
+				  async_uring_io_fd(handle, engine, fsp), data,
 				  n, offset);
 	return async_uring_wait_for(req, ev, subreq, async_uring_pread_done);
 }
@@ -378,7 +428,8 @@ static struct tevent_req *async_uring_pwrite_send(
 	SMBPROFILE_BYTES_ASYNC_START(syscall_asys_pwrite, profile_p,
 				     state->profile_bytes, n);
 	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
-	subreq = asvfs_pwrite_send(state, ev, engine, fsp_get_io_fd(fsp),
+	subreq = asvfs_pwrite_send(state, ev, engine,
+				   async_uring_io_fd(handle, engine, fsp),
 				   data, n, offset);
 	return async_uring_wait_for(req, ev, subreq, async_uring_pwrite_done);
 }
@@ -471,7 +522,8 @@ static struct tevent_req *async_uring_fsync_send(
 	SMBPROFILE_BYTES_ASYNC_START(syscall_asys_fsync, profile_p,
 				     state->profile_bytes, 0);
 	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
-	subreq = asvfs_fsync_send(state, ev, engine, fsp_get_io_fd(fsp));
+	subreq = asvfs_fsync_send(state, ev, engine,
+				  async_uring_io_fd(handle, engine, fsp));
 	return async_uring_wait_for(req, ev, subreq, async_uring_fsync_done);
 }
 
@@ -507,6 +559,7 @@ static int async_uring_fsync_recv(struct tevent_req *req,
 static struct vfs_fn_pointers vfs_async_uring_fns = {
 	.connect_fn = async_uring_connect,
 	.disconnect_fn = async_uring_disconnect,
+	.close_fn = async_uring_close,
 	.pread_send_fn = async_uring_pread_send,
 	.pread_recv_fn = async_uring_pread_recv,
 	.pwrite_send_fn = async_uring_pwrite_send,

@@ -314,6 +314,42 @@ def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
     assert rc == 0, out
 
 
+def reopened_file_reads_its_new_content(smbd, env, storage):
+    """Many reads and writes on one open file (async_uring keeps it in
+    one fixed slot until the close), then the file is replaced on the
+    server and opened again, likely on the same descriptor number: the
+    reads must show the new file, never the one the slot held."""
+    path = make_backing_file(storage, smbd, env, 'reopen.bin', 1 << 20)
+    os.chmod(path, 0o666)
+    c = smb2client.Client(smbd, env)
+    try:
+        for generation in range(2):
+            with open(path, 'rb') as f:
+                want = bytearray(f.read())
+            fid = c.open('reopen.bin', write=True)
+            for i in range(64):
+                off = (i * 40961) % (len(want) - 16384)
+                if i % 8 == 7:
+                    data = os.urandom(4096)
+                    c.write(fid, data, off)
+                    want[off:off + 4096] = data
+                got = c.read(fid, off, 16384)
+                assert got == bytes(want[off:off + 16384]), \
+                    'generation %d, read %d at %d differs' % (generation,
+                                                              i, off)
+            c.close(fid)
+            with open(path, 'rb') as f:
+                assert f.read() == bytes(want), 'the file on the server ' \
+                    'differs from what was written'
+            new = path + '.new'
+            with open(new, 'wb') as f:
+                f.write(os.urandom(1 << 20))
+            os.chmod(new, 0o666)
+            os.rename(new, path)
+    finally:
+        c.logoff()
+
+
 XATTR_ENVS = ['default', 'async_xattr', 'async_xattr_auto', 'async_dosattr',
               'async_dosattr_async_auto', 'async_dosattr_prefetch',
               'async_dosattr_auto']
@@ -453,6 +489,7 @@ def slow_entries_in_fast_directories(smbd, env, storage):
 
 
 SLOW_TESTS = [
+    reopened_file_reads_its_new_content,
     read_eio_is_an_error_not_a_crash,
     write_enospc_is_reported,
     failed_write_writes_nothing,
@@ -500,6 +537,24 @@ def auto_modes_adapted(res, smbd):
         res.add('pass', name)
     else:
         res.add('fail', name, 'steered %d times: %s' % (steered, lines[-3:]))
+
+
+def held_slots_used(res, smbd):
+    """An open file is registered in a fixed slot once, not per request:
+    far fewer registrations than data requests completed (with a slot
+    per request there would be as many)."""
+    name = 'faults.async_uring_registers_a_file_once_not_per_request'
+    ring = smbd.counters('async_uring', 'ring')
+    data = sum(smbd.counters('async_uring', op).get('completed', 0)
+               for op in ('pread', 'pwrite', 'fsync'))
+    regs = ring.get('slot_registrations', 0)
+    print('    async_uring: %d slot registrations for %d data requests' %
+          (regs, data), flush=True)
+    if data > 0 and 0 < regs and regs * 2 < data:
+        res.add('pass', name)
+    else:
+        res.add('fail', name, '%d registrations for %d data requests' %
+                (regs, data))
 
 
 def record(res, name, fn, *args):
@@ -583,6 +638,7 @@ def run_slowfs(res):
                         'counters: %s' % c)
             else:
                 res.add('pass', 'faults.async_uring_counted_short_reads')
+            held_slots_used(res, smbd)
         finally:
             smbd.stop()
             check_panics(res, smbd, 'slowfs')

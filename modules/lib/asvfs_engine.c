@@ -33,6 +33,9 @@
 #ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #endif
+#ifndef MAX
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 
 #define ASVFS_REAP_BATCH 64
 /* Fixed-file slots for data I/O in flight; past them ops dup the fd. */
@@ -83,7 +86,18 @@ struct asvfs_engine {
 	struct asvfs_bufcache *buffers;
 	unsigned *free_slots;		/* fixed-file slots, as a stack */
 	unsigned n_free_slots;
+	unsigned *slot_refs;		/* ops using a slot, +1 if held */
+	struct asvfs_file_slot **held;	/* by fd: slots callers hold */
+	unsigned n_held;		/* room in held */
+	struct asvfs_file_slot *holders;	/* all of them */
 	void *ev_sentinel;		/* freed with ev: we must go first */
+};
+
+struct asvfs_file_slot {
+	struct asvfs_file_slot *prev, *next;
+	struct asvfs_engine *engine;	/* NULL once the engine is gone */
+	int fd;
+	int slot;
 };
 
 static struct asvfs_engine *the_engine;
@@ -215,21 +229,51 @@ static bool op_is_data(enum asvfs_op_kind kind)
  * a FLUSH to the file system (a round trip per read there), and a close
  * drops the process's POSIX locks on the file.
  */
-static bool op_take_slot(struct asvfs_op *op, int fd)
+static int engine_register_slot(struct asvfs_engine *engine, int fd)
 {
-	struct asvfs_engine *engine = op->engine;
 	unsigned slot;
 
 	if (engine->n_free_slots == 0) {
-		return false;
+		return -1;
 	}
 	slot = engine->free_slots[engine->n_free_slots - 1];
 	if (io_uring_register_files_update(&engine->ring, slot, &fd, 1) != 1) {
-		return false;
+		return -1;
 	}
 	engine->n_free_slots--;
-	op->slot = slot;
-	return true;
+	engine->slot_refs[slot] = 1;
+	stats.slot_registrations++;
+	return slot;
+}
+
+static void engine_unref_slot(struct asvfs_engine *engine, int slot)
+{
+	int none = -1;
+
+	if (--engine->slot_refs[slot] > 0) {
+		return;
+	}
+	/* a child of fork() must not touch its parent's ring */
+	if (engine->pid == getpid() &&
+	    io_uring_register_files_update(&engine->ring, slot, &none,
+					   1) == 1) {
+		engine->free_slots[engine->n_free_slots++] = slot;
+	}			/* else the slot stays taken: never reused */
+}
+
+/* The slot a caller holds for fd, taken by one more op; or a new one. */
+static bool op_take_slot(struct asvfs_op *op, int fd)
+{
+	struct asvfs_engine *engine = op->engine;
+
+	if (fd >= 0 && (unsigned)fd < engine->n_held &&
+	    engine->held[fd] != NULL) {
+		op->slot = engine->held[fd]->slot;
+		engine->slot_refs[op->slot]++;
+		return true;
+	}
+	op->slot = engine_register_slot(engine, fd);
+	return op->slot >= 0;
 }
 
 bool asvfs_engine_has_free_slot(const struct asvfs_engine *engine)
@@ -239,19 +283,74 @@ bool asvfs_engine_has_free_slot(const struct asvfs_engine *engine)
 
 static void op_release_slot(struct asvfs_op *op)
 {
-	struct asvfs_engine *engine = op->engine;
-	int none = -1;
-
 	if (op->slot < 0) {
 		return;
 	}
-	/* a child of fork() must not touch its parent's ring */
-	if (engine->pid == getpid() &&
-	    io_uring_register_files_update(&engine->ring, op->slot, &none,
-					   1) == 1) {
-		engine->free_slots[engine->n_free_slots++] = op->slot;
-	}			/* else the slot stays taken: never reused */
+	engine_unref_slot(op->engine, op->slot);
 	op->slot = -1;
+}
+
+static int file_slot_destructor(struct asvfs_file_slot *h)
+{
+	struct asvfs_engine *engine = h->engine;
+
+	if (engine == NULL) {
+		return 0;
+	}
+	DLIST_UNLINK(engine->holders, h);
+	engine->held[h->fd] = NULL;
+	engine_unref_slot(engine, h->slot);
+	return 0;
+}
+
+static bool engine_grow_held(struct asvfs_engine *engine, int fd)
+{
+	struct asvfs_file_slot **held = NULL;
+	unsigned n = MAX((unsigned)fd + 1, engine->n_held * 2);
+
+	held = talloc_realloc(engine, engine->held, struct asvfs_file_slot *,
+			      n);
+	if (held == NULL) {
+		return false;
+	}
+	memset(held + engine->n_held, 0,
+	       (n - engine->n_held) * sizeof(*held));
+	engine->held = held;
+	engine->n_held = n;
+	return true;
+}
+
+struct asvfs_file_slot *asvfs_file_slot_get(TALLOC_CTX *mem_ctx,
+					    struct asvfs_engine *engine,
+					    int fd)
+{
+	struct asvfs_file_slot *h = NULL;
+
+	if (fd < 0 || engine->pid != getpid() ||
+	    ((unsigned)fd < engine->n_held && engine->held[fd] != NULL) ||
+	    ((unsigned)fd >= engine->n_held && !engine_grow_held(engine, fd))) {
+		return NULL;
+	}
+	h = talloc_zero(mem_ctx, struct asvfs_file_slot);
+	if (h == NULL) {
+		return NULL;
+	}
+	h->slot = engine_register_slot(engine, fd);
+	if (h->slot < 0) {
+		talloc_free(h);
+		return NULL;
+	}
+	h->engine = engine;
+	h->fd = fd;
+	engine->held[fd] = h;
+	DLIST_PUSH_BACK(engine->holders, h);
+	talloc_set_destructor(h, file_slot_destructor);
+	return h;
+}
+
+int asvfs_file_slot_fd(const struct asvfs_file_slot *h)
+{
+	return h->engine != NULL ? h->fd : -1;
 }
 
 static void op_set_file(struct asvfs_op *op, struct io_uring_sqe *sqe)
@@ -859,6 +958,13 @@ static int engine_destructor(struct asvfs_engine *engine)
 	while (engine->inflight != NULL) {
 		talloc_free(engine->inflight);
 	}
+	/* The table goes with the ring: held slots are let go with it. */
+	while (engine->holders != NULL) {
+		struct asvfs_file_slot *h = engine->holders;
+
+		DLIST_UNLINK(engine->holders, h);
+		h->engine = NULL;
+	}
 	TALLOC_FREE(engine->buffers);
 	TALLOC_FREE(engine->fde);
 	TALLOC_FREE(engine->submit_im);
@@ -934,9 +1040,12 @@ static void engine_set_fixed_files(struct asvfs_engine *engine)
 
 	engine->free_slots = talloc_array(engine, unsigned,
 					  ASVFS_FIXED_FILES);
-	if (engine->free_slots == NULL ||
+	engine->slot_refs = talloc_zero_array(engine, unsigned,
+					      ASVFS_FIXED_FILES);
+	if (engine->free_slots == NULL || engine->slot_refs == NULL ||
 	    engine_register_empty_files(engine) != 0) {
 		TALLOC_FREE(engine->free_slots);
+		TALLOC_FREE(engine->slot_refs);
 		return;
 	}
 	/* Taken from the top: low slots first, as the kernel prefers. */

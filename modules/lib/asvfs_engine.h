@@ -51,6 +51,7 @@ struct asvfs_engine_stats {
 	uint64_t inflight;	/* operations the kernel still owns */
 	uint64_t orphan_polls;	/* 1 ms turns waiting for a freed request's
 				   buffer after the ring refused a wait */
+	uint64_t slot_registrations;	/* files put in fixed slots */
 	uint64_t data_dups;	/* data ops without a free fixed slot: their
 				   dup's close drops the process's POSIX
 				   locks */
@@ -93,6 +94,21 @@ bool asvfs_engine_supports(struct asvfs_engine *engine,
  * pass the call on to someone else should.
  */
 bool asvfs_engine_has_free_slot(const struct asvfs_engine *engine);
+
+/*
+ * A fixed-file slot holding fd's file for as long as the returned object
+ * lives (talloc_free() it before closing fd): data I/O on fd then uses it
+ * with no registration of its own, instead of registering and releasing
+ * a slot per request (two syscalls).  NULL when no slot is free, fd
+ * already has one, or without memory: data I/O then takes a slot per
+ * request as before.  Once the engine is gone the object holds nothing.
+ */
+struct asvfs_file_slot;
+struct asvfs_file_slot *asvfs_file_slot_get(TALLOC_CTX *mem_ctx,
+					    struct asvfs_engine *engine,
+					    int fd);
+/* The fd it was taken for, or -1 once the engine is gone. */
+int asvfs_file_slot_fd(const struct asvfs_file_slot *slot);
 
 /* Counters of this process (also counts fallbacks without an engine). */
 const struct asvfs_engine_stats *asvfs_engine_stats(void);

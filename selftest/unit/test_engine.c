@@ -762,6 +762,103 @@ static void freed_request_waits_for_the_kernel_when_the_ring_fails(
 	close(p[1]);
 }
 
+/* Read n bytes at 0 through the engine, and check they are "data". */
+static void read_data(struct fixture *f, int fd)
+{
+	struct tevent_req *req = NULL;
+	char buf[4];
+	int err = 0;
+
+	req = asvfs_pread_send(f, f->ev, f->engine, fd, buf, 4, 0);
+	assert_non_null(req);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pread_recv(req, &err), 4);
+	assert_memory_equal(buf, "data", 4);
+	talloc_free(req);
+}
+
+/*
+ * A slot held for an open file serves all its requests with one
+ * registration; once let go, requests take a slot of their own again.
+ */
+static void held_slot_serves_requests_with_one_registration(void **st)
+{
+	struct fixture *f = *st;
+	struct asvfs_file_slot *slot = NULL;
+	uint64_t regs;
+	int i;
+
+	assert_int_equal(pwrite(f->fd, "data", 4, 0), 4);
+	regs = asvfs_engine_stats()->slot_registrations;
+	slot = asvfs_file_slot_get(f, f->engine, f->fd);
+	assert_non_null(slot);
+	assert_int_equal(asvfs_file_slot_fd(slot), f->fd);
+	/* one per file: a second holder is refused */
+	assert_null(asvfs_file_slot_get(f, f->engine, f->fd));
+	for (i = 0; i < 10; i++) {
+		read_data(f, f->fd);
+	}
+	assert_int_equal(asvfs_engine_stats()->slot_registrations, regs + 1);
+	talloc_free(slot);
+	read_data(f, f->fd);
+	assert_int_equal(asvfs_engine_stats()->slot_registrations, regs + 2);
+}
+
+/*
+ * The holder lets go while a request on the slot is in flight: the
+ * request still completes from the same file, and the slot comes back
+ * only after it (all 1024 can be taken again).
+ */
+static void held_slot_outlives_its_holder_while_in_use(void **st)
+{
+	struct fixture *f = *st;
+	struct asvfs_file_slot *slot = NULL;
+	struct tevent_req *req = NULL, **reqs = NULL;
+	char buf[4], *one = talloc_zero_array(f, char, 1024);
+	int p[2], i, err = 0;
+
+	assert_int_equal(pipe(p), 0);
+	slot = asvfs_file_slot_get(f, f->engine, p[0]);
+	assert_non_null(slot);
+	req = asvfs_pread_send(f, f->ev, f->engine, p[0], buf, 4, 0);
+	assert_non_null(req);
+	assert_int_equal(tevent_loop_once(f->ev), 0);	/* submitted */
+	talloc_free(slot);
+	assert_int_equal(write(p[1], "data", 4), 4);
+	wait_req(f->ev, req);
+	assert_int_equal(asvfs_pread_recv(req, &err), 4);
+	assert_memory_equal(buf, "data", 4);
+	talloc_free(req);
+
+	reqs = talloc_array(f, struct tevent_req *, 1024);
+	for (i = 0; i < 1024; i++) {
+		reqs[i] = asvfs_pread_send(reqs, f->ev, f->engine, f->fd,
+					   one + i, 1, 0);
+		assert_non_null(reqs[i]);
+	}
+	assert_false(asvfs_engine_has_free_slot(f->engine));
+	for (i = 0; i < 1024; i++) {
+		wait_req(f->ev, reqs[i]);
+	}
+	talloc_free(reqs);
+	assert_true(asvfs_engine_has_free_slot(f->engine));
+	close(p[0]);
+	close(p[1]);
+}
+
+/* The engine goes away first: the holder then holds nothing. */
+static void held_slot_outlived_by_its_holder(void **st)
+{
+	struct fixture *f = *st;
+	struct asvfs_file_slot *slot = NULL;
+
+	slot = asvfs_file_slot_get(f, f->engine, f->fd);
+	assert_non_null(slot);
+	asvfs_engine_shutdown();
+	assert_int_equal(asvfs_file_slot_fd(slot), -1);
+	talloc_free(slot);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -785,6 +882,9 @@ int main(void)
 		T(free_slots_are_reported_and_come_back),
 		T(refused_submission_is_retried_without_a_completion),
 		T(freed_request_waits_for_the_kernel_when_the_ring_fails),
+		T(held_slot_serves_requests_with_one_registration),
+		T(held_slot_outlives_its_holder_while_in_use),
+		T(held_slot_outlived_by_its_holder),
 		cmocka_unit_test(refused_ring_is_reported_once),
 #undef T
 	};
