@@ -219,7 +219,8 @@ static int async_uring_io_fd(vfs_handle_struct *handle,
 		}
 	}
 	if (ext->slot != NULL && asvfs_file_slot_fd(ext->slot) != fd) {
-		TALLOC_FREE(ext->slot);	/* the engine was replaced */
+		/* a new engine, or another fd for the fsp */
+		TALLOC_FREE(ext->slot);
 	}
 	if (ext->slot == NULL) {
 		ext->slot = asvfs_file_slot_get(NULL, engine, fd);

@@ -89,12 +89,10 @@ struct asvfs_engine {
 	unsigned *slot_refs;		/* ops using a slot, +1 if held */
 	struct asvfs_file_slot **held;	/* by fd: slots callers hold */
 	unsigned n_held;		/* room in held */
-	struct asvfs_file_slot *holders;	/* all of them */
 	void *ev_sentinel;		/* freed with ev: we must go first */
 };
 
 struct asvfs_file_slot {
-	struct asvfs_file_slot *prev, *next;
 	struct asvfs_engine *engine;	/* NULL once the engine is gone */
 	int fd;
 	int slot;
@@ -297,7 +295,6 @@ static int file_slot_destructor(struct asvfs_file_slot *h)
 	if (engine == NULL) {
 		return 0;
 	}
-	DLIST_UNLINK(engine->holders, h);
 	engine->held[h->fd] = NULL;
 	engine_unref_slot(engine, h->slot);
 	return 0;
@@ -343,7 +340,6 @@ struct asvfs_file_slot *asvfs_file_slot_get(TALLOC_CTX *mem_ctx,
 	h->engine = engine;
 	h->fd = fd;
 	engine->held[fd] = h;
-	DLIST_PUSH_BACK(engine->holders, h);
 	talloc_set_destructor(h, file_slot_destructor);
 	return h;
 }
@@ -765,11 +761,6 @@ static void engine_submit(struct asvfs_engine *engine)
 		stats.inflight++;
 		stats.op[op->kind].submitted++;
 	}
-	if (io_uring_sq_ready(&engine->ring) == 0) {
-		engine->sq_unsubmitted = false;
-		goto retry;
-	}
-	ret = engine_kernel_submit(engine);
 	/*
 	 * -EBUSY/-EAGAIN: the completion queue is full, or the kernel has
 	 * no memory for requests.  The SQEs stay in the ring; retrying from
@@ -777,10 +768,14 @@ static void engine_submit(struct asvfs_engine *engine)
 	 * SQPOLL the kernel also stops at an SQE it cannot set up; the ones
 	 * after it stay too.
 	 */
-	engine->sq_unsubmitted =
-		ret < 0 || (!(engine->ring.flags & IORING_SETUP_SQPOLL) &&
-			    io_uring_sq_ready(&engine->ring) != 0);
-retry:
+	engine->sq_unsubmitted = false;
+	if (io_uring_sq_ready(&engine->ring) != 0) {
+		ret = engine_kernel_submit(engine);
+		engine->sq_unsubmitted =
+			ret < 0 ||
+			(!(engine->ring.flags & IORING_SETUP_SQPOLL) &&
+			 io_uring_sq_ready(&engine->ring) != 0);
+	}
 	if (engine->sq_unsubmitted || engine->backlog != NULL) {
 		stats.submit_retries++;
 		engine_schedule_retry(engine);
@@ -941,6 +936,8 @@ static void engine_drain(struct asvfs_engine *engine)
 
 static int engine_destructor(struct asvfs_engine *engine)
 {
+	unsigned i;
+
 	if (the_engine == engine) {
 		the_engine = NULL;
 	}
@@ -959,11 +956,10 @@ static int engine_destructor(struct asvfs_engine *engine)
 		talloc_free(engine->inflight);
 	}
 	/* The table goes with the ring: held slots are let go with it. */
-	while (engine->holders != NULL) {
-		struct asvfs_file_slot *h = engine->holders;
-
-		DLIST_UNLINK(engine->holders, h);
-		h->engine = NULL;
+	for (i = 0; i < engine->n_held; i++) {
+		if (engine->held[i] != NULL) {
+			engine->held[i]->engine = NULL;
+		}
 	}
 	TALLOC_FREE(engine->buffers);
 	TALLOC_FREE(engine->fde);
