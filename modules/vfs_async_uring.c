@@ -130,8 +130,12 @@ static void async_uring_disconnect(vfs_handle_struct *handle)
  * module.  The first refusal in a process is logged at level 1, the rest
  * at level 10.
  */
+static bool async_uring_holds_slot(vfs_handle_struct *handle,
+				   struct files_struct *fsp);
+
 static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
 					       struct tevent_context *ev,
+					       struct files_struct *fsp,
 					       enum asvfs_op_kind kind)
 {
 	static bool op_missing_logged[ASVFS_OP_KIND_COUNT];
@@ -176,7 +180,8 @@ static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
 		asvfs_engine_count_fallback(kind);
 		return NULL;
 	}
-	if (!asvfs_engine_has_free_slot(engine)) {
+	if (!async_uring_holds_slot(handle, fsp) &&
+	    !asvfs_engine_has_free_slot(engine)) {
 		/* a dup's close would drop smbd's process-associated locks */
 		DBG_DEBUG(MODULE ": %s: no free fixed-file slot, to the next "
 			  "module\n", asvfs_op_kind_name(kind));
@@ -202,6 +207,16 @@ static void async_uring_fsp_destroy(void *p_data)
 	struct async_uring_fsp *ext = p_data;
 
 	TALLOC_FREE(ext->slot);
+}
+
+/* Whether fsp's current fd already sits in a live fixed slot of its own. */
+static bool async_uring_holds_slot(vfs_handle_struct *handle,
+				   struct files_struct *fsp)
+{
+	struct async_uring_fsp *ext = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+
+	return ext != NULL && ext->slot != NULL &&
+	       asvfs_file_slot_fd(ext->slot) == fsp_get_io_fd(fsp);
 }
 
 static int async_uring_io_fd(vfs_handle_struct *handle,
@@ -320,7 +335,7 @@ static struct tevent_req *async_uring_pread_send(
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
 		return req;
 	}
-	engine = async_uring_engine(handle, ev, ASVFS_OP_PREAD);
+	engine = async_uring_engine(handle, ev, fsp, ASVFS_OP_PREAD);
 	if (engine == NULL) {
 		subreq = SMB_VFS_NEXT_PREAD_SEND(state, ev, handle, fsp, data,
 						 n, offset);
@@ -414,7 +429,7 @@ static struct tevent_req *async_uring_pwrite_send(
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
 		return req;
 	}
-	engine = async_uring_engine(handle, ev, ASVFS_OP_PWRITE);
+	engine = async_uring_engine(handle, ev, fsp, ASVFS_OP_PWRITE);
 	if (engine == NULL) {
 		subreq = SMB_VFS_NEXT_PWRITE_SEND(state, ev, handle, fsp, data,
 						  n, offset);
@@ -514,7 +529,7 @@ static struct tevent_req *async_uring_fsync_send(
 	if (req == NULL) {
 		return NULL;
 	}
-	engine = async_uring_engine(handle, ev, ASVFS_OP_FSYNC);
+	engine = async_uring_engine(handle, ev, fsp, ASVFS_OP_FSYNC);
 	if (engine == NULL) {
 		subreq = SMB_VFS_NEXT_FSYNC_SEND(state, ev, handle, fsp);
 		return async_uring_wait_for(req, ev, subreq,

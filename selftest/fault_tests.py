@@ -350,6 +350,39 @@ def reopened_file_reads_its_new_content(smbd, env, storage):
         c.logoff()
 
 
+def held_slot_is_used_when_the_table_is_full(smbd, env, storage):
+    """More files in I/O than the engine has fixed slots (1024): each
+    file that holds a slot keeps using it once the table is full, and
+    only files without one are passed to the next module."""
+    files, extra = 1100, 1100 - 1024
+    d = storage.backing(smbd, env, 'many')
+    os.makedirs(d, exist_ok=True)
+    os.chmod(d, 0o777)
+    for i in range(files):
+        with open(os.path.join(d, 'f%04d' % i), 'wb') as f:
+            f.write(b'%04d' % i)
+    before = smbd.counters('async_uring', 'pread')
+    baseline = smbd.children()
+    c = smb2client.Client(smbd, env)
+    try:
+        fids = [c.open('many\\f%04d' % i) for i in range(files)]
+        for rnd in range(2):
+            for i, fid in enumerate(fids):
+                assert c.read(fid, 0, 4) == b'%04d' % i, \
+                    'round %d: f%04d reads wrong' % (rnd, i)
+        for fid in fids:
+            c.close(fid)
+    finally:
+        c.logoff()
+    smbd.wait_children(baseline, timeout=20)
+    after = smbd.counters('async_uring', 'pread')
+    fallback = after.get('fallback', 0) - before.get('fallback', 0)
+    done = after.get('completed', 0) - before.get('completed', 0)
+    assert fallback <= 2 * extra and done >= 2 * (files - extra), \
+        '%d of %d reads passed on, %d through the ring (at most %d ' \
+        'should be passed on)' % (fallback, 2 * files, done, 2 * extra)
+
+
 XATTR_ENVS = ['default', 'async_xattr', 'async_xattr_auto', 'async_dosattr',
               'async_dosattr_async_auto', 'async_dosattr_prefetch',
               'async_dosattr_auto']
@@ -615,6 +648,9 @@ def run_slowfs(res):
                 for env in FAULT_ENVS:
                     record(res, 'faults.%s/%s' % (test.__name__, env),
                            test, smbd, env, storage)
+            record(res, 'faults.held_slot_is_used_when_the_table_is_full/'
+                   'async_uring', held_slot_is_used_when_the_table_is_full,
+                   smbd, 'async_uring', storage)
             for test in XATTR_TESTS:
                 for env in XATTR_ENVS:
                     record(res, 'faults.%s/%s' % (test.__name__, env),
