@@ -180,8 +180,8 @@ static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
 		asvfs_engine_count_fallback(kind);
 		return NULL;
 	}
-	if (!async_uring_holds_slot(handle, fsp) &&
-	    !asvfs_engine_has_free_slot(engine)) {
+	if (!asvfs_engine_has_free_slot(engine) &&
+	    !async_uring_holds_slot(handle, fsp)) {
 		/* a dup's close would drop smbd's process-associated locks */
 		DBG_DEBUG(MODULE ": %s: no free fixed-file slot, to the next "
 			  "module\n", asvfs_op_kind_name(kind));
@@ -233,11 +233,9 @@ static int async_uring_io_fd(vfs_handle_struct *handle,
 			return fd;	/* a slot per request, as before */
 		}
 	}
-	if (ext->slot != NULL && asvfs_file_slot_fd(ext->slot) != fd) {
-		/* a new engine, or another fd for the fsp */
+	if (!async_uring_holds_slot(handle, fsp)) {
+		/* none yet, a new engine, or another fd for the fsp */
 		TALLOC_FREE(ext->slot);
-	}
-	if (ext->slot == NULL) {
 		ext->slot = asvfs_file_slot_get(NULL, engine, fd);
 	}
 	return fd;
