@@ -772,8 +772,7 @@ struct async_dosattr_slot {
 	unsigned batch_idx;
 	bool names_ready;		/* names_len bytes of names */
 	bool names_used;
-	ssize_t names_len;
-	char names[ASVFS_NAMES_MAX];
+	ssize_t names_len;		/* in the dir's names, at our index */
 };
 
 /* The EA names of a top-up's entries, listed together on a thread. */
@@ -793,6 +792,7 @@ struct async_dosattr_dir {
 	struct async_dosattr_config *config;
 	DIR *dirp;
 	struct async_dosattr_slot *slots;
+	char *names;			/* ASVFS_NAMES_MAX a slot, or NULL */
 	unsigned cap;			/* ring size */
 	unsigned first;			/* ring index of the oldest kept */
 	unsigned count;			/* entries kept */
@@ -806,6 +806,16 @@ struct async_dosattr_dir {
 };
 
 #define DIR_SLOT(d, k) (&(d)->slots[((d)->first + (k)) % (d)->cap])
+
+/*
+ * A slot's EA names, beside the ring: 1 KiB an entry that only shares
+ * where smbd lists EA names (ea support) need.
+ */
+static char *async_dosattr_names_of(struct async_dosattr_dir *d,
+				    const struct async_dosattr_slot *s)
+{
+	return d->names + (size_t)(s - d->slots) * ASVFS_NAMES_MAX;
+}
 
 static int async_dosattr_dir_destructor(struct async_dosattr_dir *d)
 {
@@ -988,8 +998,9 @@ static bool async_dosattr_from_cache(struct async_dosattr_config *config,
 }
 
 static bool async_dosattr_names_from_cache(
-	struct async_dosattr_config *config, struct async_dosattr_slot *s)
+	struct async_dosattr_dir *d, struct async_dosattr_slot *s)
 {
+	struct async_dosattr_config *config = d->config;
 	struct asvfs_attrcache_key k = async_dosattr_key(s);
 	struct asvfs_attrcache_read r;
 
@@ -998,7 +1009,7 @@ static bool async_dosattr_names_from_cache(
 		return false;
 	}
 	if (r.len > 0) {
-		memcpy(s->names, r.data, r.len);
+		memcpy(async_dosattr_names_of(d, s), r.data, r.len);
 	}
 	s->names_len = r.len;
 	s->names_ready = true;
@@ -1129,10 +1140,36 @@ none:
 	}
 }
 
+/* The ring, and its EA names where smbd lists them; false: no memory. */
+static bool async_dosattr_ring_alloc(struct async_dosattr_dir *d)
+{
+	d->slots = talloc_zero_array(d, struct async_dosattr_slot, d->cap);
+	if (d->slots == NULL) {
+		return false;
+	}
+	if (!d->config->names_usable) {
+		return true;
+	}
+	d->names = talloc_array(d->slots, char,
+				(size_t)d->cap * ASVFS_NAMES_MAX);
+	if (d->names == NULL) {
+		TALLOC_FREE(d->slots);
+		return false;
+	}
+	return true;
+}
+
+static void async_dosattr_ring_free(struct async_dosattr_dir *d)
+{
+	TALLOC_FREE(d->slots);		/* the names with it */
+	d->names = NULL;
+}
+
 /*
  * Read ahead until a window's worth waits, and fetch those together.
- * The ring of slots (about 1.6 KB an entry) is allocated here, not at
- * the open: on fast storage a stream never prefetches and never needs it.
+ * The ring of slots (about 0.6 KiB an entry, 1.6 KiB with EA names) is
+ * allocated here, not at the open: on fast storage a stream never
+ * prefetches and never needs it.
  * Returns false, with nothing read, without memory for it.
  */
 static bool async_dosattr_top_up(vfs_handle_struct *handle,
@@ -1146,12 +1183,8 @@ static bool async_dosattr_top_up(vfs_handle_struct *handle,
 	int fds[window];
 	unsigned n = 0;
 
-	if (d->slots == NULL) {
-		d->slots = talloc_zero_array(d, struct async_dosattr_slot,
-					     d->cap);
-		if (d->slots == NULL) {
-			return false;
-		}
+	if (d->slots == NULL && !async_dosattr_ring_alloc(d)) {
+		return false;
 	}
 	if (dirfd != -1) {
 		engine = async_dosattr_engine(handle, d->config);
@@ -1189,8 +1222,8 @@ static bool async_dosattr_top_up(vfs_handle_struct *handle,
 		if (fd == -1) {
 			continue;
 		}
-		if (d->names_asked && d->config->names_usable &&
-		    !async_dosattr_names_from_cache(d->config, slot)) {
+		if (d->names_asked && d->names != NULL &&
+		    !async_dosattr_names_from_cache(d, slot)) {
 			named[n] = slot;
 			fds[n++] = fd;
 		} else {
@@ -1240,7 +1273,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 			if (waiting == 0) {
 				/* fast storage: no read-ahead, no overhead */
 				async_dosattr_drop(d);
-				TALLOC_FREE(d->slots);
+				async_dosattr_ring_free(d);
 				return SMB_VFS_NEXT_READDIR(handle, dirfsp,
 							    dirp, sbuf);
 			}
@@ -1368,30 +1401,38 @@ static int async_dosattr_closedir(vfs_handle_struct *handle, DIR *dirp)
 	return SMB_VFS_NEXT_CLOSEDIR(handle, dirp);
 }
 
+static bool async_dosattr_slot_is(const struct async_dosattr_slot *s,
+				  const SMB_STRUCT_STAT *st, bool names)
+{
+	bool open = names ? s->noted && !s->names_used :
+			    s->fetched && !s->used;
+
+	return open && s->ino == st->st_ex_ino && s->dev == st->st_ex_dev;
+}
+
 /*
  * The entry read ahead for this object (device, inode) that has not yet
  * given smbd its DOS attributes (names: its EA names), in any directory,
- * and that directory.
+ * and that directory.  smbd asks about the entry it was handed last, so
+ * each ring is searched from there backwards.
  */
 static struct async_dosattr_slot *async_dosattr_find_slot(
 	struct async_dosattr_config *config, const SMB_STRUCT_STAT *st,
 	bool names, struct async_dosattr_dir **pd)
 {
 	struct async_dosattr_dir *d = NULL;
-	unsigned k;
+	unsigned i;
 
 	for (d = config->dirs; d != NULL; d = d->next) {
 		if (!async_dosattr_reader_is_current(d->reader,
 						     config->conn)) {
 			continue;
 		}
-		for (k = 0; k < d->count; k++) {
+		for (i = 1; i <= d->count; i++) {
+			unsigned k = (d->handed + d->count - i) % d->count;
 			struct async_dosattr_slot *s = DIR_SLOT(d, k);
-			bool open = names ? s->noted && !s->names_used :
-					    s->fetched && !s->used;
 
-			if (open && s->ino == st->st_ex_ino &&
-			    s->dev == st->st_ex_dev) {
+			if (async_dosattr_slot_is(s, st, names)) {
 				*pd = d;
 				return s;
 			}
@@ -1518,7 +1559,7 @@ static bool async_dosattr_collect_names(struct async_dosattr_dir *d,
 		r = asvfs_worker_names(b->req, t->batch_idx);
 		/* errors, and lists too long to keep, are smbd's to meet */
 		if (r != NULL && r->len >= 0) {
-			memcpy(t->names, r->list, r->len);
+			memcpy(async_dosattr_names_of(d, t), r->list, r->len);
 			t->names_len = r->len;
 			t->names_ready = true;
 		}
@@ -1560,7 +1601,8 @@ static ssize_t async_dosattr_flistxattr(vfs_handle_struct *handle,
 	if (!s->names_cached) {
 		struct asvfs_attrcache_key k = async_dosattr_key(s);
 		struct asvfs_attrcache_read r = {
-			.len = s->names_len, .data = s->names,
+			.len = s->names_len,
+			.data = async_dosattr_names_of(d, s),
 		};
 
 		asvfs_attrcache_put_names(async_dosattr_cache(config), &k,
@@ -1575,7 +1617,7 @@ static ssize_t async_dosattr_flistxattr(vfs_handle_struct *handle,
 		errno = ERANGE;
 		return -1;
 	}
-	memcpy(list, s->names, s->names_len);
+	memcpy(list, async_dosattr_names_of(d, s), s->names_len);
 	config->n_names++;
 	return s->names_len;
 }
