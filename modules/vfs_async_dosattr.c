@@ -60,6 +60,7 @@ enum async_dosattr_mode { AM_AUTO, AM_ASYNC, AM_SYNC };
 #define ASYNC_DOSATTR_MEASURE_NSEC (1000ULL * 1000 * 1000)
 
 struct async_dosattr_dir;
+struct async_dosattr_steering;
 
 struct async_dosattr_config {
 	bool usable;		/* our decoding is exactly smbd's here */
@@ -75,8 +76,7 @@ struct async_dosattr_config {
 	struct timespec measured;	/* last synchronous read, when slow */
 	int snum;
 	connection_struct *conn;
-	bool steered;			/* we set smbd async dosmode ... */
-	bool steered_to;		/* ... to this */
+	struct async_dosattr_steering *steering;	/* mode auto */
 	uint64_t min_age_nsec;		/* ctime granularity guard */
 	unsigned cache_entries;
 	struct asvfs_attrcache *cache;	/* NULL: no cache */
@@ -249,6 +249,58 @@ static bool async_dosattr_smbd_lists_async(vfs_handle_struct *handle)
 	       per_thread_cwd_supported();
 }
 
+/*
+ * "smbd async dosmode" is one value per share in an smbd process, which
+ * every tree connect of the share steers.  So whether we steered it, and
+ * to what, is kept per process and share: a later or concurrent tree
+ * connect must not take our "no" for the admin's, and the last one to
+ * disconnect puts the admin's "yes" back (we only steer from a "yes").
+ */
+struct async_dosattr_steering {
+	struct async_dosattr_steering *prev, *next;
+	int snum;
+	unsigned conns;		/* tree connects in mode auto */
+	bool steered;		/* we set the share's value ... */
+	bool steered_to;	/* ... to this */
+};
+
+static struct async_dosattr_steering *dosattr_steerings;
+
+static struct async_dosattr_steering *async_dosattr_steering_join(int snum)
+{
+	struct async_dosattr_steering *st = NULL;
+
+	for (st = dosattr_steerings; st != NULL; st = st->next) {
+		if (st->snum == snum) {
+			break;
+		}
+	}
+	if (st == NULL) {
+		st = talloc_zero(NULL, struct async_dosattr_steering);
+		if (st == NULL) {
+			return NULL;	/* this tree connect does not steer */
+		}
+		st->snum = snum;
+		DLIST_ADD(dosattr_steerings, st);
+	}
+	st->conns++;
+	return st;
+}
+
+static void async_dosattr_steering_leave(struct async_dosattr_steering *st)
+{
+	if (st == NULL || --st->conns > 0) {
+		return;
+	}
+	if (st->steered &&
+	    lp_smbd_async_dosmode(st->snum) == st->steered_to &&
+	    !st->steered_to) {
+		(void)lp_do_parameter(st->snum, "smbd async dosmode", "yes");
+	}
+	DLIST_REMOVE(dosattr_steerings, st);
+	TALLOC_FREE(st);
+}
+
 static int async_dosattr_connect(vfs_handle_struct *handle,
 				 const char *service, const char *user)
 {
@@ -281,6 +333,9 @@ static int async_dosattr_connect(vfs_handle_struct *handle,
 	}
 	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
 				struct async_dosattr_config, return -1);
+	if (config->usable && config->mode == AM_AUTO) {
+		config->steering = async_dosattr_steering_join(config->snum);
+	}
 	return 0;
 }
 
@@ -307,6 +362,7 @@ static void async_dosattr_disconnect(vfs_handle_struct *handle)
 		  c->n_seek_drops, c->n_steered, c->n_names, c->n_cached,
 		  c->n_cached_names, c->n_reader_changes,
 		  c->estimate_nsec / 1000);
+	async_dosattr_steering_leave(c->steering);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
@@ -334,19 +390,20 @@ static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
  */
 static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 {
+	struct async_dosattr_steering *st = c->steering;
 	bool now, want;
 
-	if (c->mode != AM_AUTO || !c->usable) {
-		return;
+	if (st == NULL) {
+		return;			/* not mode auto, or no memory */
 	}
 	now = lp_smbd_async_dosmode(c->snum);
 	/* hysteresis: an estimate near the threshold must not flap */
 	want = c->estimate_nsec > (now ? c->async_threshold_nsec / 2 :
 					 c->async_threshold_nsec);
-	if (c->steered && now != c->steered_to) {
-		c->steered = false;	/* reloaded: the admin's value again */
+	if (st->steered && now != st->steered_to) {
+		st->steered = false;	/* reloaded: the admin's value again */
 	}
-	if (!c->steered && !now) {
+	if (!st->steered && !now) {
 		return;			/* the admin's choice: synchronous */
 	}
 	if (now == want) {
@@ -356,8 +413,8 @@ static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 			     want ? "yes" : "no")) {
 		return;
 	}
-	c->steered = true;
-	c->steered_to = want;
+	st->steered = true;
+	st->steered_to = want;
 	c->n_steered++;
 	DBG_DEBUG(MODULE ": reads take about %" PRIu64 " usec: smbd lists "
 		  "%s\n", c->estimate_nsec / 1000,

@@ -397,6 +397,12 @@ XATTR_ENV_DEFS = {
     'async_dosattr_auto': ('async_dosattr',
                            {'async_dosattr:ctime granularity msec': '20'}),
 }
+# the asynchronous path in mode auto, for one test alone: its counters
+# are per tree connect, in order.  The threshold puts slowfs's own
+# latency (some 40 usec a read) clearly below it, 2 ms clearly above.
+RETCON_ENV = 'async_dosattr_retcon'
+RETCON_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
+                                'async_dosattr:async threshold usec': '500'})
 HIDDEN_BLOB = {}
 
 
@@ -521,6 +527,35 @@ def slow_entries_in_fast_directories(smbd, env, storage):
                                                            out[-500:])
 
 
+def listing_after_tree_reconnect(smbd, env, storage):
+    """One connection lists a fast directory (mode auto steers smbd's
+    async dosmode off for the share), disconnects the tree, connects it
+    again and lists a slow directory twice: the second tree connect must
+    find the admin's "yes" again and list asynchronously (checked on the
+    counters when smbd has stopped)."""
+    for d in ('quickdir', 'slowdir'):
+        make_listing_dir(storage, smbd, env, d, 60)
+    out = list_slowly(smbd, env, storage, 'slowdir/',
+                      'ls quickdir\\*; tdis; tcon %s; ls slowdir\\*; '
+                      'ls slowdir\\*' % env)
+    listed = len(re.findall(r'^\s+f00\d\d\s', out, re.M))
+    assert listed == 180, '%d of 180 entries listed: %s' % (listed,
+                                                           out[-500:])
+
+
+def reconnected_tree_listed_async(res, smbd):
+    name = 'faults.tree_reconnect_finds_async_dosmode_again/' + RETCON_ENV
+    lines = smbd.log_lines('async_dosattr counters listing: share=%s ' %
+                           RETCON_ENV)
+    counts = [{k: int(v) for k, v in re.findall(r' (\w+)=(\d+)', ln)}
+              for ln in lines]
+    if len(counts) == 2 and counts[0].get('steered', 0) > 0 and \
+            counts[1].get('async', 0) > 0:
+        res.add('pass', name)
+    else:
+        res.add('fail', name, 'counters per tree connect: %s' % lines)
+
+
 SLOW_TESTS = [
     reopened_file_reads_its_new_content,
     read_eio_is_an_error_not_a_crash,
@@ -640,6 +675,7 @@ def run_slowfs(res):
         envs = {e: harness.ENVIRONMENTS[e] for e in FAULT_ENVS}
         envs.update({e: XATTR_ENV_DEFS.get(e) or harness.ENVIRONMENTS[e]
                      for e in XATTR_ENVS})
+        envs[RETCON_ENV] = RETCON_DEF
         smbd = harness.Smbd(envs=envs, share_root=storage.mnt,
                             log_level=harness.LOG_LEVEL)
         try:
@@ -666,8 +702,11 @@ def run_slowfs(res):
                 record(res, 'faults.slow_entries_in_fast_directories/' +
                        env, slow_entries_in_fast_directories, smbd, env,
                        storage)
+            record(res, 'faults.listing_after_tree_reconnect/' + RETCON_ENV,
+                   listing_after_tree_reconnect, smbd, RETCON_ENV, storage)
             smbd.stop()
             auto_modes_adapted(res, smbd)
+            reconnected_tree_listed_async(res, smbd)
             c = smbd.counters('async_uring', 'pread')
             if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:
                 res.add('fail', 'faults.async_uring_counted_short_reads',
