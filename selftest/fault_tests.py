@@ -383,6 +383,50 @@ def held_slot_is_used_when_the_table_is_full(smbd, env, storage):
         'should be passed on)' % (fallback, 2 * files, done, 2 * extra)
 
 
+def ring_files(pid):
+    """The files in the fixed-file tables of pid's io_uring rings, as
+    the kernel shows them in each ring's fdinfo."""
+    d = '/proc/%s/fd' % pid
+    names = []
+    for fd in os.listdir(d):
+        try:
+            if os.readlink(os.path.join(d, fd)) != 'anon_inode:[io_uring]':
+                continue
+            with open('/proc/%s/fdinfo/%s' % (pid, fd)) as f:
+                info = f.read()
+        except OSError:
+            continue
+        m = re.search(r'^UserFiles:.*\n((?:[ \t]*\d+: .*\n)*)', info, re.M)
+        if m:
+            names += [ln.split(': ', 1)[1]
+                      for ln in m.group(1).splitlines()]
+    return names
+
+
+def closed_file_leaves_the_ring(smbd, env, storage):
+    """A file that async_uring keeps in a fixed slot leaves the ring's
+    table at its close, while the connection stays: a slot kept would
+    hold the closed file open (its space, were it deleted, and a
+    descriptor number smbd may give the next open)."""
+    make_backing_file(storage, smbd, env, 'slotted.bin', 8192)
+    baseline = smbd.children()
+    c = smb2client.Client(smbd, env)
+    try:
+        pid = (smbd.children() - baseline).pop()
+        fid = c.open('slotted.bin')
+        assert len(c.read(fid, 0, 8192)) == 8192, 'short read'
+        held = [n for n in ring_files(pid) if n.endswith('/slotted.bin')]
+        assert held, 'the open file holds no fixed slot: %s' % \
+            ring_files(pid)
+        c.close(fid)
+        left = [n for n in ring_files(pid) if n.endswith('/slotted.bin')]
+        assert not left, 'the closed file is still in the ring: %s' % left
+        rc, out = smbclient(smbd, env, 'ls slotted.bin')
+        assert rc == 0, out
+    finally:
+        c.logoff()
+
+
 XATTR_ENVS = ['default', 'async_xattr', 'async_xattr_auto', 'async_dosattr',
               'async_dosattr_async_auto', 'async_dosattr_prefetch',
               'async_dosattr_auto']
@@ -687,6 +731,9 @@ def run_slowfs(res):
             record(res, 'faults.held_slot_is_used_when_the_table_is_full/'
                    'async_uring', held_slot_is_used_when_the_table_is_full,
                    smbd, 'async_uring', storage)
+            record(res, 'faults.closed_file_leaves_the_ring/async_uring',
+                   closed_file_leaves_the_ring, smbd, 'async_uring',
+                   storage)
             for test in XATTR_TESTS:
                 for env in XATTR_ENVS:
                     record(res, 'faults.%s/%s' % (test.__name__, env),
