@@ -252,53 +252,42 @@ static bool async_dosattr_smbd_lists_async(vfs_handle_struct *handle)
 /*
  * "smbd async dosmode" is one value per share in an smbd process, which
  * every tree connect of the share steers.  So whether we steered it, and
- * to what, is kept per process and share: a later or concurrent tree
- * connect must not take our "no" for the admin's, and the last one to
- * disconnect puts the admin's "yes" back (we only steer from a "yes").
+ * to what, is kept per process and share, for as long as the process
+ * lives: a later or concurrent tree connect must not take our "no" for
+ * the admin's (we only steer from a "yes"), or it would never list
+ * asynchronously, however slow the storage.
  */
 struct async_dosattr_steering {
 	struct async_dosattr_steering *prev, *next;
-	int snum;
-	unsigned conns;		/* tree connects in mode auto */
+	char *share;		/* by name: a share number may be reused */
 	bool steered;		/* we set the share's value ... */
 	bool steered_to;	/* ... to this */
 };
 
 static struct async_dosattr_steering *dosattr_steerings;
 
-static struct async_dosattr_steering *async_dosattr_steering_join(int snum)
+/* The share's record; NULL without memory: that tree connect won't steer */
+static struct async_dosattr_steering *async_dosattr_steering(int snum)
 {
+	const char *share = lp_const_servicename(snum);
 	struct async_dosattr_steering *st = NULL;
 
 	for (st = dosattr_steerings; st != NULL; st = st->next) {
-		if (st->snum == snum) {
-			break;
+		if (strequal(st->share, share)) {
+			return st;
 		}
 	}
+	st = talloc_zero(NULL, struct async_dosattr_steering);
 	if (st == NULL) {
-		st = talloc_zero(NULL, struct async_dosattr_steering);
-		if (st == NULL) {
-			return NULL;	/* this tree connect does not steer */
-		}
-		st->snum = snum;
-		DLIST_ADD(dosattr_steerings, st);
+		return NULL;
 	}
-	st->conns++;
+	st->share = talloc_strdup(st, share);
+	if (st->share == NULL) {
+		TALLOC_FREE(st);
+		return NULL;
+	}
+	DLIST_ADD(dosattr_steerings, st);
 	return st;
-}
-
-static void async_dosattr_steering_leave(struct async_dosattr_steering *st)
-{
-	if (st == NULL || --st->conns > 0) {
-		return;
-	}
-	if (st->steered &&
-	    lp_smbd_async_dosmode(st->snum) == st->steered_to &&
-	    !st->steered_to) {
-		(void)lp_do_parameter(st->snum, "smbd async dosmode", "yes");
-	}
-	DLIST_REMOVE(dosattr_steerings, st);
-	TALLOC_FREE(st);
 }
 
 static int async_dosattr_connect(vfs_handle_struct *handle,
@@ -334,7 +323,7 @@ static int async_dosattr_connect(vfs_handle_struct *handle,
 	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
 				struct async_dosattr_config, return -1);
 	if (config->usable && config->mode == AM_AUTO) {
-		config->steering = async_dosattr_steering_join(config->snum);
+		config->steering = async_dosattr_steering(config->snum);
 	}
 	return 0;
 }
@@ -362,7 +351,6 @@ static void async_dosattr_disconnect(vfs_handle_struct *handle)
 		  c->n_seek_drops, c->n_steered, c->n_names, c->n_cached,
 		  c->n_cached_names, c->n_reader_changes,
 		  c->estimate_nsec / 1000);
-	async_dosattr_steering_leave(c->steering);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }

@@ -575,8 +575,8 @@ def listing_after_tree_reconnect(smbd, env, storage):
     """One connection lists a fast directory (mode auto steers smbd's
     async dosmode off for the share), disconnects the tree, connects it
     again and lists a slow directory twice: the second tree connect must
-    find the admin's "yes" again and list asynchronously (checked on the
-    counters when smbd has stopped)."""
+    know the "no" it finds for the module's, not the admin's, and list
+    asynchronously (checked on the counters when smbd has stopped)."""
     for d in ('quickdir', 'slowdir'):
         make_listing_dir(storage, smbd, env, d, 60)
     out = list_slowly(smbd, env, storage, 'slowdir/',
