@@ -60,7 +60,6 @@ enum async_dosattr_mode { AM_AUTO, AM_ASYNC, AM_SYNC };
 #define ASYNC_DOSATTR_MEASURE_NSEC (1000ULL * 1000 * 1000)
 
 struct async_dosattr_dir;
-struct async_dosattr_steering;
 
 struct async_dosattr_config {
 	bool usable;		/* our decoding is exactly smbd's here */
@@ -76,7 +75,6 @@ struct async_dosattr_config {
 	struct timespec measured;	/* last synchronous read, when slow */
 	int snum;
 	connection_struct *conn;
-	struct async_dosattr_steering *steering;	/* mode auto */
 	uint64_t min_age_nsec;		/* ctime granularity guard */
 	unsigned cache_entries;
 	struct asvfs_attrcache *cache;	/* NULL: no cache */
@@ -249,47 +247,6 @@ static bool async_dosattr_smbd_lists_async(vfs_handle_struct *handle)
 	       per_thread_cwd_supported();
 }
 
-/*
- * "smbd async dosmode" is one value per share in an smbd process, which
- * every tree connect of the share steers.  So whether we steered it, and
- * to what, is kept per process and share, for as long as the process
- * lives: a later or concurrent tree connect must not take our "no" for
- * the admin's (we only steer from a "yes"), or it would never list
- * asynchronously, however slow the storage.
- */
-struct async_dosattr_steering {
-	struct async_dosattr_steering *prev, *next;
-	char *share;		/* by name: a share number may be reused */
-	bool steered;		/* we set the share's value ... */
-	bool steered_to;	/* ... to this */
-};
-
-static struct async_dosattr_steering *dosattr_steerings;
-
-/* The share's record; NULL without memory: that tree connect won't steer */
-static struct async_dosattr_steering *async_dosattr_steering(int snum)
-{
-	const char *share = lp_const_servicename(snum);
-	struct async_dosattr_steering *st = NULL;
-
-	for (st = dosattr_steerings; st != NULL; st = st->next) {
-		if (strequal(st->share, share)) {
-			return st;
-		}
-	}
-	st = talloc_zero(NULL, struct async_dosattr_steering);
-	if (st == NULL) {
-		return NULL;
-	}
-	st->share = talloc_strdup(st, share);
-	if (st->share == NULL) {
-		TALLOC_FREE(st);
-		return NULL;
-	}
-	DLIST_ADD(dosattr_steerings, st);
-	return st;
-}
-
 static int async_dosattr_connect(vfs_handle_struct *handle,
 				 const char *service, const char *user)
 {
@@ -322,9 +279,6 @@ static int async_dosattr_connect(vfs_handle_struct *handle,
 	}
 	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
 				struct async_dosattr_config, return -1);
-	if (config->usable && config->mode == AM_AUTO) {
-		config->steering = async_dosattr_steering(config->snum);
-	}
 	return 0;
 }
 
@@ -376,33 +330,43 @@ static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
  * and on again when they are slow.  A configuration reload puts the
  * admin's value back; the next read decides again from there.
  */
+/*
+ * What we set the share's "smbd async dosmode" to is noted beside it, as
+ * a parametric option of the share: shared by all its tree connects in
+ * this process, and gone with every reload of the share's section (smbd
+ * clears a section's parametric options when it loads it again), so a
+ * value a reload put there is never taken for ours.
+ */
+#define ASYNC_DOSATTR_STEERED "internal steered to"
+
 static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 {
-	struct async_dosattr_steering *st = c->steering;
+	const char *ours = NULL;
+	const char *value = NULL;
 	bool now, want;
 
-	if (st == NULL) {
-		return;			/* not mode auto, or no memory */
+	if (c->mode != AM_AUTO || !c->usable) {
+		return;
 	}
 	now = lp_smbd_async_dosmode(c->snum);
 	/* hysteresis: an estimate near the threshold must not flap */
 	want = c->estimate_nsec > (now ? c->async_threshold_nsec / 2 :
 					 c->async_threshold_nsec);
-	if (st->steered && now != st->steered_to) {
-		st->steered = false;	/* reloaded: the admin's value again */
-	}
-	if (!st->steered && !now) {
-		return;			/* the admin's choice: synchronous */
-	}
 	if (now == want) {
 		return;
 	}
-	if (!lp_do_parameter(c->snum, "smbd async dosmode",
-			     want ? "yes" : "no")) {
+	ours = lp_parm_const_string(c->snum, MODULE, ASYNC_DOSATTR_STEERED,
+				    NULL);
+	if (!now && (ours == NULL || !strequal(ours, "no"))) {
+		return;			/* the admin's choice: synchronous */
+	}
+	value = want ? "yes" : "no";
+	if (!lp_do_parameter(c->snum, "smbd async dosmode", value)) {
 		return;
 	}
-	st->steered = true;
-	st->steered_to = want;
+	/* unnoted, our "no" would be taken for the admin's: safe, if slow */
+	(void)lp_do_parameter(c->snum, MODULE ":" ASYNC_DOSATTR_STEERED,
+			      value);
 	c->n_steered++;
 	DBG_DEBUG(MODULE ": reads take about %" PRIu64 " usec: smbd lists "
 		  "%s\n", c->estimate_nsec / 1000,

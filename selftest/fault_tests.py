@@ -447,6 +447,8 @@ XATTR_ENV_DEFS = {
 RETCON_ENV = 'async_dosattr_retcon'
 RETCON_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
                                 'async_dosattr:async threshold usec': '500'})
+# the same, for the reload test, which rewrites its section
+RELOAD_ENV = 'async_dosattr_reload'
 HIDDEN_BLOB = {}
 
 
@@ -587,17 +589,68 @@ def listing_after_tree_reconnect(smbd, env, storage):
                                                            out[-500:])
 
 
+def reload_to_no_is_the_admins(smbd, env, storage):
+    """A listing on fast storage steers smbd's async dosmode off for the
+    share; then the admin sets it to no and smbd reloads.  The module
+    must take that no for the admin's (the reload clears the share's
+    parametric options, the module's note of its own no with them) and
+    leave the slow listings that follow synchronous on the same tree
+    connect (checked on the counters when smbd has stopped)."""
+    for d in ('quickdir', 'slowdir'):
+        make_listing_dir(storage, smbd, env, d, 60)
+    opts = smbd.envs[env][1]
+    baseline = smbd.children()
+    c = smb2client.Client(smbd, env)
+    try:
+        pid = (smbd.children() - baseline).pop()
+        got = c.conn.listPath(env, 'quickdir\\*')
+        assert len(got) == 62, '%d entries listed' % len(got)
+        opts['smbd async dosmode'] = 'no'
+        smbd.write_conf()
+        subprocess.run(['smbcontrol', '-s', smbd.conf, str(pid),
+                        'reload-config'], check=True)
+        time.sleep(1.5)
+        storage.set('getxattr.delay_ms = 2', 'path_filter = slowdir/')
+        try:
+            for _ in range(2):
+                got = c.conn.listPath(env, 'slowdir\\*')
+                assert len(got) == 62, '%d entries listed' % len(got)
+        finally:
+            storage.set()
+    finally:
+        c.logoff()
+        opts['smbd async dosmode'] = 'yes'
+        smbd.write_conf()
+
+
+def tree_counters(smbd, share):
+    """async_dosattr's listing counters of share, one dict per tree
+    connect, in order."""
+    lines = smbd.log_lines('async_dosattr counters listing: share=%s ' %
+                           share)
+    return [{k: int(v) for k, v in re.findall(r' (\w+)=(\d+)', ln)}
+            for ln in lines]
+
+
+def reloaded_no_stayed(res, smbd):
+    name = 'faults.reload_to_no_is_the_admins/' + RELOAD_ENV
+    counts = tree_counters(smbd, RELOAD_ENV)
+    # steered once, by the fast listing, and never back on
+    if len(counts) == 1 and counts[0].get('steered', 0) == 1 and \
+            counts[0].get('async', 0) == 0:
+        res.add('pass', name)
+    else:
+        res.add('fail', name, 'counters per tree connect: %s' % counts)
+
+
 def reconnected_tree_listed_async(res, smbd):
     name = 'faults.tree_reconnect_finds_async_dosmode_again/' + RETCON_ENV
-    lines = smbd.log_lines('async_dosattr counters listing: share=%s ' %
-                           RETCON_ENV)
-    counts = [{k: int(v) for k, v in re.findall(r' (\w+)=(\d+)', ln)}
-              for ln in lines]
+    counts = tree_counters(smbd, RETCON_ENV)
     if len(counts) == 2 and counts[0].get('steered', 0) > 0 and \
             counts[1].get('async', 0) > 0:
         res.add('pass', name)
     else:
-        res.add('fail', name, 'counters per tree connect: %s' % lines)
+        res.add('fail', name, 'counters per tree connect: %s' % counts)
 
 
 SLOW_TESTS = [
@@ -720,6 +773,7 @@ def run_slowfs(res):
         envs.update({e: XATTR_ENV_DEFS.get(e) or harness.ENVIRONMENTS[e]
                      for e in XATTR_ENVS})
         envs[RETCON_ENV] = RETCON_DEF
+        envs[RELOAD_ENV] = (RETCON_DEF[0], dict(RETCON_DEF[1]))
         smbd = harness.Smbd(envs=envs, share_root=storage.mnt,
                             log_level=harness.LOG_LEVEL)
         try:
@@ -751,9 +805,12 @@ def run_slowfs(res):
                        storage)
             record(res, 'faults.listing_after_tree_reconnect/' + RETCON_ENV,
                    listing_after_tree_reconnect, smbd, RETCON_ENV, storage)
+            record(res, 'faults.listing_after_reload/' + RELOAD_ENV,
+                   reload_to_no_is_the_admins, smbd, RELOAD_ENV, storage)
             smbd.stop()
             auto_modes_adapted(res, smbd)
             reconnected_tree_listed_async(res, smbd)
+            reloaded_no_stayed(res, smbd)
             c = smbd.counters('async_uring', 'pread')
             if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:
                 res.add('fail', 'faults.async_uring_counted_short_reads',
