@@ -247,7 +247,7 @@ def workloads(args, storage, tmp, backing):
     }
 
 
-def mount_slowfs(tmp):
+def mount_slowfs(tmp, getxattr_ms=1):
     binary = os.path.join(harness.BIN, 'selftest', 'slowfs', 'slowfs')
     back = os.path.join(tmp, 'slow-back')
     mnt = os.path.join(tmp, 'slow-mnt')
@@ -256,7 +256,9 @@ def mount_slowfs(tmp):
     os.makedirs(mnt)
     os.chmod(tmp, 0o755)
     with open(conf, 'w') as f:
-        f.write(SLOWFS_CONFIG)
+        f.write(re.sub(r'(?m)^getxattr\.delay_ms = .*$',
+                       'getxattr.delay_ms = %g' % getxattr_ms,
+                       SLOWFS_CONFIG))
     subprocess.run([binary, back, mnt, '-o',
                     'allow_other,default_permissions', '--config=' + conf],
                    check=True, stderr=subprocess.DEVNULL)
@@ -277,7 +279,10 @@ def run_workload(args, smbd, storage, wl, out):
     if args.count_enters and wl.nbytes:
         for env in envs:
             enters[env] = count_enters(smbd, lambda: wl.run(smbd, env))
-    report(out, storage, wl, envs, samples, enters)
+    label = storage
+    if storage == 'slowfs':
+        label += ', getxattr %g ms' % args.getxattr_ms
+    report(out, label, wl, envs, samples, enters)
 
 
 def run_storage(args, storage, tmp, out):
@@ -285,7 +290,7 @@ def run_storage(args, storage, tmp, out):
     mnt = None
     backing = os.path.normpath		# where setup writes: the share itself
     if storage == 'slowfs':
-        mnt, back = mount_slowfs(tmp)
+        mnt, back = mount_slowfs(tmp, args.getxattr_ms)
         share_root = mnt
 
         def backing(path):  # noqa: F811 - below slowfs, not through it
@@ -345,6 +350,10 @@ def parse_args():
     ap.add_argument('--no-unshare', action='store_true',
                     help='run smbd where unshare(2) is refused, as in some '
                     'containers: smbd then switches async dosmode off')
+    ap.add_argument('--getxattr-ms', type=float, default=1,
+                    help='slowfs getxattr latency; 0 gives the floor no '
+                    'module can beat: the FUSE round trips without the '
+                    'wait')
     ap.add_argument('--no-count-enters', dest='count_enters',
                     action='store_false')
     ap.add_argument('--quick', action='store_true',
