@@ -321,6 +321,15 @@ static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
 /* --- how fast the storage is -------------------------------------------- */
 
 /*
+ * What we set the share's "smbd async dosmode" to is noted beside it, as
+ * a parametric option of the share: shared by all its tree connects in
+ * this process, and gone with every reload of the share's section (smbd
+ * clears a section's parametric options when it loads it again), so a
+ * value a reload put there is never taken for ours.
+ */
+#define ASYNC_DOSATTR_STEERED "internal steered to"
+
+/*
  * smbd decides for each QUERY_DIRECTORY, from "smbd async dosmode",
  * whether it asks for the DOS attributes asynchronously; its per-entry
  * machinery for that costs more than a fast read itself (a listing on a
@@ -330,15 +339,6 @@ static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
  * and on again when they are slow.  A configuration reload puts the
  * admin's value back; the next read decides again from there.
  */
-/*
- * What we set the share's "smbd async dosmode" to is noted beside it, as
- * a parametric option of the share: shared by all its tree connects in
- * this process, and gone with every reload of the share's section (smbd
- * clears a section's parametric options when it loads it again), so a
- * value a reload put there is never taken for ours.
- */
-#define ASYNC_DOSATTR_STEERED "internal steered to"
-
 static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 {
 	const char *ours = NULL;
