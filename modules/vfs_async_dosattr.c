@@ -376,15 +376,19 @@ static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 /*
  * Only synchronous reads measure the storage: an asynchronous one also
  * measures the ring and the loop.  Weight 1/8, and a sample counts at
- * most four times the larger threshold: three slow answers in a row
- * switch, one (smbd preempted on a busy machine) does not.  A fast
+ * most twice the larger threshold: one slow answer (smbd preempted on a
+ * busy machine) moves a fast estimate by a quarter of the larger
+ * threshold, which switches nothing; on slow storage every answer is
+ * slow and the estimate passes both thresholds in a few reads.  (At four
+ * times, one preemption alone crossed the lower threshold: a listing on
+ * a busy machine steered smbd's async dosmode up to 27 times.)  A fast
  * answer asks for the next measurement at once, so that a storage that
  * became fast is noticed quickly.
  */
 static uint64_t async_dosattr_learn(struct async_dosattr_config *c,
 				    const struct timespec *start)
 {
-	uint64_t cap = 4 * MAX(c->async_threshold_nsec, c->threshold_nsec);
+	uint64_t cap = 2 * MAX(c->async_threshold_nsec, c->threshold_nsec);
 	struct timespec end;
 	uint64_t sample;
 
