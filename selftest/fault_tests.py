@@ -449,6 +449,13 @@ RETCON_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
                                 'async_dosattr:async threshold usec': '500'})
 # the same, for the reload test, which rewrites its section
 RELOAD_ENV = 'async_dosattr_reload'
+# mode auto where slowfs's own latency (some 40 usec) sits well below
+# the async threshold and a 2 ms read, capped, well above it
+SPIKY_ENV = 'async_dosattr_spiky'
+SPIKY_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
+                               'async_dosattr:async threshold usec': '200',
+                               'async_dosattr:prefetch threshold usec':
+                               '400'})
 HIDDEN_BLOB = {}
 
 
@@ -623,6 +630,35 @@ def reload_to_no_is_the_admins(smbd, env, storage):
         smbd.write_conf()
 
 
+def lone_slow_reads_steer_nothing(smbd, env, storage):
+    """A fast directory with four entries that read slowly (2 ms), as a
+    busy machine's preempted reads look to mode auto: after steering
+    smbd's async dosmode off at its first read, the listing must not
+    steer it again (checked on the counters when smbd has stopped)."""
+    make_listing_dir(storage, smbd, env, 'spikydir', 196)
+    blob = hidden_blob(smbd, storage)
+    for i in range(4):
+        path = os.path.join(storage.backing(smbd, env, 'spikydir'),
+                            'spike%d' % i)
+        with open(path, 'w'):
+            pass
+        os.setxattr(path, 'user.DOSATTRIB', blob)
+    out = list_slowly(smbd, env, storage, 'spikydir/spike',
+                      'ls spikydir\\*')
+    listed = len(re.findall(r'^\s+(f\d{4}|spike\d)\s', out, re.M))
+    assert listed == 200, '%d of 200 entries listed: %s' % (listed,
+                                                           out[-500:])
+
+
+def lone_slow_reads_stayed(res, smbd):
+    name = 'faults.lone_slow_reads_steer_nothing/' + SPIKY_ENV
+    counts = tree_counters(smbd, SPIKY_ENV)
+    if len(counts) == 1 and counts[0].get('steered', 0) == 1:
+        res.add('pass', name)
+    else:
+        res.add('fail', name, 'counters per tree connect: %s' % counts)
+
+
 def tree_counters(smbd, share):
     """async_dosattr's listing counters of share, one dict per tree
     connect, in order."""
@@ -774,6 +810,7 @@ def run_slowfs(res):
                      for e in XATTR_ENVS})
         envs[RETCON_ENV] = RETCON_DEF
         envs[RELOAD_ENV] = (RETCON_DEF[0], dict(RETCON_DEF[1]))
+        envs[SPIKY_ENV] = SPIKY_DEF
         smbd = harness.Smbd(envs=envs, share_root=storage.mnt,
                             log_level=harness.LOG_LEVEL)
         try:
@@ -807,10 +844,13 @@ def run_slowfs(res):
                    listing_after_tree_reconnect, smbd, RETCON_ENV, storage)
             record(res, 'faults.listing_after_reload/' + RELOAD_ENV,
                    reload_to_no_is_the_admins, smbd, RELOAD_ENV, storage)
+            record(res, 'faults.listing_with_lone_slow_reads/' + SPIKY_ENV,
+                   lone_slow_reads_steer_nothing, smbd, SPIKY_ENV, storage)
             smbd.stop()
             auto_modes_adapted(res, smbd)
             reconnected_tree_listed_async(res, smbd)
             reloaded_no_stayed(res, smbd)
+            lone_slow_reads_stayed(res, smbd)
             c = smbd.counters('async_uring', 'pread')
             if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:
                 res.add('fail', 'faults.async_uring_counted_short_reads',
