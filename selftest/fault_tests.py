@@ -449,13 +449,14 @@ RETCON_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
                                 'async_dosattr:async threshold usec': '500'})
 # the same, for the reload test, which rewrites its section
 RELOAD_ENV = 'async_dosattr_reload'
-# mode auto where slowfs's own latency (some 40 usec) sits well below
-# the async threshold and a 2 ms read, capped, well above it
+# mode auto with thresholds far above slowfs's own latency (40-70 usec,
+# more on a busy machine): a lone 10 ms read, capped, moves the estimate
+# by half the async threshold (by all of it at the former cap)
 SPIKY_ENV = 'async_dosattr_spiky'
 SPIKY_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
-                               'async_dosattr:async threshold usec': '200',
+                               'async_dosattr:async threshold usec': '1000',
                                'async_dosattr:prefetch threshold usec':
-                               '400'})
+                               '2000'})
 HIDDEN_BLOB = {}
 
 
@@ -631,7 +632,7 @@ def reload_to_no_is_the_admins(smbd, env, storage):
 
 
 def lone_slow_reads_steer_nothing(smbd, env, storage):
-    """A fast directory with four entries that read slowly (2 ms), as a
+    """A fast directory with four entries that read slowly (10 ms), as a
     busy machine's preempted reads look to mode auto: after steering
     smbd's async dosmode off at its first read, the listing must not
     steer it again (checked on the counters when smbd has stopped)."""
@@ -643,8 +644,12 @@ def lone_slow_reads_steer_nothing(smbd, env, storage):
         with open(path, 'w'):
             pass
         os.setxattr(path, 'user.DOSATTRIB', blob)
-    out = list_slowly(smbd, env, storage, 'spikydir/spike',
-                      'ls spikydir\\*')
+    storage.set('getxattr.delay_ms = 10', 'path_filter = spikydir/spike')
+    try:
+        rc, out = smbclient(smbd, env, 'ls spikydir\\*')
+    finally:
+        storage.set()
+    assert rc == 0, out
     listed = len(re.findall(r'^\s+(f\d{4}|spike\d)\s', out, re.M))
     assert listed == 200, '%d of 200 entries listed: %s' % (listed,
                                                            out[-500:])
