@@ -125,14 +125,14 @@ static void async_uring_disconnect(vfs_handle_struct *handle)
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
 
+static bool async_uring_holds_slot(vfs_handle_struct *handle,
+				   struct files_struct *fsp);
+
 /*
  * The engine for this call, or NULL when the call must go to the next
  * module.  The first refusal in a process is logged at level 1, the rest
  * at level 10.
  */
-static bool async_uring_holds_slot(vfs_handle_struct *handle,
-				   struct files_struct *fsp);
-
 static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
 					       struct tevent_context *ev,
 					       struct files_struct *fsp,
