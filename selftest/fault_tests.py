@@ -460,13 +460,13 @@ SPIKY_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
 HIDDEN_BLOB = {}
 
 
-def make_listing_dir(storage, smbd, env, name, count):
+def make_listing_dir(storage, smbd, env, name, count, prefix='f'):
     blob = hidden_blob(smbd, storage)
     d = storage.backing(smbd, env, name)
     os.makedirs(d, exist_ok=True)
     owner = pwd.getpwnam(harness.USERS[0])
     for i in range(count):
-        path = os.path.join(d, 'f%04d' % i)
+        path = os.path.join(d, '%s%04d' % (prefix, i))
         with open(path, 'w'):
             pass
         os.chown(path, owner.pw_uid, owner.pw_gid)
@@ -637,31 +637,16 @@ def lone_slow_reads_steer_nothing(smbd, env, storage):
     smbd's async dosmode off at its first read, the listing must not
     steer it again (checked on the counters when smbd has stopped)."""
     make_listing_dir(storage, smbd, env, 'spikydir', 196)
-    blob = hidden_blob(smbd, storage)
-    for i in range(4):
-        path = os.path.join(storage.backing(smbd, env, 'spikydir'),
-                            'spike%d' % i)
-        with open(path, 'w'):
-            pass
-        os.setxattr(path, 'user.DOSATTRIB', blob)
+    make_listing_dir(storage, smbd, env, 'spikydir', 4, prefix='spike')
     storage.set('getxattr.delay_ms = 10', 'path_filter = spikydir/spike')
     try:
         rc, out = smbclient(smbd, env, 'ls spikydir\\*')
     finally:
         storage.set()
     assert rc == 0, out
-    listed = len(re.findall(r'^\s+(f\d{4}|spike\d)\s', out, re.M))
+    listed = len(re.findall(r'^\s+(f|spike)\d{4}\s', out, re.M))
     assert listed == 200, '%d of 200 entries listed: %s' % (listed,
                                                            out[-500:])
-
-
-def lone_slow_reads_stayed(res, smbd):
-    name = 'faults.lone_slow_reads_steer_nothing/' + SPIKY_ENV
-    counts = tree_counters(smbd, SPIKY_ENV)
-    if len(counts) == 1 and counts[0].get('steered', 0) == 1:
-        res.add('pass', name)
-    else:
-        res.add('fail', name, 'counters per tree connect: %s' % counts)
 
 
 def tree_counters(smbd, share):
@@ -673,25 +658,31 @@ def tree_counters(smbd, share):
             for ln in lines]
 
 
-def reloaded_no_stayed(res, smbd):
-    name = 'faults.reload_to_no_is_the_admins/' + RELOAD_ENV
-    counts = tree_counters(smbd, RELOAD_ENV)
+def tree_counters_hold(res, smbd, test, share, holds):
+    """test/share passes when holds(counters per tree connect)."""
+    name = 'faults.%s/%s' % (test, share)
+    counts = tree_counters(smbd, share)
+    if holds(counts):
+        res.add('pass', name)
+    else:
+        res.add('fail', name, 'counters per tree connect: %s' % counts)
+
+
+def steering_kept_its_course(res, smbd):
+    """The steering tests' checks, on the counters of their tree
+    connects."""
+    tree_counters_hold(
+        res, smbd, 'tree_reconnect_finds_async_dosmode_again', RETCON_ENV,
+        lambda c: len(c) == 2 and c[0].get('steered', 0) > 0 and
+        c[1].get('async', 0) > 0)
     # steered once, by the fast listing, and never back on
-    if len(counts) == 1 and counts[0].get('steered', 0) == 1 and \
-            counts[0].get('async', 0) == 0:
-        res.add('pass', name)
-    else:
-        res.add('fail', name, 'counters per tree connect: %s' % counts)
-
-
-def reconnected_tree_listed_async(res, smbd):
-    name = 'faults.tree_reconnect_finds_async_dosmode_again/' + RETCON_ENV
-    counts = tree_counters(smbd, RETCON_ENV)
-    if len(counts) == 2 and counts[0].get('steered', 0) > 0 and \
-            counts[1].get('async', 0) > 0:
-        res.add('pass', name)
-    else:
-        res.add('fail', name, 'counters per tree connect: %s' % counts)
+    tree_counters_hold(
+        res, smbd, 'reload_to_no_is_the_admins', RELOAD_ENV,
+        lambda c: len(c) == 1 and c[0].get('steered', 0) == 1 and
+        c[0].get('async', 0) == 0)
+    tree_counters_hold(
+        res, smbd, 'lone_slow_reads_steer_nothing', SPIKY_ENV,
+        lambda c: len(c) == 1 and c[0].get('steered', 0) == 1)
 
 
 SLOW_TESTS = [
@@ -853,9 +844,7 @@ def run_slowfs(res):
                    lone_slow_reads_steer_nothing, smbd, SPIKY_ENV, storage)
             smbd.stop()
             auto_modes_adapted(res, smbd)
-            reconnected_tree_listed_async(res, smbd)
-            reloaded_no_stayed(res, smbd)
-            lone_slow_reads_stayed(res, smbd)
+            steering_kept_its_course(res, smbd)
             c = smbd.counters('async_uring', 'pread')
             if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:
                 res.add('fail', 'faults.async_uring_counted_short_reads',
