@@ -17,6 +17,7 @@ import argparse
 import concurrent.futures
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -157,18 +158,35 @@ def run_slowfs_tests(res, bindir):
         res.add('fail', 'slowfs', p.stdout[-500:])
 
 
-def run_bench_smoke(res):
-    """Each benchmark of make bench runs once with --quick: a benchmark
-    nobody runs stops working unnoticed.  Only that it completes and
-    reports is checked, never a time."""
-    bench_dir = os.path.join(HERE, 'bench')
+def xfs_usable():
+    with open('/proc/filesystems') as f:
+        return (shutil.which('mkfs.xfs') is not None and
+                any(line.split()[-1] == 'xfs' for line in f))
+
+
+def bench_smoke_runs(bench_dir):
+    """(name, command) of each quick benchmark run."""
+    runs = []
     for script in sorted(os.listdir(bench_dir)):
         if not (script.startswith('bench') and script.endswith('.py')):
             continue
         cmd = [sys.executable, os.path.join(bench_dir, script), '--quick']
         if script == 'bench.py':
             cmd.append('--no-count-enters')
-        name = 'bench.%s_runs' % script[:-3]
+            runs.append(('bench.bench_xfs_runs', cmd + [
+                '--storage', 'xfs', '--workloads', 'read,write,list']))
+        runs.append(('bench.%s_runs' % script[:-3], cmd))
+    return runs
+
+
+def run_bench_smoke(res):
+    """Each benchmark of make bench runs once with --quick: a benchmark
+    nobody runs stops working unnoticed.  Only that it completes and
+    reports is checked, never a time."""
+    for name, cmd in bench_smoke_runs(os.path.join(HERE, 'bench')):
+        if '--storage' in cmd and not xfs_usable():
+            res.add('skip', name, 'no mkfs.xfs or no xfs in this kernel')
+            continue
         try:
             p = subprocess.run(cmd, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT,

@@ -15,6 +15,7 @@ import argparse
 import os
 import pwd
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -289,6 +290,9 @@ def mount_xfs(tmp):
     # XFS, unlike ext4, takes buffered writes without blocking
     # (FMODE_BUF_WASYNC), so io_uring completes them inline instead of
     # handing each one to an io-wq worker.
+    if shutil.which('mkfs.xfs') is None:
+        sys.exit('bench: --storage xfs needs mkfs.xfs (Debian: xfsprogs, '
+                 'installed by make bootstrap)')
     image = os.path.join(tmp, 'xfs.img')
     mnt = os.path.join(tmp, 'xfs-mnt')
     os.makedirs(mnt)
