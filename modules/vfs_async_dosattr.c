@@ -58,6 +58,8 @@ enum async_dosattr_mode { AM_AUTO, AM_ASYNC, AM_SYNC };
 
 /* In auto, a slow storage is measured again at most this often. */
 #define ASYNC_DOSATTR_MEASURE_NSEC (1000ULL * 1000 * 1000)
+/* samples averaged into a settled estimate: each new one weighs 1/8 */
+#define ASYNC_DOSATTR_WEIGHT 8
 
 struct async_dosattr_dir;
 
@@ -72,6 +74,7 @@ struct async_dosattr_config {
 	unsigned window;
 	uint64_t threshold_nsec;	/* auto: prefetch above this */
 	uint64_t estimate_nsec;		/* synchronous getxattr time */
+	unsigned samples;		/* in it, up to ASYNC_DOSATTR_WEIGHT */
 	struct timespec measured;	/* last synchronous read, when slow */
 	int snum;
 	connection_struct *conn;
@@ -375,11 +378,15 @@ static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 
 /*
  * Only synchronous reads measure the storage: an asynchronous one also
- * measures the ring and the loop.  Weight 1/8, and a sample counts at
- * most twice the larger threshold: one slow answer (smbd preempted on a
- * busy machine) moves a fast estimate by a quarter of the larger
- * threshold, which switches nothing; on slow storage every answer is
- * slow and the estimate passes both thresholds in a few reads.  (At four
+ * measures the ring and the loop.  The estimate is the mean of the first
+ * ASYNC_DOSATTR_WEIGHT samples, then a moving average of weight 1/8 (all
+ * of those reads are measured, see async_dosattr_measure_due()).  Started
+ * from zero instead, a capped slow read counted a quarter of the lower
+ * threshold, and the process's first read on slow storage steered
+ * smbd's async dosmode off.  A sample counts at most twice the larger
+ * threshold: one slow answer (smbd preempted on a busy machine) moves a
+ * settled fast estimate by a quarter of the larger threshold, which
+ * switches nothing; on slow storage every answer is slow.  (At four
  * times, one preemption alone crossed the lower threshold: a listing on
  * a busy machine steered smbd's async dosmode up to 27 times.)  A fast
  * answer asks for the next measurement at once, so that a storage that
@@ -395,7 +402,9 @@ static uint64_t async_dosattr_learn(struct async_dosattr_config *c,
 	clock_gettime_mono(&end);
 	sample = nsec_time_diff(&end, start);
 	cap = MAX(cap, 1000);
-	c->estimate_nsec = (c->estimate_nsec * 7 + MIN(sample, cap)) / 8;
+	c->samples = MIN(c->samples + 1, ASYNC_DOSATTR_WEIGHT);
+	c->estimate_nsec = (c->estimate_nsec * (c->samples - 1) +
+			    MIN(sample, cap)) / c->samples;
 	c->measured = (sample <= c->async_threshold_nsec ||
 		       sample <= c->threshold_nsec) ?
 		(struct timespec) { 0 } : end;
@@ -405,12 +414,16 @@ static uint64_t async_dosattr_learn(struct async_dosattr_config *c,
 
 /*
  * While the storage is slow, whether a synchronous read should measure
- * it again: at most once a second, since each costs a round trip.
+ * it again: at most once a second, since each costs a round trip; but
+ * every read until the estimate has its first samples.
  */
 static bool async_dosattr_measure_due(struct async_dosattr_config *c)
 {
 	struct timespec now;
 
+	if (c->samples < ASYNC_DOSATTR_WEIGHT) {
+		return true;
+	}
 	clock_gettime_mono(&now);
 	return nsec_time_diff(&now, &c->measured) >=
 	       (int64_t)ASYNC_DOSATTR_MEASURE_NSEC;
@@ -1253,6 +1266,20 @@ static bool async_dosattr_top_up(vfs_handle_struct *handle,
 	return true;
 }
 
+/*
+ * Read ahead for the listing smbd does now: it chooses between its
+ * synchronous and its asynchronous listing at each QUERY_DIRECTORY (and
+ * mode auto steers that choice), so a stream opened under one may go on
+ * under the other.  Reading DOS attributes ahead for an asynchronous
+ * listing would read each of them twice.  False: nothing to read ahead.
+ */
+static bool async_dosattr_follow_smbd(vfs_handle_struct *handle,
+				      struct async_dosattr_dir *d)
+{
+	d->names_only = async_dosattr_smbd_lists_async(handle);
+	return !d->names_only || d->config->names_usable;
+}
+
 static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 					    struct files_struct *dirfsp,
 					    DIR *dirp, SMB_STRUCT_STAT *sbuf)
@@ -1272,7 +1299,12 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 	}
 	waiting = d->count - d->handed;
 	if (d->probe == 0 && waiting <= config->window / 2 && !d->eof) {
-		switch (async_dosattr_next_step(config)) {
+		enum async_dosattr_step step = STEP_DIRECT;
+
+		if (async_dosattr_follow_smbd(handle, d)) {
+			step = async_dosattr_next_step(config);
+		}
+		switch (step) {
 		case STEP_PROBE:
 			d->probe = ASYNC_DOSATTR_PROBE_ENTRIES;
 			break;

@@ -18,16 +18,12 @@ import pwd
 import time
 
 from impacket import smb
-from impacket.smb3structs import (FILE_DIRECTORY_FILE, FILE_OPEN,
-                                  FILE_READ_ATTRIBUTES, FILE_READ_DATA,
-                                  FILE_SHARE_DELETE, FILE_SHARE_READ,
-                                  FILE_SHARE_WRITE)
 
 import harness
 import listing_tests
 from listing_tests import share_counters
 import smb2client
-from smb2client import query_step, rest_of_listing
+from smb2client import open_dir, query_step, rest_of_listing
 from fault_tests import check_panics, record
 from smbd_tests import smbclient
 
@@ -157,15 +153,6 @@ def make_changing_dir(smbd, env, blobs, count, name='chg', tgt='tgt'):
         os.setxattr(path, 'user.DOSATTRIB', blobs['a'])
         os.chown(path, owner.pw_uid, owner.pw_gid)
     return d
-
-
-def open_dir(client, path):
-    conn = client.conn.getSMBServer()
-    fid = conn.create(client.tid, path,
-                      FILE_READ_ATTRIBUTES | FILE_READ_DATA,
-                      FILE_SHARE_READ | FILE_SHARE_WRITE |
-                      FILE_SHARE_DELETE, FILE_DIRECTORY_FILE, FILE_OPEN, 0)
-    return conn, fid
 
 
 def change_the_rest(smbd, env, d, rest):

@@ -457,6 +457,18 @@ SPIKY_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
                                'async_dosattr:async threshold usec': '1000',
                                'async_dosattr:prefetch threshold usec':
                                '2000'})
+# the asynchronous path with every default, for one test alone: a new
+# connection to slow storage
+COLD_ENV = 'async_dosattr_cold'
+COLD_DEF = ('async_dosattr', {'smbd async dosmode': 'yes'})
+# smbd's synchronous listing with the prefetch on, turned asynchronous
+# by the admin in the middle of a listing (mode async: nothing steers)
+TURNED_ENV = 'async_dosattr_turned'
+TURNED_DEF = ('async_dosattr', {'smbd async dosmode': 'no',
+                                'async_dosattr:mode': 'async',
+                                'async_dosattr:prefetch': 'yes',
+                                'async_dosattr:ctime granularity msec':
+                                '20'})
 HIDDEN_BLOB = {}
 
 
@@ -649,6 +661,53 @@ def lone_slow_reads_steer_nothing(smbd, env, storage):
                                                            out[-500:])
 
 
+def slow_share_keeps_async_dosmode(smbd, env, storage):
+    """A new connection to a share whose every read is slow (2 ms, far
+    above the default thresholds): mode auto must keep smbd's async
+    dosmode on from the first read, and no entry's DOS attributes may be
+    read twice, by the prefetch and by the asynchronous path (checked on
+    the counters when smbd has stopped)."""
+    make_listing_dir(storage, smbd, env, 'colddir', 200)
+    out = list_slowly(smbd, env, storage, '/' + env, 'ls colddir\\*')
+    listed = len(re.findall(r'^\s+f0\d{3}\s', out, re.M))
+    assert listed == 200, '%d of 200 entries listed: %s' % (listed,
+                                                           out[-500:])
+
+
+def listing_turned_async(smbd, env, storage):
+    """A listing that smbd begins synchronously (the prefetch reads DOS
+    attributes ahead) and, after the admin turned smbd's async dosmode on
+    and smbd reloaded, goes on asynchronously on the same handle: from
+    then on the prefetch must leave the DOS attributes to the
+    asynchronous path (checked on the counters when smbd has
+    stopped)."""
+    make_listing_dir(storage, smbd, env, 'turndir', 600)
+    time.sleep(0.1)         # older than the 20 ms ctime granularity
+    opts = smbd.envs[env][1]
+    baseline = smbd.children()
+    client = smb2client.Client(smbd, env)
+    try:
+        pid = (smbd.children() - baseline).pop()
+        conn, fid = smb2client.open_dir(client, 'turndir')
+        try:
+            listed = dict(smb2client.query_step(conn, client.tid, fid))
+            assert 0 < len(listed) < 100, '%d listed' % len(listed)
+            opts['smbd async dosmode'] = 'yes'
+            smbd.write_conf()
+            subprocess.run(['smbcontrol', '-s', smbd.conf, str(pid),
+                            'reload-config'], check=True)
+            time.sleep(1.5)
+            listed.update(smb2client.rest_of_listing(conn, client.tid,
+                                                     fid))
+        finally:
+            conn.close(client.tid, fid)
+    finally:
+        client.logoff()
+        opts['smbd async dosmode'] = 'no'
+        smbd.write_conf()
+    assert len(listed) == 600, '%d of 600 listed' % len(listed)
+
+
 def tree_counters(smbd, share):
     """async_dosattr's listing counters of share, one dict per tree
     connect, in order."""
@@ -683,6 +742,15 @@ def steering_kept_its_course(res, smbd):
     tree_counters_hold(
         res, smbd, 'lone_slow_reads_steer_nothing', SPIKY_ENV,
         lambda c: len(c) == 1 and c[0].get('steered', 0) == 1)
+    tree_counters_hold(
+        res, smbd, 'slow_share_kept_async_dosmode', COLD_ENV,
+        lambda c: len(c) == 1 and c[0].get('steered', 1) == 0 and
+        c[0].get('prefetched', 1) == 0 and c[0].get('async', 0) >= 150)
+    # before the reload at most the first top-ups (a window of 64 each)
+    tree_counters_hold(
+        res, smbd, 'turned_async_reads_each_entry_once', TURNED_ENV,
+        lambda c: len(c) == 1 and 0 < c[0].get('prefetched', 0) <= 192 and
+        c[0].get('async', 0) >= 400)
 
 
 SLOW_TESTS = [
@@ -807,6 +875,8 @@ def run_slowfs(res):
         envs[RETCON_ENV] = RETCON_DEF
         envs[RELOAD_ENV] = (RETCON_DEF[0], dict(RETCON_DEF[1]))
         envs[SPIKY_ENV] = SPIKY_DEF
+        envs[COLD_ENV] = COLD_DEF
+        envs[TURNED_ENV] = (TURNED_DEF[0], dict(TURNED_DEF[1]))
         smbd = harness.Smbd(envs=envs, share_root=storage.mnt,
                             log_level=harness.LOG_LEVEL)
         try:
@@ -842,6 +912,11 @@ def run_slowfs(res):
                    reload_to_no_is_the_admins, smbd, RELOAD_ENV, storage)
             record(res, 'faults.listing_with_lone_slow_reads/' + SPIKY_ENV,
                    lone_slow_reads_steer_nothing, smbd, SPIKY_ENV, storage)
+            record(res, 'faults.slow_share_keeps_async_dosmode/' +
+                   COLD_ENV, slow_share_keeps_async_dosmode, smbd, COLD_ENV,
+                   storage)
+            record(res, 'faults.listing_turned_async/' + TURNED_ENV,
+                   listing_turned_async, smbd, TURNED_ENV, storage)
             smbd.stop()
             auto_modes_adapted(res, smbd)
             steering_kept_its_course(res, smbd)

@@ -338,6 +338,18 @@ def query_step(conn, tid, fid):
     return out
 
 
+def open_dir(client, path):
+    """(impacket's SMB3 object, fid) of directory path, for query_step."""
+    conn = client.conn.getSMBServer()
+    fid = conn.create(client.tid, path,
+                      smb3structs.FILE_READ_ATTRIBUTES | FILE_READ_DATA,
+                      smb3structs.FILE_SHARE_READ |
+                      smb3structs.FILE_SHARE_WRITE |
+                      smb3structs.FILE_SHARE_DELETE,
+                      smb3structs.FILE_DIRECTORY_FILE, FILE_OPEN, 0)
+    return conn, fid
+
+
 def rest_of_listing(conn, tid, fid):
     """QUERY_DIRECTORY steps until no more files."""
     out = {}
