@@ -40,6 +40,7 @@
 
 #include "asvfs_attrcache.h"
 #include "asvfs_engine.h"
+#include "asvfs_estimate.h"
 #include "asvfs_worker.h"
 #include "asvfs_smbconf.h"
 
@@ -58,8 +59,6 @@ enum async_dosattr_mode { AM_AUTO, AM_ASYNC, AM_SYNC };
 
 /* In auto, a slow storage is measured again at most this often. */
 #define ASYNC_DOSATTR_MEASURE_NSEC (1000ULL * 1000 * 1000)
-/* samples averaged into a settled estimate: each new one weighs 1/8 */
-#define ASYNC_DOSATTR_WEIGHT 8
 
 struct async_dosattr_dir;
 
@@ -73,8 +72,7 @@ struct async_dosattr_config {
 	int prefetch;
 	unsigned window;
 	uint64_t threshold_nsec;	/* auto: prefetch above this */
-	uint64_t estimate_nsec;		/* synchronous getxattr time */
-	unsigned samples;		/* in it, up to ASYNC_DOSATTR_WEIGHT */
+	struct asvfs_estimate estimate;	/* synchronous getxattr time */
 	struct timespec measured;	/* last synchronous read, when slow */
 	int snum;
 	connection_struct *conn;
@@ -307,7 +305,7 @@ static void async_dosattr_disconnect(vfs_handle_struct *handle)
 		  c->n_prefetched, c->n_hits, c->n_misses, c->n_seeks,
 		  c->n_seek_drops, c->n_steered, c->n_names, c->n_cached,
 		  c->n_cached_names, c->n_reader_changes,
-		  c->estimate_nsec / 1000);
+		  c->estimate.nsec / 1000);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
@@ -353,7 +351,7 @@ static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 	}
 	now = lp_smbd_async_dosmode(c->snum);
 	/* hysteresis: an estimate near the threshold must not flap */
-	want = c->estimate_nsec > (now ? c->async_threshold_nsec / 2 :
+	want = c->estimate.nsec > (now ? c->async_threshold_nsec / 2 :
 					 c->async_threshold_nsec);
 	if (now == want) {
 		return;
@@ -372,15 +370,15 @@ static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 			      value);
 	c->n_steered++;
 	DBG_DEBUG(MODULE ": reads take about %" PRIu64 " usec: smbd lists "
-		  "%s\n", c->estimate_nsec / 1000,
+		  "%s\n", c->estimate.nsec / 1000,
 		  want ? "asynchronously" : "synchronously");
 }
 
 /*
  * Only synchronous reads measure the storage: an asynchronous one also
  * measures the ring and the loop.  The estimate is the mean of the first
- * ASYNC_DOSATTR_WEIGHT samples, then a moving average of weight 1/8 (all
- * of those reads are measured, see async_dosattr_measure_due()).  Started
+ * 8 samples, then a moving average of weight 1/8 (all of those reads are
+ * measured, see async_dosattr_measure_due()).  Started
  * from zero instead, a capped slow read counted a quarter of the lower
  * threshold, and the process's first read on slow storage steered
  * smbd's async dosmode off.  A sample counts at most twice the larger
@@ -402,9 +400,7 @@ static uint64_t async_dosattr_learn(struct async_dosattr_config *c,
 	clock_gettime_mono(&end);
 	sample = nsec_time_diff(&end, start);
 	cap = MAX(cap, 1000);
-	c->samples = MIN(c->samples + 1, ASYNC_DOSATTR_WEIGHT);
-	c->estimate_nsec = (c->estimate_nsec * (c->samples - 1) +
-			    MIN(sample, cap)) / c->samples;
+	asvfs_estimate_add(&c->estimate, sample, cap);
 	c->measured = (sample <= c->async_threshold_nsec ||
 		       sample <= c->threshold_nsec) ?
 		(struct timespec) { 0 } : end;
@@ -421,7 +417,7 @@ static bool async_dosattr_measure_due(struct async_dosattr_config *c)
 {
 	struct timespec now;
 
-	if (c->samples < ASYNC_DOSATTR_WEIGHT) {
+	if (!asvfs_estimate_settled(&c->estimate)) {
 		return true;
 	}
 	clock_gettime_mono(&now);
@@ -437,7 +433,7 @@ static bool async_dosattr_want_async(struct async_dosattr_config *c)
 	case AM_SYNC:
 		return false;
 	}
-	return c->estimate_nsec > c->async_threshold_nsec &&
+	return c->estimate.nsec > c->async_threshold_nsec &&
 	       !async_dosattr_measure_due(c);
 }
 
@@ -964,7 +960,7 @@ static enum async_dosattr_step async_dosattr_next_step(
 	if (c->prefetch == PF_YES) {
 		return STEP_PREFETCH;
 	}
-	if (c->estimate_nsec <= c->threshold_nsec) {
+	if (c->estimate.nsec <= c->threshold_nsec) {
 		return STEP_DIRECT;
 	}
 	return async_dosattr_measure_due(c) ? STEP_PROBE : STEP_PREFETCH;
