@@ -243,7 +243,9 @@ static bool async_dosattr_smbd_lists_async(vfs_handle_struct *handle)
 {
 	struct smbd_server_connection *sconn = handle->conn->sconn;
 
-	return lp_smbd_async_dosmode(SNUM(handle->conn)) &&
+	/* SMB1's TRANS2 listing is synchronous whatever the parameter says */
+	return sconn->using_smb2 &&
+	       lp_smbd_async_dosmode(SNUM(handle->conn)) &&
 	       pthreadpool_tevent_max_threads(sconn->pool) > 0 &&
 	       per_thread_cwd_supported();
 }

@@ -84,6 +84,14 @@ SMB1_ENVS = {
         CACHE['async_dosattr_cache'][1], **{
             'admin users': harness.USERS[0]})),
 }
+# smbd async dosmode on, which SMB1 never uses: its listing is synchronous
+# (mode async: mode auto would steer async dosmode off on this disk)
+SMB1_ASYNC_ENV = 'async_dosattr_smb1_async'
+SMB1_ENVS[SMB1_ASYNC_ENV] = ('async_dosattr', {
+    'admin users': harness.USERS[0], 'smbd async dosmode': 'yes',
+    'async_dosattr:mode': 'async',
+    'async_dosattr:prefetch': 'yes',
+    'async_dosattr:ctime granularity msec': '20'})
 SMB1_FILES = 40
 
 
@@ -483,6 +491,14 @@ def smb1_cache_changed_reader(smbd, share):
         'the cache was not warm when the reader changed: %s' % c
 
 
+def smb1_prefetch_served(smbd, share):
+    c = share_counters(smbd, share)
+    # each listing's entries, but for . and .., answered from the prefetch
+    assert c.get('prefetched', 0) >= SMB1_FILES and \
+        c.get('hits', 0) >= SMB1_FILES, \
+        'the SMB1 listing was not prefetched: %s' % c
+
+
 def run_smb1_shared_tree(res):
     smbd = harness.Smbd(envs=dict(SMB1_ENVS), extra_global=SMB1_GLOBAL,
                         log_level=harness.LOG_LEVEL)
@@ -502,9 +518,14 @@ def run_smb1_shared_tree(res):
         record(res, 'dosattr.smb1_sessions_sharing_a_tree_match_default/'
                'async_dosattr_cache', lambda: smb1_listings_match(
                    expected, smb1_shared_tree(smbd, 'async_dosattr_cache')))
+        record(res, 'dosattr.smb1_sessions_sharing_a_tree_match_default/' +
+               SMB1_ASYNC_ENV, lambda: smb1_listings_match(
+                   expected, smb1_shared_tree(smbd, SMB1_ASYNC_ENV)))
         smbd.stop()
         record(res, 'dosattr.smb1_cache_was_warm_when_the_user_changed',
                smb1_cache_changed_reader, smbd, 'async_dosattr_cache')
+        record(res, 'dosattr.smb1_listing_is_prefetched_under_async_dosmode',
+               smb1_prefetch_served, smbd, SMB1_ASYNC_ENV)
     except AssertionError as e:
         res.add('fail', 'dosattr.smb1_setup', str(e)[:400])
     finally:
