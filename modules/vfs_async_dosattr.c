@@ -1297,10 +1297,12 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 	}
 	waiting = d->count - d->handed;
 	if (d->probe == 0 && waiting <= config->window / 2 && !d->eof) {
-		enum async_dosattr_step step = STEP_DIRECT;
+		enum async_dosattr_step step = async_dosattr_next_step(config);
 
-		if (async_dosattr_follow_smbd(handle, d)) {
-			step = async_dosattr_next_step(config);
+		/* fast storage, the common case, needs no look at smbd */
+		if (step != STEP_DIRECT &&
+		    !async_dosattr_follow_smbd(handle, d)) {
+			step = STEP_DIRECT;
 		}
 		switch (step) {
 		case STEP_PROBE:

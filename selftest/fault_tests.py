@@ -609,6 +609,16 @@ def listing_after_tree_reconnect(smbd, env, storage):
                                                            out[-500:])
 
 
+def set_and_reload(smbd, env, pid, option, value):
+    """Set an option of env's share in smb.conf, and have the smbd
+    child pid reload it (reload-config is asynchronous: give it time)."""
+    smbd.envs[env][1][option] = value
+    smbd.write_conf()
+    subprocess.run(['smbcontrol', '-s', smbd.conf, str(pid),
+                    'reload-config'], check=True)
+    time.sleep(1.5)
+
+
 def reload_to_no_is_the_admins(smbd, env, storage):
     """A listing on fast storage steers smbd's async dosmode off for the
     share; then the admin sets it to no and smbd reloads.  The module
@@ -625,11 +635,7 @@ def reload_to_no_is_the_admins(smbd, env, storage):
         pid = (smbd.children() - baseline).pop()
         got = c.conn.listPath(env, 'quickdir\\*')
         assert len(got) == 62, '%d entries listed' % len(got)
-        opts['smbd async dosmode'] = 'no'
-        smbd.write_conf()
-        subprocess.run(['smbcontrol', '-s', smbd.conf, str(pid),
-                        'reload-config'], check=True)
-        time.sleep(1.5)
+        set_and_reload(smbd, env, pid, 'smbd async dosmode', 'no')
         storage.set('getxattr.delay_ms = 2', 'path_filter = slowdir/')
         try:
             for _ in range(2):
@@ -692,11 +698,7 @@ def listing_turned_async(smbd, env, storage):
         try:
             listed = dict(smb2client.query_step(conn, client.tid, fid))
             assert 0 < len(listed) < 100, '%d listed' % len(listed)
-            opts['smbd async dosmode'] = 'yes'
-            smbd.write_conf()
-            subprocess.run(['smbcontrol', '-s', smbd.conf, str(pid),
-                            'reload-config'], check=True)
-            time.sleep(1.5)
+            set_and_reload(smbd, env, pid, 'smbd async dosmode', 'yes')
             listed.update(smb2client.rest_of_listing(conn, client.tid,
                                                      fid))
         finally:

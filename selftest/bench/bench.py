@@ -287,9 +287,10 @@ def run_workload(args, smbd, storage, wl, out):
 
 
 def mount_xfs(tmp):
-    # XFS, unlike ext4, takes buffered writes without blocking
-    # (FMODE_BUF_WASYNC), so io_uring completes them inline instead of
-    # handing each one to an io-wq worker.
+    # XFS, unlike ext4, takes buffered writes without blocking where it
+    # can (FMODE_BUF_WASYNC): io_uring then completes them inline.  An
+    # appending write that needs a block allocation still goes to an
+    # io-wq worker.
     if shutil.which('mkfs.xfs') is None:
         sys.exit('bench: --storage xfs needs mkfs.xfs (Debian: xfsprogs, '
                  'installed by make bootstrap)')
