@@ -505,6 +505,12 @@ static bool async_dosattr_get_start(struct async_dosattr_get_state *state)
 	subreq = asvfs_getxattr_send(state, state->ev, state->engine, fd,
 				     SAMBA_XATTR_DOS_ATTRIB, state->value,
 				     sizeof(state->value));
+	if (asvfs_engine_refused(&subreq)) {
+		/* not the file's answer: smbd reads it synchronously */
+		async_dosattr_release_slot(state);
+		tevent_req_nterror(state->req, NT_STATUS_NOT_SUPPORTED);
+		return true;
+	}
 	if (subreq == NULL) {
 		return false;
 	}
@@ -643,6 +649,8 @@ static struct tevent_req *async_dosattr_get_dos_attributes_send(
 	}
 	if (!async_dosattr_get_start(state)) {
 		tevent_req_oom(req);
+	}
+	if (!tevent_req_is_in_progress(req)) {
 		return tevent_req_post(req, ev);
 	}
 	return req;
@@ -1090,6 +1098,9 @@ static int async_dosattr_fetch(vfs_handle_struct *handle,
 	slot->req = asvfs_getxattr_send(d, ev, engine, fd,
 					SAMBA_XATTR_DOS_ATTRIB, slot->value,
 					sizeof(slot->value));
+	if (asvfs_engine_refused(&slot->req)) {
+		return fd;	/* not fetched: smbd reads it itself */
+	}
 	if (slot->req == NULL) {
 		close(fd);
 		return -1;

@@ -469,6 +469,7 @@ static void async_open_discard(struct async_open_pending *p)
 	p->dirfd = -1;
 	r->at_name = talloc_move(r, &p->at_name);
 	r->creds = p->creds;
+	talloc_steal(r, r->creds.groups);	/* p goes */
 	r->worker = p->worker;
 	talloc_set_destructor(r, async_open_reaper_destructor);
 	p->config->n.discarded++;
@@ -608,7 +609,7 @@ static bool async_open_note_creator(struct async_open_pending *p,
 				    const struct smb_filename *smb_fname)
 {
 	p->at_name = talloc_strdup(p, smb_fname->base_name);
-	if (p->at_name == NULL || asvfs_creds_current(&p->creds) != 0) {
+	if (p->at_name == NULL || asvfs_creds_current(p, &p->creds) != 0) {
 		return false;
 	}
 	p->dirfd = fcntl(fsp_get_pathref_fd(dirfsp), F_DUPFD_CLOEXEC, 0);
@@ -693,7 +694,8 @@ static bool async_open_start(vfs_handle_struct *handle,
 	}
 	p->subreq = async_open_send_open(p, handle, config, dirfsp, smb_fname,
 					 fsp, how);
-	if (p->subreq == NULL) {
+	/* refused at once (say, no personality): smbd opens it itself */
+	if (p->subreq == NULL || asvfs_engine_refused(&p->subreq)) {
 		TALLOC_FREE(p);
 		return false;
 	}

@@ -317,6 +317,26 @@ static struct tevent_req *async_uring_wait_for(struct tevent_req *req,
 	return req;
 }
 
+/*
+ * The engine could not take the request (no personality for the
+ * caller's credentials, no memory): the next module does it, as it does
+ * without an engine.  The profile started for the ring ends unused.
+ */
+static bool async_uring_refused(struct tevent_req **subreq,
+				enum asvfs_op_kind kind,
+				struct async_uring_rw_state *state)
+{
+	if (!asvfs_engine_refused(subreq)) {
+		return false;
+	}
+	DBG_DEBUG(MODULE ": the engine refused a %s: to the next module\n",
+		  asvfs_op_kind_name(kind));
+	asvfs_engine_count_fallback(kind);
+	SMBPROFILE_BYTES_ASYNC_SET_BUSY(state->profile_bytes);
+	SMBPROFILE_BYTES_ASYNC_END(state->profile_bytes);
+	return true;
+}
+
 static void async_uring_pread_done(struct tevent_req *subreq);
 static void async_uring_next_pread_done(struct tevent_req *subreq);
 
@@ -346,6 +366,12 @@ static struct tevent_req *async_uring_pread_send(
 	subreq = asvfs_pread_send(state, ev, engine,
 				  async_uring_io_fd(handle, engine, fsp), data,
 				  n, offset);
+	if (async_uring_refused(&subreq, ASVFS_OP_PREAD, state)) {
+		subreq = SMB_VFS_NEXT_PREAD_SEND(state, ev, handle, fsp, data,
+						 n, offset);
+		return async_uring_wait_for(req, ev, subreq,
+					    async_uring_next_pread_done);
+	}
 	return async_uring_wait_for(req, ev, subreq, async_uring_pread_done);
 }
 
@@ -445,6 +471,12 @@ static struct tevent_req *async_uring_pwrite_send(
 	subreq = asvfs_pwrite_send(state, ev, engine,
 				   async_uring_io_fd(handle, engine, fsp),
 				   data, n, offset);
+	if (async_uring_refused(&subreq, ASVFS_OP_PWRITE, state)) {
+		subreq = SMB_VFS_NEXT_PWRITE_SEND(state, ev, handle, fsp, data,
+						  n, offset);
+		return async_uring_wait_for(req, ev, subreq,
+					    async_uring_next_pwrite_done);
+	}
 	return async_uring_wait_for(req, ev, subreq, async_uring_pwrite_done);
 }
 
@@ -538,6 +570,11 @@ static struct tevent_req *async_uring_fsync_send(
 	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
 	subreq = asvfs_fsync_send(state, ev, engine,
 				  async_uring_io_fd(handle, engine, fsp));
+	if (async_uring_refused(&subreq, ASVFS_OP_FSYNC, state)) {
+		subreq = SMB_VFS_NEXT_FSYNC_SEND(state, ev, handle, fsp);
+		return async_uring_wait_for(req, ev, subreq,
+					    async_uring_next_fsync_done);
+	}
 	return async_uring_wait_for(req, ev, subreq, async_uring_fsync_done);
 }
 

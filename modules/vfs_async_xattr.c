@@ -272,6 +272,13 @@ static struct tevent_req *async_xattr_getxattrat_send(
 	SMBPROFILE_BYTES_ASYNC_SET_IDLE(state->profile_bytes);
 	subreq = asvfs_getxattr_send(state, ev, engine, fd, xattr_name,
 				     state->value, alloc_hint);
+	if (asvfs_engine_refused(&subreq)) {
+		/* e.g. no personality for these credentials: smbd's way */
+		config->n_async--;
+		SMBPROFILE_BYTES_ASYNC_SET_BUSY(state->profile_bytes);
+		return async_xattr_do_sync(req, ev, handle, smb_fname,
+					   xattr_name);
+	}
 	if (tevent_req_nomem(subreq, req)) {
 		return tevent_req_post(req, ev);
 	}

@@ -28,6 +28,7 @@ import build_tests  # noqa: E402
 import dosattr_tests  # noqa: E402
 import fault_tests  # noqa: E402
 import harness  # noqa: E402
+import identity_tests  # noqa: E402
 import listing_tests  # noqa: E402
 import open_tests  # noqa: E402
 import smbd_tests  # noqa: E402
@@ -42,6 +43,7 @@ SHARED_SMBD_TESTS = [
     listing_tests,
 ]
 OWN_SMBD_TESTS = [
+    identity_tests,
     fault_tests,
     dosattr_tests,
     brl_tests,

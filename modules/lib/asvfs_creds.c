@@ -3,6 +3,7 @@
  * taken on by one thread.
  *
  * Copyright (C) samba-async-vfs authors
+ * SPDX-License-Identifier: GPL-3.0-or-later
  *
  * This program is free software; you can redistribute it and/or modify
  * it under the terms of the GNU General Public License as published by
@@ -36,15 +37,53 @@ static int compare_gid(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-int asvfs_creds_current(struct asvfs_creds *c)
+/*
+ * Into groups, room of them: the count, or -errno.  getgroups() answers
+ * EINVAL where the room is too small; then ask for the count (which
+ * smbd's next impersonation cannot change under us: one thread).
+ */
+static int creds_read_groups(TALLOC_CTX *mem_ctx, gid_t **groups)
 {
+	size_t room = (*groups != NULL) ? talloc_array_length(*groups) : 0;
+	gid_t *bigger = NULL;
+	int n;
+
+	for (;;) {
+		if (room > 0) {
+			n = getgroups(room, *groups);
+			if (n >= 0) {
+				return n;
+			}
+			if (errno != EINVAL) {
+				return -errno;
+			}
+		}
+		n = getgroups(0, NULL);
+		if (n < 0) {
+			return -errno;
+		}
+		room = (size_t)n + 1;	/* never 0: the next call stores */
+		bigger = talloc_realloc(mem_ctx, *groups, gid_t, room);
+		if (bigger == NULL) {
+			return -ENOMEM;
+		}
+		*groups = bigger;
+	}
+}
+
+int asvfs_creds_current(TALLOC_CTX *mem_ctx, struct asvfs_creds *c)
+{
+	int n;
+
 	c->uid = geteuid();
 	c->gid = getegid();
-	c->ngroups = getgroups(ASVFS_CREDS_MAX_GROUPS, c->groups);
-	if (c->ngroups < 0) {
-		return -errno;	/* EINVAL: more groups than we keep */
+	n = creds_read_groups(mem_ctx, &c->groups);
+	if (n < 0) {
+		c->ngroups = 0;
+		return n;
 	}
-	qsort(c->groups, c->ngroups, sizeof(gid_t), compare_gid);
+	c->ngroups = n;
+	qsort(c->groups, n, sizeof(gid_t), compare_gid);
 	return 0;
 }
 
@@ -53,14 +92,38 @@ bool asvfs_creds_equal(const struct asvfs_creds *a,
 {
 	return a->uid == b->uid && a->gid == b->gid &&
 	       a->ngroups == b->ngroups &&
-	       memcmp(a->groups, b->groups, a->ngroups * sizeof(gid_t)) == 0;
+	       (a->ngroups == 0 ||
+		memcmp(a->groups, b->groups,
+		       a->ngroups * sizeof(gid_t)) == 0);
+}
+
+/* Whether the calling thread has c already; malloc, not talloc. */
+static bool creds_are_the_threads(const struct asvfs_creds *c)
+{
+	gid_t *now = NULL;
+	bool same = false;
+	int n;
+
+	if (geteuid() != c->uid || getegid() != c->gid) {
+		return false;
+	}
+	n = getgroups(0, NULL);
+	if (n != c->ngroups) {
+		return false;
+	}
+	now = malloc(((size_t)n + 1) * sizeof(gid_t));
+	if (now != NULL && getgroups(n, now) == n) {
+		qsort(now, n, sizeof(gid_t), compare_gid);
+		same = n == 0 ||
+		       memcmp(now, c->groups, n * sizeof(gid_t)) == 0;
+	}
+	free(now);
+	return same;
 }
 
 int asvfs_creds_become_thread(const struct asvfs_creds *c)
 {
-	struct asvfs_creds now;
-
-	if (asvfs_creds_current(&now) == 0 && asvfs_creds_equal(&now, c)) {
+	if (creds_are_the_threads(c)) {
 		return 0;
 	}
 	/*

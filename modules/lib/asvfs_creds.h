@@ -2,6 +2,9 @@
  * samba-async-vfs: the credentials of the requesting user, captured and
  * taken on by one thread.
  *
+ * Copyright (C) samba-async-vfs authors
+ * SPDX-License-Identifier: GPL-3.0-or-later
+ *
  * smbd impersonates a user by changing the real and effective ids of its
  * main thread, with raw syscalls; the saved uid stays 0.  Work that runs
  * later or elsewhere (an io_uring personality, a worker thread) must carry the
@@ -16,19 +19,21 @@
 
 #include <stdbool.h>
 #include <sys/types.h>
-
-/* Samba users rarely have more; more makes a capture fail (EINVAL). */
-#define ASVFS_CREDS_MAX_GROUPS 256
+#include <talloc.h>
 
 struct asvfs_creds {
 	uid_t uid;		/* effective */
 	gid_t gid;		/* effective */
 	int ngroups;
-	gid_t groups[ASVFS_CREDS_MAX_GROUPS];	/* sorted */
+	gid_t *groups;		/* sorted; any number up to NGROUPS_MAX */
 };
 
-/* The calling thread's credentials: 0 or -errno. */
-int asvfs_creds_current(struct asvfs_creds *c);
+/*
+ * The calling thread's credentials: 0 or -errno.  c->groups is a talloc
+ * array on mem_ctx; one that c holds from an earlier call is reused when
+ * it has room (c must be zeroed before the first call).
+ */
+int asvfs_creds_current(TALLOC_CTX *mem_ctx, struct asvfs_creds *c);
 
 bool asvfs_creds_equal(const struct asvfs_creds *a,
 		       const struct asvfs_creds *b);
@@ -36,7 +41,8 @@ bool asvfs_creds_equal(const struct asvfs_creds *a,
 /*
  * Make c the credentials of the calling thread only: 0 or an errno.  One
  * of the thread's uids must be 0 (smbd's saved uid is) unless it already
- * has exactly c.  Meant for threads that end with their work.
+ * has exactly c.  Meant for threads that end with their work; it uses no
+ * talloc, which is not thread-safe.
  */
 int asvfs_creds_become_thread(const struct asvfs_creds *c);
 

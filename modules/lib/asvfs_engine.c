@@ -1142,6 +1142,15 @@ struct asvfs_engine *asvfs_engine_get(struct tevent_context *ev,
 	return the_engine;
 }
 
+bool asvfs_engine_refused(struct tevent_req **subreq)
+{
+	if (*subreq == NULL || tevent_req_is_in_progress(*subreq)) {
+		return false;
+	}
+	TALLOC_FREE(*subreq);
+	return true;
+}
+
 /* --- the operations' send/recv ----------------------------------------- */
 
 static struct tevent_req *asvfs_io_send(TALLOC_CTX *mem_ctx,
@@ -1212,6 +1221,36 @@ static void op_use_callers_buffer(struct asvfs_op *op, void *buf, size_t n)
 	op->buf_is_callers = true;
 }
 
+/*
+ * Every op runs with the credentials of the thread that asks for it,
+ * never with root's or stale ones: capture them now.  The ring is
+ * submitted later, from an immediate, under whatever identity smbd has
+ * then (root after its log size check, another user after a waiter's
+ * change_to_user), and with SQPOLL by the ring creator's thread.  For
+ * data I/O that matters too: a write by a user clears set-id bits, is
+ * charged to the user's quota and may not use reserved blocks; as root
+ * it would keep, dodge and use them.
+ */
+static bool op_capture_caller(struct tevent_req *req,
+			      struct asvfs_io_state *state)
+{
+	struct asvfs_op *op = state->op;
+	int id = -ENOMEM;
+
+	/* a path op without its path: the copy found no memory */
+	if (op_is_data(op->kind) || op->path != NULL) {
+		id = asvfs_personality_current(op->engine->personalities);
+	}
+	if (id < 0) {
+		state->op = NULL;
+		talloc_free(op);
+		tevent_req_error(req, -id);
+		return false;
+	}
+	op->personality = id;
+	return true;
+}
+
 struct tevent_req *asvfs_pread_send(TALLOC_CTX *mem_ctx,
 				    struct tevent_context *ev,
 				    struct asvfs_engine *engine,
@@ -1228,6 +1267,9 @@ struct tevent_req *asvfs_pread_send(TALLOC_CTX *mem_ctx,
 	}
 	state = tevent_req_data(req, struct asvfs_io_state);
 	op_use_callers_buffer(state->op, buf, n);
+	if (!op_capture_caller(req, state)) {
+		return tevent_req_post(req, ev);
+	}
 	op_start(state->op);
 	return req;
 }
@@ -1249,6 +1291,9 @@ struct tevent_req *asvfs_pwrite_send(TALLOC_CTX *mem_ctx,
 	state = tevent_req_data(req, struct asvfs_io_state);
 	/* The kernel only reads it: no copy, and no one writes it meanwhile */
 	op_use_callers_buffer(state->op, (void *)buf, n);
+	if (!op_capture_caller(req, state)) {
+		return tevent_req_post(req, ev);
+	}
 	op_start(state->op);
 	return req;
 }
@@ -1265,6 +1310,9 @@ struct tevent_req *asvfs_fsync_send(TALLOC_CTX *mem_ctx,
 		return req;
 	}
 	state = tevent_req_data(req, struct asvfs_io_state);
+	if (!op_capture_caller(req, state)) {
+		return tevent_req_post(req, ev);
+	}
 	op_start(state->op);
 	return req;
 }
@@ -1301,29 +1349,6 @@ ssize_t asvfs_pwrite_recv(struct tevent_req *req, int *perrno)
 int asvfs_fsync_recv(struct tevent_req *req, int *perrno)
 {
 	return asvfs_io_recv(req, perrno) == 0 ? 0 : -1;
-}
-
-/*
- * A path-based op runs with the credentials of the thread that asks for
- * it, never with root's or stale ones: capture them now.
- */
-static bool op_capture_caller(struct tevent_req *req,
-			      struct asvfs_io_state *state)
-{
-	struct asvfs_op *op = state->op;
-	int id = -ENOMEM;
-
-	if (op->path != NULL) {
-		id = asvfs_personality_current(op->engine->personalities);
-	}
-	if (id < 0) {
-		state->op = NULL;
-		talloc_free(op);
-		tevent_req_error(req, -id);
-		return false;
-	}
-	op->personality = id;
-	return true;
 }
 
 struct tevent_req *asvfs_openat_send(TALLOC_CTX *mem_ctx,

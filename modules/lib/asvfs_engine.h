@@ -130,6 +130,17 @@ void asvfs_engine_shutdown(void);
 void asvfs_engine_refuse_submits(unsigned n, int err);
 
 /*
+ * Whether the engine answered *subreq at once with an error, before the
+ * kernel saw it: no memory, no fd for its dup, the wrong event context,
+ * or no personality for the caller's credentials.  Then *subreq is freed
+ * and the caller takes the path it takes without an engine (the next
+ * module, or smbd's synchronous one), so that a failure of our machinery
+ * never becomes an answer smbd would not give.  False for NULL: that is
+ * the caller's no-memory case.
+ */
+bool asvfs_engine_refused(struct tevent_req **subreq);
+
+/*
  * pread/pwrite/fsync.  The result is the number of bytes (0 for fsync) or
  * -1 with *perrno set.  A short transfer is continued until done, EOF
  * (read) or an error; an error after progress returns the progress.

@@ -26,6 +26,7 @@ struct asvfs_personality_cache {
 	unsigned max;
 	struct asvfs_personality *entries;
 	uint64_t clock;
+	struct asvfs_creds now;		/* the capture's, reused */
 	struct asvfs_personality_stats stats;
 };
 
@@ -34,7 +35,8 @@ static bool creds_match(const struct asvfs_personality *p,
 {
 	return p->id != 0 && p->uid == c->uid && p->gid == c->gid &&
 	       p->ngroups == c->ngroups &&
-	       memcmp(p->groups, c->groups, c->ngroups * sizeof(gid_t)) == 0;
+	       (c->ngroups == 0 ||
+		memcmp(p->groups, c->groups, c->ngroups * sizeof(gid_t)) == 0);
 }
 
 struct asvfs_personality_cache *asvfs_personality_cache_new(
@@ -100,18 +102,18 @@ static struct asvfs_personality *free_slot(
 
 int asvfs_personality_current(struct asvfs_personality_cache *cache)
 {
-	struct asvfs_creds c;
+	struct asvfs_creds *c = &cache->now;
 	struct asvfs_personality *p = NULL;
 	unsigned i;
 	int ret;
 
-	ret = asvfs_creds_current(&c);
+	ret = asvfs_creds_current(cache, c);
 	if (ret < 0) {
 		return ret;
 	}
 	for (i = 0; i < cache->max; i++) {
 		p = &cache->entries[i];
-		if (creds_match(p, &c)) {
+		if (creds_match(p, c)) {
 			p->last_used = ++cache->clock;
 			cache->stats.hits++;
 			return p->id;
@@ -121,20 +123,21 @@ int asvfs_personality_current(struct asvfs_personality_cache *cache)
 	if (p == NULL) {
 		return -EBUSY;
 	}
-	p->groups = talloc_memdup(cache->entries, c.groups,
-				  c.ngroups * sizeof(gid_t) + 1);
+	/* never of size 0, which talloc answers with NULL */
+	p->groups = talloc_array(cache->entries, gid_t, c->ngroups + 1);
 	if (p->groups == NULL) {
 		return -ENOMEM;
 	}
+	memcpy(p->groups, c->groups, c->ngroups * sizeof(gid_t));
 	ret = io_uring_register_personality(cache->ring);
 	if (ret < 0) {
 		TALLOC_FREE(p->groups);
 		return ret;
 	}
 	p->id = ret;
-	p->uid = c.uid;
-	p->gid = c.gid;
-	p->ngroups = c.ngroups;
+	p->uid = c->uid;
+	p->gid = c->gid;
+	p->ngroups = c->ngroups;
 	p->held = 0;
 	p->last_used = ++cache->clock;
 	cache->stats.registered++;

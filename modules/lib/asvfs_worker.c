@@ -139,6 +139,7 @@ static void worker_job_unref(struct worker_job *job)
 	}
 	free(job->fds);
 	free(job->names);
+	free(job->creds.groups);
 	if (job->efd != -1) {
 		close(job->efd);
 	}
@@ -253,14 +254,47 @@ static void worker_cleanup(struct tevent_req *req,
 	}
 }
 
+/*
+ * The job's own copy of creds, or of the caller's now: malloc'ed, since
+ * the thread frees it and talloc is not thread-safe.  0 or an errno.
+ */
+static int worker_job_take_creds(struct worker_job *job,
+				 const struct asvfs_creds *creds)
+{
+	struct asvfs_creds now = { .ngroups = 0 };
+	TALLOC_CTX *tmp = NULL;
+	int ret = 0;
+
+	if (creds == NULL) {
+		tmp = talloc_new(NULL);
+		if (tmp == NULL) {
+			return ENOMEM;
+		}
+		ret = -asvfs_creds_current(tmp, &now);
+		creds = &now;
+	}
+	job->creds = *creds;
+	job->creds.groups = malloc(((size_t)creds->ngroups + 1) *
+				   sizeof(gid_t));
+	if (ret == 0 && job->creds.groups == NULL) {
+		ret = ENOMEM;
+	}
+	if (ret == 0 && creds->ngroups > 0) {
+		memcpy(job->creds.groups, creds->groups,
+		       creds->ngroups * sizeof(gid_t));
+	}
+	talloc_free(tmp);
+	return ret;
+}
+
 /* What the job's thread will need (path NULL: no dirfd); 0 or an errno. */
 static int worker_job_fill(struct worker_job *job, int dirfd,
 			   const char *path, const struct asvfs_creds *creds)
 {
-	if (creds != NULL) {
-		job->creds = *creds;
-	} else if (asvfs_creds_current(&job->creds) != 0) {
-		return EINVAL;
+	int err = worker_job_take_creds(job, creds);
+
+	if (err != 0) {
+		return err;
 	}
 	/* never the process's cwd, which smbd changes under the thread */
 	if (dirfd == AT_FDCWD) {

@@ -294,6 +294,91 @@ static void getxattr_runs_with_the_callers_credentials(void **state)
 	in_child(getxattr_case);
 }
 
+/*
+ * A write as a user clears the set-id bits (the kernel keeps them only
+ * for CAP_FSETID): so it must run as that user, not as whoever smbd is
+ * when the ring is submitted (root here, as after smbd's log size check).
+ */
+static void write_case(void)
+{
+	struct tevent_context *ev = tevent_context_init(NULL);
+	struct asvfs_engine *engine = child_engine(ev, 8);
+	struct tevent_req *req = NULL;
+	char path[128];
+	struct stat st;
+	int fd, err = 0;
+	time_t end = time(NULL) + 10;
+
+	CHECK(engine != NULL, 50);
+	snprintf(path, sizeof(path), "%s/setid", dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0600);
+	CHECK(fd >= 0, 51);
+	CHECK(fchown(fd, OTHER, OTHER) == 0 && fchmod(fd, 04777) == 0, 52);
+
+	become(NOBODY, NOBODY);
+	req = asvfs_pwrite_send(ev, ev, engine, fd, "x", 1, 0);
+	become_root();		/* submitted from the loop, as root */
+	while (tevent_req_is_in_progress(req) && time(NULL) < end) {
+		tevent_loop_once(ev);
+	}
+	CHECK(asvfs_pwrite_recv(req, &err) == 1, 53);
+	CHECK(fstat(fd, &st) == 0, 54);
+	CHECK((st.st_mode & S_ISUID) == 0, 55);
+	close(fd);
+	unlink(path);
+}
+
+static void write_runs_with_the_callers_credentials(void **state)
+{
+	in_child(write_case);
+}
+
+#define MANY_GROUPS 2000
+#define GROUP_ONLY 4242
+
+/* A user in more groups than any fixed buffer would hold. */
+static void groups_case(void)
+{
+	struct tevent_context *ev = tevent_context_init(NULL);
+	struct asvfs_engine *engine = child_engine(ev, 8);
+	struct tevent_req *req = NULL;
+	gid_t *groups = calloc(MANY_GROUPS, sizeof(gid_t));
+	char path[128];
+	int dirfd, fd, i, err = 0;
+
+	CHECK(engine != NULL && groups != NULL, 60);
+	snprintf(path, sizeof(path), "%s/grp", dir);
+	fd = open(path, O_CREAT | O_WRONLY, 0040);
+	CHECK(fd >= 0 && fchown(fd, 0, GROUP_ONLY) == 0 &&
+	      fchmod(fd, 0040) == 0, 61);
+	close(fd);
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+	for (i = 0; i < MANY_GROUPS - 1; i++) {
+		groups[i] = 100000 + i;
+	}
+	groups[i] = GROUP_ONLY;		/* the last one counts */
+	CHECK(setgroups(MANY_GROUPS, groups) == 0, 62);
+	CHECK(setegid(NOBODY) == 0 && seteuid(NOBODY) == 0, 63);
+	req = asvfs_openat_send(ev, ev, engine, dirfd, "grp", O_RDONLY, 0);
+	become_root();
+	fd = open_result(ev, req, &err);
+	CHECK(fd >= 0, 64);
+	close(fd);
+
+	/* and without that group the same open is refused */
+	become(NOBODY, NOBODY);
+	req = asvfs_openat_send(ev, ev, engine, dirfd, "grp", O_RDONLY, 0);
+	become_root();
+	fd = open_result(ev, req, &err);
+	CHECK(fd == -1 && err == EACCES, 65);
+	unlink(path);
+}
+
+static void users_in_many_groups_keep_them(void **state)
+{
+	in_child(groups_case);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -301,6 +386,8 @@ int main(void)
 		cmocka_unit_test(personalities_are_cached_and_bounded),
 		cmocka_unit_test(orphaned_open_closes_its_fd),
 		cmocka_unit_test(getxattr_runs_with_the_callers_credentials),
+		cmocka_unit_test(write_runs_with_the_callers_credentials),
+		cmocka_unit_test(users_in_many_groups_keep_them),
 	};
 
 	return cmocka_run_group_tests(tests, make_dir, remove_dir);

@@ -13,6 +13,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,7 @@ static void groups_are_the_given_ones(void **state)
 {
 	struct fixture *f = fixture(state);
 	struct asvfs_creds member = f->nobody;
+	gid_t only = GROUP_ONLY;
 	struct tevent_req *req = NULL;
 	int err = 0, fd;
 
@@ -163,7 +165,7 @@ static void groups_are_the_given_ones(void **state)
 	mkfile(f, "grp", 0040);
 	assert_int_equal(fchownat(f->dirfd, "grp", 0, GROUP_ONLY, 0), 0);
 	member.ngroups = 1;
-	member.groups[0] = GROUP_ONLY;
+	member.groups = &only;
 	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "grp",
 				       O_RDONLY, 0, &member);
 	fd = run_open(f, req, &err);
@@ -175,6 +177,38 @@ static void groups_are_the_given_ones(void **state)
 	fd = run_open(f, req, &err);
 	assert_int_equal(fd, -1);
 	assert_int_equal(err, EACCES);
+}
+
+#define MANY_GROUPS 2000
+
+/* The caller's groups, however many, are the thread's. */
+static void many_groups_are_captured(void **state)
+{
+	struct fixture *f = fixture(state);
+	gid_t *groups = calloc(MANY_GROUPS, sizeof(gid_t));
+	struct tevent_req *req = NULL;
+	int err = 0, fd, i;
+
+	assert_non_null(groups);
+	assert_int_equal(fchmod(f->dirfd, 0755), 0);
+	mkfile(f, "manygrp", 0040);
+	assert_int_equal(fchownat(f->dirfd, "manygrp", 0, GROUP_ONLY, 0), 0);
+	for (i = 0; i < MANY_GROUPS - 1; i++) {
+		groups[i] = 100000 + i;
+	}
+	groups[i] = GROUP_ONLY;
+	assert_int_equal(setgroups(MANY_GROUPS, groups), 0);
+	assert_int_equal(setegid(NOBODY), 0);
+	assert_int_equal(seteuid(NOBODY), 0);
+	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "manygrp",
+				       O_RDONLY, 0, NULL);
+	assert_int_equal(seteuid(0), 0);
+	assert_int_equal(setegid(0), 0);
+	assert_int_equal(setgroups(0, NULL), 0);
+	free(groups);
+	fd = run_open(f, req, &err);
+	assert_true(fd >= 0);
+	close(fd);
 }
 
 /* Done but never received: the request's free closes the fd. */
@@ -473,6 +507,8 @@ int main(void)
 			open_runs_with_given_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			groups_are_the_given_ones, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			many_groups_are_captured, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			unreceived_fd_is_closed, setup, teardown),
 		cmocka_unit_test_setup_teardown(
