@@ -445,6 +445,24 @@ static void async_brl_start_wait(vfs_handle_struct *handle,
  * smbd waits for a RETRY answer without a timeout, even for non-blocking
  * requests: the timer makes sure every request gets an answer in
  * bounded time.
+ *
+ * SMB1 remembers where a failed request blocked: smbd_smb1_do_locks_recv()
+ * stores the offset of the range that gave the last failing answer
+ * (RETRY included) in fsp->lock_failure_offset, and the handle's next
+ * non-blocking lock that blocks on that offset waits "lock spin time"
+ * and then fails FILE_LOCK_CONFLICT instead of LOCK_NOT_GRANTED at once
+ * (smbd_smb1_do_locks_setup_timeout()).  Stock smbd decides each range
+ * at once and moves on to the next; a request it leaves waiting blocks
+ * on a range that conflicted.  A RETRY on range i of an SMB1 request that
+ * is then cancelled, closed or timed out would record range i instead, a
+ * range that did not conflict (raw.lock.async: cancel 2/2).  So in SMB1
+ * only the request's last range is decided on a thread: its earlier
+ * ranges are decided as smbd does, and a request that waits for the
+ * thread and then fails has its last range recorded, the one stock smbd
+ * would have failed on (had the thread's answer been a grant, stock
+ * smbd would have granted the request and recorded nothing).  SMB2
+ * keeps no such record (smbd_smb2_lock_try() ignores the blocker):
+ * every range may go async there.
  */
 
 enum async_brl_answer { ANSWER_PENDING, ANSWER_GRANTED, ANSWER_REFUSED };
@@ -484,6 +502,7 @@ struct async_brl_call {
 	struct files_struct *fsp;
 	struct async_brl_decision *d;
 	bool first_done;	/* only posix.c's first range goes async */
+	bool may_start;		/* this range may be decided on a thread */
 	bool started;		/* a decision started in this call */
 	bool guarded;		/* another request's open decision overlaps */
 };
@@ -811,7 +830,8 @@ static bool async_brl_lock(vfs_handle_struct *handle, files_struct *fsp,
 		d->consumed = true;
 		async_brl_decision_undo(d);
 	}
-	if (call->first_done || d != NULL || !fsp->fsp_flags.use_ofd_locks) {
+	if (call->first_done || d != NULL || !call->may_start ||
+	    !fsp->fsp_flags.use_ofd_locks) {
 		call->first_done = true;
 		goto next;
 	}
@@ -827,6 +847,30 @@ next:
 	return SMB_VFS_NEXT_LOCK(handle, fsp, op, offset, count, type);
 }
 
+/*
+ * Whether the range of this call may be decided on a thread: in SMB1
+ * only the last range of the request (see "SMB1 remembers" above).
+ * smbd_do_locks_try() passes the request's lock array as the memory
+ * context and each element's own req_guid.
+ */
+static bool async_brl_may_start(const struct async_brl_call *call)
+{
+	const struct smbd_lock_element *locks = NULL;
+	size_t num_locks;
+
+	if (call->fsp->conn->sconn->using_smb2) {
+		return true;
+	}
+	locks = talloc_get_type(call->req_mem_ctx, struct smbd_lock_element);
+	if (locks == NULL) {
+		return false;	/* a caller we do not know: decide at once */
+	}
+	num_locks = talloc_array_length(locks);
+	return num_locks > 0 &&
+	       memcmp(&locks[num_locks - 1].req_guid, call->req_guid,
+		      sizeof(*call->req_guid)) == 0;
+}
+
 /* brl_lock_windows with the POSIX lock decided on a thread (see above). */
 static NTSTATUS async_brl_lock_windows_decide(
 	struct vfs_handle_struct *handle, struct async_brl_config *config,
@@ -838,6 +882,8 @@ static NTSTATUS async_brl_lock_windows_decide(
 		.fsp = brl_fsp(br_lck),
 	};
 	NTSTATUS status;
+
+	call.may_start = async_brl_may_start(&call);
 
 	/*
 	 * Even while our thread waits for an outside holder, every retry

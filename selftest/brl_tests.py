@@ -10,6 +10,7 @@ holder lets go.  Everything but the latency must be the same in both.
 """
 import fcntl
 import os
+import subprocess
 import tempfile
 import struct
 import threading
@@ -668,6 +669,175 @@ def waiting_on_one_handle_keeps_the_others_locks(smbd, env):
         c.logoff()
 
 
+# --- SMB1: what a failed request leaves behind ------------------------------
+#
+# smbd remembers, per SMB1 handle, the range a failed lock request blocked
+# on; the handle's next non-blocking lock blocking on the same offset then
+# waits "lock spin time" and fails FILE_LOCK_CONFLICT instead of
+# LOCK_NOT_GRANTED (smbd_smb1_do_locks_setup_timeout()).  raw.lock.async
+# and smb1_cancelled_two_range_lock_remembers_the_conflict check that
+# async_brl leaves that memory as the default does.
+
+SMB1_ENVS = ['default', 'async_brl_decide']
+LOCKING_ANDX_LARGE_FILES = 0x10
+LOCKING_ANDX_CANCEL_LOCK = 0x08
+SMB1_STATUS_NAMES = {
+    0x00000000: 'STATUS_SUCCESS',
+    0xC0000054: 'STATUS_FILE_LOCK_CONFLICT',
+    0xC0000055: 'STATUS_LOCK_NOT_GRANTED',
+}
+
+
+class Smb1Client:
+    """LockingAndX on impacket's SMB1 session, requests sent and answered
+    separately (impacket has no LockingAndX of its own)."""
+
+    def __init__(self, smbd, share):
+        from impacket import smb
+        from impacket.smbconnection import SMBConnection
+        self.smb = smb
+        self.conn = SMBConnection('127.0.0.1', '127.0.0.1',
+                                  sess_port=smbd.port,
+                                  preferredDialect=smb.SMB_DIALECT)
+        user, password = smbd.creds().split('%', 1)
+        self.conn.login(user, password)
+        self.tid = self.conn.connectTree(share)
+        self.s = self.conn.getSMBServer()
+        self.pid = os.getpid() & 0xFFFF     # what impacket sends
+        self.mid = 100
+        self.answers = {}
+
+    def create(self, name):
+        return self.conn.createFile(self.tid, name,
+                                    creationDisposition=5)  # overwrite_if
+
+    def lockingx_send(self, fid, ranges, timeout=0, mode=0, unlocks=()):
+        """ranges, unlocks: (offset, count), 64-bit, of our pid."""
+        smb = self.smb
+        self.mid += 1
+        pkt = smb.NewSMBPacket()
+        pkt['Tid'] = self.tid
+        pkt['Mid'] = self.mid
+        cmd = smb.SMBCommand(smb.SMB.SMB_COM_LOCKING_ANDX)
+        cmd['Parameters'] = struct.pack(
+            '<BBHHBBLHH', 0xff, 0, 0, fid, mode | LOCKING_ANDX_LARGE_FILES,
+            0, timeout & 0xFFFFFFFF, len(unlocks), len(ranges))
+        cmd['Data'] = b''.join(
+            struct.pack('<HHLLLL', self.pid, 0, off >> 32, off & 0xFFFFFFFF,
+                        cnt >> 32, cnt & 0xFFFFFFFF)
+            for off, cnt in list(unlocks) + list(ranges))
+        pkt.addCommand(cmd)
+        self.s.sendSMB(pkt)
+        return self.mid
+
+    def recv(self, mid, timeout=30):
+        deadline = time.monotonic() + timeout
+        while mid not in self.answers:
+            left = deadline - time.monotonic()
+            assert left > 0, 'no answer to mid %d' % mid
+            raw = self.s._sess.recv_packet(left)
+            pkt = self.smb.NewSMBPacket(data=raw.get_trailer())
+            status = pkt['ErrorClass'] | pkt['_reserved'] << 8 | \
+                pkt['ErrorCode'] << 16
+            self.answers[pkt['Mid']] = SMB1_STATUS_NAMES.get(
+                status, '0x%08x' % status)
+        return self.answers.pop(mid)
+
+    def lockingx(self, fid, ranges, **kw):
+        return self.recv(self.lockingx_send(fid, ranges, **kw))
+
+    def close(self, fid):
+        self.conn.closeFile(self.tid, fid)
+
+    def logoff(self):
+        try:
+            self.conn.logoff()
+        except Exception:
+            pass
+
+
+def smb1_raw_lock_async_as_the_default(smbd, env):
+    """smbtorture raw.lock.async over SMB1: among others, a two-range
+    lock cancelled while pending, then a non-blocking lock that must
+    fail LOCK_NOT_GRANTED at once (lock.c: "cancel by close")."""
+    p = subprocess.run(['smbtorture', smbd.unc(env), '-p', str(smbd.port),
+                        '-U', smbd.creds(), '--target=samba3',
+                        '--format=subunit', 'raw.lock.async'],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=300)
+    bad = [ln for ln in p.stdout.splitlines()
+           if ln.startswith(('failure:', 'error:')) or 'Incorrect' in ln]
+    assert p.returncode == 0 and not bad and \
+        'success: async' in p.stdout, 'rc %s: %s' % (p.returncode, bad)
+
+
+def smb1_cancelled_two_range_lock_remembers_the_conflict(smbd, env,
+                                                          storage):
+    """Ranges A and B, B held by the handle; a blocking lock of A and B
+    is cancelled (by B, as Windows cancels).  Stock smbd blocked on B
+    and remembers B; A, taken afterwards and asked again, fails
+    LOCK_NOT_GRANTED.  Every fcntl() takes 300 ms, so that with
+    decision = async the cancel arrives while a decision is out."""
+    a, b = (100, 10), (110, 10)
+    c = Smb1Client(smbd, env)
+    try:
+        fid = c.create('smb1cancel.bin')
+        storage.set('lock.delay_ms = 300')
+        seen = [c.lockingx(fid, [b])]
+        pending = c.lockingx_send(fid, [a, b], timeout=-1)
+        seen.append(c.lockingx(fid, [b], mode=LOCKING_ANDX_CANCEL_LOCK))
+        seen.append(c.recv(pending))
+        seen.append(c.lockingx(fid, [a]))
+        # the answer that tells what smbd remembers
+        seen.append(c.lockingx(fid, [a]))
+        seen.append(c.lockingx(fid, [], unlocks=[a, b]))
+        assert seen == ['STATUS_SUCCESS', 'STATUS_SUCCESS',
+                        'STATUS_FILE_LOCK_CONFLICT', 'STATUS_SUCCESS',
+                        'STATUS_LOCK_NOT_GRANTED', 'STATUS_SUCCESS'], seen
+        storage.set()
+        c.close(fid)
+    finally:
+        storage.set()
+        c.logoff()
+
+
+def smb1_single_range_locks_still_decided_on_a_thread(smbd):
+    """Only the earlier ranges of a multi-range SMB1 request are decided
+    at once: the single-range locks above went to a thread."""
+    smbd.stop()     # the counters are logged at disconnect
+    d = smbd.counters('async_brl', 'decision')
+    assert d.get('decisions', 0) >= 2, d
+
+
+def run_smb1(res):
+    """An smbd that speaks SMB1 (the harness's shared one starts at
+    SMB2), its shares on slowfs."""
+    with tempfile.TemporaryDirectory(prefix='asvfs-brl1-') as tmp:
+        storage = SlowStorage(tmp)
+        smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]
+                                  for e in SMB1_ENVS},
+                            share_root=storage.mnt,
+                            extra_global={'server min protocol': 'NT1'},
+                            log_level='1 async_brl:5')
+        try:
+            smbd.start()
+            for env in SMB1_ENVS:
+                record(res, 'brl.smb1_raw_lock_async_as_the_default(%s)' %
+                       env, smb1_raw_lock_async_as_the_default, smbd, env)
+                record(res, 'brl.smb1_cancelled_two_range_lock_remembers_'
+                       'the_conflict(%s)' % env,
+                       smb1_cancelled_two_range_lock_remembers_the_conflict,
+                       smbd, env, storage)
+            record(res, 'brl.smb1_single_range_locks_still_decided_on_a_'
+                   'thread', smb1_single_range_locks_still_decided_on_a_thread,
+                   smbd)
+        finally:
+            smbd.stop()
+            check_panics(res, smbd, 'brl-smb1')
+            smbd.cleanup()
+            storage.umount()
+
+
 def run_all(res):
     envs = {e: harness.ENVIRONMENTS[e]
             for e in ENVS + ['async_brl_decide']}
@@ -701,3 +871,4 @@ def run_all(res):
         check_panics(res, smbd, 'brl')
         smbd.cleanup()
     run_slowfs(res)
+    run_smb1(res)
