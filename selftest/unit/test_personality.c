@@ -299,16 +299,21 @@ static void getxattr_runs_with_the_callers_credentials(void **state)
  * for CAP_FSETID): so it must run as that user, not as whoever smbd is
  * when the ring is submitted (root here, as after smbd's log size check).
  */
-static void write_case(void)
+static void write_as_user(bool sqpoll)
 {
 	struct tevent_context *ev = tevent_context_init(NULL);
-	struct asvfs_engine *engine = child_engine(ev, 8);
+	struct asvfs_engine_config config = {
+		.entries = 16, .personalities = 8, .sqpoll = sqpoll,
+	};
+	struct asvfs_engine *engine = NULL;
+	bool first;
 	struct tevent_req *req = NULL;
 	char path[128];
 	struct stat st;
 	int fd, err = 0;
 	time_t end = time(NULL) + 10;
 
+	engine = asvfs_engine_get(ev, &config, &err, &first);
 	CHECK(engine != NULL, 50);
 	snprintf(path, sizeof(path), "%s/setid", dir);
 	fd = open(path, O_CREAT | O_WRONLY, 0600);
@@ -328,9 +333,25 @@ static void write_case(void)
 	unlink(path);
 }
 
+static void write_case(void)
+{
+	write_as_user(false);
+}
+
+/* The kernel's polling thread submits with the ring creator's identity. */
+static void sqpoll_write_case(void)
+{
+	write_as_user(true);
+}
+
 static void write_runs_with_the_callers_credentials(void **state)
 {
 	in_child(write_case);
+}
+
+static void sqpoll_write_runs_with_the_callers_credentials(void **state)
+{
+	in_child(sqpoll_write_case);
 }
 
 #define MANY_GROUPS 2000
@@ -387,6 +408,7 @@ int main(void)
 		cmocka_unit_test(orphaned_open_closes_its_fd),
 		cmocka_unit_test(getxattr_runs_with_the_callers_credentials),
 		cmocka_unit_test(write_runs_with_the_callers_credentials),
+		cmocka_unit_test(sqpoll_write_runs_with_the_callers_credentials),
 		cmocka_unit_test(users_in_many_groups_keep_them),
 	};
 
