@@ -44,13 +44,27 @@
 #define ASVFS_SUBMIT_RETRY_USEC 1000
 
 struct asvfs_op;
-typedef void (*asvfs_op_prep_fn)(struct asvfs_op *op,
-				 struct io_uring_sqe *sqe);
+
+/*
+ * What differs between the kinds of op, so that queueing, submission and
+ * reaping never look at the kind (as each request of Samba's
+ * vfs_io_uring.c carries its own completion function).
+ */
+struct asvfs_op_ops {
+	int opcode;			/* probed before an op is asked for */
+	bool data;			/* fd-based I/O: a fixed slot may do */
+	bool retries;			/* EAGAIN/EINTR resubmitted, bounded */
+	bool result_is_fd;		/* an orphan's result must be closed */
+	void (*prep)(struct asvfs_op *op, struct io_uring_sqe *sqe);
+	/* a result >= 0 for a caller who still waits */
+	void (*complete)(struct asvfs_op *op, int32_t res);
+};
 
 struct asvfs_op {
 	struct asvfs_op *prev, *next;
 	struct asvfs_engine *engine;
-	enum asvfs_op_kind kind;
+	enum asvfs_op_kind kind;	/* the counters' index */
+	const struct asvfs_op_ops *ops;
 	struct tevent_req *req;		/* NULL once orphaned */
 	int fd;				/* our dup(): valid until completion */
 	int slot;			/* or the file in a fixed slot, or -1 */
@@ -171,21 +185,15 @@ bool asvfs_engine_op_supported(struct asvfs_engine *engine, int opcode)
 	return asvfs_uring_op_supported(&engine->support, opcode);
 }
 
+static const struct asvfs_op_ops op_ops[ASVFS_OP_KIND_COUNT];
+
 bool asvfs_engine_supports(struct asvfs_engine *engine,
 			   enum asvfs_op_kind kind)
 {
-	static const int opcode[ASVFS_OP_KIND_COUNT] = {
-		[ASVFS_OP_PREAD] = IORING_OP_READ,
-		[ASVFS_OP_PWRITE] = IORING_OP_WRITE,
-		[ASVFS_OP_FSYNC] = IORING_OP_FSYNC,
-		[ASVFS_OP_OPENAT] = IORING_OP_OPENAT,
-		[ASVFS_OP_GETXATTR] = IORING_OP_GETXATTR,
-	};
-
 	if (kind >= ASVFS_OP_KIND_COUNT) {
 		return false;
 	}
-	return asvfs_engine_op_supported(engine, opcode[kind]);
+	return asvfs_engine_op_supported(engine, op_ops[kind].opcode);
 }
 
 /* --- operations ------------------------------------------------------ */
@@ -216,8 +224,7 @@ static void op_release_personality(struct asvfs_op *op)
 /* Path-based ops name their object through our dup's number instead. */
 static bool op_is_data(enum asvfs_op_kind kind)
 {
-	return kind == ASVFS_OP_PREAD || kind == ASVFS_OP_PWRITE ||
-	       kind == ASVFS_OP_FSYNC;
+	return op_ops[kind].data;
 }
 
 /*
@@ -403,28 +410,7 @@ static int op_destructor(struct asvfs_op *op)
 
 static void op_prep(struct asvfs_op *op, struct io_uring_sqe *sqe)
 {
-	switch (op->kind) {
-	case ASVFS_OP_PREAD:
-		io_uring_prep_read(sqe, op->fd, op->buf + op->done,
-				   op->len - op->done, op->offset + op->done);
-		break;
-	case ASVFS_OP_PWRITE:
-		io_uring_prep_write(sqe, op->fd, op->buf + op->done,
-				    op->len - op->done, op->offset + op->done);
-		break;
-	case ASVFS_OP_OPENAT:
-		io_uring_prep_openat(sqe, op->fd, op->path, op->flags,
-				     op->mode);
-		break;
-	case ASVFS_OP_GETXATTR:
-		io_uring_prep_getxattr(sqe, op->name, (char *)op->buf,
-				       op->path, op->len);
-		break;
-	case ASVFS_OP_FSYNC:
-	case ASVFS_OP_KIND_COUNT:
-		io_uring_prep_fsync(sqe, op->fd, 0);
-		break;
-	}
+	op->ops->prep(op, sqe);
 	op_set_file(op, sqe);
 	sqe->personality = op->personality;
 	io_uring_sqe_set_data(sqe, op);
@@ -577,12 +563,6 @@ static void op_finish(struct asvfs_op *op, ssize_t result, int err)
 		tevent_req_error(req, err);
 		return;
 	}
-	if (op->kind == ASVFS_OP_PREAD && result > 0 && !op->buf_is_callers) {
-		memcpy(state->user_buf, op->buf, result);
-	}
-	if (op->kind == ASVFS_OP_GETXATTR && result > 0 && op->len > 0) {
-		memcpy(state->user_buf, op->buf, MIN((size_t)result, op->len));
-	}
 	state->result = result;
 	talloc_free(op);
 	tevent_req_done(req);
@@ -628,16 +608,12 @@ static void op_guard_fd(struct asvfs_op *op, int fd)
  */
 static bool op_may_retry(struct asvfs_op *op)
 {
-	if (op->kind == ASVFS_OP_OPENAT) {
-		return false;
-	}
-	return op->retries++ < ASVFS_MAX_RETRIES;
+	return op->ops->retries && op->retries++ < ASVFS_MAX_RETRIES;
 }
 
 /*
- * A completion for a request someone still waits for.  Short transfers
- * are continued where they stopped (the re-entry below goes through the
- * backlog, never recursively into the kernel).
+ * A completion for a request someone still waits for: errors and
+ * retries are the same for every kind, a result is the kind's own.
  */
 static void op_complete(struct asvfs_op *op, int32_t res)
 {
@@ -646,10 +622,8 @@ static void op_complete(struct asvfs_op *op, int32_t res)
 		op_start(op);
 		return;
 	}
-	if (res > 0) {
-		op->retries = 0;
-	}
 	if (res < 0) {
+		/* an error after progress returns the progress */
 		if (op->done > 0) {
 			op_finish(op, op->done, 0);
 			return;
@@ -657,37 +631,110 @@ static void op_complete(struct asvfs_op *op, int32_t res)
 		op_finish(op, -1, -res);
 		return;
 	}
-	if (op->kind == ASVFS_OP_FSYNC) {
-		op_finish(op, 0, 0);
-		return;
-	}
-	if (op->kind == ASVFS_OP_OPENAT) {
-		op_guard_fd(op, res);
-		op_finish(op, res, 0);	/* the new fd */
-		return;
-	}
-	if (op->kind == ASVFS_OP_GETXATTR) {
-		op_finish(op, res, 0);	/* the value's size */
-		return;
-	}
+	op->ops->complete(op, res);
+}
+
+/*
+ * Reads and writes: a short transfer is continued where it stopped (the
+ * re-entry goes through the backlog, never recursively into the kernel)
+ * until done, EOF, or a write that makes no progress.
+ */
+static void op_rw_complete(struct asvfs_op *op, int32_t res)
+{
+	op->retries = 0;
 	op->done += res;
-	if (op->done < op->len) {
-		stats.op[op->kind].short_io++;
-		if (res == 0) {
-			/* EOF on read; a write that makes no progress */
-			if (op->kind == ASVFS_OP_PWRITE && op->done == 0) {
-				op_finish(op, -1, ENOSPC);
-				return;
-			}
-			op_finish(op, op->done, 0);
+	if (op->done >= op->len) {
+		op_finish(op, op->done, 0);
+		return;
+	}
+	stats.op[op->kind].short_io++;
+	if (res == 0) {
+		/* EOF on read; a write that makes no progress */
+		if (op->kind == ASVFS_OP_PWRITE && op->done == 0) {
+			op_finish(op, -1, ENOSPC);
 			return;
 		}
-		stats.op[op->kind].resubmitted++;
-		op_start(op);
+		op_finish(op, op->done, 0);
 		return;
 	}
-	op_finish(op, op->done, 0);
+	stats.op[op->kind].resubmitted++;
+	op_start(op);
 }
+
+static void op_fsync_complete(struct asvfs_op *op, int32_t res)
+{
+	op_finish(op, 0, 0);
+}
+
+static void op_openat_complete(struct asvfs_op *op, int32_t res)
+{
+	op_guard_fd(op, res);
+	op_finish(op, res, 0);		/* the new fd */
+}
+
+/* The value's size; the value itself into the caller's buffer. */
+static void op_getxattr_complete(struct asvfs_op *op, int32_t res)
+{
+	struct asvfs_io_state *state = tevent_req_data(
+		op->req, struct asvfs_io_state);
+
+	if (res > 0 && op->len > 0) {
+		memcpy(state->user_buf, op->buf, MIN((size_t)res, op->len));
+	}
+	op_finish(op, res, 0);
+}
+
+static void op_read_prep(struct asvfs_op *op, struct io_uring_sqe *sqe)
+{
+	io_uring_prep_read(sqe, op->fd, op->buf + op->done,
+			   op->len - op->done, op->offset + op->done);
+}
+
+static void op_write_prep(struct asvfs_op *op, struct io_uring_sqe *sqe)
+{
+	io_uring_prep_write(sqe, op->fd, op->buf + op->done,
+			    op->len - op->done, op->offset + op->done);
+}
+
+static void op_fsync_prep(struct asvfs_op *op, struct io_uring_sqe *sqe)
+{
+	io_uring_prep_fsync(sqe, op->fd, 0);
+}
+
+static void op_openat_prep(struct asvfs_op *op, struct io_uring_sqe *sqe)
+{
+	io_uring_prep_openat(sqe, op->fd, op->path, op->flags, op->mode);
+}
+
+static void op_getxattr_prep(struct asvfs_op *op, struct io_uring_sqe *sqe)
+{
+	io_uring_prep_getxattr(sqe, op->name, (char *)op->buf, op->path,
+			       op->len);
+}
+
+/* Each kind's part; an open is never retried (see op_may_retry()). */
+static const struct asvfs_op_ops op_ops[ASVFS_OP_KIND_COUNT] = {
+	[ASVFS_OP_PREAD] = {
+		.opcode = IORING_OP_READ, .data = true, .retries = true,
+		.prep = op_read_prep, .complete = op_rw_complete,
+	},
+	[ASVFS_OP_PWRITE] = {
+		.opcode = IORING_OP_WRITE, .data = true, .retries = true,
+		.prep = op_write_prep, .complete = op_rw_complete,
+	},
+	[ASVFS_OP_FSYNC] = {
+		.opcode = IORING_OP_FSYNC, .data = true, .retries = true,
+		.prep = op_fsync_prep, .complete = op_fsync_complete,
+	},
+	[ASVFS_OP_OPENAT] = {
+		.opcode = IORING_OP_OPENAT, .result_is_fd = true,
+		.prep = op_openat_prep, .complete = op_openat_complete,
+	},
+	[ASVFS_OP_GETXATTR] = {
+		.opcode = IORING_OP_GETXATTR, .retries = true,
+		.prep = op_getxattr_prep, .complete = op_getxattr_complete,
+	},
+};
 
 /* --- the ring on the event loop ---------------------------------------- */
 
@@ -819,7 +866,7 @@ static void engine_handle_cqe(struct asvfs_engine *engine,
 	stats.inflight--;
 	if (op->req == NULL) {
 		/* orphan: the result goes nowhere, an opened fd is closed */
-		if (op->kind == ASVFS_OP_OPENAT && res >= 0) {
+		if (op->ops->result_is_fd && res >= 0) {
 			close(res);
 		}
 		if (op->completed != NULL) {
@@ -1163,6 +1210,9 @@ static struct tevent_req *asvfs_io_send(TALLOC_CTX *mem_ctx,
 	struct asvfs_io_state *state = NULL;
 	struct asvfs_op *op = NULL;
 
+	if (kind >= ASVFS_OP_KIND_COUNT) {
+		abort();	/* our own callers pass constants */
+	}
 	req = tevent_req_create(mem_ctx, &state, struct asvfs_io_state);
 	if (req == NULL) {
 		return NULL;
@@ -1183,6 +1233,7 @@ static struct tevent_req *asvfs_io_send(TALLOC_CTX *mem_ctx,
 	talloc_set_destructor(op, op_destructor);
 	op->engine = engine;
 	op->kind = kind;
+	op->ops = &op_ops[kind];
 	op->len = n;
 	op->offset = offset;
 	if (n > 0) {
