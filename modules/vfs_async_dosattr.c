@@ -580,16 +580,29 @@ static struct tevent_req *async_dosattr_get_next(
 /*
  * Fast storage: smbd's own synchronous read, answered at once.  Any hand
  * off would cost more than the read.
+ *
+ * The read decodes a stored create time into the name of the fsp
+ * (fsp->fsp_name), which is a copy of smb_fname.  smbd marshals the
+ * listing entry's create time from smb_fname (fetch_dos_mode_done() in
+ * smb2_query_directory.c), as an asynchronous read leaves it: without
+ * the copy below a create time set over SMB is listed as the one
+ * calculated from the stat.
  */
 static struct tevent_req *async_dosattr_get_sync(
 	struct tevent_req *req, struct async_dosattr_get_state *state)
 {
 	struct async_dosattr_config *config = state->config;
+	struct files_struct *fsp = state->smb_fname->fsp;
 	NTSTATUS status;
 
 	config->n_sync++;
-	status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(
-		state->handle, state->smb_fname->fsp, &state->dosmode);
+	status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(state->handle, fsp,
+						  &state->dosmode);
+	if (fsp->fsp_name != state->smb_fname) {
+		/* only a create time read from the xattr is taken */
+		update_stat_ex_from_saved_stat(&state->smb_fname->st,
+					       &fsp->fsp_name->st);
+	}
 	state->aio_state.duration = async_dosattr_learn(config,
 							&state->start);
 	if (!tevent_req_nterror(req, status)) {

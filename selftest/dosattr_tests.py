@@ -15,9 +15,10 @@
 """
 import os
 import pwd
+import struct
 import time
 
-from impacket import smb
+from impacket import smb, smb3structs
 
 import harness
 import listing_tests
@@ -534,7 +535,100 @@ def run_smb1_shared_tree(res):
         smbd.cleanup()
 
 
+# --- create times set over SMB, listed ------------------------------------
+
+# smbd's asynchronous listing, each way async_dosattr answers it: at
+# once (mode sync, and mode auto before it has measured the disk),
+# through the ring (mode async); and smbd's synchronous listing with the
+# prefetch
+BTIME_ENVS = {
+    'default': ('', {}),
+    'async_dosmode': ('', {'smbd async dosmode': 'yes'}),
+    'async_dosattr_sync': ('async_dosattr', {
+        'smbd async dosmode': 'yes', 'async_dosattr:mode': 'sync'}),
+    'async_dosattr_auto': ('async_dosattr', {'smbd async dosmode': 'yes'}),
+    'async_dosattr': harness.ENVIRONMENTS['async_dosattr'],
+    'async_dosattr_prefetch': harness.ENVIRONMENTS['async_dosattr_prefetch'],
+}
+BTIME_FILES = 20
+# 2001-01-01 00:00:00 UTC as NTTIME (100 ns since 1601)
+NTTIME_2001 = 126227808000000000
+
+
+def set_create_times(smbd, env):
+    """Files whose create times are set with SETINFO (FileBasicInformation,
+    the other times left alone): name -> the NTTIME set."""
+    client = smb2client.Client(smbd, env)
+    conn = client.conn.getSMBServer()
+    want = {}
+    try:
+        client.conn.createDirectory(env, 'btime')
+        for i in range(BTIME_FILES):
+            name = 'f%02d' % i
+            # a day apart, and not on a second
+            want[name] = NTTIME_2001 + i * 864000000000 + i * 1234560
+            fid = client.create('btime\\' + name)
+            try:
+                conn.setInfo(client.tid, fid, struct.pack(
+                    '<qqqqLL', want[name], 0, 0, 0, 0, 0),
+                    smb3structs.SMB2_0_INFO_FILE,
+                    smb3structs.SMB2_FILE_BASIC_INFO)
+            finally:
+                client.close(fid)
+    finally:
+        client.logoff()
+    return want
+
+
+def listed_create_times(smbd, env):
+    """name -> CreationTime of the listing of btime, as the first
+    QUERY_DIRECTORY of a new connection (a new smbd process, in which
+    mode auto has measured nothing yet) shows it."""
+    client = smb2client.Client(smbd, env)
+    conn, fid = open_dir(client, 'btime')
+    out = {}
+    try:
+        data = conn.queryDirectory(
+            client.tid, fid, '*', maxBufferSize=65536,
+            informationClass=smb2client.FULL_DIRECTORY_INFO)
+        while data:
+            info = smb.SMBFindFileFullDirectoryInfo(smb.SMB.FLAGS2_UNICODE)
+            info.fromString(data)
+            name = info['FileName'].decode('utf-16le')
+            out[name] = info['CreationTime']
+            if info['NextEntryOffset'] == 0:
+                break
+            data = data[info['NextEntryOffset']:]
+    finally:
+        conn.close(client.tid, fid)
+        client.logoff()
+    return out
+
+
+def listed_create_time_is_the_one_set(smbd, env):
+    want = set_create_times(smbd, env)
+    got = listed_create_times(smbd, env)
+    wrong = ['%s: %s, set %s' % (n, got.get(n), t)
+             for n, t in sorted(want.items()) if got.get(n) != t]
+    assert not wrong, '%d of %d create times listed wrong, e.g. %s' % (
+        len(wrong), len(want), wrong[:3])
+
+
+def run_create_times(res):
+    smbd = harness.Smbd(envs=dict(BTIME_ENVS), log_level=harness.LOG_LEVEL)
+    smbd.start()
+    try:
+        for env in BTIME_ENVS:
+            record(res, 'dosattr.listed_create_time_is_the_one_set/' + env,
+                   listed_create_time_is_the_one_set, smbd, env)
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'dosattr_btime')
+        smbd.cleanup()
+
+
 def run_all(res):
+    run_create_times(res)
     run_smb1_shared_tree(res)
     run_unshare_refused(res)
     run_changes(res)
