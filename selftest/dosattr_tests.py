@@ -544,8 +544,7 @@ def run_smb1_shared_tree(res):
 BTIME_ENVS = {
     'default': ('', {}),
     'async_dosmode': ('', {'smbd async dosmode': 'yes'}),
-    'async_dosattr_sync': ('async_dosattr', {
-        'smbd async dosmode': 'yes', 'async_dosattr:mode': 'sync'}),
+    'async_dosattr_sync': harness.ENVIRONMENTS['async_dosattr_sync'],
     'async_dosattr_auto': ('async_dosattr', {'smbd async dosmode': 'yes'}),
     'async_dosattr': harness.ENVIRONMENTS['async_dosattr'],
     'async_dosattr_prefetch': harness.ENVIRONMENTS['async_dosattr_prefetch'],
