@@ -19,7 +19,9 @@
  *   the object smbd asks about is the one we read (device, inode) and is
  *   unchanged since (ctime).  Entries are opened O_PATH|O_NOFOLLOW, so a
  *   symlink is never followed; telldir/seekdir/rewind_dir see the
- *   positions of the entries handed out, not of the read-ahead.
+ *   positions of the entries handed out, not of the read-ahead.  The
+ *   read-ahead of all streams of a process is bounded by
+ *   async_dosattr:prefetch memory, and freed when a listing ends.
  *
  * Copyright (C) samba-async-vfs authors
  *
