@@ -11,10 +11,16 @@
 - invalid options are logged and replaced by their defaults;
 - over SMB1, where sessions share a tree connect, an admin user (root,
   who sees trusted.* EA names) and a second user list what they list on
-  the default environment, the second while the admin's cache is warm.
+  the default environment, the second while the admin's cache is warm;
+- a create time set with SETINFO is listed as set, however the module
+  answers smbd's asynchronous listing (issue 26);
+- a client holding 10,000 partly listed directory handles keeps smbd
+  within the default environment's memory plus the prefetch memory
+  (issue 20).
 """
 import os
 import pwd
+import resource
 import struct
 import time
 
@@ -758,12 +764,16 @@ def prefetch_budget_logged_once(smbd):
 def run_prefetch_memory(res):
     env = 'async_dosattr_prefetch'
     envs = {e: harness.ENVIRONMENTS[e] for e in ('default', env)}
+    name = 'dosattr.prefetch_memory_stays_bounded_with_%d_handles' % HANDLES
+    # smbd raises its descriptor limit only up to the hard one it inherits
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < HANDLES + 1000:
+        res.add('skip', name, 'open files hard limit %d' % hard)
+        return
     smbd = harness.Smbd(envs=envs, log_level=harness.LOG_LEVEL)
     smbd.start()
     try:
-        record(res, 'dosattr.prefetch_memory_stays_bounded_with_%d_'
-               'handles' % HANDLES, prefetch_memory_stays_bounded, smbd,
-               env)
+        record(res, name, prefetch_memory_stays_bounded, smbd, env)
         record(res, 'dosattr.prefetch_memory_exceeded_is_logged_once',
                prefetch_budget_logged_once, smbd)
     finally:
