@@ -19,7 +19,9 @@
  *   the object smbd asks about is the one we read (device, inode) and is
  *   unchanged since (ctime).  Entries are opened O_PATH|O_NOFOLLOW, so a
  *   symlink is never followed; telldir/seekdir/rewind_dir see the
- *   positions of the entries handed out, not of the read-ahead.
+ *   positions of the entries handed out, not of the read-ahead.  The
+ *   read-ahead of all streams of a process is bounded by
+ *   async_dosattr:prefetch memory, and freed when a listing ends.
  *
  * Copyright (C) samba-async-vfs authors
  *
@@ -60,6 +62,9 @@ enum async_dosattr_mode { AM_AUTO, AM_ASYNC, AM_SYNC };
 /* In auto, a slow storage is measured again at most this often. */
 #define ASYNC_DOSATTR_MEASURE_NSEC (1000ULL * 1000 * 1000)
 
+/* Directory streams are found by their DIR * in this many chains. */
+#define ASYNC_DOSATTR_DIR_BUCKETS 256
+
 struct async_dosattr_dir;
 
 struct async_dosattr_config {
@@ -72,6 +77,7 @@ struct async_dosattr_config {
 	int prefetch;
 	unsigned window;
 	uint64_t threshold_nsec;	/* auto: prefetch above this */
+	uint64_t prefetch_memory;	/* the process's rings, at most */
 	struct asvfs_estimate estimate;	/* synchronous getxattr time */
 	struct timespec measured;	/* last synchronous read, when slow */
 	int snum;
@@ -81,7 +87,9 @@ struct async_dosattr_config {
 	struct asvfs_attrcache *cache;	/* NULL: no cache */
 	struct security_unix_token *cache_reader;	/* whose reads */
 	struct asvfs_engine_config engine;
-	struct async_dosattr_dir *dirs;
+	/* every stream of a client's listing, by its DIR * */
+	struct async_dosattr_dir *by_dirp[ASYNC_DOSATTR_DIR_BUCKETS];
+	struct async_dosattr_dir *last_read;	/* smbd read an entry of */
 	/* what this connection did, logged at level 5 on disconnect */
 	uint64_t n_async, n_sync, n_queued, n_next, n_fills, n_prefetched;
 	uint64_t n_names;
@@ -89,6 +97,7 @@ struct async_dosattr_config {
 	uint64_t n_steered;
 	uint64_t n_hits, n_misses, n_seeks, n_seek_drops;
 	uint64_t n_reader_changes;
+	uint64_t n_over_budget;
 };
 
 /* --- who read it ---------------------------------------------------------- */
@@ -162,6 +171,8 @@ static void async_dosattr_parse_options(struct async_dosattr_config *c,
 					  0, 3600000) * 1000000;
 	c->cache_entries = asvfs_conf_uint(snum, MODULE, "cache entries", 0,
 					   0, 1048576);
+	c->prefetch_memory = asvfs_conf_size(snum, MODULE, "prefetch memory",
+					     64ULL << 20, 0, 1ULL << 40);
 	c->engine.entries = 256;
 	c->engine.workers = 64;
 }
@@ -227,7 +238,7 @@ static void async_dosattr_check_usable(vfs_handle_struct *handle,
 		return;
 	}
 	c->prefetch_usable =
-		c->prefetch != PF_NO &&
+		c->prefetch != PF_NO && c->prefetch_memory > 0 &&
 		!asvfs_lower_module(handle, async_dosattr_reads_dirs);
 	/* smbd lists each entry's EA names for its EaSize */
 	c->names_usable = c->prefetch_usable && lp_ea_support(snum);
@@ -300,13 +311,13 @@ static void async_dosattr_disconnect(vfs_handle_struct *handle)
 		  " seeks=%" PRIu64 " seek_drops=%" PRIu64
 		  " steered=%" PRIu64 " names=%" PRIu64
 		  " cached=%" PRIu64 " cached_names=%" PRIu64
-		  " reader_changes=%" PRIu64
+		  " reader_changes=%" PRIu64 " over_budget=%" PRIu64
 		  " estimate_usec=%" PRIu64 "\n",
 		  lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		  c->n_async, c->n_sync, c->n_queued, c->n_next, c->n_fills,
 		  c->n_prefetched, c->n_hits, c->n_misses, c->n_seeks,
 		  c->n_seek_drops, c->n_steered, c->n_names, c->n_cached,
-		  c->n_cached_names, c->n_reader_changes,
+		  c->n_cached_names, c->n_reader_changes, c->n_over_budget,
 		  c->estimate.nsec / 1000);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
@@ -586,16 +597,29 @@ static struct tevent_req *async_dosattr_get_next(
 /*
  * Fast storage: smbd's own synchronous read, answered at once.  Any hand
  * off would cost more than the read.
+ *
+ * The read decodes a stored create time into the name of the fsp
+ * (fsp->fsp_name), which is a copy of smb_fname.  smbd marshals the
+ * listing entry's create time from smb_fname (fetch_dos_mode_done() in
+ * smb2_query_directory.c), as an asynchronous read leaves it: without
+ * the copy below a create time set over SMB is listed as the one
+ * calculated from the stat.
  */
 static struct tevent_req *async_dosattr_get_sync(
 	struct tevent_req *req, struct async_dosattr_get_state *state)
 {
 	struct async_dosattr_config *config = state->config;
+	struct files_struct *fsp = state->smb_fname->fsp;
 	NTSTATUS status;
 
 	config->n_sync++;
-	status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(
-		state->handle, state->smb_fname->fsp, &state->dosmode);
+	status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(state->handle, fsp,
+						  &state->dosmode);
+	if (fsp->fsp_name != state->smb_fname) {
+		/* only a create time read from the xattr is taken */
+		update_stat_ex_from_saved_stat(&state->smb_fname->st,
+					       &fsp->fsp_name->st);
+	}
 	state->aio_state.duration = async_dosattr_learn(config,
 							&state->start);
 	if (!tevent_req_nterror(req, status)) {
@@ -820,11 +844,13 @@ struct async_dosattr_batch {
  * that smbd's seek back to one of them keeps the read-ahead.
  */
 struct async_dosattr_dir {
-	struct async_dosattr_dir *prev, *next;
+	struct async_dosattr_dir *chain;	/* in its by_dirp bucket */
 	struct async_dosattr_config *config;
 	DIR *dirp;
 	struct async_dosattr_slot *slots;
 	char *names;			/* ASVFS_NAMES_MAX a slot, or NULL */
+	size_t ring_bytes;		/* of slots and names */
+	bool over_budget;		/* refused a ring, not yet given one */
 	unsigned cap;			/* ring size */
 	unsigned first;			/* ring index of the oldest kept */
 	unsigned count;			/* entries kept */
@@ -849,18 +875,48 @@ static char *async_dosattr_names_of(struct async_dosattr_dir *d,
 	return d->names + (size_t)(s - d->slots) * ASVFS_NAMES_MAX;
 }
 
+/*
+ * A client may hold thousands of directory handles: each readdir,
+ * telldir and seekdir finds its stream in a short chain.
+ */
+static struct async_dosattr_dir **async_dosattr_bucket(
+	struct async_dosattr_config *config, DIR *dirp)
+{
+	/* Fibonacci hashing: DIRs lie at a fixed stride in the heap */
+	uint64_t h = (uint64_t)(uintptr_t)dirp * 0x9E3779B97F4A7C15ULL;
+
+	return &config->by_dirp[h >> 56];
+}
+
+static void async_dosattr_drop(struct async_dosattr_dir *d);
+static void async_dosattr_ring_free(struct async_dosattr_dir *d);
+
 static int async_dosattr_dir_destructor(struct async_dosattr_dir *d)
 {
-	DLIST_REMOVE(d->config->dirs, d);
+	struct async_dosattr_dir **p = async_dosattr_bucket(d->config,
+							     d->dirp);
+
+	while (*p != d) {
+		p = &(*p)->chain;
+	}
+	*p = d->chain;
+	if (d->config->last_read == d) {
+		d->config->last_read = NULL;
+	}
+	/* the getxattrs before the slots they were started for */
+	async_dosattr_drop(d);
+	async_dosattr_ring_free(d);
 	return 0;
 }
 
 static struct async_dosattr_dir *async_dosattr_find_dir(
 	struct async_dosattr_config *config, DIR *dirp, bool create)
 {
+	struct async_dosattr_dir **bucket = async_dosattr_bucket(config,
+								  dirp);
 	struct async_dosattr_dir *d = NULL;
 
-	for (d = config->dirs; d != NULL; d = d->next) {
+	for (d = *bucket; d != NULL; d = d->chain) {
 		if (d->dirp == dirp) {
 			return d;
 		}
@@ -879,12 +935,11 @@ static struct async_dosattr_dir *async_dosattr_find_dir(
 		TALLOC_FREE(d);
 		return NULL;
 	}
-	DLIST_ADD(config->dirs, d);
+	d->chain = *bucket;
+	*bucket = d;
 	talloc_set_destructor(d, async_dosattr_dir_destructor);
 	return d;
 }
-
-static void async_dosattr_drop(struct async_dosattr_dir *d);
 
 /* The stream is closed: its read-ahead goes with it. */
 static void async_dosattr_forget_dir(struct async_dosattr_config *config,
@@ -1175,27 +1230,90 @@ none:
 	}
 }
 
-/* The ring, and its EA names where smbd lists them; false: no memory. */
+/*
+ * The memory of the rings of all directory streams of this process (one
+ * client connection), over all its shares: each ring takes 2 * window
+ * slots of about 0.6 KiB, and 1 KiB more a slot where smbd lists EA
+ * names, so a client holding many listed directories open would pin a
+ * ring for each.
+ */
+static struct {
+	uint64_t bytes;
+	bool logged;
+} dosattr_rings;
+
+/*
+ * Whether a ring of this size fits the share's "prefetch memory"; a
+ * stream refused one lists without read-ahead until rings are freed.
+ * The first refusal of the process is logged at level 1.
+ */
+static bool async_dosattr_ring_fits(struct async_dosattr_dir *d,
+				    size_t bytes)
+{
+	struct async_dosattr_config *c = d->config;
+
+	if (dosattr_rings.bytes + bytes <= c->prefetch_memory) {
+		d->over_budget = false;
+		return true;
+	}
+	if (d->over_budget) {
+		return false;		/* said for this stream already */
+	}
+	d->over_budget = true;
+	c->n_over_budget++;
+	if (!dosattr_rings.logged) {
+		dosattr_rings.logged = true;
+		DBG_WARNING(MODULE ": prefetch memory of %" PRIu64 " bytes "
+			    "in use: more directories are listed without "
+			    "prefetch (async_dosattr:prefetch memory = %"
+			    PRIu64 ")\n", dosattr_rings.bytes,
+			    c->prefetch_memory);
+	} else {
+		DBG_DEBUG(MODULE ": prefetch memory of %" PRIu64 " bytes "
+			  "in use: a directory is listed without prefetch\n",
+			  dosattr_rings.bytes);
+	}
+	return false;
+}
+
+/*
+ * The ring, and its EA names where smbd lists them; false: no memory,
+ * or none left in the budget.
+ */
 static bool async_dosattr_ring_alloc(struct async_dosattr_dir *d)
 {
+	size_t bytes = (size_t)d->cap * sizeof(struct async_dosattr_slot);
+
+	if (d->config->names_usable) {
+		bytes += (size_t)d->cap * ASVFS_NAMES_MAX;
+	}
+	if (!async_dosattr_ring_fits(d, bytes)) {
+		return false;
+	}
 	d->slots = talloc_zero_array(d, struct async_dosattr_slot, d->cap);
 	if (d->slots == NULL) {
 		return false;
 	}
-	if (!d->config->names_usable) {
-		return true;
+	if (d->config->names_usable) {
+		d->names = talloc_array(d->slots, char,
+					(size_t)d->cap * ASVFS_NAMES_MAX);
+		if (d->names == NULL) {
+			TALLOC_FREE(d->slots);
+			return false;
+		}
 	}
-	d->names = talloc_array(d->slots, char,
-				(size_t)d->cap * ASVFS_NAMES_MAX);
-	if (d->names == NULL) {
-		TALLOC_FREE(d->slots);
-		return false;
-	}
+	d->ring_bytes = bytes;
+	dosattr_rings.bytes += bytes;
 	return true;
 }
 
 static void async_dosattr_ring_free(struct async_dosattr_dir *d)
 {
+	if (d->slots == NULL) {
+		return;
+	}
+	dosattr_rings.bytes -= d->ring_bytes;
+	d->ring_bytes = 0;
 	TALLOC_FREE(d->slots);		/* the names with it */
 	d->names = NULL;
 }
@@ -1303,6 +1421,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 	if (d == NULL) {
 		return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 	}
+	config->last_read = d;
 	if (!async_dosattr_reader_is_current(d->reader, handle->conn)) {
 		async_dosattr_change_reader(d);
 	}
@@ -1323,7 +1442,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 			if (async_dosattr_top_up(handle, dirfsp, d)) {
 				break;
 			}
-			/* no memory for the slots: read directly */
+			/* no memory, or none left in the budget: directly */
 			FALL_THROUGH;
 		case STEP_DIRECT:
 			if (waiting == 0) {
@@ -1343,6 +1462,15 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 		return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 	}
 	if (d->handed == d->count) {
+		/*
+		 * The end, every entry handed out and asked about (smbd
+		 * asks before it reads on).  A client may keep the handle
+		 * open for long (for change notify): the ring goes now,
+		 * and smbd seeks back, if ever, through the next module.
+		 */
+		async_dosattr_drop(d);
+		async_dosattr_ring_free(d);
+		d->eof = true;
 		return NULL;
 	}
 	if (sbuf != NULL) {
@@ -1468,30 +1596,31 @@ static bool async_dosattr_slot_is(const struct async_dosattr_slot *s,
 
 /*
  * The entry read ahead for this object (device, inode) that has not yet
- * given smbd its DOS attributes (names: its EA names), in any directory,
- * and that directory.  smbd asks about the entry it was handed last, so
- * each ring is searched from there backwards.
+ * given smbd its DOS attributes (names: its EA names), and its
+ * directory.  smbd asks about each entry right after reading it, before
+ * it reads on (in this or any other stream): only the stream read last
+ * is searched, from the entry handed out last backwards.  Any other
+ * object's attributes (an open, a client holding thousands of listed
+ * handles) cost no search of the others.
  */
 static struct async_dosattr_slot *async_dosattr_find_slot(
 	struct async_dosattr_config *config, const SMB_STRUCT_STAT *st,
 	bool names, struct async_dosattr_dir **pd)
 {
-	struct async_dosattr_dir *d = NULL;
+	struct async_dosattr_dir *d = config->last_read;
 	unsigned i;
 
-	for (d = config->dirs; d != NULL; d = d->next) {
-		if (!async_dosattr_reader_is_current(d->reader,
-						     config->conn)) {
-			continue;
-		}
-		for (i = 1; i <= d->count; i++) {
-			unsigned k = (d->handed + d->count - i) % d->count;
-			struct async_dosattr_slot *s = DIR_SLOT(d, k);
+	if (d == NULL || d->count == 0 ||
+	    !async_dosattr_reader_is_current(d->reader, config->conn)) {
+		return NULL;
+	}
+	for (i = 1; i <= d->count; i++) {
+		unsigned k = (d->handed + d->count - i) % d->count;
+		struct async_dosattr_slot *s = DIR_SLOT(d, k);
 
-			if (async_dosattr_slot_is(s, st, names)) {
-				*pd = d;
-				return s;
-			}
+		if (async_dosattr_slot_is(s, st, names)) {
+			*pd = d;
+			return s;
 		}
 	}
 	return NULL;
@@ -1562,7 +1691,7 @@ static NTSTATUS async_dosattr_fget_dos_attributes(vfs_handle_struct *handle,
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return NT_STATUS_INTERNAL_ERROR);
-	if (config->dirs != NULL && !fsp_is_alternate_stream(fsp) &&
+	if (config->last_read != NULL && !fsp_is_alternate_stream(fsp) &&
 	    VALID_STAT(fsp->fsp_name->st)) {
 		s = async_dosattr_find_slot(config, &fsp->fsp_name->st,
 					    false, &d);
@@ -1640,7 +1769,7 @@ static ssize_t async_dosattr_flistxattr(vfs_handle_struct *handle,
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return -1);
-	if (config->dirs != NULL && !fsp_is_alternate_stream(fsp) &&
+	if (config->last_read != NULL && !fsp_is_alternate_stream(fsp) &&
 	    VALID_STAT(fsp->fsp_name->st)) {
 		s = async_dosattr_find_slot(config, &fsp->fsp_name->st, true,
 					    &d);

@@ -11,13 +11,20 @@
 - invalid options are logged and replaced by their defaults;
 - over SMB1, where sessions share a tree connect, an admin user (root,
   who sees trusted.* EA names) and a second user list what they list on
-  the default environment, the second while the admin's cache is warm.
+  the default environment, the second while the admin's cache is warm;
+- a create time set with SETINFO is listed as set, however the module
+  answers smbd's asynchronous listing (issue 26);
+- a client holding 10,000 partly listed directory handles keeps smbd
+  within the default environment's memory plus the prefetch memory
+  (issue 20).
 """
 import os
 import pwd
+import resource
+import struct
 import time
 
-from impacket import smb
+from impacket import smb, smb3structs
 
 import harness
 import listing_tests
@@ -67,6 +74,7 @@ BADOPTS = {
         'async_dosattr:mode': 'later',
         'async_dosattr:async threshold usec': 'soon',
         'async_dosattr:cache entries': 'many',
+        'async_dosattr:prefetch memory': '64MB',
     }),
     # a cache needs the ctime check: refused with granularity 0
     'async_dosattr_cache_nogran': ('async_dosattr', {
@@ -316,7 +324,9 @@ def bad_options_are_logged_and_defaults_used(smbd):
                  r"async_dosattr:async threshold usec: 'soon' is not a "
                  r"number; using 50",
                  r"async_dosattr:cache entries: 'many' is not a number; "
-                 r"using 0"):
+                 r"using 0",
+                 r"async_dosattr:prefetch memory: '64MB' is not a size; "
+                 r"using 67108864"):
         assert smbd.log_lines(line), 'no log line like: ' + line
     cache_refused_without_granularity(smbd)
 
@@ -534,7 +544,247 @@ def run_smb1_shared_tree(res):
         smbd.cleanup()
 
 
+# --- create times set over SMB, listed ------------------------------------
+
+# smbd's asynchronous listing, each way async_dosattr answers it: at
+# once (mode sync, and mode auto before it has measured the disk),
+# through the ring (mode async); and smbd's synchronous listing with the
+# prefetch
+BTIME_ENVS = {
+    'default': ('', {}),
+    'async_dosmode': ('', {'smbd async dosmode': 'yes'}),
+    'async_dosattr_sync': harness.ENVIRONMENTS['async_dosattr_sync'],
+    'async_dosattr_auto': ('async_dosattr', {'smbd async dosmode': 'yes'}),
+    'async_dosattr': harness.ENVIRONMENTS['async_dosattr'],
+    'async_dosattr_prefetch': harness.ENVIRONMENTS['async_dosattr_prefetch'],
+}
+BTIME_FILES = 20
+# 2001-01-01 00:00:00 UTC as NTTIME (100 ns since 1601)
+NTTIME_2001 = 126227808000000000
+
+
+def set_create_times(smbd, env):
+    """Files whose create times are set with SETINFO (FileBasicInformation,
+    the other times left alone): name -> the NTTIME set."""
+    client = smb2client.Client(smbd, env)
+    conn = client.conn.getSMBServer()
+    want = {}
+    try:
+        client.conn.createDirectory(env, 'btime')
+        for i in range(BTIME_FILES):
+            name = 'f%02d' % i
+            # a day apart, and not on a second
+            want[name] = NTTIME_2001 + i * 864000000000 + i * 1234560
+            fid = client.create('btime\\' + name)
+            try:
+                conn.setInfo(client.tid, fid, struct.pack(
+                    '<qqqqLL', want[name], 0, 0, 0, 0, 0),
+                    smb3structs.SMB2_0_INFO_FILE,
+                    smb3structs.SMB2_FILE_BASIC_INFO)
+            finally:
+                client.close(fid)
+    finally:
+        client.logoff()
+    return want
+
+
+def listed_create_times(smbd, env):
+    """name -> CreationTime of the listing of btime, as the first
+    QUERY_DIRECTORY of a new connection (a new smbd process, in which
+    mode auto has measured nothing yet) shows it."""
+    client = smb2client.Client(smbd, env)
+    conn, fid = open_dir(client, 'btime')
+    out = {}
+    try:
+        data = conn.queryDirectory(
+            client.tid, fid, '*', maxBufferSize=65536,
+            informationClass=smb2client.FULL_DIRECTORY_INFO)
+        while data:
+            info = smb.SMBFindFileFullDirectoryInfo(smb.SMB.FLAGS2_UNICODE)
+            info.fromString(data)
+            name = info['FileName'].decode('utf-16le')
+            out[name] = info['CreationTime']
+            if info['NextEntryOffset'] == 0:
+                break
+            data = data[info['NextEntryOffset']:]
+    finally:
+        conn.close(client.tid, fid)
+        client.logoff()
+    return out
+
+
+def listed_create_time_is_the_one_set(smbd, env):
+    want = set_create_times(smbd, env)
+    got = listed_create_times(smbd, env)
+    wrong = ['%s: %s, set %s' % (n, got.get(n), t)
+             for n, t in sorted(want.items()) if got.get(n) != t]
+    assert not wrong, '%d of %d create times listed wrong, e.g. %s' % (
+        len(wrong), len(want), wrong[:3])
+
+
+def run_create_times(res):
+    smbd = harness.Smbd(envs=dict(BTIME_ENVS), log_level=harness.LOG_LEVEL)
+    smbd.start()
+    try:
+        for env in BTIME_ENVS:
+            record(res, 'dosattr.listed_create_time_is_the_one_set/' + env,
+                   listed_create_time_is_the_one_set, smbd, env)
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'dosattr_btime')
+        smbd.cleanup()
+
+
+# --- the prefetch's memory, with many directory handles open ---------------
+
+HANDLES = 10000
+HANDLE_BATCH = 250
+MANY_FILES = 100
+MiB = 1024 * 1024
+# async_dosattr:prefetch memory by default, and what else smbd may take
+# beyond what it takes on the default environment for the same handles
+PREFETCH_MEMORY = 64 * MiB
+RSS_SLACK = 32 * MiB
+
+
+def rss_of(pid):
+    with open('/proc/%s/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def send_query_directory(rc, user, fid):
+    """The first QUERY_DIRECTORY of a handle, answered with about a
+    dozen entries: the listing stays in the middle of the directory."""
+    q = smb3structs.SMB2QueryDirectory()
+    q['FileInformationClass'] = smb2client.FULL_DIRECTORY_INFO
+    q['FileIndex'] = 0
+    q['FileID'] = fid
+    q['OutputBufferLength'] = 1024
+    q['FileNameLength'] = 2
+    q['Buffer'] = '*'.encode('utf-16le')
+    return rc._send(user, smb3structs.SMB2_QUERY_DIRECTORY, q)
+
+
+def open_and_list(rc, user, n):
+    """n handles of directory 'many', opened and listed in part."""
+    mids = [rc.send_create(user, 'many', smb2client.FILE_OPEN,
+                           access=smb3structs.FILE_READ_ATTRIBUTES |
+                           smb2client.FILE_READ_DATA,
+                           options=smb3structs.FILE_DIRECTORY_FILE)
+            for _ in range(n)]
+    fids = []
+    for mid in mids:
+        status, _, fid = smb2client.create_result(*rc.wait(mid)[:2])
+        assert status == 0, 'open: 0x%x' % status
+        fids.append(fid)
+    for mid in [send_query_directory(rc, user, fid) for fid in fids]:
+        status = rc.wait(mid)[0]
+        assert status == 0, 'listing: 0x%x' % status
+
+
+def hold_listed_dirs(smbd, env, bound):
+    """HANDLES handles of one directory on one connection, each listed in
+    part (a prefetch reads ahead and keeps its ring until the listing
+    ends or the handle is closed), opened in pipelined batches while the
+    connection's smbd is watched.  Stops early once its RSS exceeds
+    bound, so that a prefetch without a budget cannot exhaust the
+    machine.  Returns (handles held, largest RSS seen)."""
+    user = harness.USERS[0]
+    before = smbd.children()
+    rc = smb2client.RawConn(smbd, env)
+    held, peak = 0, 0
+    try:
+        rc.login(user)
+        new = smbd.children() - before
+        assert len(new) == 1, 'which smbd serves us: %s' % new
+        pid = new.pop()
+        while held < HANDLES and peak <= bound:
+            n = min(HANDLE_BATCH, HANDLES - held)
+            open_and_list(rc, user, n)
+            held += n
+            peak = max(peak, rss_of(pid))
+        return held, peak
+    finally:
+        rc.disconnect()
+
+
+def make_many(smbd, env):
+    owner = pwd.getpwnam(harness.USERS[0])
+    d = os.path.join(smbd.share_path(env), 'many')
+    os.makedirs(d)
+    os.chown(d, owner.pw_uid, owner.pw_gid)
+    for i in range(MANY_FILES):
+        path = os.path.join(d, 'f%03d' % i)
+        with open(path, 'w') as f:
+            f.write('x')
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+
+
+def wait_for_counters(smbd, share, timeout=120):
+    """The counters of a share once its connection has logged them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        c = share_counters(smbd, share)
+        if c:
+            return c
+        time.sleep(0.2)
+    fail('no counters of %s logged within %d s' % (share, timeout))
+
+
+def prefetch_memory_stays_bounded(smbd, env):
+    """10,000 partly listed handles of a directory held open: smbd takes
+    no more than on the default environment plus the prefetch memory
+    (default 64 MiB) plus 32 MiB, and the prefetch served the first of
+    them."""
+    for e in ('default', env):
+        make_many(smbd, e)
+    time.sleep(0.2)     # older than the environment's ctime granularity
+    held, base = hold_listed_dirs(smbd, 'default', 1 << 62)
+    assert held == HANDLES, 'default: %d handles' % held
+    bound = base + PREFETCH_MEMORY + RSS_SLACK
+    held, peak = hold_listed_dirs(smbd, env, bound)
+    assert peak <= bound, \
+        'RSS %.0f MiB after %d handles, above %.0f MiB (the default ' \
+        'environment: %.0f MiB for %d)' % (
+            peak / MiB, held, bound / MiB, base / MiB, HANDLES)
+    c = wait_for_counters(smbd, env)
+    assert c.get('hits', 0) > 0 and c.get('over_budget', 0) > 0, \
+        'the prefetch served none, or never met its budget: %s' % c
+
+
+def prefetch_budget_logged_once(smbd):
+    lines = smbd.log_lines(r'prefetch memory of \d+ bytes in use: more '
+                           r'directories are listed without prefetch')
+    assert len(lines) == 1, 'logged %d times: %s' % (len(lines), lines[:2])
+
+
+def run_prefetch_memory(res):
+    env = 'async_dosattr_prefetch'
+    envs = {e: harness.ENVIRONMENTS[e] for e in ('default', env)}
+    name = 'dosattr.prefetch_memory_stays_bounded_with_%d_handles' % HANDLES
+    # smbd raises its descriptor limit only up to the hard one it inherits
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < HANDLES + 1000:
+        res.add('skip', name, 'open files hard limit %d' % hard)
+        return
+    smbd = harness.Smbd(envs=envs, log_level=harness.LOG_LEVEL)
+    smbd.start()
+    try:
+        record(res, name, prefetch_memory_stays_bounded, smbd, env)
+        record(res, 'dosattr.prefetch_memory_exceeded_is_logged_once',
+               prefetch_budget_logged_once, smbd)
+    finally:
+        smbd.stop()
+        check_panics(res, smbd, 'dosattr_memory')
+        smbd.cleanup()
+
+
 def run_all(res):
+    run_create_times(res)
     run_smb1_shared_tree(res)
     run_unshare_refused(res)
     run_changes(res)
+    run_prefetch_memory(res)

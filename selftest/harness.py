@@ -80,6 +80,10 @@ ENVIRONMENTS = {
     # so that every read goes through the ring even on a fast disk
     'async_dosattr': ('async_dosattr', {'smbd async dosmode': 'yes',
                                         'async_dosattr:mode': 'async'}),
+    # async dosmode on, every read answered at once (as mode auto does on
+    # a fast disk until it has steered smbd's listing to synchronous)
+    'async_dosattr_sync': ('async_dosattr', {'smbd async dosmode': 'yes',
+                                             'async_dosattr:mode': 'sync'}),
     # smbd's default synchronous listing, with the prefetch forced on
     # (auto prefetches only on slow storage) and files older than 20 ms
     # trusted by ctime (ext4 stamps ctime from a coarse clock, <= 10 ms)

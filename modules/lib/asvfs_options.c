@@ -60,6 +60,72 @@ bool asvfs_parse_uint64(const char *str, uint64_t min, uint64_t max,
 	return true;
 }
 
+/* The power of 1024 a size suffix stands for; -1 if it is none. */
+static int size_shift(char c)
+{
+	switch (c) {
+	case 'k':
+	case 'K':
+		return 10;
+	case 'm':
+	case 'M':
+		return 20;
+	case 'g':
+	case 'G':
+		return 30;
+	case 't':
+	case 'T':
+		return 40;
+	}
+	return -1;
+}
+
+bool asvfs_parse_size(const char *str, uint64_t min, uint64_t max,
+		      uint64_t *result, char *errbuf, size_t errlen)
+{
+	const char *p = NULL;
+	char *end = NULL;
+	unsigned long long v;
+	int shift = 0;
+
+	if (str == NULL) {
+		snprintf(errbuf, errlen, "no value");
+		return false;
+	}
+	p = skip_blanks(str);
+	if (!isdigit((unsigned char)*p)) {
+		snprintf(errbuf, errlen, "'%s' is not a size", str);
+		return false;
+	}
+	errno = 0;
+	v = strtoull(p, &end, 10);
+	if (errno == ERANGE) {
+		snprintf(errbuf, errlen, "'%s' is too large", str);
+		return false;
+	}
+	if (*end != '\0' && size_shift(*end) != -1) {
+		shift = size_shift(*end);
+		end++;
+	}
+	if (!only_blanks(end)) {
+		snprintf(errbuf, errlen, "'%s' is not a size", str);
+		return false;
+	}
+	if (shift > 0 && v > (UINT64_MAX >> shift)) {
+		snprintf(errbuf, errlen, "'%s' is too large", str);
+		return false;
+	}
+	v <<= shift;
+	if (v < min || v > max) {
+		snprintf(errbuf, errlen,
+			 "%llu is out of range [%llu, %llu]", v,
+			 (unsigned long long)min, (unsigned long long)max);
+		return false;
+	}
+	*result = v;
+	return true;
+}
+
 /* Compare a table name with a blank-padded word, ignoring case. */
 static bool word_equal(const char *word, const char *name)
 {

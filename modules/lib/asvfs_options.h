@@ -25,6 +25,15 @@ struct asvfs_enum_value {
 bool asvfs_parse_uint64(const char *str, uint64_t min, uint64_t max,
 			uint64_t *result, char *errbuf, size_t errlen);
 
+/*
+ * Parse a size in bytes with an optional K, M, G or T suffix (powers of
+ * 1024, either case), as smb.conf writes sizes, e.g. "64M", in
+ * [min, max].  Same refusals as asvfs_parse_uint64(), and a product that
+ * overflows.
+ */
+bool asvfs_parse_size(const char *str, uint64_t min, uint64_t max,
+		      uint64_t *result, char *errbuf, size_t errlen);
+
 /* Parse a boolean the way smb.conf spells them (yes/no, true/false, 1/0,
  * on/off), case-insensitively. */
 bool asvfs_parse_bool(const char *str, bool *result,

@@ -40,6 +40,24 @@ static inline uint64_t asvfs_conf_uint(int snum, const char *module,
 	return v;
 }
 
+/* A size in bytes, written with an optional K, M, G or T suffix. */
+static inline uint64_t asvfs_conf_size(int snum, const char *module,
+				       const char *option, uint64_t def,
+				       uint64_t min, uint64_t max)
+{
+	const char *value = lp_parm_const_string(snum, module, option, NULL);
+	uint64_t v = def;
+	char err[128];
+
+	if (value != NULL &&
+	    !asvfs_parse_size(value, min, max, &v, err, sizeof(err))) {
+		DBG_ERR("%s:%s: %s; using %" PRIu64 "\n",
+			module, option, err, def);
+		v = def;
+	}
+	return v;
+}
+
 static inline bool asvfs_conf_bool(int snum, const char *module,
 				   const char *option, bool def)
 {

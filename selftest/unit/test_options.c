@@ -54,6 +54,53 @@ static void uint_refuses_out_of_range_with_reason(void **state)
 	assert_int_equal(v, 7);
 }
 
+static void size_accepts_bytes_and_suffixes(void **state)
+{
+	char err[128];
+	uint64_t v = 0;
+
+	assert_true(asvfs_parse_size("4096", 0, UINT64_MAX, &v, err,
+				     sizeof(err)));
+	assert_int_equal(v, 4096);
+	assert_true(asvfs_parse_size(" 64M ", 0, UINT64_MAX, &v, err,
+				     sizeof(err)));
+	assert_int_equal(v, 64ULL << 20);
+	assert_true(asvfs_parse_size("3k", 0, UINT64_MAX, &v, err,
+				     sizeof(err)));
+	assert_int_equal(v, 3072);
+	assert_true(asvfs_parse_size("2G", 0, UINT64_MAX, &v, err,
+				     sizeof(err)));
+	assert_int_equal(v, 2ULL << 30);
+	assert_true(asvfs_parse_size("1t", 0, UINT64_MAX, &v, err,
+				     sizeof(err)));
+	assert_int_equal(v, 1ULL << 40);
+	assert_true(asvfs_parse_size("0", 0, 10, &v, err, sizeof(err)));
+	assert_int_equal(v, 0);
+}
+
+static void size_refuses_garbage_overflow_and_range(void **state)
+{
+	const char *bad[] = { "", " ", "M", "64MB", "64 M", "-1M", "+5",
+			      "1.5G", "0x10", "5X", "16777216T",
+			      "99999999999999999999999", NULL };
+	char err[128];
+	uint64_t v = 42;
+	int i;
+
+	for (i = 0; bad[i] != NULL; i++) {
+		err[0] = '\0';
+		assert_false(asvfs_parse_size(bad[i], 0, UINT64_MAX, &v, err,
+					      sizeof(err)));
+		assert_int_equal(v, 42);
+		assert_true(strlen(err) > 0);
+	}
+	assert_false(asvfs_parse_size("2M", 0, 1ULL << 20, &v, err,
+				      sizeof(err)));
+	assert_non_null(strstr(err, "out of range"));
+	assert_false(asvfs_parse_size(NULL, 0, 10, &v, err, sizeof(err)));
+	assert_int_equal(v, 42);
+}
+
 static void bool_accepts_smb_conf_spellings(void **state)
 {
 	const char *yes[] = { "yes", "True", "ON", "1", " yes ", NULL };
@@ -111,6 +158,8 @@ int main(void)
 		cmocka_unit_test(uint_accepts_values_in_range),
 		cmocka_unit_test(uint_refuses_garbage_and_keeps_result),
 		cmocka_unit_test(uint_refuses_out_of_range_with_reason),
+		cmocka_unit_test(size_accepts_bytes_and_suffixes),
+		cmocka_unit_test(size_refuses_garbage_overflow_and_range),
 		cmocka_unit_test(bool_accepts_smb_conf_spellings),
 		cmocka_unit_test(enum_names_the_choices_on_error),
 		cmocka_unit_test(enum_error_fits_small_buffers),
