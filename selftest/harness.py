@@ -107,6 +107,23 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
+# The bound on every wait for a condition in the selftest: far above what
+# anything takes on an idle machine, so that a busy one (load 7 on 2
+# cores) makes a test slower, never changes its verdict.
+WAIT_SECS = 60
+
+
+def wait_until(cond, timeout=WAIT_SECS, interval=0.02):
+    """Poll cond() until it is true; True if it became true within
+    timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def patched_smbd():
     """The launcher of an smbd built with patches/ (by
     buildtools/build-patched-smbd.sh, or $ASVFS_PATCHED_SMBD), or None."""
