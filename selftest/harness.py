@@ -309,7 +309,7 @@ class Smbd:
                            stdout=subprocess.DEVNULL)
 
     # -- life cycle ----------------------------------------------------
-    def start(self, timeout=30):
+    def start(self, timeout=WAIT_SECS):
         ensure_users()
         self._prepare_dirs()
         self._prepare_modules()
@@ -360,7 +360,7 @@ class Smbd:
         except OSError:
             return set()
 
-    def wait_children(self, baseline, timeout=10):
+    def wait_children(self, baseline, timeout=WAIT_SECS):
         """Wait until no child beyond baseline is left (connections
         ended and reaped, so their CPU time is in the parent's cutime).
         True when that happened within timeout seconds."""
