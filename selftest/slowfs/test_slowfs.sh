@@ -52,8 +52,11 @@ fi
 # and slowfs runs on after our unmount until that namespace ends. The
 # mounts of this script therefore live in a private namespace of its own,
 # which no later namespace copies.
+# fd 9 keeps the namespace we came from, for the test that unmounting
+# works while a namespace made from it exists.
 if [ -z "${SLOWFS_TEST_PRIVATE_NS:-}" ] &&
    unshare --mount --propagation private true 2>/dev/null; then
+	exec 9</proc/self/ns/mnt
 	SLOWFS_TEST_PRIVATE_NS=1 exec unshare --mount --propagation private \
 		-- bash "$0" "$@"
 fi
@@ -75,6 +78,7 @@ mkdir -m 755 "$BACK" "$MNT" "$MNT2"
 : >"$CONF"
 PID1=
 PID2=
+OTHER_NS=
 
 cleanup() {
 	local m p
@@ -84,8 +88,8 @@ cleanup() {
 				fusermount3 -uz "$m" 2>/dev/null
 		fi
 	done
-	# only our own slowfs processes, by pid
-	for p in $PID2 $PID1; do
+	# only our own processes, by pid
+	for p in $OTHER_NS $PID2 $PID1; do
 		kill "$p" 2>/dev/null
 		wait "$p" 2>/dev/null
 	done
@@ -830,6 +834,23 @@ check "stats dump on SIGUSR1" t_stats
 not_running() {
 	! kill -0 "$1" 2>/dev/null
 }
+
+is_sleep() {
+	[ "$(cat "/proc/$1/comm" 2>/dev/null)" = sleep ]
+}
+
+# A mount namespace made now from the one the script was started in, as
+# by another run's smbd: slowfs must still end at our unmount.
+if [ -e /proc/$$/fd/9 ] && command -v nsenter >/dev/null; then
+	nsenter --mount=/proc/$$/fd/9 -- \
+		unshare --mount --propagation private -- sleep 600 &
+	OTHER_NS=$!
+	if ! wait_until is_sleep "$OTHER_NS"; then
+		fail "unmount" "no other mount namespace within ${WAIT_SECS}s"
+	fi
+else
+	skip "unmount with another namespace" "not in a namespace of our own"
+fi
 
 # In the main shell, not in check's subshell: only it can reap slowfs.
 rm -f "$STATS"
