@@ -139,20 +139,41 @@ class SlowStorage:
         self.back = os.path.join(tmp, 'back')
         self.mnt = os.path.join(tmp, 'mnt')
         self.conf = os.path.join(tmp, 'slowfs.conf')
+        self.generation = 0
         os.makedirs(self.back)
         os.makedirs(self.mnt)
         os.chmod(tmp, 0o755)
-        self.set('direct_io = 1')
+        text = self._write()
         subprocess.run([SLOWFS, self.back, self.mnt, '-o',
                         'allow_other,default_permissions',
                         '--config=' + self.conf], check=True)
+        self._wait_loaded(text)
+
+    def _write(self, *lines):
+        # direct_io: every read reaches slowfs, no page cache in between;
+        # the generation makes each version's text differ
+        self.generation += 1
+        text = '# generation %d\ndirect_io = 1\n%s' % (
+            self.generation, ''.join(line + '\n' for line in lines))
+        with open(self.conf + '.new', 'w') as f:
+            f.write(text)
+        os.rename(self.conf + '.new', self.conf)
+        return text
+
+    def _wait_loaded(self, text):
+        """slowfs copies each config it put in force to FILE.loaded."""
+        def loaded():
+            try:
+                with open(self.conf + '.loaded') as f:
+                    return f.read() == text
+            except FileNotFoundError:
+                return False
+        if not harness.wait_until(loaded):
+            raise RuntimeError('slowfs did not load its config within '
+                               '%d s' % harness.WAIT_SECS)
 
     def set(self, *lines):
-        # direct_io: every read reaches slowfs, no page cache in between
-        with open(self.conf + '.new', 'w') as f:
-            f.write('direct_io = 1\n' + '\n'.join(lines) + '\n')
-        os.rename(self.conf + '.new', self.conf)
-        time.sleep(0.3)		# slowfs re-reads it on its next check
+        self._wait_loaded(self._write(*lines))
 
     def backing(self, smbd, env, name):
         rel = os.path.relpath(smbd.share_path(env), self.mnt)
@@ -278,6 +299,17 @@ def file_fds(pid):
     return out
 
 
+def opened_by_a_child(smbd, baseline, name):
+    """Whether an smbd child that is not in baseline has name open."""
+    for pid in smbd.children() - baseline:
+        try:
+            if any(name in fd for fd in file_fds(pid)):
+                return True
+        except OSError:
+            pass			# the child has gone meanwhile
+    return False
+
+
 def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
     make_backing_file(storage, smbd, env, 'slow.bin', 8 * 1024 * 1024)
     make_backing_file(storage, smbd, env, 'other.bin', 64 * 1024)
@@ -294,10 +326,16 @@ def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
                               '-c', 'get slow.bin /dev/null'],
                              stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-        time.sleep(1.5)
+        # killed in the middle of its read: once its smbd has the file
+        # open (a condition), and a while into the 300 ms reads (if that
+        # while is not enough on a busy machine, the test is weaker,
+        # never wrong)
+        assert harness.wait_until(lambda: opened_by_a_child(
+            smbd, baseline, 'slow.bin')), 'smbclient never opened slow.bin'
+        time.sleep(1)
         p.send_signal(signal.SIGKILL)
         p.wait()
-        smbd.wait_children(baseline, timeout=20)
+        smbd.wait_children(baseline, timeout=harness.WAIT_SECS)
     finally:
         storage.set()
     assert not (smbd.children() - baseline), \
@@ -374,7 +412,7 @@ def held_slot_is_used_when_the_table_is_full(smbd, env, storage):
             c.close(fid)
     finally:
         c.logoff()
-    smbd.wait_children(baseline, timeout=20)
+    smbd.wait_children(baseline, timeout=harness.WAIT_SECS)
     after = smbd.counters('async_uring', 'pread')
     fallback = after.get('fallback', 0) - before.get('fallback', 0)
     done = after.get('completed', 0) - before.get('completed', 0)
@@ -611,12 +649,16 @@ def listing_after_tree_reconnect(smbd, env, storage):
 
 def set_and_reload(smbd, env, pid, option, value):
     """Set an option of env's share in smb.conf, and have the smbd
-    child pid reload it (reload-config is asynchronous: give it time)."""
+    child pid reload it.  reload-config is asynchronous; the child
+    handles its messages in order, reloading within the handler, so its
+    answer to a ping that follows says the reload is done."""
     smbd.envs[env][1][option] = value
     smbd.write_conf()
     subprocess.run(['smbcontrol', '-s', smbd.conf, str(pid),
                     'reload-config'], check=True)
-    time.sleep(1.5)
+    subprocess.run(['smbcontrol', '-s', smbd.conf, '-t',
+                    str(harness.WAIT_SECS), str(pid), 'ping'],
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def reload_to_no_is_the_admins(smbd, env, storage):

@@ -111,6 +111,23 @@ def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
 
+# The bound on every wait for a condition in the selftest: far above what
+# anything takes on an idle machine, so that a busy one (load 7 on 2
+# cores) makes a test slower, never changes its verdict.
+WAIT_SECS = 60
+
+
+def wait_until(cond, timeout=WAIT_SECS, interval=0.02):
+    """Poll cond() until it is true; True if it became true within
+    timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
 def patched_smbd():
     """The launcher of an smbd built with patches/ (by
     buildtools/build-patched-smbd.sh, or $ASVFS_PATCHED_SMBD), or None."""
@@ -296,7 +313,7 @@ class Smbd:
                            stdout=subprocess.DEVNULL)
 
     # -- life cycle ----------------------------------------------------
-    def start(self, timeout=30):
+    def start(self, timeout=WAIT_SECS):
         ensure_users()
         self._prepare_dirs()
         self._prepare_modules()
@@ -347,7 +364,7 @@ class Smbd:
         except OSError:
             return set()
 
-    def wait_children(self, baseline, timeout=10):
+    def wait_children(self, baseline, timeout=WAIT_SECS):
         """Wait until no child beyond baseline is left (connections
         ended and reaped, so their CPU time is in the parent's cutime).
         True when that happened within timeout seconds."""

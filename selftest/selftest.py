@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import brl_tests  # noqa: E402
 import build_tests  # noqa: E402
 import dosattr_tests  # noqa: E402
+import escape_tests  # noqa: E402
 import fault_tests  # noqa: E402
 import harness  # noqa: E402
 import identity_tests  # noqa: E402
@@ -48,6 +49,7 @@ OWN_SMBD_TESTS = [
     dosattr_tests,
     brl_tests,
     open_tests,
+    escape_tests,
 ]
 RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
                        r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')

@@ -49,10 +49,19 @@ SLOW_CREATE_MS = 500
 
 
 def set_slowfs(conf, *lines):
+    text = '\n'.join(lines) + '\n'
     with open(conf + '.new', 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+        f.write(text)
     os.rename(conf + '.new', conf)
-    time.sleep(0.3)			# slowfs re-reads it on its next check
+
+    def loaded():			# slowfs acknowledges what it loaded
+        try:
+            with open(conf + '.loaded') as f:
+                return f.read() == text
+        except FileNotFoundError:
+            return False
+    if not harness.wait_until(loaded):
+        raise RuntimeError('slowfs did not load %s' % conf)
 
 
 # --- one client process ------------------------------------------------------

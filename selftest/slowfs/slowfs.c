@@ -483,8 +483,56 @@ static void sfs_config_install(struct sfs_config *c)
 	sfs_config_free(old);
 }
 
-/* Read the config file anew. Returns NULL if nothing is to change. */
-static struct sfs_config *sfs_config_reload(void)
+/*
+ * Copy the text just parsed to FILE.loaded (via a temp file and rename),
+ * or remove FILE.loaded when f is NULL. A test that wrote a config waits
+ * for FILE.loaded to hold the same text: a condition, not a fixed sleep,
+ * so it works on a busy machine too.
+ */
+static void sfs_config_ack(FILE *f)
+{
+	char ack[PATH_MAX], tmp[PATH_MAX + 4];
+	char buf[4096];
+	FILE *out = NULL;
+	size_t n;
+
+	if (snprintf(ack, sizeof(ack), "%s.loaded", sfs.config_path) >=
+	    (int)sizeof(ack)) {
+		return;
+	}
+	if (f == NULL) {
+		unlink(ack);
+		return;
+	}
+	snprintf(tmp, sizeof(tmp), "%s.tmp", ack);
+	out = fopen(tmp, "we");
+	if (out == NULL) {
+		fprintf(stderr, "slowfs: cannot write %s: %s\n", tmp,
+			strerror(errno));
+		return;
+	}
+	rewind(f);
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+		fwrite(buf, 1, n, out);
+	}
+	if (fclose(out) != 0 || rename(tmp, ack) != 0) {
+		fprintf(stderr, "slowfs: cannot write %s: %s\n", ack,
+			strerror(errno));
+		unlink(tmp);
+	}
+}
+
+/* Replace the settings and tell whoever waits for them (sfs_config_ack). */
+static void sfs_config_apply(struct sfs_config *c, FILE *f)
+{
+	sfs_config_install(c);
+	sfs_config_ack(f);
+	fprintf(stderr, "slowfs: config %s loaded\n",
+		sfs.config_present ? sfs.config_path : "(none)");
+}
+
+/* Read the config file anew and apply it. */
+static void sfs_config_reload(void)
 {
 	struct sfs_config *c = NULL;
 	FILE *f = fopen(sfs.config_path, "re");
@@ -495,14 +543,16 @@ static struct sfs_config *sfs_config_reload(void)
 			sfs.config_path, strerror(errno));
 		stat(sfs.config_path, &sfs.config_stat);
 		sfs.config_present = true;
-		return NULL;
+		return;
 	}
 	/* remember what we actually read; a later change is seen anew */
 	fstat(fileno(f), &sfs.config_stat);
 	sfs.config_present = true;
 	c = sfs_config_parse(f, sfs.config_path);
+	if (c != NULL) {
+		sfs_config_apply(c, f);
+	}
 	fclose(f);
-	return c;
 }
 
 /*
@@ -517,26 +567,22 @@ static void sfs_config_check(void)
 	if (sfs.config_path == NULL) {
 		return;
 	}
-	if (stat(sfs.config_path, &st) != 0) {
-		if (!sfs.config_present) {
-			return;
+	if (stat(sfs.config_path, &st) == 0) {
+		if (!sfs.config_present ||
+		    !sfs_same_file(&st, &sfs.config_stat)) {
+			sfs_config_reload();
 		}
-		/* config removed: back to plain pass-through */
-		sfs.config_present = false;
-		c = sfs_config_new();
-	} else {
-		if (sfs.config_present &&
-		    sfs_same_file(&st, &sfs.config_stat)) {
-			return;
-		}
-		c = sfs_config_reload();
-	}
-	if (c == NULL) {
 		return;
 	}
-	sfs_config_install(c);
-	fprintf(stderr, "slowfs: config %s loaded\n",
-		sfs.config_present ? sfs.config_path : "(none)");
+	if (!sfs.config_present) {
+		return;
+	}
+	/* config removed: back to plain pass-through */
+	sfs.config_present = false;
+	c = sfs_config_new();
+	if (c != NULL) {
+		sfs_config_apply(c, NULL);
+	}
 }
 
 /* ------------------------------------------------------------------ */
