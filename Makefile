@@ -6,14 +6,17 @@
 #   make run        a private smbd on 127.0.0.1:$(RUN_PORT) with our modules
 #   make bench      side-by-side benchmarks (see selftest/bench)
 #   make install    into the modules dir smbd -b reports (honours DESTDIR)
+#   make deb        the Debian package (bin/deb/), checked with lintian;
+#                   SAMBA=4.17 names the flavour (only the installed one)
 
 PYTHON ?= /usr/bin/python3
 WAF = $(PYTHON) buildtools/waf
 RUN_PORT ?= 44445
 TESTARGS ?=
 BENCHARGS ?=
+SAMBA ?=
 
-.PHONY: all build configure bootstrap test run bench install clean distclean
+.PHONY: all build configure bootstrap test run bench install deb clean distclean
 
 all: build
 
@@ -50,6 +53,13 @@ bench: build
 
 install: build
 	$(WAF) install --destdir="$(DESTDIR)"
+
+# Builds in a clean copy of the source (bin/deb/), so needs no make build.
+# SAMBA=4.22 will build inside that version's build root once the Samba
+# 4.22 port provides one; until then build-deb.sh says so and stops.
+deb:
+	@bash buildtools/bootstrap.sh
+	bash buildtools/build-deb.sh $(if $(SAMBA),--samba $(SAMBA))
 
 clean:
 	$(WAF) clean || true
