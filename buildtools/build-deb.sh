@@ -7,7 +7,7 @@
 # Usage: build-deb.sh [--samba MAJOR.MINOR] [--no-lintian] [OUTDIR]
 #   OUTDIR defaults to bin/deb.  --samba names the Samba flavour; only the
 #   installed one (4.17 on Debian 12) can be built here today: the 4.22
-#   flavour needs that version's build root (the Samba 4.22 port).
+#   flavour needs that version's build root (the Samba 4.22 port, issue 21).
 # Prints the path of the .deb as its last line of stdout.
 set -euo pipefail
 
@@ -36,7 +36,7 @@ installed=$(dpkg-query -W -f='${Version}' samba 2>/dev/null) ||
 	die "the package 'samba' is not installed (run buildtools/bootstrap.sh)"
 installed_mm=$(echo "$installed" | sed -E 's/^([0-9]+:)?([0-9]+\.[0-9]+).*/\2/')
 if [ -n "$flavour" ] && [ "$flavour" != "$installed_mm" ]; then
-	die "Samba $flavour packages are built inside that version's build root, which this tree does not have yet (the Samba 4.22 port); here only $installed_mm (the installed samba $installed) can be built"
+	die "Samba $flavour packages are built inside that version's build root, which this tree does not have yet (the Samba 4.22 port, issue 21); here only $installed_mm (the installed samba $installed) can be built"
 fi
 for tool in dpkg-buildpackage dh lintian; do
 	command -v "$tool" >/dev/null 2>&1 ||

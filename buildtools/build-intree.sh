@@ -39,8 +39,9 @@ series="$here/patches/$series_version/in-tree"
 shopt -s nullglob
 patches=("$series"/*.patch)
 [ ${#patches[@]} -gt 0 ] || die "no in-tree series for Samba $series_version"
-modules="vfs_async_uring vfs_async_xattr vfs_async_dosattr vfs_async_open vfs_async_brl"
-targets=$(echo "async_vfs_engine $modules" | tr ' ' ',')
+modules="vfs_async_uring vfs_async_xattr vfs_async_dosattr vfs_async_open
+	vfs_async_brl"
+targets=$(echo async_vfs_engine $modules | tr ' ' ',')
 
 start=$(date +%s)
 staged=$(mktemp -d /tmp/asvfs-intree.XXXXXX)
@@ -106,7 +107,8 @@ configure=1
 # the copy mounted over the original, in a mount namespace of its own, so
 # the prepared tree itself is never written to.
 if [ $configure = 1 ]; then
-	log "configuring the copy, then building --targets=$targets; the first time takes long (log: $top/build.log)"
+	log "configuring the copy, then building --targets=$targets;" \
+		"the first time takes long (log: $top/build.log)"
 else
 	log "building --targets=$targets in the configured copy (log: $top/build.log)"
 fi

@@ -2,8 +2,8 @@
 """Tests of the Debian package, as a distribution ships it: make deb's
 package is lintian clean and depends on exactly the Samba it was built
 for; installed into a throwaway Debian root that has that Samba
-(buildtools/prepare-chroot.sh, cached), that root's own smbd loads the
-modules by name from its modules dir with an ordinary smb.conf
+(buildtools/prepare-install-root.sh, cached), that root's own smbd loads
+the modules by name from its modules dir with an ordinary smb.conf
 (debian/tests/smoke), and dpkg --purge leaves nothing behind
 (selftest/package/run_in_root.sh).
 """
@@ -113,7 +113,7 @@ def run_checks(res, deb):
 def run_in_root(res, deb):
     start = time.time()
     rc, out = sh(['bash', os.path.join(TOP, 'buildtools',
-                                       'prepare-chroot.sh')])
+                                       'prepare-install-root.sh')])
     root = out.strip().splitlines()[-1] if out.strip() else ''
     if rc != 0 or not os.path.isdir(root):
         res.add('fail', 'package.root', out[-600:])

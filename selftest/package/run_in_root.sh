@@ -1,8 +1,8 @@
 #!/bin/bash
 # Install a built samba-async-vfs package into a throwaway copy of a root
-# from buildtools/prepare-chroot.sh and test it there with that root's own
-# smbd: in_root.sh installs it with dpkg, runs the package's autopkgtest
-# (debian/tests/smoke) and purges it.
+# from buildtools/prepare-install-root.sh and test it there with that
+# root's own smbd: in_root.sh installs it with dpkg, runs the package's
+# autopkgtest (debian/tests/smoke) and purges it.
 #
 # The root itself is never written: an overlay with its upper layer on a
 # tmpfs, in a mount namespace of its own, takes every change and vanishes

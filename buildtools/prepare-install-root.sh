@@ -10,17 +10,17 @@
 #   $SAMBA_ASYNC_VFS_CACHE (default: ${XDG_CACHE_HOME:-~/.cache}/samba-async-vfs)
 # A second run finds the stamp and returns at once.
 #
-# Usage: prepare-chroot.sh [--suite SUITE] [--samba DEBIAN_VERSION]
+# Usage: prepare-install-root.sh [--suite SUITE] [--samba DEBIAN_VERSION]
 #   (defaults: bookworm, and the version of the host's installed samba)
 # Prints the path of the root as its last line of stdout.
 set -euo pipefail
 
 die() {
-	echo "prepare-chroot: $*" >&2
+	echo "prepare-install-root: $*" >&2
 	exit 1
 }
 log() {
-	echo "prepare-chroot: $*" >&2
+	echo "prepare-install-root: $*" >&2
 }
 
 suite=bookworm
@@ -38,7 +38,7 @@ if [ -z "$samba" ]; then
 fi
 
 cache=${SAMBA_ASYNC_VFS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/samba-async-vfs}
-key=$(echo "chroot-$suite-samba-$samba" | tr ':+~' '___')
+key=$(echo "installroot-$suite-samba-$samba" | tr ':+~' '___')
 root="$cache/$key"
 stamp="$cache/$key.stamp"
 
