@@ -25,7 +25,11 @@ libkeyutils-dev libsystemd-dev zlib1g-dev libicu-dev"
 PKGS_TEST="util-linux python3-impacket attr procps acl strace \
 libsmbclient-dev xfsprogs"
 
-ALL="$PKGS_RUNTIME $PKGS_BUILD $PKGS_SAMBA_CONFIGURE $PKGS_TEST"
+# make deb (dpkg-buildpackage, debhelper, lintian) and the package test:
+# a debootstrap'd root with the same Samba, man-db for its man pages.
+PKGS_PACKAGE="debhelper lintian debootstrap man-db"
+
+ALL="$PKGS_RUNTIME $PKGS_BUILD $PKGS_SAMBA_CONFIGURE $PKGS_TEST $PKGS_PACKAGE"
 
 missing=""
 for p in $ALL; do

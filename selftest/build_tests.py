@@ -159,6 +159,43 @@ def patched_smbd_builds_and_runs(tmp):
         'patched smbd says %r, installed %r' % (v.stdout, installed)
 
 
+def intree_series_is_current(tmp):
+    """patches/<version>/in-tree/ is what buildtools/intree-series.py
+    writes from today's modules/ and docs/manpages/: a module change
+    without the series regenerated would send Samba stale code."""
+    tree = samba_tree()
+    version = re.search(r'samba-\d+_(\d+\.\d+)\.', tree).group(1)
+    committed = os.path.join(TOP, 'patches', version, 'in-tree')
+    fresh = os.path.join(tmp, 'in-tree')
+    p = subprocess.run([PY, os.path.join(TOP, 'buildtools',
+                                         'intree-series.py'),
+                        '--samba-source', tree, '--out', fresh],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-600:]
+    want = sorted(os.listdir(fresh))
+    have = sorted(f for f in os.listdir(committed) if f.endswith('.patch'))
+    stale = [f for f in want if f not in have or
+             open(os.path.join(fresh, f)).read() !=
+             open(os.path.join(committed, f)).read()]
+    stale += [f for f in have if f not in want]
+    assert not stale, ('the in-tree series is stale (%s): run '
+                       'buildtools/intree-series.py and commit' %
+                       ', '.join(stale))
+
+
+def intree_series_applies_and_builds(tmp):
+    """The in-tree series applies to the prepared tree without offset or
+    fuzz, and Samba's own build (configured again, so that the modules
+    are among its default shared modules) builds the engine and the five
+    modules (buildtools/build-intree.sh; cached by the series)."""
+    p = subprocess.run(['bash', os.path.join(TOP, 'buildtools',
+                                             'build-intree.sh')],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=3600)
+    assert p.returncode == 0, p.stdout[-600:]
+
+
 TESTS = [
     configure_refuses_a_samba_version_mismatch,
     configure_refuses_an_unprepared_tree,
@@ -167,6 +204,8 @@ TESTS = [
     install_honours_destdir,
     samba_patches_apply_to_the_prepared_tree,
     patched_smbd_builds_and_runs,
+    intree_series_is_current,
+    intree_series_applies_and_builds,
 ]
 
 

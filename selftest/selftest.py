@@ -32,6 +32,7 @@ import harness  # noqa: E402
 import identity_tests  # noqa: E402
 import listing_tests  # noqa: E402
 import open_tests  # noqa: E402
+import package_tests  # noqa: E402
 import smbd_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -339,7 +340,8 @@ def main():
     ap.add_argument('--suites', help='comma-separated smbtorture suites '
                     '(default: selftest/tests.list)')
     ap.add_argument('--only', choices=['build', 'unit', 'slowfs', 'smbd',
-                                       'faults', 'torture', 'bench'],
+                                       'faults', 'torture', 'bench',
+                                       'package'],
                     action='append', help='run only these parts')
     ap.add_argument('--files', help='comma-separated test files of the '
                     'smbd and faults parts, e.g. fault_tests (default: all)')
@@ -355,7 +357,7 @@ def main():
                  'a mount namespace)')
 
     parts = args.only or ['build', 'unit', 'slowfs', 'smbd', 'faults',
-                          'torture', 'bench']
+                          'torture', 'bench', 'package']
     envs = args.env.split(',') if args.env else list(harness.ENVIRONMENTS)
     if 'default' not in envs and 'torture' in parts:
         envs.insert(0, 'default')
@@ -373,6 +375,11 @@ def main():
         run_slowfs_tests(res, args.bindir)
     if 'bench' in parts:
         run_bench_smoke(res)
+    if 'package' in parts and getattr(harness, 'SAMBA', None):
+        res.add('skip', 'package', 'the package test is for the installed '
+                'Samba; make deb builds only that flavour today')
+    elif 'package' in parts:
+        package_tests.run_all(res)
     files = args.files.split(',') if args.files else None
     chosen = lambda mods: [m for m in mods
                            if files is None or m.__name__ in files]
