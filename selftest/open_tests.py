@@ -350,6 +350,100 @@ def create_for_nobody_is_removed(smbd, env, storage):
         rc.disconnect()
 
 
+OPLOCK_BATCH = 0x09
+DIRECTORY_FILE = 0x01
+GENERIC_READ = 0x80000000
+
+
+def temp_files(storage, smbd, env):
+    """The files async_open made under a temporary name that are left."""
+    d = os.path.dirname(storage.backing(smbd, env, 'x'))
+    return [n for n in os.listdir(d) if n.startswith('.async_open-')]
+
+
+def other_client_cannot_make_a_creator_smbd_exit(smbd, env, storage):
+    """Issue 20, item 1.  U1 creates gap.bin (a slow create) and opens a
+    slow directory right behind it, which holds U1's smbd for seconds
+    after the create completes.  U2, on a connection (and smbd) of its
+    own, opens gap.bin with a batch oplock the moment it can and never
+    acknowledges a break.  Had U2 opened the file before U1's smbd made
+    its share mode entry, U1's open would have to break U2's oplock: on a
+    create deferred with EINPROGRESS, smbd's 20 s exit timer then takes
+    U1's whole smbd down.  U1's create must succeed and its smbd stay."""
+    os.makedirs(storage.backing(smbd, env, 'gapdir'), exist_ok=True)
+    storage.set('create.delay_ms = 1000', 'opendir.delay_ms = 4000',
+                'path_filter = gap')
+    before = smbd.children()
+    victim = RawConn(smbd, env)
+    other = None
+    try:
+        victim.login(U1)
+        child = child_of(smbd, before)
+        other = RawConn(smbd, env)
+        other.login(U2)
+        create = victim.send_create(U1, 'gap.bin', FILE_CREATE)
+        time.sleep(0.05)	# the create reaches smbd first
+        victim.send_create(U1, 'gapdir', FILE_OPEN, access=GENERIC_READ,
+                           options=DIRECTORY_FILE)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            status = other.wait(other.send_create(
+                U2, 'gap.bin', FILE_OPEN, access=GENERIC_READ,
+                oplock=OPLOCK_BATCH))[0]
+            if status == 0:
+                break		# and never acknowledges the break
+            time.sleep(0.02)
+        # smbd's timer fires 20 s after the deferral; a break to U2 would
+        # wait up to 70 s
+        status, action, _ = smb2client.create_result(
+            *victim.wait(create, timeout=90)[:2])
+        assert status == 0 and action == FILE_CREATED, (hex(status),
+                                                        action)
+        assert victim.wait(victim.send_echo(U1))[0] == 0
+        assert child in smbd.children(), 'the smbd child exited'
+    finally:
+        storage.set()
+        victim.disconnect()
+        if other is not None:
+            other.disconnect()
+    assert not smbd.log_lines(r'async open timeout'), 'an smbd exited'
+
+
+def failed_create_leaves_no_file(smbd, env, storage):
+    """Issue 20, item 5.  A create answered with an error (here at
+    async_open:timeout) while its file is being made: once the client has
+    the answer, no file has its name, and the one made under a temporary
+    name goes when the create completes.  The removal is slowed down, so
+    that a file removed only after the answer would be seen."""
+    storage.set('create.delay_ms = 1500', 'unlink.delay_ms = 1000',
+                'path_filter = failc')
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        status = rc.wait(rc.send_create(U1, 'failc.bin', FILE_CREATE))[0]
+        assert status == SHARING_VIOLATION, hex(status)
+        path = storage.backing(smbd, env, 'failc.bin')
+        assert not os.path.lexists(path), 'a failed create left its file'
+        end = time.monotonic() + 20
+        while temp_files(storage, smbd, env) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not temp_files(storage, smbd, env), \
+            temp_files(storage, smbd, env)
+        assert not os.path.lexists(path), 'a failed create left its file'
+    finally:
+        storage.set()
+        rc.disconnect()
+
+
+def lease_breaking4_like_default(smbd, env, storage):
+    """Issue 26, item 1: an OVERWRITE open of a file whose lease is being
+    broken is answered at once, as on the default, not after the holder
+    acknowledges (smbd's retries wait for a breaking lease)."""
+    got = torture(smbd, env, 'smb2.lease.breaking4')
+    assert set(got.values()) == {'success'}, got
+    same_as_default('lease_breaking4', env, got)
+
+
 def share_counters(smbd, share):
     total = {}
     for line in smbd.log_lines(r'async_open counters openat: share=%s ' %
@@ -458,6 +552,12 @@ TESTS = [
     (bad_options_are_logged_and_defaults_used, ['async_open_badopts']),
     (auto_goes_async_only_on_slow_storage, ['async_open_auto']),
     (oplock_subset_like_default, ['default', 'async_open']),
+    (other_client_cannot_make_a_creator_smbd_exit,
+     ['default', 'async_open', 'async_open_threads']),
+    (failed_create_leaves_no_file,
+     ['async_open_timeout', 'async_open_threads_timeout']),
+    (lease_breaking4_like_default,
+     ['default', 'async_open', 'async_open_threads']),
 ]
 
 
