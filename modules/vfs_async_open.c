@@ -165,6 +165,8 @@ static struct async_open_pending *async_open_pending_list;
 /* smbd's async open limit (source3/smbd/open.c), unpatched */
 #define ASYNC_OPEN_SMBD_LIMIT_MSEC 20000
 
+static void async_open_register_exit(void);
+
 /* --- options ------------------------------------------------------------ */
 
 static const struct asvfs_enum_value async_open_modes[] = {
@@ -216,6 +218,7 @@ static int async_open_connect(vfs_handle_struct *handle,
 		return -1;
 	}
 	async_open_parse_options(config, SNUM(handle->conn));
+	async_open_register_exit();
 	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
 				struct async_open_config, return -1);
 	return 0;
@@ -352,6 +355,14 @@ static void async_open_unlist(struct async_open_pending *p)
 	}
 }
 
+static bool async_open_same_object(int fd, dev_t dev, ino_t ino)
+{
+	struct stat st;
+
+	return fd != -1 && fstat(fd, &st) == 0 && st.st_dev == dev &&
+	       st.st_ino == ino;
+}
+
 /* --- a create nobody took ------------------------------------------------ */
 
 /*
@@ -364,6 +375,7 @@ static void async_open_unlist(struct async_open_pending *p)
  * config).
  */
 struct async_open_reaper {
+	struct async_open_reaper *prev, *next;
 	struct tevent_context *ev;
 	int fd;			/* the created object: its inode stays ours */
 	int dirfd;
@@ -372,8 +384,12 @@ struct async_open_reaper {
 	bool worker;
 };
 
+/* Reapers at work in this process, for async_open_at_exit */
+static struct async_open_reaper *async_open_reapers;
+
 static int async_open_reaper_destructor(struct async_open_reaper *r)
 {
+	DLIST_REMOVE(async_open_reapers, r);
 	if (r->fd != -1) {
 		close(r->fd);
 	}
@@ -424,22 +440,14 @@ static bool async_open_in_use(const struct stat *st)
 	return true;
 }
 
-/*
- * Remove the file behind fd if it is still at its temporary name; r
- * keeps fd until then, so that its inode cannot be reused.
- */
-static void async_open_reap_fd(struct async_open_reaper *r, int fd)
+/* Remove the object st at r's temporary name, if it is still there. */
+static void async_open_reap_object(struct async_open_reaper *r,
+				   const struct stat *st)
 {
 	struct tevent_req *req = NULL;
-	struct stat st;
 
-	r->fd = fd;
-	if (fstat(fd, &st) != 0) {
-		talloc_free(r);
-		return;
-	}
 	req = asvfs_worker_unlink_send(r, r->ev, r->dirfd, r->at_name,
-				       st.st_dev, st.st_ino, &r->creds);
+				       st->st_dev, st->st_ino, &r->creds);
 	if (req == NULL) {
 		DBG_WARNING(MODULE ": cannot remove %s, created for a "
 			    "request that went\n", r->at_name);
@@ -447,6 +455,22 @@ static void async_open_reap_fd(struct async_open_reaper *r, int fd)
 		return;
 	}
 	tevent_req_set_callback(req, async_open_removed, r);
+}
+
+/*
+ * Remove the file behind fd if it is still at its temporary name; r
+ * keeps fd until then, so that its inode cannot be reused.
+ */
+static void async_open_reap_fd(struct async_open_reaper *r, int fd)
+{
+	struct stat st;
+
+	r->fd = fd;
+	if (fstat(fd, &st) != 0) {
+		talloc_free(r);
+		return;
+	}
+	async_open_reap_object(r, &st);
 }
 
 static int async_open_recv_fd(struct tevent_req *subreq, bool worker,
@@ -462,13 +486,26 @@ static void async_open_reaped(struct tevent_req *subreq)
 		subreq, struct async_open_reaper);
 	int err = 0;
 	int fd = async_open_recv_fd(subreq, r->worker, &err);
+	struct stat st;
 
 	TALLOC_FREE(subreq);
-	if (fd == -1) {
-		talloc_free(r);		/* it created nothing */
+	if (fd != -1) {
+		async_open_reap_fd(r, fd);
 		return;
 	}
-	async_open_reap_fd(r, fd);
+	/*
+	 * A create that failed may still have made its file: a FUSE create
+	 * interrupted in the kernel, say.  Nobody else uses the name.
+	 */
+	if (fstatat(r->dirfd, r->at_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		DBG_INFO(MODULE ": create of %s failed (%s) but made it\n",
+			 r->at_name, strerror(err));
+		async_open_reap_object(r, &st);
+		return;
+	}
+	DBG_DEBUG(MODULE ": create of %s for a request that went: %s\n",
+		  r->at_name, strerror(err));
+	talloc_free(r);		/* it created nothing */
 }
 
 static void async_open_discard(struct async_open_pending *p)
@@ -490,6 +527,7 @@ static void async_open_discard(struct async_open_pending *p)
 	r->at_name = talloc_move(r, &p->at_name);
 	r->creds = p->creds;
 	r->worker = p->worker;
+	DLIST_ADD(async_open_reapers, r);
 	talloc_set_destructor(r, async_open_reaper_destructor);
 	p->config->n.discarded++;
 	if (p->fd != -1) {
@@ -500,6 +538,88 @@ static void async_open_discard(struct async_open_pending *p)
 	talloc_steal(r, p->subreq);
 	tevent_req_set_callback(p->subreq, async_open_reaped, r);
 	p->subreq = NULL;
+}
+
+/* --- process exit ---------------------------------------------------------- */
+
+/*
+ * How long a process exit waits, in all, for the creates it still has in
+ * the kernel, to remove their temporary files.
+ */
+#define ASYNC_OPEN_EXIT_WAIT_MSEC 5000
+
+static pid_t async_open_exit_pid;	/* whose lists these are */
+
+/*
+ * Remove a create's temporary file at exit.  With fd (the create
+ * completed) only if the name is still that object; without (in the
+ * kernel still) once the name appears, polling until end.  It runs as
+ * whoever smbd is at exit (root); the name is relative to the directory
+ * the create used, never a path.
+ */
+static void async_open_exit_remove(int dirfd, const char *name, int fd,
+				   const struct timespec *end)
+{
+	struct timespec now;
+	struct stat st;
+
+	do {
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if ((fd == -1 ||
+			     async_open_same_object(fd, st.st_dev,
+						    st.st_ino)) &&
+			    unlinkat(dirfd, name, 0) == 0) {
+				DBG_INFO(MODULE ": exit: removed %s\n", name);
+			}
+			return;
+		}
+		if (fd != -1) {
+			return;		/* completed, and already removed */
+		}
+		usleep(10000);
+		clock_gettime_mono(&now);
+	} while (timespec_compare(&now, end) < 0);
+	DBG_WARNING(MODULE ": exit: left %s, still being created\n", name);
+}
+
+/*
+ * At exit (smbd calls exit() when its client goes), the tree connects
+ * are gone and their creates handed to reapers, which need the event
+ * loop that no longer turns: wait here, bounded, for the creates still
+ * in the kernel and remove their files.  Before or after the engine's
+ * own exit handler (which waits for what io_uring has in flight), the
+ * name is polled until it appears.
+ */
+static void async_open_at_exit(void)
+{
+	struct async_open_reaper *r = NULL;
+	struct async_open_pending *p = NULL;
+	struct timespec end;
+
+	if (getpid() != async_open_exit_pid) {
+		return;		/* a fork: the lists are its parent's */
+	}
+	clock_gettime_mono(&end);
+	end.tv_sec += ASYNC_OPEN_EXIT_WAIT_MSEC / 1000;
+	for (r = async_open_reapers; r != NULL; r = r->next) {
+		async_open_exit_remove(r->dirfd, r->at_name, r->fd, &end);
+	}
+	for (p = async_open_pending_list; p != NULL; p = p->next) {
+		if (p->create && p->dirfd != -1 && p->at_name != NULL) {
+			async_open_exit_remove(p->dirfd, p->at_name, p->fd,
+					       &end);
+		}
+	}
+}
+
+static void async_open_register_exit(void)
+{
+	static bool registered;	/* inherited across fork, as is atexit */
+
+	async_open_exit_pid = getpid();
+	if (!registered) {
+		registered = (atexit(async_open_at_exit) == 0);
+	}
 }
 
 /*
@@ -799,14 +919,6 @@ static bool async_open_start(vfs_handle_struct *handle,
 }
 
 /* --- the replay ----------------------------------------------------------- */
-
-static bool async_open_same_object(int fd, dev_t dev, ino_t ino)
-{
-	struct stat st;
-
-	return fd != -1 && fstat(fd, &st) == 0 && st.st_dev == dev &&
-	       st.st_ino == ino;
-}
 
 /*
  * Errors that say something about the asynchronous machinery (a cancel, a
