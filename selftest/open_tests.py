@@ -8,7 +8,12 @@
 - a second user on the same connection is refused what the default
   refuses while the first user's opens are pending, in both modes;
 - cancel, disconnect and the async_open:timeout path leave no fd behind
-  and no panic; bad options are logged and defaults used.
+  and no panic; bad options are logged and defaults used;
+- another user's client cannot make a creator's smbd exit or wait for
+  its oplock break (no EINPROGRESS deferral, no file before smbd owns
+  it); a failed, cancelled or abandoned create, or one in the kernel
+  when its smbd exits, leaves no file; an open meeting a breaking lease
+  gets smbd's first-attempt answer (smb2.lease.breaking4).
 """
 import os
 import pwd
@@ -435,6 +440,33 @@ def failed_create_leaves_no_file(smbd, env, storage):
         rc.disconnect()
 
 
+def cancelled_create_leaves_no_file(smbd, env, storage):
+    """Issue 20, item 5.  A slow create cancelled by its client is
+    answered CANCELLED at once, and no file has its name then or after
+    the create completes in the kernel."""
+    storage.set('create.delay_ms = 1500', 'path_filter = cancc')
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        mid = rc.send_create(U1, 'cancc.bin', FILE_CREATE)
+        time.sleep(0.3)
+        rc.send_cancel(U1, mid)
+        status = rc.wait(mid)[0]
+        assert status == CANCELLED, hex(status)
+        path = storage.backing(smbd, env, 'cancc.bin')
+        assert not os.path.lexists(path), 'a cancelled create left its file'
+        end = time.monotonic() + 20
+        while temp_files(storage, smbd, env) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not temp_files(storage, smbd, env), \
+            temp_files(storage, smbd, env)
+        assert not os.path.lexists(path), 'a cancelled create left its file'
+        assert rc.wait(rc.send_echo(U1))[0] == 0
+    finally:
+        storage.set()
+        rc.disconnect()
+
+
 def exit_with_creates_in_flight_leaves_no_file(smbd, env, storage):
     """Issue 20, item 5.  The client goes while two slow creates are in
     the kernel: its smbd exits, and before it does it waits (bounded) for
@@ -580,6 +612,8 @@ TESTS = [
      ['default', 'async_open', 'async_open_threads']),
     (failed_create_leaves_no_file,
      ['async_open_timeout', 'async_open_threads_timeout']),
+    (cancelled_create_leaves_no_file,
+     ['async_open', 'async_open_threads']),
     (exit_with_creates_in_flight_leaves_no_file,
      ['async_open', 'async_open_threads']),
     (lease_breaking4_like_default,
