@@ -540,7 +540,7 @@ static void async_open_discard(struct async_open_pending *p)
 	p->subreq = NULL;
 }
 
-/* --- process exit ---------------------------------------------------------- */
+/* --- process exit --------------------------------------------------------- */
 
 /*
  * How long a process exit waits, in all, for the creates it still has in
@@ -989,7 +989,7 @@ static enum async_open_verdict async_open_matches(
 		AO_HAND : AO_MISMATCH;
 }
 
-/* --- the retry of a create ------------------------------------------------ */
+/* --- the retry of a create ----------------------------------------------- */
 
 static void async_open_unmake(struct async_open_pending *p);
 static int async_open_next(vfs_handle_struct *handle,
@@ -1303,7 +1303,7 @@ static int async_open_next_measured(vfs_handle_struct *handle,
 	return fd;
 }
 
-/* --- opens whose retry smbd would answer differently ---------------------- */
+/* --- opens whose retry smbd would answer differently --------------------- */
 
 /*
  * smbd marks every retried open as one (open_file_ntcreate() sets
