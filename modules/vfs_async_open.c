@@ -2,27 +2,40 @@
  * vfs_async_open: client opens that may block go through io_uring while
  * smbd serves the connection's other requests.
  *
- * smbd 4.17 has two ways to defer an open from openat_fn, and they are
- * not interchangeable:
+ * smbd 4.17 has two ways to defer an open from openat_fn:
  *
  * - EINPROGRESS (NT_STATUS_MORE_PROCESSING_REQUIRED) defers the request
  *   until someone calls schedule_deferred_open_message_smb(); the replay
- *   assumes the file did not exist, a 20 s timer kills the process
- *   (exit_server) if no replay comes, and the client cannot cancel.  It
- *   only fits a create of a missing file (O_CREAT|O_EXCL).
+ *   assumes the file did not exist, and a 20 s timer that stays armed
+ *   until the request is answered kills the whole process
+ *   (exit_server("async open timeout")), whatever the replay waits for
+ *   (an oplock break to another client: up to 70 s).  This module never
+ *   uses it.
  * - EINTR (NT_STATUS_RETRY) makes smbd retry the whole open about once a
- *   second for up to a minute, cancellable, with a fresh path walk and
- *   access check each time; schedule_deferred_open_message_smb() makes the
- *   retry immediate.  It fits the reopen of an existing file through
- *   /proc/self/fd/<pathref fd>.
+ *   second for up to 70 s, cancellable, with a fresh path walk and access
+ *   check each time, and no exit timer; schedule_deferred_open_message_smb()
+ *   makes the retry immediate.
  *
- * Both start the same open in the engine (IORING_OP_OPENAT with the
- * caller's credentials as a personality, relative to a dup() of the fd
- * smbd would have used) and remember it as "pending", keyed by the SMB2
- * channel and message id of the request that asked.  When it completes,
- * the request is replayed at once; the replay's openat_fn gets the fd
- * only when the channel, mid, name, flags, mode and the object's device
- * and inode all match.  Anything else gets nothing from us.
+ * Both kinds of open go through EINTR:
+ *
+ * - An existing file is reopened through /proc/self/fd/<pathref fd>.
+ * - A create makes the file under a temporary name in the same directory
+ *   (".async_open-<random>-<name>"), which no client asks for.  The
+ *   retry's path walk then still finds the client's name free, smbd asks
+ *   for it with O_CREAT|O_EXCL exactly as on its first attempt, and only
+ *   then, inside smbd's own open, the file is renamed to that name
+ *   (RENAME_NOREPLACE: another create that came first wins, as it would
+ *   against smbd).  Nobody can open the client's file before smbd has
+ *   made its share mode entry, as with smbd's own create; a create that
+ *   fails or is abandoned never shows under the client's name.
+ *
+ * Both start the open in the engine (IORING_OP_OPENAT with the caller's
+ * credentials as a personality, or a worker thread, relative to a dup()
+ * of the fd smbd would have used) and remember it as "pending", keyed by
+ * the SMB2 channel and message id of the request that asked.  When it
+ * completes, the request is retried at once; the retry's openat_fn gets
+ * the fd only when the channel, mid, name, flags, mode and object (or
+ * directory) all match.  Anything else is opened synchronously.
  *
  * Copyright (C) samba-async-vfs authors
  *
@@ -36,7 +49,11 @@
 #include "smbd/smbd.h"
 #include "smbd/globals.h"
 #include "locking/share_mode_lock.h"
+#include "locking/leases_db.h"
+#include "librpc/gen_ndr/open_files.h"
 #include "lib/util/tevent_unix.h"
+
+#include <sys/random.h>
 
 #include "asvfs_creds.h"
 #include "asvfs_engine.h"
@@ -73,8 +90,8 @@ enum async_open_backend { AO_BACKEND_AUTO, AO_BACKEND_URING,
 
 /* What each kind of open did, logged at level 5 on disconnect. */
 struct async_open_counters {
-	uint64_t creates;	/* started with the EINPROGRESS hook */
-	uint64_t existing;	/* started with the EINTR hook */
+	uint64_t creates;	/* creates started */
+	uint64_t existing;	/* opens of existing files started */
 	uint64_t handed;	/* fds given to their replay */
 	uint64_t failed;	/* errors given to their replay */
 	uint64_t mismatched;	/* replays that did not match: dropped */
@@ -99,6 +116,11 @@ struct async_open_config {
 	struct async_open_counters n;
 };
 
+/* A talloc child of the SMB2 request a create works for: see there */
+struct async_open_watch {
+	struct async_open_pending *p;
+};
+
 struct async_open_pending {
 	struct async_open_pending *prev, *next;
 	struct async_open_config *config;
@@ -115,9 +137,13 @@ struct async_open_pending {
 	mode_t mode;
 	dev_t dev;		/* existing files: the object smbd checked */
 	ino_t ino;
-	/* creates: to remove a file made for nobody (see async_open_discard) */
+	/*
+	 * creates: where the file is made, and how to remove it should
+	 * nobody take it (see async_open_discard)
+	 */
 	int dirfd;		/* a dup() of the directory's fd */
-	char *at_name;		/* the name relative to it */
+	char *at_name;		/* the temporary name in it */
+	struct async_open_watch *watch;	/* on the request, see there */
 	struct asvfs_creds creds;	/* the creator's */
 	/* what it got */
 	struct tevent_req *subreq;	/* NULL once completed */
@@ -138,6 +164,8 @@ static struct async_open_pending *async_open_pending_list;
 
 /* smbd's async open limit (source3/smbd/open.c), unpatched */
 #define ASYNC_OPEN_SMBD_LIMIT_MSEC 20000
+
+static void async_open_register_exit(void);
 
 /* --- options ------------------------------------------------------------ */
 
@@ -190,6 +218,7 @@ static int async_open_connect(vfs_handle_struct *handle,
 		return -1;
 	}
 	async_open_parse_options(config, SNUM(handle->conn));
+	async_open_register_exit();
 	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
 				struct async_open_config, return -1);
 	return 0;
@@ -230,7 +259,7 @@ next:
  */
 static struct smbXsrv_connection *async_open_find_channel(
 	connection_struct *conn, files_struct *fsp,
-	struct timeval *request_time)
+	struct timeval *request_time, struct smbd_smb2_request **request)
 {
 	struct smbXsrv_connection *xconn = NULL;
 	struct smbd_smb2_request *smb2req = NULL;
@@ -251,6 +280,7 @@ static struct smbXsrv_connection *async_open_find_channel(
 			    smb2req->subreq != NULL &&
 			    tevent_req_is_in_progress(smb2req->subreq)) {
 				*request_time = smb2req->smb1req->request_time;
+				*request = smb2req;
 				return xconn;
 			}
 		}
@@ -325,18 +355,27 @@ static void async_open_unlist(struct async_open_pending *p)
 	}
 }
 
+static bool async_open_same_object(int fd, dev_t dev, ino_t ino)
+{
+	struct stat st;
+
+	return fd != -1 && fstat(fd, &st) == 0 && st.st_dev == dev &&
+	       st.st_ino == ino;
+}
+
 /* --- a create nobody took ------------------------------------------------ */
 
 /*
- * A file our create made for a request that is gone (cancel, disconnect,
- * logoff, or answered at its timeout) never got smbd's post-create steps
- * (inherited ACL, DOS attributes, share mode entry) and was never
- * reported to anyone as created: it must not stay.  It is removed as its
- * creator, and only while the name is still that object, on a worker
- * thread: completions run under whatever user smbd impersonated last.
- * The reaper outlives the share (a tree disconnect frees the config).
+ * A create whose request went (answered at its timeout, cancelled, a
+ * disconnect, logoff or process exit) or that smbd did not take made a
+ * file under its temporary name that nobody will ask for: it is removed
+ * as its creator, and only while the name is still that object, on a
+ * worker thread: completions run under whatever user smbd impersonated
+ * last.  The reaper outlives the share (a tree disconnect frees the
+ * config).
  */
 struct async_open_reaper {
+	struct async_open_reaper *prev, *next;
 	struct tevent_context *ev;
 	int fd;			/* the created object: its inode stays ours */
 	int dirfd;
@@ -345,8 +384,12 @@ struct async_open_reaper {
 	bool worker;
 };
 
+/* Reapers at work in this process, for async_open_at_exit */
+static struct async_open_reaper *async_open_reapers;
+
 static int async_open_reaper_destructor(struct async_open_reaper *r)
 {
+	DLIST_REMOVE(async_open_reapers, r);
 	if (r->fd != -1) {
 		close(r->fd);
 	}
@@ -373,10 +416,9 @@ static void async_open_removed(struct tevent_req *req)
 }
 
 /*
- * Whether the object is somebody's now: open through smbd in any process
- * (its share mode record, default file ids), or being opened by an
- * asynchronous open of an existing file here, whose share mode entry
- * comes only after the open.  Such a file stays.
+ * Whether somebody has the object open: through smbd in any process (its
+ * share mode record, default file ids), or in an asynchronous open of an
+ * existing file here, whose share mode entry comes only after the open.
  */
 static bool async_open_in_use(const struct stat *st)
 {
@@ -398,28 +440,14 @@ static bool async_open_in_use(const struct stat *st)
 	return true;
 }
 
-/*
- * Remove the file behind fd if it is still at its name and nobody has
- * it; r keeps fd until then, so that its inode cannot be reused.
- */
-static void async_open_reap_fd(struct async_open_reaper *r, int fd)
+/* Remove the object st at r's temporary name, if it is still there. */
+static void async_open_reap_object(struct async_open_reaper *r,
+				   const struct stat *st)
 {
 	struct tevent_req *req = NULL;
-	struct stat st;
 
-	r->fd = fd;
-	if (fstat(fd, &st) != 0) {
-		talloc_free(r);
-		return;
-	}
-	if (async_open_in_use(&st)) {
-		DBG_NOTICE(MODULE ": left %s, created for a request that "
-			   "went: someone else opened it\n", r->at_name);
-		talloc_free(r);
-		return;
-	}
 	req = asvfs_worker_unlink_send(r, r->ev, r->dirfd, r->at_name,
-				       st.st_dev, st.st_ino, &r->creds);
+				       st->st_dev, st->st_ino, &r->creds);
 	if (req == NULL) {
 		DBG_WARNING(MODULE ": cannot remove %s, created for a "
 			    "request that went\n", r->at_name);
@@ -427,6 +455,22 @@ static void async_open_reap_fd(struct async_open_reaper *r, int fd)
 		return;
 	}
 	tevent_req_set_callback(req, async_open_removed, r);
+}
+
+/*
+ * Remove the file behind fd if it is still at its temporary name; r
+ * keeps fd until then, so that its inode cannot be reused.
+ */
+static void async_open_reap_fd(struct async_open_reaper *r, int fd)
+{
+	struct stat st;
+
+	r->fd = fd;
+	if (fstat(fd, &st) != 0) {
+		talloc_free(r);
+		return;
+	}
+	async_open_reap_object(r, &st);
 }
 
 static int async_open_recv_fd(struct tevent_req *subreq, bool worker,
@@ -442,13 +486,26 @@ static void async_open_reaped(struct tevent_req *subreq)
 		subreq, struct async_open_reaper);
 	int err = 0;
 	int fd = async_open_recv_fd(subreq, r->worker, &err);
+	struct stat st;
 
 	TALLOC_FREE(subreq);
-	if (fd == -1) {
-		talloc_free(r);		/* it created nothing */
+	if (fd != -1) {
+		async_open_reap_fd(r, fd);
 		return;
 	}
-	async_open_reap_fd(r, fd);
+	/*
+	 * A create that failed may still have made its file: a FUSE create
+	 * interrupted in the kernel, say.  Nobody else uses the name.
+	 */
+	if (fstatat(r->dirfd, r->at_name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		DBG_INFO(MODULE ": create of %s failed (%s) but made it\n",
+			 r->at_name, strerror(err));
+		async_open_reap_object(r, &st);
+		return;
+	}
+	DBG_DEBUG(MODULE ": create of %s for a request that went: %s\n",
+		  r->at_name, strerror(err));
+	talloc_free(r);		/* it created nothing */
 }
 
 static void async_open_discard(struct async_open_pending *p)
@@ -471,6 +528,7 @@ static void async_open_discard(struct async_open_pending *p)
 	r->creds = p->creds;
 	talloc_steal(r, r->creds.groups);	/* p goes */
 	r->worker = p->worker;
+	DLIST_ADD(async_open_reapers, r);
 	talloc_set_destructor(r, async_open_reaper_destructor);
 	p->config->n.discarded++;
 	if (p->fd != -1) {
@@ -483,6 +541,88 @@ static void async_open_discard(struct async_open_pending *p)
 	p->subreq = NULL;
 }
 
+/* --- process exit --------------------------------------------------------- */
+
+/*
+ * How long a process exit waits, in all, for the creates it still has in
+ * the kernel, to remove their temporary files.
+ */
+#define ASYNC_OPEN_EXIT_WAIT_MSEC 5000
+
+static pid_t async_open_exit_pid;	/* whose lists these are */
+
+/*
+ * Remove a create's temporary file at exit.  With fd (the create
+ * completed) only if the name is still that object; without (in the
+ * kernel still) once the name appears, polling until end.  It runs as
+ * whoever smbd is at exit (root); the name is relative to the directory
+ * the create used, never a path.
+ */
+static void async_open_exit_remove(int dirfd, const char *name, int fd,
+				   const struct timespec *end)
+{
+	struct timespec now;
+	struct stat st;
+
+	do {
+		if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+			if ((fd == -1 ||
+			     async_open_same_object(fd, st.st_dev,
+						    st.st_ino)) &&
+			    unlinkat(dirfd, name, 0) == 0) {
+				DBG_INFO(MODULE ": exit: removed %s\n", name);
+			}
+			return;
+		}
+		if (fd != -1) {
+			return;		/* completed, and already removed */
+		}
+		usleep(10000);
+		clock_gettime_mono(&now);
+	} while (timespec_compare(&now, end) < 0);
+	DBG_WARNING(MODULE ": exit: left %s, still being created\n", name);
+}
+
+/*
+ * At exit (smbd calls exit() when its client goes), the tree connects
+ * are gone and their creates handed to reapers, which need the event
+ * loop that no longer turns: wait here, bounded, for the creates still
+ * in the kernel and remove their files.  Before or after the engine's
+ * own exit handler (which waits for what io_uring has in flight), the
+ * name is polled until it appears.
+ */
+static void async_open_at_exit(void)
+{
+	struct async_open_reaper *r = NULL;
+	struct async_open_pending *p = NULL;
+	struct timespec end;
+
+	if (getpid() != async_open_exit_pid) {
+		return;		/* a fork: the lists are its parent's */
+	}
+	clock_gettime_mono(&end);
+	end.tv_sec += ASYNC_OPEN_EXIT_WAIT_MSEC / 1000;
+	for (r = async_open_reapers; r != NULL; r = r->next) {
+		async_open_exit_remove(r->dirfd, r->at_name, r->fd, &end);
+	}
+	for (p = async_open_pending_list; p != NULL; p = p->next) {
+		if (p->create && p->dirfd != -1 && p->at_name != NULL) {
+			async_open_exit_remove(p->dirfd, p->at_name, p->fd,
+					       &end);
+		}
+	}
+}
+
+static void async_open_register_exit(void)
+{
+	static bool registered;	/* inherited across fork, as is atexit */
+
+	async_open_exit_pid = getpid();
+	if (!registered) {
+		registered = (atexit(async_open_at_exit) == 0);
+	}
+}
+
 /*
  * Freeing a pending open frees its open request, whose late fd the
  * engine or worker closes, or hands a create's to the reaper; a
@@ -490,6 +630,10 @@ static void async_open_discard(struct async_open_pending *p)
  */
 static int async_open_pending_destructor(struct async_open_pending *p)
 {
+	if (p->watch != NULL) {
+		p->watch->p = NULL;
+		TALLOC_FREE(p->watch);
+	}
 	async_open_unlist(p);
 	async_open_discard(p);
 	if (p->fd != -1) {
@@ -601,14 +745,43 @@ static bool async_open_is_reopen(vfs_handle_struct *handle,
 }
 
 /*
- * What a create needs to remove its file again should nobody take it:
- * the directory, the name in it and the creator's credentials.
+ * The temporary name a create makes its file under: one no client asks
+ * for, in the same directory (same file system, same inherited ACL), with
+ * the client's name in it so that an admin (and a path filter) can tell
+ * whose it is.  It starts with a dot: smbd's "hide dot files" (on by
+ * default) marks it hidden in listings while it exists.
+ */
+static char *async_open_temp_name(TALLOC_CTX *mem_ctx, const char *name)
+{
+	const size_t prefix = strlen(".async_open-") + 16 + 1;
+	size_t len = strlen(name);
+	uint64_t r;
+
+	if (prefix + len > NAME_MAX) {
+		len = NAME_MAX - prefix;
+		while (len > 0 && (name[len] & 0xC0) == 0x80) {
+			len--;	/* no cut through a UTF-8 character */
+		}
+	}
+	if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != sizeof(r)) {
+		static uint64_t n;	/* unguessable or not, unique */
+
+		r = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ ++n;
+	}
+	return talloc_asprintf(mem_ctx, ".async_open-%016" PRIx64 "-%.*s", r,
+			       (int)len, name);
+}
+
+/*
+ * Where a create makes its file (a dup() of the directory's fd, the
+ * temporary name in it) and who makes it, to rename it at the retry or
+ * remove it again.
  */
 static bool async_open_note_creator(struct async_open_pending *p,
 				    const struct files_struct *dirfsp,
 				    const struct smb_filename *smb_fname)
 {
-	p->at_name = talloc_strdup(p, smb_fname->base_name);
+	p->at_name = async_open_temp_name(p, smb_fname->base_name);
 	if (p->at_name == NULL || asvfs_creds_current(p, &p->creds) != 0) {
 		return false;
 	}
@@ -637,17 +810,13 @@ static struct tevent_req *async_open_send_open(
 	}
 	p->worker = engine == NULL;
 	if (p->create && engine != NULL) {
-		return asvfs_openat_send(p, p->ev, engine,
-					 fsp_get_pathref_fd(dirfsp),
-					 smb_fname->base_name, how->flags,
-					 how->mode);
+		return asvfs_openat_send(p, p->ev, engine, p->dirfd,
+					 p->at_name, how->flags, how->mode);
 	}
 	if (p->create) {
-		return asvfs_worker_openat_send(p, p->ev,
-						fsp_get_pathref_fd(dirfsp),
-						smb_fname->base_name,
-						how->flags, how->mode,
-						&p->creds);
+		return asvfs_worker_openat_send(p, p->ev, p->dirfd,
+						p->at_name, how->flags,
+						how->mode, &p->creds);
 	}
 	if (engine != NULL) {
 		return asvfs_reopen_send(p, p->ev, engine,
@@ -658,9 +827,41 @@ static struct tevent_req *async_open_send_open(
 					how->flags, how->mode);
 }
 
+/*
+ * A talloc child of the SMB2 request a create works for, freed when the
+ * request is answered, cancelled or its connection goes.  A create whose
+ * request is answered without its file (the timeout, smbd failing the
+ * retry before it reaches openat, a cancel) is dropped then, not
+ * ASYNC_OPEN_UNCLAIMED_SEC later: its file goes at once, or when the
+ * create completes.
+ */
+static int async_open_watch_destructor(struct async_open_watch *w)
+{
+	if (w->p != NULL) {
+		w->p->watch = NULL;
+		DBG_DEBUG(MODULE ": mid %" PRIu64 " answered without its "
+			  "create of %s\n", w->p->mid, w->p->name);
+		TALLOC_FREE(w->p);
+	}
+	return 0;
+}
+
+static bool async_open_watch_request(struct async_open_pending *p,
+				     struct smbd_smb2_request *smb2req)
+{
+	p->watch = talloc_zero(smb2req, struct async_open_watch);
+	if (p->watch == NULL) {
+		return false;
+	}
+	p->watch->p = p;
+	talloc_set_destructor(p->watch, async_open_watch_destructor);
+	return true;
+}
+
 static bool async_open_start(vfs_handle_struct *handle,
 			     struct async_open_config *config,
 			     struct smbXsrv_connection *xconn,
+			     struct smbd_smb2_request *smb2req,
 			     const struct files_struct *dirfsp,
 			     const struct smb_filename *smb_fname,
 			     files_struct *fsp,
@@ -684,7 +885,8 @@ static bool async_open_start(vfs_handle_struct *handle,
 	talloc_set_destructor(p, async_open_pending_destructor);
 	p->name = talloc_strdup(p, fsp->fsp_name->base_name);
 	if (p->name == NULL ||
-	    (create && !async_open_note_creator(p, dirfsp, smb_fname))) {
+	    (create && (!async_open_note_creator(p, dirfsp, smb_fname) ||
+			!async_open_watch_request(p, smb2req)))) {
 		TALLOC_FREE(p);
 		return false;
 	}
@@ -720,27 +922,6 @@ static bool async_open_start(vfs_handle_struct *handle,
 
 /* --- the replay ----------------------------------------------------------- */
 
-static bool async_open_same_object(int fd, dev_t dev, ino_t ino)
-{
-	struct stat st;
-
-	return fd != -1 && fstat(fd, &st) == 0 && st.st_dev == dev &&
-	       st.st_ino == ino;
-}
-
-/* The object behind our fd is still the one at dirfd/name. */
-static bool async_open_at_name(int fd, const struct files_struct *dirfsp,
-			       const char *name)
-{
-	struct stat st;
-
-	if (fstatat(fsp_get_pathref_fd(dirfsp), name, &st,
-		    AT_SYMLINK_NOFOLLOW) != 0) {
-		return false;
-	}
-	return async_open_same_object(fd, st.st_dev, st.st_ino);
-}
-
 /*
  * Errors that say something about the asynchronous machinery (a cancel, a
  * signal to the kernel worker, memory, a full personality cache) or that
@@ -773,23 +954,12 @@ static bool async_open_infra_error(int err)
 enum async_open_verdict {
 	AO_MISMATCH,	/* not what we opened: start again */
 	AO_HAND,	/* give p's fd or error to this call */
-	AO_BY_NAME,	/* make smbd ask again by name */
-	AO_NOT_CREATED,	/* make smbd ask again with O_CREAT|O_EXCL */
 	AO_SYNC_AGAIN,	/* failed asynchronously: start again, synchronously */
 };
 
 /*
- * Does this call ask for what p opened?  An existing file's replay is
- * the reopen of the same object.  A create's replay first finds the file
- * our create made and tries to reopen it through /proc/self/fd: that
- * would count as an open of an existing file (wrong create action, no
- * inheritance), so we answer EINPROGRESS, which smbd's reopen takes as
- * "no proc fds here" and falls back to opening by name, O_CREAT|O_EXCL,
- * where the fd is handed over and counted as created.  By name,
- * fd_open_atomic() first tries without O_CREAT when its (older) stat of
- * the name says the file exists, as it does now that we made it: ENOENT
- * sends it on to O_CREAT|O_EXCL, which gets the fd.  A failed create
- * answers only a name that is still free.
+ * Does this call ask for the existing file p opened?  Its retry is the
+ * reopen of the same object.  (Creates: async_open_claim_create.)
  */
 static enum async_open_verdict async_open_matches(
 	struct async_open_pending *p, vfs_handle_struct *handle,
@@ -797,37 +967,20 @@ static enum async_open_verdict async_open_matches(
 	const struct smb_filename *smb_fname, files_struct *fsp,
 	const struct vfs_open_how *how)
 {
-	bool reopen = async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
 	struct stat st;
 
 	if (p->done && p->fd == -1 && async_open_infra_error(p->err)) {
-		DBG_NOTICE(MODULE ": asynchronous %s of %s failed with %s: "
-			   "running it again synchronously\n",
-			   p->create ? "create" : "open", p->name,
+		DBG_NOTICE(MODULE ": asynchronous open of %s failed with %s: "
+			   "running it again synchronously\n", p->name,
 			   strerror(p->err));
 		return AO_SYNC_AGAIN;
 	}
 	if (!p->done || strcmp(p->name, fsp->fsp_name->base_name) != 0 ||
 	    (how->flags & ~ASYNC_OPEN_REPLAY_FLAGS) != p->flags ||
-	    how->mode != p->mode) {
+	    how->mode != p->mode ||
+	    !async_open_is_reopen(handle, dirfsp, smb_fname, fsp) ||
+	    fstat(fsp_get_pathref_fd(fsp), &st) != 0) {
 		return AO_MISMATCH;
-	}
-	if (p->fd == -1 && p->create) {
-		return (!reopen && p->err != EEXIST) ? AO_HAND : AO_MISMATCH;
-	}
-	if (!reopen) {
-		if (!p->create ||
-		    !async_open_at_name(p->fd, dirfsp, smb_fname->base_name)) {
-			return AO_MISMATCH;
-		}
-		return (how->flags & O_CREAT) ? AO_HAND : AO_NOT_CREATED;
-	}
-	if (fstat(fsp_get_pathref_fd(fsp), &st) != 0) {
-		return AO_MISMATCH;
-	}
-	if (p->create) {
-		return async_open_same_object(p->fd, st.st_dev, st.st_ino) ?
-			AO_BY_NAME : AO_MISMATCH;
 	}
 	/* an error (EACCES from the kernel) answers the same object too */
 	if (st.st_dev != p->dev || st.st_ino != p->ino) {
@@ -836,6 +989,138 @@ static enum async_open_verdict async_open_matches(
 	return (p->fd == -1 ||
 		async_open_same_object(p->fd, st.st_dev, st.st_ino)) ?
 		AO_HAND : AO_MISMATCH;
+}
+
+/* --- the retry of a create ----------------------------------------------- */
+
+static void async_open_unmake(struct async_open_pending *p);
+static int async_open_next(vfs_handle_struct *handle,
+			   struct async_open_config *config,
+			   const struct files_struct *dirfsp,
+			   const struct smb_filename *smb_fname,
+			   files_struct *fsp, const struct vfs_open_how *how);
+
+/*
+ * Is this call the create p made a file for: smbd's O_CREAT open of the
+ * same name by name, in the same directory, with the same flags and mode?
+ */
+static bool async_open_is_our_create(struct async_open_pending *p,
+				     vfs_handle_struct *handle,
+				     const struct files_struct *dirfsp,
+				     const struct smb_filename *smb_fname,
+				     files_struct *fsp,
+				     const struct vfs_open_how *how)
+{
+	struct stat dir, ours;
+
+	return (how->flags & O_CREAT) &&
+	       !async_open_is_reopen(handle, dirfsp, smb_fname, fsp) &&
+	       strcmp(p->name, fsp->fsp_name->base_name) == 0 &&
+	       (how->flags & ~ASYNC_OPEN_REPLAY_FLAGS) == p->flags &&
+	       how->mode == p->mode &&
+	       fstat(fsp_get_pathref_fd(dirfsp), &dir) == 0 &&
+	       fstat(p->dirfd, &ours) == 0 &&
+	       dir.st_dev == ours.st_dev && dir.st_ino == ours.st_ino;
+}
+
+/*
+ * Put the file made under the temporary name at name, only if name is
+ * free: 0 or an errno.  Where the file system cannot rename with
+ * RENAME_NOREPLACE, link(2) gives the same "fails if it exists".
+ */
+static int async_open_move_in(struct async_open_pending *p, const char *name)
+{
+	struct stat st;
+
+	/* still ours, and nobody opened it under its temporary name */
+	if (fstatat(p->dirfd, p->at_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
+	    !async_open_same_object(p->fd, st.st_dev, st.st_ino)) {
+		return ENOENT;
+	}
+	if (async_open_in_use(&st)) {
+		return EBUSY;
+	}
+	if (renameat2(p->dirfd, p->at_name, p->dirfd, name,
+		      RENAME_NOREPLACE) == 0) {
+		return 0;
+	}
+	if (errno != EINVAL && errno != ENOSYS) {
+		return errno;
+	}
+	if (linkat(p->dirfd, p->at_name, p->dirfd, name, 0) != 0) {
+		return errno;
+	}
+	if (unlinkat(p->dirfd, p->at_name, 0) != 0) {
+		int err = errno;
+
+		unlinkat(p->dirfd, name, 0);
+		return err;
+	}
+	return 0;
+}
+
+/*
+ * The retry of a create.  smbd's path walk found the client's name free
+ * (our file is under its temporary name) and now opens it O_CREAT|O_EXCL,
+ * as on a first attempt: the file is moved in and its fd handed over,
+ * counted as created, inheritance and all.  Anything else (another
+ * create took the name first, an error, someone opened our temporary
+ * file, a different call) removes our file and runs this call
+ * synchronously: smbd's own answer.
+ */
+static int async_open_claim_create(struct async_open_pending *p,
+				   vfs_handle_struct *handle,
+				   const struct files_struct *dirfsp,
+				   const struct smb_filename *smb_fname,
+				   files_struct *fsp,
+				   const struct vfs_open_how *how)
+{
+	struct async_open_config *config = p->config;
+	int fd = -1;
+	int err;
+
+	if (!async_open_is_our_create(p, handle, dirfsp, smb_fname, fsp,
+				      how)) {
+		DBG_NOTICE(MODULE ": retry of mid %" PRIu64 " for %s is not "
+			   "its create (%s, flags 0%o/0%o): running it "
+			   "synchronously\n", p->mid, p->name,
+			   smb_fname->base_name, how->flags, p->flags);
+		config->n.mismatched++;
+		goto next;
+	}
+	if (p->fd == -1) {
+		if (async_open_infra_error(p->err) || p->err == EEXIST) {
+			DBG_NOTICE(MODULE ": asynchronous create of %s failed "
+				   "with %s: running it again synchronously\n",
+				   p->name, strerror(p->err));
+			config->n.sync_again++;
+			goto next;
+		}
+		config->n.failed++;
+		err = p->err;
+		TALLOC_FREE(p);
+		errno = err;
+		return -1;
+	}
+	err = async_open_move_in(p, smb_fname->base_name);
+	if (err != 0) {
+		DBG_NOTICE(MODULE ": cannot move the create of %s in: %s; "
+			   "running it synchronously\n", p->name,
+			   strerror(err));
+		config->n.sync_again++;
+		goto next;
+	}
+	fd = p->fd;
+	p->fd = -1;
+	config->n.handed++;
+	TALLOC_FREE(p);
+	/* what vfs_default records after its own open */
+	fsp->fsp_flags.have_proc_fds = fsp->conn->have_proc_fds;
+	return fd;
+next:
+	async_open_unmake(p);
+	TALLOC_FREE(p);
+	return async_open_next(handle, config, dirfsp, smb_fname, fsp, how);
 }
 
 static void async_open_rerun_now(struct tevent_context *ev,
@@ -851,8 +1136,8 @@ static void async_open_rerun_now(struct tevent_context *ev,
 }
 
 /*
- * The retry must not find the file our create made: remove it now, as
- * the requester (smbd impersonates them in openat), if it is still ours.
+ * Remove the file our create made under its temporary name now, as the
+ * requester (smbd impersonates them in openat), if it is still ours.
  */
 static void async_open_unmake(struct async_open_pending *p)
 {
@@ -860,13 +1145,12 @@ static void async_open_unmake(struct async_open_pending *p)
 
 	if (!p->create || p->fd == -1 || p->dirfd == -1 ||
 	    fstatat(p->dirfd, p->at_name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-	    !async_open_same_object(p->fd, st.st_dev, st.st_ino) ||
-	    async_open_in_use(&st)) {
+	    !async_open_same_object(p->fd, st.st_dev, st.st_ino)) {
 		return;
 	}
 	if (unlinkat(p->dirfd, p->at_name, 0) != 0) {
-		DBG_NOTICE(MODULE ": cannot remove %s before its retry: %s\n",
-			   p->at_name, strerror(errno));
+		DBG_NOTICE(MODULE ": cannot remove %s: %s\n", p->at_name,
+			   strerror(errno));
 	}
 	close(p->fd);
 	p->fd = -1;
@@ -933,21 +1217,19 @@ static int async_open_answer(struct async_open_pending *p,
 	}
 	if (!p->done) {
 		/*
-		 * smbd's own poll (or any replay) came first: keep waiting.
+		 * smbd's own poll (or any retry) came first: keep waiting.
 		 * Running a create again now would race the one in flight.
 		 */
 		errno = EINTR;
 		return -1;
 	}
+	if (p->create) {
+		return async_open_claim_create(p, handle, dirfsp, smb_fname,
+					       fsp, how);
+	}
 	switch (async_open_matches(p, handle, dirfsp, smb_fname, fsp, how)) {
 	case AO_HAND:
 		break;
-	case AO_BY_NAME:
-		errno = EINPROGRESS;
-		return -1;
-	case AO_NOT_CREATED:
-		errno = ENOENT;
-		return -1;
 	case AO_SYNC_AGAIN:
 		config->n.sync_again++;
 		return async_open_rerun(p);
@@ -1023,6 +1305,58 @@ static int async_open_next_measured(vfs_handle_struct *handle,
 	return fd;
 }
 
+/* --- opens whose retry smbd would answer differently --------------------- */
+
+/*
+ * smbd marks every retried open as one (open_file_ntcreate() sets
+ * first_open_attempt = false for a deferred request), and a retry waits
+ * for any other lease that is being broken (delay_for_oplock_fn()) where
+ * a first attempt only sends its break and goes on: smb2.lease.breaking4.
+ * An open of a file with a lease in that state stays synchronous, the
+ * answer of smbd's first attempt.  A break that starts while our open is
+ * in flight is one the retry waits for (the man page says so).
+ */
+struct async_open_lease_state {
+	struct file_id id;
+	bool breaking;
+};
+
+static bool async_open_lease_breaking_fn(struct share_mode_entry *e,
+					 bool *modified, void *private_data)
+{
+	struct async_open_lease_state *state = private_data;
+	bool breaking = false;
+	NTSTATUS status;
+
+	if (e->op_type != LEASE_OPLOCK || share_entry_stale_pid(e)) {
+		return false;
+	}
+	status = leases_db_get(&e->client_guid, &e->lease_key, &state->id,
+			       NULL, &breaking, NULL, NULL, NULL, NULL);
+	/* an entry without its lease record: smbd panics, we stay sync */
+	if (!NT_STATUS_IS_OK(status) || breaking) {
+		state->breaking = true;
+		return true;
+	}
+	return false;
+}
+
+static bool async_open_meets_breaking_lease(files_struct *fsp)
+{
+	struct async_open_lease_state state = { .id = fsp->file_id };
+	struct share_mode_lock *lck = NULL;
+	bool ok;
+
+	lck = fetch_share_mode_unlocked(talloc_tos(), fsp->file_id);
+	if (lck == NULL) {
+		return false;		/* nobody has it open */
+	}
+	ok = share_mode_forall_entries(lck, async_open_lease_breaking_fn,
+				       &state);
+	TALLOC_FREE(lck);
+	return !ok || state.breaking;
+}
+
 static int async_open_openat(vfs_handle_struct *handle,
 			     const struct files_struct *dirfsp,
 			     const struct smb_filename *smb_fname,
@@ -1030,6 +1364,7 @@ static int async_open_openat(vfs_handle_struct *handle,
 {
 	struct async_open_config *config = NULL;
 	struct smbXsrv_connection *xconn = NULL;
+	struct smbd_smb2_request *smb2req = NULL;
 	struct async_open_pending *p = NULL;
 	struct timeval request_time = { 0 };
 	struct stat st;
@@ -1049,7 +1384,8 @@ static int async_open_openat(vfs_handle_struct *handle,
 		return SMB_VFS_NEXT_OPENAT(handle, dirfsp, smb_fname, fsp,
 					   how);
 	}
-	xconn = async_open_find_channel(handle->conn, fsp, &request_time);
+	xconn = async_open_find_channel(handle->conn, fsp, &request_time,
+					&smb2req);
 	if (xconn == NULL) {
 		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
 				       how);
@@ -1078,18 +1414,19 @@ static int async_open_openat(vfs_handle_struct *handle,
 						smb_fname, fsp, how);
 	}
 	if (create) {
-		if (async_open_start(handle, config, xconn, dirfsp, smb_fname,
-				     fsp, how, true, NULL)) {
+		if (async_open_start(handle, config, xconn, smb2req, dirfsp,
+				     smb_fname, fsp, how, true, NULL)) {
 			config->n.creates++;
-			errno = EINPROGRESS;
+			errno = EINTR;
 			return -1;
 		}
 	} else if ((config->mode == AO_ALL || config->mode == AO_AUTO) &&
 		   async_open_is_reopen(handle, dirfsp, smb_fname, fsp) &&
 		   fstat(fsp_get_pathref_fd(fsp), &st) == 0 &&
-		   S_ISREG(st.st_mode)) {
-		if (async_open_start(handle, config, xconn, dirfsp, smb_fname,
-				     fsp, how, false, &st)) {
+		   S_ISREG(st.st_mode) &&
+		   !async_open_meets_breaking_lease(fsp)) {
+		if (async_open_start(handle, config, xconn, smb2req, dirfsp,
+				     smb_fname, fsp, how, false, &st)) {
 			config->n.existing++;
 			errno = EINTR;
 			return -1;

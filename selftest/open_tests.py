@@ -8,7 +8,12 @@
 - a second user on the same connection is refused what the default
   refuses while the first user's opens are pending, in both modes;
 - cancel, disconnect and the async_open:timeout path leave no fd behind
-  and no panic; bad options are logged and defaults used.
+  and no panic; bad options are logged and defaults used;
+- another user's client cannot make a creator's smbd exit or wait for
+  its oplock break (no EINPROGRESS deferral, no file before smbd owns
+  it); a failed, cancelled or abandoned create, or one in the kernel
+  when its smbd exits, leaves no file; an open meeting a breaking lease
+  gets smbd's first-attempt answer (smb2.lease.breaking4).
 """
 import os
 import pwd
@@ -350,6 +355,151 @@ def create_for_nobody_is_removed(smbd, env, storage):
         rc.disconnect()
 
 
+OPLOCK_BATCH = 0x09
+DIRECTORY_FILE = 0x01
+GENERIC_READ = 0x80000000
+
+
+def temp_files(storage, smbd, env):
+    """The files async_open made under a temporary name that are left."""
+    d = os.path.dirname(storage.backing(smbd, env, 'x'))
+    return [n for n in os.listdir(d) if n.startswith('.async_open-')]
+
+
+def other_client_cannot_make_a_creator_smbd_exit(smbd, env, storage):
+    """Issue 20, item 1.  U1 creates gap.bin (a slow create) and opens a
+    slow directory right behind it, which holds U1's smbd for seconds
+    after the create completes.  U2, on a connection (and smbd) of its
+    own, opens gap.bin with a batch oplock the moment it can and never
+    acknowledges a break.  Had U2 opened the file before U1's smbd made
+    its share mode entry, U1's open would have to break U2's oplock: on a
+    create deferred with EINPROGRESS, smbd's 20 s exit timer then takes
+    U1's whole smbd down.  U1's create must succeed and its smbd stay."""
+    os.makedirs(storage.backing(smbd, env, 'gapdir'), exist_ok=True)
+    storage.set('create.delay_ms = 1000', 'opendir.delay_ms = 4000',
+                'path_filter = gap')
+    before = smbd.children()
+    victim = RawConn(smbd, env)
+    other = None
+    try:
+        victim.login(U1)
+        child = child_of(smbd, before)
+        other = RawConn(smbd, env)
+        other.login(U2)
+        create = victim.send_create(U1, 'gap.bin', FILE_CREATE)
+        time.sleep(0.05)	# the create reaches smbd first
+        victim.send_create(U1, 'gapdir', FILE_OPEN, access=GENERIC_READ,
+                           options=DIRECTORY_FILE)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            status = other.wait(other.send_create(
+                U2, 'gap.bin', FILE_OPEN, access=GENERIC_READ,
+                oplock=OPLOCK_BATCH))[0]
+            if status == 0:
+                break		# and never acknowledges the break
+            time.sleep(0.02)
+        # smbd's timer fires 20 s after the deferral; a break to U2 would
+        # wait up to 70 s
+        status, action, _ = smb2client.create_result(
+            *victim.wait(create, timeout=90)[:2])
+        assert status == 0 and action == FILE_CREATED, (hex(status),
+                                                        action)
+        assert victim.wait(victim.send_echo(U1))[0] == 0
+        assert child in smbd.children(), 'the smbd child exited'
+    finally:
+        storage.set()
+        victim.disconnect()
+        if other is not None:
+            other.disconnect()
+    assert not smbd.log_lines(r'async open timeout'), 'an smbd exited'
+
+
+def failed_create_leaves_no_file(smbd, env, storage):
+    """Issue 20, item 5.  A create answered with an error (here at
+    async_open:timeout) while its file is being made: once the client has
+    the answer, no file has its name, and the one made under a temporary
+    name goes when the create completes.  The removal is slowed down, so
+    that a file removed only after the answer would be seen."""
+    storage.set('create.delay_ms = 1500', 'unlink.delay_ms = 1000',
+                'path_filter = failc')
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        status = rc.wait(rc.send_create(U1, 'failc.bin', FILE_CREATE))[0]
+        assert status == SHARING_VIOLATION, hex(status)
+        path = storage.backing(smbd, env, 'failc.bin')
+        assert not os.path.lexists(path), 'a failed create left its file'
+        end = time.monotonic() + 20
+        while temp_files(storage, smbd, env) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not temp_files(storage, smbd, env), \
+            temp_files(storage, smbd, env)
+        assert not os.path.lexists(path), 'a failed create left its file'
+    finally:
+        storage.set()
+        rc.disconnect()
+
+
+def cancelled_create_leaves_no_file(smbd, env, storage):
+    """Issue 20, item 5.  A slow create cancelled by its client is
+    answered CANCELLED at once, and no file has its name then or after
+    the create completes in the kernel."""
+    storage.set('create.delay_ms = 1500', 'path_filter = cancc')
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        mid = rc.send_create(U1, 'cancc.bin', FILE_CREATE)
+        time.sleep(0.3)
+        rc.send_cancel(U1, mid)
+        status = rc.wait(mid)[0]
+        assert status == CANCELLED, hex(status)
+        path = storage.backing(smbd, env, 'cancc.bin')
+        assert not os.path.lexists(path), 'a cancelled create left its file'
+        end = time.monotonic() + 20
+        while temp_files(storage, smbd, env) and time.monotonic() < end:
+            time.sleep(0.1)
+        assert not temp_files(storage, smbd, env), \
+            temp_files(storage, smbd, env)
+        assert not os.path.lexists(path), 'a cancelled create left its file'
+        assert rc.wait(rc.send_echo(U1))[0] == 0
+    finally:
+        storage.set()
+        rc.disconnect()
+
+
+def exit_with_creates_in_flight_leaves_no_file(smbd, env, storage):
+    """Issue 20, item 5.  The client goes while two slow creates are in
+    the kernel: its smbd exits, and before it does it waits (bounded) for
+    them and removes what they made; nothing is left in the directory."""
+    storage.set('create.delay_ms = 1000', 'path_filter = exitc')
+    before = smbd.children()
+    try:
+        rc = RawConn(smbd, env)
+        rc.login(U1)
+        child_of(smbd, before)
+        for i in range(2):
+            rc.send_create(U1, 'exitc-%d' % i, FILE_CREATE)
+        time.sleep(0.2)
+        rc.disconnect()
+        assert smbd.wait_children(before, timeout=30), \
+            'the smbd child did not exit'
+        time.sleep(2.5)	# an unwaited create would land by now
+    finally:
+        storage.set()
+    d = os.path.dirname(storage.backing(smbd, env, 'x'))
+    left = [n for n in os.listdir(d) if 'exitc' in n]
+    assert not left, 'left: %s' % left
+
+
+def lease_breaking4_like_default(smbd, env, storage):
+    """Issue 26, item 1: an OVERWRITE open of a file whose lease is being
+    broken is answered at once, as on the default, not after the holder
+    acknowledges (smbd's retries wait for a breaking lease)."""
+    got = torture(smbd, env, 'smb2.lease.breaking4')
+    assert set(got.values()) == {'success'}, got
+    same_as_default('lease_breaking4', env, got)
+
+
 def share_counters(smbd, share):
     total = {}
     for line in smbd.log_lines(r'async_open counters openat: share=%s ' %
@@ -458,6 +608,16 @@ TESTS = [
     (bad_options_are_logged_and_defaults_used, ['async_open_badopts']),
     (auto_goes_async_only_on_slow_storage, ['async_open_auto']),
     (oplock_subset_like_default, ['default', 'async_open']),
+    (other_client_cannot_make_a_creator_smbd_exit,
+     ['default', 'async_open', 'async_open_threads']),
+    (failed_create_leaves_no_file,
+     ['async_open_timeout', 'async_open_threads_timeout']),
+    (cancelled_create_leaves_no_file,
+     ['async_open', 'async_open_threads']),
+    (exit_with_creates_in_flight_leaves_no_file,
+     ['async_open', 'async_open_threads']),
+    (lease_breaking4_like_default,
+     ['default', 'async_open', 'async_open_threads']),
 ]
 
 
@@ -469,38 +629,35 @@ def async_open_counted_its_opens(smbd, env, storage):
         'counters: %s' % c
 
 
-# smbd with patches/4.17 (buildtools/build-patched-smbd.sh): its own
-# "smbd:async open timeout" answers first, the connection stays, and the
-# module removes the file of the late create.
+# smbd with patches/4.17 (buildtools/build-patched-smbd.sh), its own
+# "smbd:async open timeout" at 1 s: async_open never defers with
+# EINPROGRESS, so that timer never applies to its opens, and a slow create
+# completes as it does on the unpatched smbd.
 PATCHED_ENVS = {
     'async_open_patched': ('async_open', {'async_open:mode': 'all',
                                           'smbd:async open timeout': '1'}),
 }
 
 
-def patched_smbd_fails_only_the_timed_out_request(smbd, env, storage):
+def patched_smbd_completes_a_slow_create(smbd, env, storage):
     before = smbd.children()
     storage.set('create.delay_ms = 3000', 'path_filter = pat')
     rc = RawConn(smbd, env)
     try:
         rc.login(U1)
         child = child_of(smbd, before)
-        # Unpatched, smbd ignores the option and the create succeeds
-        # after 3 s.  Patched, smbd's timer replays it after 1 s; the
-        # replay's path walk then waits in the kernel for the create's
-        # lock on the directory, so the answer still comes at about 3 s.
-        status = rc.wait(rc.send_create(U1, 'pat-new', FILE_CREATE))[0]
-        assert status == SHARING_VIOLATION, hex(status)
+        status, action, fid = rc.create(U1, 'pat-new', FILE_CREATE)
+        assert status == 0 and action == FILE_CREATED, hex(status)
+        rc.close(U1, fid)
         status = rc.wait(rc.send_echo(U1))[0]
-        assert status == 0, 'echo after the timeout: %#x' % status
-        assert wait_gone(storage.backing(smbd, env, 'pat-new'), 5.0), \
-            'the late create left its file'
+        assert status == 0, 'echo after the create: %#x' % status
+        assert not temp_files(storage, smbd, env), 'a temporary file stays'
         assert child in smbd.children(), 'the smbd child exited'
     finally:
         storage.set()
         rc.disconnect()
-    assert smbd.log_lines(r'async open for mid \d+ timed out'), \
-        'no log line of the patched smbd'
+    assert not smbd.log_lines(r'async open for mid \d+ timed out'), \
+        'the patched smbd timed an open of ours out'
 
 
 def run_on_smbd(res, label, smbd, storage, during, after=()):
@@ -529,7 +686,7 @@ def run_patched(res, tmp, binary):
     storage = SlowStorage(tmp)
     smbd = harness.Smbd(envs=dict(PATCHED_ENVS), share_root=storage.mnt,
                         binary=binary, log_level=harness.LOG_LEVEL)
-    test = patched_smbd_fails_only_the_timed_out_request
+    test = patched_smbd_completes_a_slow_create
     try:
         run_on_smbd(res, 'open_patched', smbd, storage,
                     [(test.__name__, test, 'async_open_patched')])
@@ -634,7 +791,7 @@ def run_all(res):
     runs = [run_main, run_refused, run_multichannel]
     patched = harness.patched_smbd()
     if patched is None:
-        res.add('skip', 'open.patched_smbd_fails_only_the_timed_out_request',
+        res.add('skip', 'open.patched_smbd_completes_a_slow_create',
                 'no patched smbd built (buildtools/build-patched-smbd.sh)')
     else:
         runs.append(lambda res, tmp: run_patched(res, tmp, patched))

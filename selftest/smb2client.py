@@ -212,10 +212,10 @@ class RawConn:
         return self.s3.sendSMB(packet)
 
     def send_create(self, user, name, disposition, access=GENERIC_READ_WRITE,
-                    options=NON_DIRECTORY_FILE, share=SHARE_ALL):
+                    options=NON_DIRECTORY_FILE, share=SHARE_ALL, oplock=0):
         c = _s3s.SMB2Create()
         c['SecurityFlags'] = 0
-        c['RequestedOplockLevel'] = 0
+        c['RequestedOplockLevel'] = oplock
         c['ImpersonationLevel'] = _s3s.SMB2_IL_IMPERSONATION
         c['DesiredAccess'] = access
         c['FileAttributes'] = 0
