@@ -803,7 +803,7 @@ class Smb1Client:
         self.s.sendSMB(pkt)
         return self.mid
 
-    def recv(self, mid, timeout=30):
+    def recv(self, mid, timeout=WAIT):
         deadline = time.monotonic() + timeout
         while mid not in self.answers:
             left = deadline - time.monotonic()
