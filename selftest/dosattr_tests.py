@@ -277,11 +277,9 @@ def cached_listing_is_never_stale(smbd, env, blobs, counted=True):
         listings_stay_right(smbd, env, client, d, count)
     finally:
         client.logoff()
-    for _ in range(50 if counted else 0):
-        if share_counters(smbd, env).get(counter, 0) > before:
-            return
-        time.sleep(0.1)
-    if counted:
+    # the counters are logged at the tree disconnect, after the logoff
+    if counted and not harness.wait_until(
+            lambda: share_counters(smbd, env).get(counter, 0) > before):
         fail('no listing was answered from the cache: %s' %
              share_counters(smbd, env))
 

@@ -488,13 +488,18 @@ RETCON_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
 # the same, for the reload test, which rewrites its section
 RELOAD_ENV = 'async_dosattr_reload'
 # mode auto with thresholds far above slowfs's own latency (40-70 usec,
-# more on a busy machine): a lone 10 ms read, capped, moves the estimate
-# by half the async threshold (by all of it at the former cap)
+# some ms on a machine at load 10-18, which at thresholds of 1 and 2 ms
+# steered it): a lone slow read, capped at twice the larger threshold,
+# moves the estimate by half the async threshold (by all of it at the
+# former cap).  The spike is 5 times that cap, as 10 ms were at 1/2 ms.
 SPIKY_ENV = 'async_dosattr_spiky'
+SPIKY_ASYNC_USEC = 20000
 SPIKY_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
-                               'async_dosattr:async threshold usec': '1000',
+                               'async_dosattr:async threshold usec':
+                               str(SPIKY_ASYNC_USEC),
                                'async_dosattr:prefetch threshold usec':
-                               '2000'})
+                               str(2 * SPIKY_ASYNC_USEC)})
+SPIKE_MS = 10 * SPIKY_ASYNC_USEC // 1000
 # the asynchronous path with every default, for one test alone: a new
 # connection to slow storage
 COLD_ENV = 'async_dosattr_cold'
@@ -692,13 +697,15 @@ def reload_to_no_is_the_admins(smbd, env, storage):
 
 
 def lone_slow_reads_steer_nothing(smbd, env, storage):
-    """A fast directory with four entries that read slowly (10 ms), as a
-    busy machine's preempted reads look to mode auto: after steering
-    smbd's async dosmode off at its first read, the listing must not
-    steer it again (checked on the counters when smbd has stopped)."""
+    """A fast directory with four entries that read slowly (SPIKE_MS, 10
+    times the async threshold), as a busy machine's preempted reads look
+    to mode auto: after steering smbd's async dosmode off at its first
+    read, the listing must not steer it again (checked on the counters
+    when smbd has stopped)."""
     make_listing_dir(storage, smbd, env, 'spikydir', 196)
     make_listing_dir(storage, smbd, env, 'spikydir', 4, prefix='spike')
-    storage.set('getxattr.delay_ms = 10', 'path_filter = spikydir/spike')
+    storage.set('getxattr.delay_ms = %d' % SPIKE_MS,
+                'path_filter = spikydir/spike')
     try:
         rc, out = smbclient(smbd, env, 'ls spikydir\\*')
     finally:

@@ -394,8 +394,10 @@ class Smbd:
             os.killpg(self.proc.pid, signal.SIGTERM)
         except ProcessLookupError:
             return
+        # children log their counters as they exit: a busy machine must
+        # not make that a SIGKILL
         try:
-            self.proc.wait(timeout=15)
+            self.proc.wait(timeout=WAIT_SECS)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,12 @@
 
 #include "asvfs_engine.h"
 #include "deny_io_uring.h"
+
+/*
+ * The watchdog of a wait that without the behaviour tested never ends:
+ * far above anything a busy machine adds, so no verdict depends on load.
+ */
+#define WATCHDOG_SECS 60
 
 struct fixture {
 	struct tevent_context *ev;
@@ -472,7 +479,8 @@ static void child_frees_the_parents_request_in_flight(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		alarm(10);	/* a wait on the parent's ring never ends */
+		alarm(WATCHDOG_SECS);	/* a wait on the parent's ring
+					 * never ends */
 		talloc_free(req);
 		_exit(asvfs_engine_stats()->inflight == 0 ? 0 : 23);
 	}
@@ -674,7 +682,8 @@ static void refused_submission_is_retried_without_a_completion(void **st)
 					   bufs[i], 4, 0);
 		assert_non_null(reqs[i]);
 	}
-	alarm(10);	/* without a retry the loop waits forever */
+	alarm(WATCHDOG_SECS);	/* without a retry the loop waits
+				 * forever */
 	for (i = 0; i < 40; i++) {
 		wait_req(f->ev, reqs[i]);
 		assert_int_equal(asvfs_pread_recv(reqs[i], &err), 4);
@@ -712,11 +721,35 @@ static int ring_fd_of_this_process(void)
 	return found;
 }
 
+struct late_writer {
+	int fd;
+	uint64_t polls;		/* orphan polls before the free */
+	ssize_t written;
+};
+
+/*
+ * Writes once the free is polling for the kernel's completion (the
+ * engine counts each turn), so the free has surely started without it.
+ */
+static void *write_when_polled(void *arg)
+{
+	struct late_writer *w = arg;
+	const struct timespec pause = { .tv_nsec = 1000 * 1000 };
+
+	while (__atomic_load_n(&asvfs_engine_stats()->orphan_polls,
+			       __ATOMIC_RELAXED) <= w->polls) {
+		nanosleep(&pause, NULL);
+	}
+	w->written = write(w->fd, "late", 4);
+	return NULL;
+}
+
 /*
  * A request is freed in flight while the ring refuses every wait (its fd
  * now names another file).  The free must still return only once the
  * kernel has filled the buffer: returning earlier would let it write
- * into memory the caller reuses.
+ * into memory the caller reuses.  The data is written only while the
+ * free polls, whatever the machine's load.
  */
 static void freed_request_waits_for_the_kernel_when_the_ring_fails(
 	void **st)
@@ -725,8 +758,9 @@ static void freed_request_waits_for_the_kernel_when_the_ring_fails(
 	struct tevent_req *req = NULL;
 	uint64_t polls = asvfs_engine_stats()->orphan_polls;
 	char *buf = talloc_zero_size(f, 8);
-	int p[2], ring_fd, saved, devnull, status;
-	pid_t writer;
+	int p[2], ring_fd, saved, devnull;
+	struct late_writer w = { .written = -1 };
+	pthread_t writer;
 
 	assert_int_equal(pipe(p), 0);
 	req = asvfs_pread_send(f, f->ev, f->engine, p[0], buf, 4, 0);
@@ -741,13 +775,11 @@ static void freed_request_waits_for_the_kernel_when_the_ring_fails(
 	assert_int_equal(dup2(devnull, ring_fd), ring_fd);
 	close(devnull);
 
-	writer = fork();
-	assert_true(writer >= 0);
-	if (writer == 0) {
-		usleep(200 * 1000);
-		_exit(write(p[1], "late", 4) == 4 ? 0 : 1);
-	}
-	alarm(10);
+	w.fd = p[1];
+	w.polls = polls;
+	assert_int_equal(pthread_create(&writer, NULL, write_when_polled, &w),
+			 0);
+	alarm(WATCHDOG_SECS);
 	talloc_free(req);
 	alarm(0);
 	assert_memory_equal(buf, "late", 4);
@@ -756,8 +788,8 @@ static void freed_request_waits_for_the_kernel_when_the_ring_fails(
 
 	assert_int_equal(dup2(saved, ring_fd), ring_fd);
 	close(saved);
-	assert_int_equal(waitpid(writer, &status, 0), writer);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(pthread_join(writer, NULL), 0);
+	assert_int_equal(w.written, 4);
 	close(p[0]);
 	close(p[1]);
 }

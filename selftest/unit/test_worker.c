@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
@@ -99,12 +100,28 @@ static int count_fds(void)
 	return n - 1;		/* opendir's own */
 }
 
+/*
+ * The end of a wait for something that must come: a deadline far above
+ * anything a busy machine adds (counted sleeps there take longer than
+ * they say), so no verdict depends on load.
+ */
+#define WAIT_SECS 60
+
+static bool before_deadline(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec - start->tv_sec < WAIT_SECS;
+}
+
 static void wait_workers_gone(void)
 {
 	struct timespec pause = { .tv_nsec = 1000 * 1000 };
-	int i;
+	struct timespec start;
 
-	for (i = 0; i < 5000 && asvfs_worker_running() > 0; i++) {
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (asvfs_worker_running() > 0 && before_deadline(&start)) {
 		nanosleep(&pause, NULL);
 	}
 	assert_int_equal(asvfs_worker_running(), 0);
@@ -276,9 +293,11 @@ static void reopen_outlives_callers_fd(void **state)
 static int fifo_writer(struct fixture *f, const char *name)
 {
 	struct timespec pause = { .tv_nsec = 1000 * 1000 };
-	int i, fd = -1;
+	struct timespec start;
+	int fd = -1;
 
-	for (i = 0; i < 5000 && fd == -1; i++) {
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while (fd == -1 && before_deadline(&start)) {
 		fd = openat(f->dirfd, name, O_WRONLY | O_NONBLOCK);
 		if (fd == -1) {
 			assert_int_equal(errno, ENXIO);	/* no reader yet */
