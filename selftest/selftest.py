@@ -25,6 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import brl_tests  # noqa: E402
 import build_tests  # noqa: E402
+import client_tests  # noqa: E402
 import dosattr_tests  # noqa: E402
 import fault_tests  # noqa: E402
 import harness  # noqa: E402
@@ -40,6 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_SMBD_TESTS = [
     smbd_tests,
     listing_tests,
+    client_tests,
 ]
 OWN_SMBD_TESTS = [
     fault_tests,
