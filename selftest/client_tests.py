@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """A second client, independent of smbtorture: smbnetfs, a FUSE file
-system over libsmbclient, mounts the plain share and the full stack's.
+system over libsmbclient, mounts the plain share and the full stack's
+(with its defaults and with every asynchronous path forced on).
 
 Through it fio writes files sequentially and at random offsets (several
 jobs, block and file sizes that are no multiple of 512) and verifies them
@@ -28,8 +29,9 @@ import time
 
 import harness
 
-# The plain share and the full stack, compared with each other.
-ENVS = ['default', 'full_stack']
+# The plain share and the full stack, with its defaults and with every
+# asynchronous path forced on, compared with each other.
+ENVS = ['default', 'full_stack', 'full_stack_async']
 # Directory of this test in each share.
 TOPDIR = 'clients-smbnetfs'
 MOUNT_TIMEOUT = 60
