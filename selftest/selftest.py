@@ -49,6 +49,20 @@ OWN_SMBD_TESTS = [
     brl_tests,
     open_tests,
 ]
+# smbtorture suites: the quick set (every environment), the full set
+# (--full) and those not run, each with the reason
+QUICK_LIST = 'tests.list'
+FULL_LIST = 'tests-full.list'
+NOT_RUN_LIST = 'tests-not-run.list'
+# Where the full list runs: each of our modules alone and in its other
+# modes, the full stack with its defaults and with every asynchronous path
+# forced on.  Samba's own modules and the ABI canary run the quick list.
+FULL_SET_ENVS = ['default', 'full_stack', 'full_stack_async', 'async_uring',
+                 'async_xattr', 'async_dosattr', 'async_dosattr_sync',
+                 'async_dosattr_prefetch', 'async_brl', 'async_brl_decide',
+                 'async_open']
+# raw.* and base.* speak SMB1
+SMBD_GLOBAL = {'server min protocol': 'NT1'}
 RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
                        r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')
 
@@ -388,20 +402,6 @@ def every_suite_is_listed(res):
                 (missing, unknown, twice, no_reason))
     else:
         res.add('pass', 'torture.every_suite_is_listed')
-
-
-QUICK_LIST = 'tests.list'
-FULL_LIST = 'tests-full.list'
-NOT_RUN_LIST = 'tests-not-run.list'
-# Where the full list runs: each of our modules alone and in its other
-# modes, the full stack with its defaults and with every asynchronous path
-# forced on.  Samba's own modules and the ABI canary run the quick list.
-FULL_SET_ENVS = ['default', 'full_stack', 'full_stack_async', 'async_uring',
-                 'async_xattr', 'async_dosattr', 'async_dosattr_sync',
-                 'async_dosattr_prefetch', 'async_brl', 'async_brl_decide',
-                 'async_open']
-# raw.* and base.* speak SMB1
-SMBD_GLOBAL = {'server min protocol': 'NT1'}
 
 
 def main():
