@@ -3,6 +3,8 @@
 #
 #   make            install missing packages, prepare Samba, build
 #   make test       the selftest; ends with "N passed, N failed, N skipped"
+#   make test-full  the same with the full smbtorture set (the README's
+#                   Testing section says which suites are in which set)
 #   make run        a private smbd on 127.0.0.1:$(RUN_PORT) with our modules
 #   make deb        the Debian package in bin/deb/, checked with lintian
 #   make bench      side-by-side benchmarks (see selftest/bench)
@@ -14,7 +16,8 @@ RUN_PORT ?= 44445
 TESTARGS ?=
 BENCHARGS ?=
 
-.PHONY: all build configure bootstrap test run bench install clean distclean
+.PHONY: all build configure bootstrap test test-full run bench install clean \
+	distclean
 
 all: build
 
@@ -35,6 +38,9 @@ build: bin/c4che/_cache.py
 
 test: build
 	$(PYTHON) selftest/selftest.py $(TESTARGS)
+
+test-full: build
+	$(PYTHON) selftest/selftest.py --full $(TESTARGS)
 
 run: build
 	$(PYTHON) selftest/run.py --port $(RUN_PORT)

@@ -104,6 +104,16 @@ ENVIRONMENTS = {
     'full_stack': ('async_open async_brl async_dosattr async_xattr '
                    'async_uring',
                    {'smbd async dosmode': 'yes'}),
+    # ... and with every asynchronous path forced on, the paths the
+    # defaults keep for slow storage
+    'full_stack_async': ('async_open async_brl async_dosattr async_xattr '
+                         'async_uring',
+                         {'smbd async dosmode': 'yes',
+                          'async_open:mode': 'all',
+                          'async_brl:decision': 'async',
+                          'async_dosattr:mode': 'async',
+                          'async_dosattr:prefetch': 'yes',
+                          'async_xattr:mode': 'async'}),
 }
 
 

@@ -25,6 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import brl_tests  # noqa: E402
 import build_tests  # noqa: E402
+import client_tests  # noqa: E402
 import dosattr_tests  # noqa: E402
 import escape_tests  # noqa: E402
 import fault_tests  # noqa: E402
@@ -43,6 +44,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 SHARED_SMBD_TESTS = [
     smbd_tests,
     listing_tests,
+    client_tests,
 ]
 OWN_SMBD_TESTS = [
     identity_tests,
@@ -52,6 +54,20 @@ OWN_SMBD_TESTS = [
     open_tests,
     escape_tests,
 ]
+# smbtorture suites: the quick set (every environment), the full set
+# (--full) and those not run, each with the reason
+QUICK_LIST = 'tests.list'
+FULL_LIST = 'tests-full.list'
+NOT_RUN_LIST = 'tests-not-run.list'
+# Where the full list runs: each of our modules alone and in its other
+# modes, the full stack with its defaults and with every asynchronous path
+# forced on.  Samba's own modules and the ABI canary run the quick list.
+FULL_SET_ENVS = ['default', 'full_stack', 'full_stack_async', 'async_uring',
+                 'async_xattr', 'async_dosattr', 'async_dosattr_sync',
+                 'async_dosattr_prefetch', 'async_brl', 'async_brl_decide',
+                 'async_open']
+# raw.* and base.* speak SMB1
+SMBD_GLOBAL = {'server min protocol': 'NT1'}
 RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
                        r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')
 
@@ -220,15 +236,26 @@ def run_torture(smbd, env, spec, timeout):
         extra + [suite]
     start = time.time()
     try:
+        # base.casetable and base.utable print names that are no UTF-8
         p = subprocess.run(cmd, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT,
-                           universal_newlines=True, timeout=timeout)
+                           universal_newlines=True, errors='replace',
+                           timeout=timeout)
         out, rc = p.stdout, p.returncode
     except subprocess.TimeoutExpired as e:
-        out = e.stdout.decode() if isinstance(e.stdout, bytes) else \
-            (e.stdout or '')
+        out = e.stdout.decode(errors='replace') \
+            if isinstance(e.stdout, bytes) else (e.stdout or '')
         rc = 'timeout'
     return env, spec, out, rc, time.time() - start
+
+
+def test_name(suite, name):
+    """smbtorture names the tests of a suite relative to it, and a single
+    test run as a suite (smb2.lease.breaking4) by its own last part
+    (raw.lock has a test named lock: raw.lock.lock)."""
+    if suite.count('.') > 1 and suite.endswith('.' + name):
+        return suite
+    return '%s.%s' % (suite, name)
 
 
 def classify_torture(res, runs, knownfail, flapping):
@@ -237,7 +264,7 @@ def classify_torture(res, runs, knownfail, flapping):
     for (env, suite), (results, _rc) in runs.items():
         if env == 'default':
             for name, st in results.items():
-                default['%s.%s' % (suite, name)] = st
+                default[test_name(suite, name)] = st
     for (env, suite), (results, rc) in sorted(runs.items()):
         if rc == 'timeout':
             # The tests after the one that hung never ran: a known failure
@@ -248,7 +275,7 @@ def classify_torture(res, runs, knownfail, flapping):
             res.add('fail', '%s/%s' % (env, suite),
                     'smbtorture exit %s without results' % rc)
         for name, st in sorted(results.items()):
-            full = '%s.%s' % (suite, name)
+            full = test_name(suite, name)
             status, why = judge(env, st, default.get(full),
                                 match(knownfail, full), match(flapping, full))
             res.add(status, '%s/%s' % (env, full), why)
@@ -303,11 +330,12 @@ def last_started(subunit):
     return tests[-1] if tests else '(no test started)'
 
 
-def run_torture_suites(res, smbd, envs, suites, jobs, timeout, outdir):
+def run_torture_suites(res, smbd, plan, jobs, timeout, outdir):
+    """plan: environment -> the suites to run there."""
     runs = {}
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         futs = [pool.submit(run_env_suites, smbd, e, suites, timeout)
-                for e in envs]
+                for e, suites in plan.items()]
         for fut in concurrent.futures.as_completed(futs):
             for env, spec, out, rc, secs, hung in fut.result():
                 suite = spec.split()[0]
@@ -332,13 +360,67 @@ def read_list(path):
                 if ln.split('#')[0].strip()]
 
 
+def torture_plan(envs, quick, full, full_envs):
+    """The quick suites on every environment; with the full set, its
+    suites too on the environments where they can tell something."""
+    plan = {e: list(quick) for e in envs}
+    for e in envs:
+        if e in full_envs:
+            plan[e] += [s for s in full if s not in quick]
+    return plan
+
+
+def smbtorture_suites():
+    """The smb2, raw and base suites this smbtorture has, from --list
+    (which names every test: suite.test...)."""
+    out = subprocess.run(['smbtorture', '--list'], stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, universal_newlines=True,
+                         timeout=60).stdout
+    return sorted({'.'.join(ln.split('.')[:2]) for ln in out.splitlines()
+                   if re.match(r'^(smb2|raw|base)\.', ln)})
+
+
+def every_suite_is_listed(res):
+    """Each smb2, raw and base suite is run (tests.list, tests-full.list)
+    or says why not (tests-not-run.list), and no list names one that this
+    smbtorture lacks."""
+    listed = {}
+    for name in (QUICK_LIST, FULL_LIST, NOT_RUN_LIST):
+        for spec in read_list(os.path.join(HERE, name)):
+            listed.setdefault(spec.split()[0], []).append(name)
+    with open(os.path.join(HERE, NOT_RUN_LIST)) as f:
+        no_reason = [ln.split()[0] for ln in f if ln.strip() and
+                     not ln.startswith('#') and
+                     not ln.partition('#')[2].strip()]
+    have = smbtorture_suites()
+    missing = [s for s in have if not any(
+        n == s or n.startswith(s + '.') for n in listed)]
+    unknown = [n for n in listed if not any(
+        n == s or n.startswith(s + '.') for s in have) and
+        n.split('.')[0] in ('smb2', 'raw', 'base')]
+    twice = [n for n, where in listed.items()
+             if NOT_RUN_LIST in where and len(where) > 1]
+    if missing or unknown or twice or no_reason:
+        res.add('fail', 'torture.every_suite_is_listed',
+                'in no list: %s; not in smbtorture: %s; run and not run: '
+                '%s; not run without a reason: %s' %
+                (missing, unknown, twice, no_reason))
+    else:
+        res.add('pass', 'torture.every_suite_is_listed')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--bindir', default=harness.BIN)
     ap.add_argument('--env', help='comma-separated environments '
                     '(default: all)')
     ap.add_argument('--suites', help='comma-separated smbtorture suites '
-                    '(default: selftest/tests.list)')
+                    '(default: selftest/tests.list, with --full also '
+                    'tests-full.list)')
+    ap.add_argument('--full', action='store_true',
+                    help='the full set: also the suites of '
+                    'selftest/tests-full.list, on the environments of '
+                    'FULL_SET_ENVS (make test-full)')
     ap.add_argument('--only', choices=['build', 'unit', 'slowfs', 'smbd',
                                        'faults', 'torture', 'bench',
                                        'package'],
@@ -346,9 +428,11 @@ def main():
     ap.add_argument('--files', help='comma-separated test files of the '
                     'smbd and faults parts, e.g. fault_tests (default: all)')
     ap.add_argument('--jobs', type=int, default=2)
-    ap.add_argument('--timeout', type=int, default=300,
-                    help='per smbtorture suite, seconds (the slowest takes '
-                    'about 80)')
+    ap.add_argument('--timeout', type=int,
+                    help='per smbtorture suite, seconds (default 300, with '
+                    '--full 600: the slowest of tests.list takes about 80, '
+                    'smb2.lease of the full set 185 on the default '
+                    'environment)')
     ap.add_argument('--keep', action='store_true',
                     help='keep the smbd work dir')
     args = ap.parse_args()
@@ -361,12 +445,19 @@ def main():
     envs = args.env.split(',') if args.env else list(harness.ENVIRONMENTS)
     if 'default' not in envs and 'torture' in parts:
         envs.insert(0, 'default')
-    suites = args.suites.split(',') if args.suites else \
-        read_list(os.path.join(HERE, 'tests.list'))
+    if args.suites:
+        plan = torture_plan(envs, args.suites.split(','), [], [])
+    else:
+        plan = torture_plan(
+            envs, read_list(os.path.join(HERE, QUICK_LIST)),
+            read_list(os.path.join(HERE, FULL_LIST)) if args.full else [],
+            FULL_SET_ENVS)
     outdir = os.path.join(args.bindir, 'selftest-results')
     os.makedirs(outdir, exist_ok=True)
 
     res = Results()
+    if args.timeout is None:
+        args.timeout = 600 if args.full else 300
     if 'build' in parts:
         build_tests.run_all(res)
     if 'unit' in parts:
@@ -390,6 +481,7 @@ def main():
     if 'smbd' in parts or 'torture' in parts:
         smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]
                                   for e in envs},
+                            extra_global=SMBD_GLOBAL,
                             log_level=harness.LOG_LEVEL)
         smbd.start()
         print('selftest: smbd pid %d on 127.0.0.1:%d, work dir %s' %
@@ -399,8 +491,10 @@ def main():
             for mod in chosen(SHARED_SMBD_TESTS):
                 mod.run_all(res, smbd)
         if 'torture' in parts:
-            run_torture_suites(res, smbd, envs, suites, args.jobs,
-                               args.timeout, outdir)
+            if not args.suites:
+                every_suite_is_listed(res)
+            run_torture_suites(res, smbd, plan, args.jobs, args.timeout,
+                               outdir)
     finally:
         if smbd is not None:
             smbd.stop()
