@@ -3,6 +3,10 @@
 #
 #   make            install missing packages, prepare Samba, build
 #   make test       the selftest; ends with "N passed, N failed, N skipped"
+#   make test-sanitize
+#                   the unit tests and our own test files with the modules,
+#                   engine and unit tests built with ASan and UBSan (in
+#                   bin-sanitize); make test SANITIZE=1 runs TESTARGS so
 #   make run        a private smbd on 127.0.0.1:$(RUN_PORT) with our modules
 #   make bench      side-by-side benchmarks (see selftest/bench)
 #   make install    into the modules dir smbd -b reports (honours DESTDIR)
@@ -11,9 +15,25 @@ PYTHON ?= /usr/bin/python3
 WAF = $(PYTHON) buildtools/waf
 RUN_PORT ?= 44445
 TESTARGS ?=
+# The sanitized build lives in its own waf out dir with its own lock file,
+# so that it never touches bin/ (what make, make test and make install use).
+SANITIZE ?=
+SANITIZE_OUT = bin-sanitize
+SANITIZE_WAF = WAFLOCK=.lock-waf_sanitize_build $(WAF)
+SANITIZE_TESTARGS ?= --only unit,smbd,faults
+ifeq ($(SANITIZE),1)
+# the harness preloads the sanitizer runtimes into smbd and fails the run
+# on any report when its build dir is a sanitized one
+TEST_BUILD = build-sanitize
+TEST_ENV = ASVFS_BIN=$(CURDIR)/$(SANITIZE_OUT)
+else
+TEST_BUILD = build
+TEST_ENV =
+endif
 BENCHARGS ?=
 
-.PHONY: all build configure bootstrap test run bench install clean distclean
+.PHONY: all build configure bootstrap test run bench install clean distclean \
+	build-sanitize test-sanitize
 
 all: build
 
@@ -32,8 +52,18 @@ build: bin/c4che/_cache.py
 	@bash buildtools/bootstrap.sh
 	$(WAF) build
 
-test: build
-	$(PYTHON) selftest/selftest.py $(TESTARGS)
+$(SANITIZE_OUT)/c4che/_cache.py: bin/c4che/_cache.py wscript
+	$(SANITIZE_WAF) configure --out=$(SANITIZE_OUT) --sanitize \
+		--with-samba-source="$$(cat bin/samba-source)" $(CONFIGURE_ARGS)
+
+build-sanitize: build $(SANITIZE_OUT)/c4che/_cache.py
+	$(SANITIZE_WAF) build
+
+test: $(TEST_BUILD)
+	$(TEST_ENV) $(PYTHON) selftest/selftest.py $(TESTARGS)
+
+test-sanitize:
+	$(MAKE) test SANITIZE=1 TESTARGS="$(SANITIZE_TESTARGS)"
 
 run: build
 	$(PYTHON) selftest/run.py --port $(RUN_PORT)
@@ -53,6 +83,7 @@ install: build
 
 clean:
 	$(WAF) clean || true
+	[ ! -e $(SANITIZE_OUT)/c4che ] || $(SANITIZE_WAF) clean || true
 
 distclean:
-	rm -rf bin .lock-waf*
+	rm -rf bin $(SANITIZE_OUT) .lock-waf*
