@@ -121,6 +121,9 @@ SANITIZER_RUNTIMES = sanitizer_runtimes()
 # test): (what ran, log file, report text).  selftest.py turns each into a
 # failure.
 SANITIZER_REPORTS = []
+# Reports of stock smbd's own code, shown but not counted (see
+# collect_sanitizer_reports).
+SANITIZER_FOREIGN = []
 # Where the reports are kept once a work dir is removed.
 SANITIZER_KEEP = os.path.join(BIN, 'selftest-results', 'sanitizer')
 
@@ -144,7 +147,8 @@ def sanitizer_env(logdir):
     asan = [log_path,
             'verify_asan_link_order=0', 'detect_leaks=1',
             'halt_on_error=1', 'abort_on_error=0', 'disable_coredump=1',
-            'malloc_context_size=30', 'detect_stack_use_after_return=0']
+            'malloc_context_size=30', 'print_module_map=1',
+            'detect_stack_use_after_return=0']
     ubsan = [log_path,
              'print_stacktrace=1', 'halt_on_error=0']
     return {'ASAN_OPTIONS': ':'.join(asan),
@@ -158,24 +162,38 @@ OUR_FRAME = re.compile(r'/(modules|selftest)/|libasync_vfs_engine\.so|'
                        r'/vfs/(async_\w+|asvfs_canary)\.so')
 
 
-def split_leaks(text):
-    """A LeakSanitizer report split into its leaks (one block per
-    allocation stack) and the rest."""
-    blocks = re.split(r'\n(?=(?:Direct|Indirect) leak of )', text)
-    return blocks[0], blocks[1:]
+def split_reports(text):
+    """A sanitizer log split into its reports (one per ERROR header)."""
+    parts = re.split(r'\n(?=(?:=+\n)?==\d+==ERROR: )', '\n' + text)
+    return [p.strip('\n') for p in parts if 'ERROR: ' in p]
+
+
+def our_leaks(report):
+    """The leaks of a LeakSanitizer report allocated by our code (one
+    block per allocation stack; a module map after them is cut off)."""
+    report = re.split(r'\n==\d+==Process (?:module|memory) map', report)[0]
+    blocks = re.split(r'\n(?=(?:Direct|Indirect) leak of )', report)
+    return [b for b in blocks[1:] if OUR_FRAME.search(b)]
 
 
 def collect_sanitizer_reports(logdir, what, tag=None):
     """Add every report found in logdir to SANITIZER_REPORTS (once) and
-    keep a copy under SANITIZER_KEEP.  Returns how many were added.
+    keep a copy under SANITIZER_KEEP.
 
-    A leak counts only when one of its allocation frames is ours: smbd
-    itself (not built with ASan, but its allocations are seen through the
-    preloaded runtime) exits with memory it never frees, and a report of
-    that is about Samba, not about these modules."""
-    added = 0
+    Only reports about our code count, as only our code is built with the
+    sanitizers, but smbd's own allocations and libc calls are seen through
+    the preloaded runtime:
+    - a leak counts when one of its allocation frames is ours: every smbd
+      child exits with a strdup of libsamba-passdb never freed, which is
+      Samba's;
+    - any other ASan report counts when a frame of any of its stacks is
+      ours or its process had our modules loaded (the module map printed
+      at the end of the report).  The rest, from processes of stock
+      smbd's own shares, go to SANITIZER_FOREIGN: smbd 4.17 frees the
+      buffer of a READ its thread pool is still filling when a client
+      disconnects on the default VFS."""
     if not os.path.isdir(logdir):
-        return added
+        return
     os.makedirs(SANITIZER_KEEP, exist_ok=True)
     for name in sorted(os.listdir(logdir)):
         path = os.path.join(logdir, name)
@@ -186,17 +204,16 @@ def collect_sanitizer_reports(logdir, what, tag=None):
         os.rename(path, path + '.seen')
         shutil.copy2(path + '.seen', os.path.join(
             SANITIZER_KEEP, '%s-%s' % (tag or os.path.basename(what), name)))
-        if 'LeakSanitizer: detected memory leaks' in text:
-            head, leaks = split_leaks(text)
-            ours = [b for b in leaks if OUR_FRAME.search(b)]
-            if not ours and 'ERROR: AddressSanitizer' not in head:
-                continue
-            text = head + '\n' + '\n'.join(ours)
-        if not text.strip():
-            continue
-        SANITIZER_REPORTS.append((what, path, text))
-        added += 1
-    return added
+        for report in split_reports(text):
+            if 'ERROR: LeakSanitizer' in report:
+                leaks = our_leaks(report)
+                if leaks:
+                    SANITIZER_REPORTS.append((what, path, '\n'.join(
+                        [report.splitlines()[0]] + leaks)))
+            elif OUR_FRAME.search(report):
+                SANITIZER_REPORTS.append((what, path, report))
+            else:
+                SANITIZER_FOREIGN.append((what, path, report))
 
 
 def ubsan_reports(text):
@@ -538,7 +555,7 @@ class Smbd:
         collect_sanitizer_reports(self.sanitizer_logs, self.dir)
         collect_ubsan_reports(os.path.join(self.dir, 'logs'), self.dir)
 
-    def _group_members(self):
+    def group_members(self):
         """Live (not zombie) processes of smbd's process group."""
         pids = []
         for pid in os.listdir('/proc'):
@@ -557,7 +574,7 @@ class Smbd:
         """Children may outlive the parent while LeakSanitizer checks
         them at exit; a generous bound, then they are killed."""
         deadline = time.time() + timeout
-        while self._group_members():
+        while self.group_members():
             if time.time() > deadline:
                 try:
                     os.killpg(self.proc.pid, signal.SIGKILL)

@@ -31,6 +31,7 @@ import build_tests  # noqa: E402
 import dosattr_tests  # noqa: E402
 import fault_tests  # noqa: E402
 import harness  # noqa: E402
+import inflight_tests  # noqa: E402
 import listing_tests  # noqa: E402
 import open_tests  # noqa: E402
 import smbd_tests  # noqa: E402
@@ -49,6 +50,7 @@ OWN_SMBD_TESTS = [
     dosattr_tests,
     brl_tests,
     open_tests,
+    inflight_tests,
 ]
 PARTS = ['build', 'unit', 'slowfs', 'smbd', 'faults', 'torture', 'bench']
 RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
@@ -154,6 +156,12 @@ def check_sanitizers(res, part):
         return
     reports = harness.SANITIZER_REPORTS[:]
     del harness.SANITIZER_REPORTS[:]
+    for what, path, text in harness.SANITIZER_FOREIGN:
+        res.add('knownfail', 'sanitizer.%s' % part, 'not in our code, '
+                'in a process without our modules: %s, %s:\n    %s' % (
+                    what, os.path.basename(path),
+                    harness.sanitizer_report_head(text)))
+    del harness.SANITIZER_FOREIGN[:]
     for what, path, text in reports:
         res.add('fail', 'sanitizer.%s' % part, '%s, %s:\n    %s' % (
             what, os.path.basename(path),
