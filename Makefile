@@ -6,7 +6,8 @@
 #   make test-sanitize
 #                   the unit tests and our own test files with the modules,
 #                   engine and unit tests built with ASan and UBSan (in
-#                   bin-sanitize); make test SANITIZE=1 runs TESTARGS so
+#                   bin-sanitize); make test SANITIZE=1 runs TESTARGS so;
+#                   make test-sanitize-quick is the part CI runs
 #   make run        a private smbd on 127.0.0.1:$(RUN_PORT) with our modules
 #   make bench      side-by-side benchmarks (see selftest/bench)
 #   make install    into the modules dir smbd -b reports (honours DESTDIR)
@@ -21,6 +22,9 @@ SANITIZE ?=
 SANITIZE_OUT = bin-sanitize
 SANITIZE_WAF = WAFLOCK=.lock-waf_sanitize_build $(WAF)
 SANITIZE_TESTARGS ?= --only unit,smbd,faults
+# What CI adds to make test (.ci/run): the unit tests and the requests in
+# flight at cancel, tree disconnect, logoff, disconnect and server stop
+SANITIZE_QUICK_TESTARGS ?= --only unit,faults --files inflight_tests
 ifeq ($(SANITIZE),1)
 # the harness preloads the sanitizer runtimes into smbd and fails the run
 # on any report when its build dir is a sanitized one
@@ -33,7 +37,7 @@ endif
 BENCHARGS ?=
 
 .PHONY: all build configure bootstrap test run bench install clean distclean \
-	build-sanitize test-sanitize
+	build-sanitize test-sanitize test-sanitize-quick
 
 all: build
 
@@ -64,6 +68,9 @@ test: $(TEST_BUILD)
 
 test-sanitize:
 	$(MAKE) test SANITIZE=1 TESTARGS="$(SANITIZE_TESTARGS)"
+
+test-sanitize-quick:
+	$(MAKE) test SANITIZE=1 TESTARGS="$(SANITIZE_QUICK_TESTARGS)"
 
 run: build
 	$(PYTHON) selftest/run.py --port $(RUN_PORT)
