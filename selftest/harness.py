@@ -130,15 +130,16 @@ SANITIZER_KEEP = os.path.join(BIN, 'selftest-results', 'sanitizer')
 
 def sanitizer_env(logdir):
     """Environment of a process that runs our sanitized code: its
-    reports go to files in logdir (one per process and runtime).
+    reports go to files in logdir, one per process (report.<pid>).
 
-    smbd is not built with ASan, so the runtime must be preloaded ahead of
-    everything; verify_asan_link_order=0 because the unit tests' own link
-    order already is right and smbd's wrapper tools are not instrumented.
-    Leaks are checked (each smbd child runs LeakSanitizer at exit) and
-    sorted in collect_sanitizer_reports().  The directory is
-    world-writable: a report is written with the identity smbd has at
-    that moment, which may be a test user's."""
+    smbd is not built with ASan, so the runtime is preloaded (LD_PRELOAD,
+    see Smbd.start()); verify_asan_link_order=0 keeps ASan from refusing
+    to start over the order of the libraries it finds, which is not ours
+    to choose in smbd.  Leaks are checked (each smbd child runs
+    LeakSanitizer at its exit) and sorted in collect_sanitizer_reports();
+    print_module_map=1 ends each fatal report with the loaded libraries.
+    The directory is world-writable: a report is written with the
+    identity smbd has at that moment, which may be a test user's."""
     os.makedirs(logdir, exist_ok=True)
     os.chmod(logdir, 0o1777)
     # one prefix for all: the ASan runtime takes log_path from whichever
