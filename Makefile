@@ -5,6 +5,11 @@
 #   make test       the selftest; ends with "N passed, N failed, N skipped"
 #   make test-full  the same with the full smbtorture set (the README's
 #                   Testing section says which suites are in which set)
+#   make test-sanitize
+#                   the unit tests and our own test files with the modules,
+#                   engine and unit tests built with ASan and UBSan (in
+#                   bin-sanitize); make test SANITIZE=1 runs TESTARGS so;
+#                   make test-sanitize-quick is the part CI runs
 #   make run        a private smbd on 127.0.0.1:$(RUN_PORT) with our modules
 #   make deb        the Debian package in bin/deb/, checked with lintian
 #   make bench      side-by-side benchmarks (see selftest/bench)
@@ -14,10 +19,28 @@ PYTHON ?= /usr/bin/python3
 WAF = $(PYTHON) buildtools/waf
 RUN_PORT ?= 44445
 TESTARGS ?=
+# The sanitized build lives in its own waf out dir with its own lock file,
+# so that it never touches bin/ (what make, make test and make install use).
+SANITIZE ?=
+SANITIZE_OUT = bin-sanitize
+SANITIZE_WAF = WAFLOCK=.lock-waf_sanitize_build $(WAF)
+SANITIZE_TESTARGS ?= --only unit,smbd,faults
+# What CI adds to make test (.ci/run): the unit tests and the requests in
+# flight at cancel, tree disconnect, logoff, disconnect and server stop
+SANITIZE_QUICK_TESTARGS ?= --only unit,faults --files inflight_tests
+ifeq ($(SANITIZE),1)
+# the harness preloads the sanitizer runtimes into smbd and fails the run
+# on any report when its build dir is a sanitized one
+TEST_BUILD = build-sanitize
+TEST_ENV = ASVFS_BIN=$(CURDIR)/$(SANITIZE_OUT)
+else
+TEST_BUILD = build
+TEST_ENV =
+endif
 BENCHARGS ?=
 
 .PHONY: all build configure bootstrap test test-full run bench install clean \
-	distclean
+	distclean build-sanitize test-sanitize test-sanitize-quick
 
 all: build
 
@@ -36,8 +59,21 @@ build: bin/c4che/_cache.py
 	@bash buildtools/bootstrap.sh
 	$(WAF) build
 
-test: build
-	$(PYTHON) selftest/selftest.py $(TESTARGS)
+$(SANITIZE_OUT)/c4che/_cache.py: bin/c4che/_cache.py wscript
+	$(SANITIZE_WAF) configure --out=$(SANITIZE_OUT) --sanitize \
+		--with-samba-source="$$(cat bin/samba-source)" $(CONFIGURE_ARGS)
+
+build-sanitize: build $(SANITIZE_OUT)/c4che/_cache.py
+	$(SANITIZE_WAF) build
+
+test: $(TEST_BUILD)
+	$(TEST_ENV) $(PYTHON) selftest/selftest.py $(TESTARGS)
+
+test-sanitize:
+	$(MAKE) test SANITIZE=1 TESTARGS="$(SANITIZE_TESTARGS)"
+
+test-sanitize-quick:
+	$(MAKE) test SANITIZE=1 TESTARGS="$(SANITIZE_QUICK_TESTARGS)"
 
 test-full: build
 	$(PYTHON) selftest/selftest.py --full $(TESTARGS)
@@ -60,9 +96,10 @@ install: build
 
 clean:
 	$(WAF) clean || true
+	[ ! -e $(SANITIZE_OUT)/c4che ] || $(SANITIZE_WAF) clean || true
 
 distclean:
-	rm -rf bin .lock-waf*
+	rm -rf bin $(SANITIZE_OUT) .lock-waf*
 
 # The Debian package, built in a clean copy of the source (bin/deb/), so it
 # needs no make build.  SAMBA=<series> names the flavour: only the

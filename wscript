@@ -41,6 +41,11 @@ def options(opt):
                    help='the smbd whose VFS ABI to build for [smbd]')
     opt.add_option('--without-werror', dest='werror', default=True,
                    action='store_false', help='do not build with -Werror')
+    opt.add_option('--sanitize', dest='sanitize', default=False,
+                   action='store_true',
+                   help='build the modules, the engine and their unit tests '
+                        'with AddressSanitizer and UBSan (make '
+                        'test-sanitize configures this in bin-sanitize)')
 
 
 def _read_kv(path):
@@ -168,11 +173,44 @@ def check_libs(conf):
                    msg='Checking for libsmbclient (benchmark client)')
 
 
+# Loaded into smbd (which is not built with them) before anything else, so
+# that the runtimes come first, as ASan requires: see selftest/harness.py.
+SANITIZER_RUNTIMES = ['libasan.so', 'libubsan.so']
+
+
+def check_sanitize(conf):
+    """ASan and UBSan for our own code only (the modules, the engine, the
+    canary and the unit tests, through use='SANITIZE'); smbd gets the
+    runtimes preloaded by the harness, which finds them in the out dir's
+    file 'sanitize-preload'."""
+    flags = ['-fsanitize=address,undefined', '-fno-omit-frame-pointer',
+             '-O1']
+    conf.check_cc(fragment='int main(void) { return 0; }\n',
+                  cflags=flags, linkflags=flags[:1],
+                  msg='Checking for -fsanitize=address,undefined',
+                  errmsg='missing: install libasan8 and libubsan1 '
+                         '(gcc ships them)')
+    conf.env.CFLAGS_SANITIZE = flags
+    conf.env.LINKFLAGS_SANITIZE = flags[:1]
+    preload = []
+    for lib in SANITIZER_RUNTIMES:
+        path = conf.cmd_and_log(conf.env.CC + ['-print-file-name=' + lib],
+                                quiet=True).strip()
+        path = os.path.realpath(path)
+        if not os.path.isabs(path) or not os.path.exists(path):
+            conf.fatal('%s not found (gcc -print-file-name)' % lib)
+        preload.append(path)
+    conf.env.SANITIZE_PRELOAD = preload
+    conf.msg('Sanitizer runtimes preloaded into smbd', ' '.join(preload))
+
+
 def configure(conf):
     conf.load('compiler_c')
     check_samba_tree(conf)
     check_installed_smbd(conf)
     check_libs(conf)
+    if conf.options.sanitize:
+        check_sanitize(conf)
     conf.env.MANDIR = conf.env.MANDIR or '/usr/share/man'
     conf.env.append_value('CFLAGS', ['-g', '-O2', '-fPIC', '-Wall',
                                      '-Wextra', '-Wno-unused-parameter',
@@ -199,6 +237,12 @@ def configure(conf):
     os.makedirs(conf.bldnode.abspath(), exist_ok=True)
     with open(os.path.join(conf.bldnode.abspath(), 'samba-source'), 'w') as f:
         f.write(tree + '\n')
+    preload = os.path.join(conf.bldnode.abspath(), 'sanitize-preload')
+    if conf.env.SANITIZE_PRELOAD:
+        with open(preload, 'w') as f:
+            f.write(' '.join(conf.env.SANITIZE_PRELOAD) + '\n')
+    elif os.path.exists(preload):
+        os.unlink(preload)
     conf.write_config_header('config-asvfs.h')
 
 
@@ -214,5 +258,5 @@ def vfs_module(bld, name, source, install):
     env = bld.env.derive()
     env.cshlib_PATTERN = '%s.so'
     bld.shlib(target=name, source=source, env=env,
-              use='async_vfs_engine SAMBA TALLOC TEVENT URING',
+              use='async_vfs_engine SAMBA TALLOC TEVENT URING SANITIZE',
               install_path=bld.env.VFSDIR if install else None)

@@ -19,7 +19,9 @@ import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BIN = os.path.join(TOP, 'bin')
+# The build under test: bin, or the sanitized build (make test SANITIZE=1
+# sets ASVFS_BIN to bin-sanitize).
+BIN = os.environ.get('ASVFS_BIN') or os.path.join(TOP, 'bin')
 
 GROUP = 'asvfs_grp'
 PASSWORD = 'Asvfs-Test-Pw1'
@@ -117,6 +119,164 @@ ENVIRONMENTS = {
 }
 
 
+def sanitizer_runtimes():
+    """The ASan and UBSan runtimes of a sanitized build (waf configure
+    --sanitize records them in its out dir), or None."""
+    try:
+        with open(os.path.join(BIN, 'sanitize-preload')) as f:
+            return f.read().split() or None
+    except OSError:
+        return None
+
+
+SANITIZER_RUNTIMES = sanitizer_runtimes()
+
+# Every sanitizer report of a process this harness started (or of a unit
+# test): (what ran, log file, report text).  selftest.py turns each into a
+# failure.
+SANITIZER_REPORTS = []
+# Reports of stock smbd's own code, shown but not counted (see
+# collect_sanitizer_reports).
+SANITIZER_FOREIGN = []
+# Where the reports are kept once a work dir is removed.
+SANITIZER_KEEP = os.path.join(BIN, 'selftest-results', 'sanitizer')
+
+
+def sanitizer_env(logdir):
+    """Environment of a process that runs our sanitized code: its
+    reports go to files in logdir, one per process (report.<pid>).
+
+    smbd is not built with ASan, so the runtime is preloaded (LD_PRELOAD,
+    see Smbd.start()); verify_asan_link_order=0 keeps ASan from refusing
+    to start over the order of the libraries it finds, which is not ours
+    to choose in smbd.  Leaks are checked (each smbd child runs
+    LeakSanitizer at its exit) and sorted in collect_sanitizer_reports();
+    print_module_map=1 ends each fatal report with the loaded libraries.
+    The directory is world-writable: a report is written with the
+    identity smbd has at that moment, which may be a test user's."""
+    os.makedirs(logdir, exist_ok=True)
+    os.chmod(logdir, 0o1777)
+    # one prefix for all: the ASan runtime takes log_path from whichever
+    # of these it parses last
+    log_path = 'log_path=' + os.path.join(logdir, 'report')
+    asan = [log_path,
+            'verify_asan_link_order=0', 'detect_leaks=1',
+            'halt_on_error=1', 'abort_on_error=0', 'disable_coredump=1',
+            'malloc_context_size=30', 'print_module_map=1',
+            'detect_stack_use_after_return=0']
+    ubsan = [log_path,
+             'print_stacktrace=1', 'halt_on_error=0']
+    return {'ASAN_OPTIONS': ':'.join(asan),
+            'UBSAN_OPTIONS': ':'.join(ubsan),
+            'LSAN_OPTIONS': log_path}
+
+
+# A frame of our own code in a report: our sources, modules, engine or
+# test programs.
+OUR_FRAME = re.compile(r'/(modules|selftest)/|libasync_vfs_engine\.so|'
+                       r'/vfs/(async_\w+|asvfs_canary)\.so')
+
+
+def split_reports(text):
+    """A sanitizer log split into its reports (one per ERROR header)."""
+    parts = re.split(r'\n(?=(?:=+\n)?==\d+==ERROR: )', '\n' + text)
+    return [p.strip('\n') for p in parts if 'ERROR: ' in p]
+
+
+def our_leaks(report):
+    """The leaks of a LeakSanitizer report allocated by our code (one
+    block per allocation stack; a module map after them is cut off)."""
+    report = re.split(r'\n==\d+==Process (?:module|memory) map', report)[0]
+    blocks = re.split(r'\n(?=(?:Direct|Indirect) leak of )', report)
+    return [b for b in blocks[1:] if OUR_FRAME.search(b)]
+
+
+def collect_sanitizer_reports(logdir, what, tag=None):
+    """Add every report found in logdir to SANITIZER_REPORTS (once) and
+    keep a copy under SANITIZER_KEEP.
+
+    Only reports about our code count, as only our code is built with the
+    sanitizers, but smbd's own allocations and libc calls are seen through
+    the preloaded runtime:
+    - a leak counts when one of its allocation frames is ours: every smbd
+      child exits with a strdup of libsamba-passdb never freed, which is
+      Samba's;
+    - any other ASan report counts when a frame of any of its stacks is
+      ours or its process had our modules loaded (the module map printed
+      at the end of the report).  The rest, from processes of stock
+      smbd's own shares, go to SANITIZER_FOREIGN: smbd 4.17 frees the
+      buffer of a READ its thread pool is still filling when a client
+      disconnects on the default VFS."""
+    if not os.path.isdir(logdir):
+        return
+    os.makedirs(SANITIZER_KEEP, exist_ok=True)
+    for name in sorted(os.listdir(logdir)):
+        path = os.path.join(logdir, name)
+        if name.endswith('.seen') or not os.path.isfile(path):
+            continue
+        with open(path, errors='replace') as f:
+            text = f.read()
+        os.rename(path, path + '.seen')
+        shutil.copy2(path + '.seen', os.path.join(
+            SANITIZER_KEEP, '%s-%s' % (tag or os.path.basename(what), name)))
+        for report in split_reports(text):
+            if 'ERROR: LeakSanitizer' in report:
+                leaks = our_leaks(report)
+                if leaks:
+                    SANITIZER_REPORTS.append((what, path, '\n'.join(
+                        [report.splitlines()[0]] + leaks)))
+            elif OUR_FRAME.search(report):
+                SANITIZER_REPORTS.append((what, path, report))
+            else:
+                SANITIZER_FOREIGN.append((what, path, report))
+
+
+def ubsan_reports(text):
+    """UBSan reports in a process's output: the runtime error line and
+    its stack.  Next to ASan, GCC 12's UBSan runtime ignores log_path and
+    writes to stderr, which smbd points at its log file."""
+    reports = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if 'runtime error: ' not in line:
+            continue
+        block = [line]
+        for frame in lines[i + 1:i + 40]:
+            if not re.match(r'\s+#\d+ ', frame):
+                break
+            block.append(frame)
+        reports.append('\n'.join(block))
+    return reports
+
+
+# How far each log file has been read for UBSan reports.
+_UBSAN_SCANNED = {}
+
+
+def collect_ubsan_reports(logdir, what):
+    """Add the UBSan reports written to the log files in logdir since the
+    last call to SANITIZER_REPORTS."""
+    if not os.path.isdir(logdir):
+        return
+    for name in sorted(os.listdir(logdir)):
+        path = os.path.join(logdir, name)
+        if not os.path.isfile(path):
+            continue
+        with open(path, 'rb') as f:
+            f.seek(_UBSAN_SCANNED.get(path, 0))
+            text = f.read().decode(errors='replace')
+            _UBSAN_SCANNED[path] = f.tell()
+        for report in ubsan_reports(text):
+            SANITIZER_REPORTS.append((what, path, report))
+
+
+def sanitizer_report_head(text, lines=12):
+    """The first lines of a report that say what and where."""
+    keep = [ln.rstrip() for ln in text.splitlines()
+            if ln.strip() and not ln.startswith('====')]
+    return '\n    '.join(keep[:lines])
+
+
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
 
@@ -210,6 +370,7 @@ class Smbd:
         self.proc = None
         self.conf = os.path.join(self.dir, 'smb.conf')
         self.log = os.path.join(self.dir, 'logs', 'log.smbd')
+        self.sanitizer_logs = os.path.join(self.dir, 'logs', 'sanitizer')
 
     # -- configuration -------------------------------------------------
     def shares(self):
@@ -334,10 +495,17 @@ class Smbd:
         # self.proc.pid is smbd's pid.
         script = 'mount --bind "$1" "$2" && shift 2 && exec "$@"'
         self.stdout = open(os.path.join(self.dir, 'logs', 'smbd.out'), 'w')
+        # Only smbd (and its wrapper) get the sanitizer runtimes, not
+        # unshare, sh and mount.
+        preload = []
+        if SANITIZER_RUNTIMES:
+            preload = ['env', 'LD_PRELOAD=' + ' '.join(SANITIZER_RUNTIMES)]
+            preload += ['%s=%s' % kv for kv in
+                        sanitizer_env(self.sanitizer_logs).items()]
         self.proc = subprocess.Popen(
             ['unshare', '--mount', '--propagation', 'private', '--',
              'sh', '-c', script, 'sh', vfs, self.sys_vfs_dir] +
-            self.wrapper + [self.binary, '--foreground',
+            preload + self.wrapper + [self.binary, '--foreground',
                             '--no-process-group',
                             '--configfile=' + self.conf],
             stdout=self.stdout, stderr=subprocess.STDOUT,
@@ -397,20 +565,57 @@ class Smbd:
 
     def stop(self):
         """Stop only the smbd we started (and its children, which share its
-        session)."""
-        if self.proc is None or self.proc.poll() is not None:
+        session).  With a sanitized build, wait until every process of the
+        group has written its reports, then collect them."""
+        if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        # children log their counters as they exit: a busy machine must
-        # not make that a SIGKILL
-        try:
-            self.proc.wait(timeout=WAIT_SECS)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            # children log their counters as they exit: a busy machine
+            # must not make that a SIGKILL
+            try:
+                self.proc.wait(timeout=WAIT_SECS)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if SANITIZER_RUNTIMES:
+            self._wait_group_gone()
+            self.collect_sanitizer_reports()
+
+    def collect_sanitizer_reports(self):
+        collect_sanitizer_reports(self.sanitizer_logs, self.dir)
+        collect_ubsan_reports(os.path.join(self.dir, 'logs'), self.dir)
+
+    def group_members(self):
+        """Live (not zombie) processes of smbd's process group."""
+        pids = []
+        for pid in os.listdir('/proc'):
+            if not pid.isdigit():
+                continue
+            try:
+                with open('/proc/%s/stat' % pid) as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != 'Z' and int(fields[2]) == self.proc.pid:
+                pids.append(int(pid))
+        return pids
+
+    def _wait_group_gone(self, timeout=WAIT_SECS):
+        """Children may outlive the parent while LeakSanitizer checks
+        them at exit; a generous bound, then they are killed."""
+        deadline = time.time() + timeout
+        while self.group_members():
+            if time.time() > deadline:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return
+            time.sleep(0.1)
 
     def panics(self):
         """Lines that show an smbd panic or crash, from all our logs."""
@@ -452,4 +657,6 @@ class Smbd:
 
     def cleanup(self):
         self.stop()
+        if SANITIZER_RUNTIMES:
+            self.collect_sanitizer_reports()
         shutil.rmtree(self.dir, ignore_errors=True)

@@ -10,7 +10,10 @@ Rules (see selftest/README.md):
   the run;
 - selftest/flapping lists timing-dependent tests (with the reason) whose
   failure is reported but not counted on any environment;
-- any smbd panic or core file fails the run.
+- any smbd panic or core file fails the run;
+- with a sanitized build (make test SANITIZE=1, make test-sanitize), smbd
+  runs with the ASan and UBSan runtimes preloaded and any report of a
+  sanitizer fails the run (sanitizer.<part>), its first lines printed.
 Ends with the line "N passed, N failed, N skipped".
 """
 import argparse
@@ -31,6 +34,7 @@ import escape_tests  # noqa: E402
 import fault_tests  # noqa: E402
 import harness  # noqa: E402
 import identity_tests  # noqa: E402
+import inflight_tests  # noqa: E402
 import listing_tests  # noqa: E402
 import open_tests  # noqa: E402
 import package_tests  # noqa: E402
@@ -53,7 +57,10 @@ OWN_SMBD_TESTS = [
     brl_tests,
     open_tests,
     escape_tests,
+    inflight_tests,
 ]
+PARTS = ['build', 'unit', 'slowfs', 'smbd', 'faults', 'torture', 'bench',
+         'package']
 # smbtorture suites: the quick set (every environment), the full set
 # (--full) and those not run, each with the reason
 QUICK_LIST = 'tests.list'
@@ -140,6 +147,9 @@ def run_unit_tests(res, bindir):
         res.add('fail', 'unit', 'no unit tests built (cmocka missing?)')
         return
     env = dict(os.environ, CMOCKA_MESSAGE_OUTPUT='SUBUNIT')
+    logdir = os.path.join(bindir, 'selftest-results', 'sanitizer-unit')
+    if harness.SANITIZER_RUNTIMES:
+        env.update(harness.sanitizer_env(logdir))
     for prog in sorted(os.listdir(unitdir)):
         path = os.path.join(unitdir, prog)
         if not (prog.startswith('test_') and os.access(path, os.X_OK)):
@@ -147,6 +157,11 @@ def run_unit_tests(res, bindir):
         p = subprocess.run([path], stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, env=env,
                            universal_newlines=True, timeout=300)
+        if harness.SANITIZER_RUNTIMES:
+            harness.collect_sanitizer_reports(logdir, 'unit.' + prog, prog)
+            harness.SANITIZER_REPORTS.extend(
+                ('unit.' + prog, path, report)
+                for report in harness.ubsan_reports(p.stdout))
         results = parse_subunit(p.stdout)
         if not results or (p.returncode != 0 and
                            'fail' not in results.values()):
@@ -154,6 +169,27 @@ def run_unit_tests(res, bindir):
                     (p.returncode, p.stdout[-300:]))
         for name, status in sorted(results.items()):
             res.add(status, 'unit.%s.%s' % (prog, name))
+
+
+def check_sanitizers(res, part):
+    """One result per part of a sanitized run: a failure for each report
+    its processes left since the last check, or a pass."""
+    if not harness.SANITIZER_RUNTIMES:
+        return
+    reports = harness.SANITIZER_REPORTS[:]
+    del harness.SANITIZER_REPORTS[:]
+    for what, path, text in harness.SANITIZER_FOREIGN:
+        res.add('knownfail', 'sanitizer.%s' % part, 'not in our code, '
+                'in a process without our modules: %s, %s:\n    %s' % (
+                    what, os.path.basename(path),
+                    harness.sanitizer_report_head(text)))
+    del harness.SANITIZER_FOREIGN[:]
+    for what, path, text in reports:
+        res.add('fail', 'sanitizer.%s' % part, '%s, %s:\n    %s' % (
+            what, os.path.basename(path),
+            harness.sanitizer_report_head(text)))
+    if not reports:
+        res.add('pass', 'sanitizer.%s' % part)
 
 
 def run_slowfs_tests(res, bindir):
@@ -421,10 +457,9 @@ def main():
                     help='the full set: also the suites of '
                     'selftest/tests-full.list, on the environments of '
                     'FULL_SET_ENVS (make test-full)')
-    ap.add_argument('--only', choices=['build', 'unit', 'slowfs', 'smbd',
-                                       'faults', 'torture', 'bench',
-                                       'package'],
-                    action='append', help='run only these parts')
+    ap.add_argument('--only', action='append',
+                    help='run only these parts (comma-separated or given '
+                    'more than once): %s' % ','.join(PARTS))
     ap.add_argument('--files', help='comma-separated test files of the '
                     'smbd and faults parts, e.g. fault_tests (default: all)')
     ap.add_argument('--jobs', type=int, default=2)
@@ -440,8 +475,16 @@ def main():
         sys.exit('selftest: must run as root (it creates test users and '
                  'a mount namespace)')
 
-    parts = args.only or ['build', 'unit', 'slowfs', 'smbd', 'faults',
-                          'torture', 'bench', 'package']
+    parts = [p for o in args.only or [] for p in o.split(',') if p] or PARTS
+    for p in parts:
+        if p not in PARTS:
+            ap.error('--only: no part %r (parts: %s)' % (p, ','.join(PARTS)))
+    if harness.SANITIZER_RUNTIMES:
+        # what this run's processes reported, and nothing older
+        shutil.rmtree(harness.SANITIZER_KEEP, ignore_errors=True)
+        print('selftest: sanitized build %s: smbd runs with %s preloaded' %
+              (args.bindir, ' '.join(harness.SANITIZER_RUNTIMES)),
+              flush=True)
     envs = args.env.split(',') if args.env else list(harness.ENVIRONMENTS)
     if 'default' not in envs and 'torture' in parts:
         envs.insert(0, 'default')
@@ -462,6 +505,7 @@ def main():
         build_tests.run_all(res)
     if 'unit' in parts:
         run_unit_tests(res, args.bindir)
+        check_sanitizers(res, 'unit')
     if 'slowfs' in parts:
         run_slowfs_tests(res, args.bindir)
     if 'bench' in parts:
@@ -477,6 +521,7 @@ def main():
     if 'faults' in parts:
         for mod in chosen(OWN_SMBD_TESTS):
             mod.run_all(res)
+            check_sanitizers(res, mod.__name__)
     smbd = None
     if 'smbd' in parts or 'torture' in parts:
         smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]
@@ -500,6 +545,7 @@ def main():
             smbd.stop()
             for line in smbd.panics():
                 res.add('fail', 'smbd-panic', line)
+            check_sanitizers(res, 'shared_smbd')
             if not args.keep and res.failed == 0:
                 smbd.cleanup()
             else:

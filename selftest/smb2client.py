@@ -250,6 +250,36 @@ class RawConn:
         return self._send(user, _s3s.SMB2_TREE_DISCONNECT,
                           _struct.pack('<HH', 4, 0))
 
+    # Each request below carries one credit (impacket's sendSMB counts one
+    # message id per request): 64 KiB at most.
+    def send_read(self, user, fid, offset, length):
+        r = _s3s.SMB2Read()
+        r['Padding'] = 0x50
+        r['FileID'] = fid
+        r['Length'] = length
+        r['Offset'] = offset
+        return self._send(user, _s3s.SMB2_READ, r)
+
+    def send_write(self, user, fid, offset, data):
+        w = _s3s.SMB2Write()
+        w['FileID'] = fid
+        w['Length'] = len(data)
+        w['Offset'] = offset
+        w['Buffer'] = data
+        return self._send(user, _s3s.SMB2_WRITE, w)
+
+    def send_query_directory(self, user, fid, length=65536):
+        """One QUERY_DIRECTORY of everything (FULL_DIRECTORY_INFO,
+        restarted from the first entry)."""
+        q = _s3s.SMB2QueryDirectory()
+        q['FileInformationClass'] = _s3s.FILE_FULL_DIRECTORY_INFORMATION
+        q['Flags'] = _s3s.SMB2_RESTART_SCANS
+        q['FileID'] = fid
+        q['OutputBufferLength'] = length
+        q['FileNameLength'] = 2
+        q['Buffer'] = '*'.encode('utf-16le')
+        return self._send(user, _s3s.SMB2_QUERY_DIRECTORY, q)
+
     def send_cancel(self, user, mid):
         tid = self.use(user)
         packet = self.s3.SMB_PACKET()

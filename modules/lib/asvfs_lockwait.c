@@ -197,7 +197,6 @@ static void lockwait_orphan_tick(struct tevent_context *ev,
 		private_data, struct lockwait_orphan);
 
 	if (atomic_load(&o->job->finished)) {
-		lockwait_job_unref(o->job);
 		talloc_free(o);
 		return;
 	}
@@ -209,16 +208,27 @@ static void lockwait_orphan_tick(struct tevent_context *ev,
 				     0, o->interval_usec),
 			     lockwait_orphan_tick, o) == NULL) {
 		/* no memory: the thread finishes when its fcntl() does */
-		lockwait_job_unref(o->job);
 		talloc_free(o);
 	}
+}
+
+static int lockwait_orphan_destructor(struct lockwait_orphan *o)
+{
+	lockwait_job_unref(o->job);
+	return 0;
 }
 
 static void lockwait_adopt_orphan(struct tevent_context *ev,
 				  struct lockwait_job *job)
 {
-	/* not under the request: it outlives it */
-	struct lockwait_orphan *o = talloc_zero(NULL, struct lockwait_orphan);
+	/*
+	 * Not under the request, which it outlives, but under the event
+	 * context its timer runs on: when that goes (a process exit), the
+	 * orphan goes with it and drops its reference, and the thread frees
+	 * the job when it finishes.  Under NULL it was left behind, seen by
+	 * LeakSanitizer in the unit tests.
+	 */
+	struct lockwait_orphan *o = talloc_zero(ev, struct lockwait_orphan);
 
 	if (o == NULL) {
 		lockwait_job_unref(job);
@@ -227,9 +237,9 @@ static void lockwait_adopt_orphan(struct tevent_context *ev,
 	o->job = job;
 	o->ev = ev;
 	o->interval_usec = 10 * 1000;
+	talloc_set_destructor(o, lockwait_orphan_destructor);
 	if (tevent_add_timer(ev, o, tevent_timeval_current_ofs(0, 10000),
 			     lockwait_orphan_tick, o) == NULL) {
-		lockwait_job_unref(job);
 		talloc_free(o);
 	}
 }
