@@ -162,8 +162,7 @@ static void async_dosattr_parse_options(struct async_dosattr_config *c,
 					  0, 3600000) * 1000000;
 	c->cache_entries = asvfs_conf_uint(snum, MODULE, "cache entries", 0,
 					   0, 1048576);
-	c->engine.entries = 256;
-	c->engine.workers = 64;
+	asvfs_conf_engine(snum, &c->engine);
 }
 
 /*

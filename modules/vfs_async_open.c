@@ -170,7 +170,7 @@ static void async_open_parse_options(struct async_open_config *config,
 	config->threshold_nsec = asvfs_conf_uint(snum, MODULE,
 						 "async threshold usec", 1000,
 						 0, 10000000) * 1000;
-	config->engine.entries = 256;
+	asvfs_conf_engine(snum, &config->engine);
 }
 
 static int async_open_connect(vfs_handle_struct *handle,
