@@ -388,8 +388,18 @@ static unsigned async_open_free_slots(struct async_open_config *config,
 	int err = 0;
 
 	if (config->backend != AO_BACKEND_THREADS) {
-		/* set up and its failure logged before anyone waits */
 		engine = asvfs_engine_get(ev, &config->engine, &err, &first);
+	}
+	if (first) {
+		/* what async_open_engine() would say, had it come first */
+		DBG_WARNING(MODULE ": io_uring unavailable (%s): %s\n",
+			    strerror(err),
+			    config->backend == AO_BACKEND_AUTO ?
+			    "opens go to worker threads" :
+			    "opens stay synchronous");
+	}
+	if (engine != NULL && !asvfs_engine_supports(engine, ASVFS_OP_OPENAT)) {
+		engine = NULL;		/* opens go where the backend says */
 	}
 	if (engine != NULL) {
 		limit = asvfs_engine_workers(engine);
