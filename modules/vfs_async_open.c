@@ -812,6 +812,25 @@ static void async_open_unclaimed(struct tevent_context *ev,
 	TALLOC_FREE(p);
 }
 
+/*
+ * The open is done in the kernel, its completion not yet taken: under
+ * load smbd's loop can lag behind both, and tevent runs every due timer
+ * before it looks at the ring again, so without this look a burst of
+ * opens completed on time would all be answered as timed out.
+ */
+static bool async_open_completed_meanwhile(struct async_open_pending *p)
+{
+	struct asvfs_engine *engine = NULL;
+	bool first = false;
+	int err = 0;
+
+	if (p->worker || p->subreq == NULL) {
+		return false;
+	}
+	engine = asvfs_engine_get(p->ev, &p->config->engine, &err, &first);
+	return engine != NULL && asvfs_engine_completed(engine, p->subreq);
+}
+
 static void async_open_timeout(struct tevent_context *ev,
 			       struct tevent_timer *te,
 			       struct timeval now, void *private_data)
@@ -820,6 +839,9 @@ static void async_open_timeout(struct tevent_context *ev,
 		private_data, struct async_open_pending);
 
 	p->te = NULL;
+	if (async_open_completed_meanwhile(p)) {
+		return;		/* async_open_done() comes next */
+	}
 	p->timed_out = true;
 	DBG_WARNING(MODULE ": open of %s (mid %" PRIu64 ") still pending "
 		    "after %" PRIu64 " ms: failing the request\n", p->name,

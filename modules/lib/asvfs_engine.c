@@ -1462,6 +1462,15 @@ void asvfs_engine_flush(struct asvfs_engine *engine)
 	engine_submit(engine);
 }
 
+bool asvfs_engine_completed(struct asvfs_engine *engine,
+			    struct tevent_req *req)
+{
+	if (engine->pid == getpid()) {
+		engine_reap(engine);
+	}
+	return !tevent_req_is_in_progress(req);
+}
+
 bool asvfs_engine_wait(struct asvfs_engine *engine, struct tevent_req *req)
 {
 	engine_submit(engine);

@@ -220,6 +220,17 @@ ssize_t asvfs_getxattr_recv(struct tevent_req *req, int *perrno);
 void asvfs_engine_flush(struct asvfs_engine *engine);
 
 /*
+ * For a caller about to give up on req, one of this engine's requests (a
+ * timeout): take what the kernel has completed meanwhile, without
+ * waiting, so that a result already in the completion queue is not taken
+ * for a late one when the event loop lagged behind (tevent runs every
+ * due timer before it looks at fds again).  True if req has completed;
+ * its callback then comes from the event loop as usual.
+ */
+bool asvfs_engine_completed(struct asvfs_engine *engine,
+			    struct tevent_req *req);
+
+/*
  * ... and block until req, one of this engine's requests, has completed
  * (its result is then ready for the _recv).  Completions of other
  * requests reaped meanwhile are recorded; their callbacks are deferred to
