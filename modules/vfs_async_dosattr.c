@@ -173,8 +173,7 @@ static void async_dosattr_parse_options(struct async_dosattr_config *c,
 					   0, 1048576);
 	c->prefetch_memory = asvfs_conf_size(snum, MODULE, "prefetch memory",
 					     64ULL << 20, 0, 1ULL << 40);
-	c->engine.entries = 256;
-	c->engine.workers = 64;
+	asvfs_conf_engine(snum, &c->engine);
 }
 
 /*

@@ -101,6 +101,8 @@ struct async_open_counters {
 	uint64_t next;		/* passed to the next module synchronously */
 	uint64_t threads;	/* of the started ones: on worker threads */
 	uint64_t discarded;	/* creates for nobody, to be removed again */
+	uint64_t queued;	/* waited for a free kernel worker or thread */
+	uint64_t late;		/* waited past smbd's limit: synchronous */
 };
 
 struct async_open_pending;
@@ -162,10 +164,15 @@ struct async_open_pending {
  */
 static struct async_open_pending *async_open_pending_list;
 
-/* smbd's async open limit (source3/smbd/open.c), unpatched */
-#define ASYNC_OPEN_SMBD_LIMIT_MSEC 20000
-
 static void async_open_register_exit(void);
+
+/*
+ * How long smbd keeps retrying an open that answered EINTR: twice its
+ * OPLOCK_BREAK_TIMEOUT of 35 s from the request's arrival, after which
+ * it answers SHARING_VIOLATION itself.  Two seconds of margin for its
+ * poll, which comes once a second.
+ */
+#define ASYNC_OPEN_SMBD_RETRY_LIMIT_MSEC (70000 - 2000)
 
 /* --- options ------------------------------------------------------------ */
 
@@ -190,15 +197,16 @@ static void async_open_parse_options(struct async_open_config *config,
 					  async_open_backends,
 					  AO_BACKEND_AUTO);
 	/*
-	 * Milliseconds.  Unpatched smbd exits the whole process 20 s after
-	 * an EINPROGRESS deferral: the maximum leaves a second of margin.
+	 * Milliseconds.  The maximum keeps an answer inside smbd's 70 s
+	 * retry of an open (the 20 s exit timer of an EINPROGRESS deferral,
+	 * which bounded it once, is never armed any more).
 	 */
 	config->timeout_msec = asvfs_conf_uint(snum, MODULE, "timeout", 10000,
-					       100, 19000);
+					       100, 60000);
 	config->threshold_nsec = asvfs_conf_uint(snum, MODULE,
 						 "async threshold usec", 1000,
 						 0, 10000000) * 1000;
-	config->engine.entries = 256;
+	asvfs_conf_engine(snum, &config->engine);
 }
 
 static int async_open_connect(vfs_handle_struct *handle,
@@ -239,11 +247,12 @@ static void async_open_disconnect(vfs_handle_struct *handle)
 		 " mismatched=%" PRIu64 " sync_again=%" PRIu64
 		 " timeouts=%" PRIu64 " abandoned=%" PRIu64 " next=%" PRIu64
 		 " threads=%" PRIu64 " discarded=%" PRIu64
+		 " queued=%" PRIu64 " late=%" PRIu64
 		 " estimate_usec=%" PRIu64 "\n",
 		 lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		 n->creates, n->existing, n->handed, n->failed,
 		 n->mismatched, n->sync_again, n->timeouts, n->abandoned,
-		 n->next, n->threads, n->discarded,
+		 n->next, n->threads, n->discarded, n->queued, n->late,
 		 config->estimate_nsec / 1000);
 next:
 	/* pending opens go with the config: late fds are closed */
@@ -289,21 +298,26 @@ static struct smbXsrv_connection *async_open_find_channel(
 }
 
 /*
- * smbd defers a create only while its request is younger than 20 s
- * (schedule_async_open(): an older one gets our EINPROGRESS as its final
- * status), and its exit_server timer stays with the request if a replay
- * is deferred again.  A request that already waited (an oplock or lease
- * break, a sharing violation retry) so long that our own timeout could
- * not answer it within those 20 s is opened synchronously instead.
+ * Both kinds of open answer EINTR (a create too, see "the temporary
+ * name"), which smbd retries until its request is 70 s old.  A request
+ * that already waited (an oplock or lease break, a sharing violation
+ * retry, a free worker) so long that our own timeout could not answer it
+ * within that limit is opened synchronously instead.
  */
+static int64_t async_open_limit_usec(void)
+{
+	return (int64_t)ASYNC_OPEN_SMBD_RETRY_LIMIT_MSEC * 1000;
+}
+
 static bool async_open_in_time(struct async_open_config *config,
-			       const struct timeval *request_time)
+			       const struct timeval *request_time,
+			       bool create)
 {
 	struct timeval now = timeval_current();
 	int64_t age_usec = usec_time_diff(&now, request_time);
 
 	return age_usec + (int64_t)config->timeout_msec * 1000 <
-	       (int64_t)ASYNC_OPEN_SMBD_LIMIT_MSEC * 1000;
+	       async_open_limit_usec();
 }
 
 static struct smbXsrv_connection *async_open_channel_by_id(
@@ -343,6 +357,282 @@ static struct async_open_pending *async_open_lookup(
 		}
 	}
 	return NULL;
+}
+
+/* --- waiting for a free worker ------------------------------------------ */
+
+/*
+ * Overload must never turn an open that smbd would complete into an
+ * error.  The kernel runs at most asvfs_engine_workers() blocking
+ * operations of the process at once (threads: ASVFS_WORKER_MAX); more
+ * would wait in the kernel's queue, unseen, with async_open:timeout
+ * running.  So opens beyond the free workers wait here instead, and
+ * their timeout starts only when they start:
+ *
+ *   openat (no free worker) -> async_open_waiter, EINTR
+ *     smbd polls the request once a second (async_open_openat again:
+ *     still no room -> EINTR again)
+ *   an open of ours ends (its ticket goes) -> async_open_queue_run()
+ *     -> replay the first waiters, as many as there is room for
+ *   replay -> async_open_openat -> room: started as usual
+ *
+ * A waiter whose request gets too old to be answered within smbd's
+ * limit (async_open_in_time()) is opened synchronously by the next
+ * module, as smbd would have opened it in the first place; its timer
+ * replays it at that moment, and drops it if the request is gone.
+ * Waiters are served earliest deadline first (each must start within
+ * 68 s of its request less the timeout), so fewer of them end
+ * synchronous, each of which holds up the connection, and so the start
+ * of every other waiter, for one open's time.
+ */
+struct async_open_waiter {
+	struct async_open_waiter *prev, *next;
+	struct async_open_config *config;
+	struct smbXsrv_client *client;
+	uint64_t channel_id;
+	uint64_t mid;
+	struct timeval deadline;	/* the last moment it can start */
+	struct tevent_timer *te;	/* at the deadline */
+};
+
+/* Every tree connect's waiters: the workers are the process's. */
+static struct async_open_waiter *async_open_queue;
+static struct tevent_immediate *async_open_queue_im;
+/* Our opens in the kernel or on a thread (their ticket lives). */
+static unsigned async_open_running;
+
+/* Free workers for config's opens now; UINT_MAX: not limited by us. */
+static unsigned async_open_free_slots(struct async_open_config *config,
+				      struct tevent_context *ev)
+{
+	struct asvfs_engine *engine = NULL;
+	unsigned limit, busy;
+	bool first = false;
+	int err = 0;
+
+	if (config->backend != AO_BACKEND_THREADS) {
+		engine = asvfs_engine_get(ev, &config->engine, &err, &first);
+	}
+	if (first) {
+		/* what async_open_engine() would say, had it come first */
+		DBG_WARNING(MODULE ": io_uring unavailable (%s): %s\n",
+			    strerror(err),
+			    config->backend == AO_BACKEND_AUTO ?
+			    "opens go to worker threads" :
+			    "opens stay synchronous");
+	}
+	if (engine != NULL && !asvfs_engine_supports(engine, ASVFS_OP_OPENAT)) {
+		engine = NULL;		/* opens go where the backend says */
+	}
+	if (engine != NULL) {
+		limit = asvfs_engine_workers(engine);
+		/* others' blocking work takes workers too */
+		busy = MAX(async_open_running,
+			   (unsigned)asvfs_engine_stats()->inflight);
+	} else if (config->backend != AO_BACKEND_URING) {
+		limit = ASVFS_WORKER_MAX;
+		busy = asvfs_worker_running();
+	} else {
+		return UINT_MAX;	/* opens stay synchronous anyway */
+	}
+	return busy < limit ? limit - busy : 0;
+}
+
+static unsigned async_open_waiters_before(const struct async_open_waiter *w)
+{
+	const struct async_open_waiter *q = NULL;
+	unsigned n = 0;
+
+	for (q = async_open_queue; q != NULL && q != w; q = q->next) {
+		n++;
+	}
+	return n;
+}
+
+static int async_open_waiter_destructor(struct async_open_waiter *w)
+{
+	DLIST_REMOVE(async_open_queue, w);
+	return 0;
+}
+
+static struct async_open_waiter *async_open_waiter_lookup(
+	struct async_open_config *config, uint64_t channel_id, uint64_t mid)
+{
+	struct async_open_waiter *w = NULL;
+
+	for (w = async_open_queue; w != NULL; w = w->next) {
+		if (w->config == config && w->channel_id == channel_id &&
+		    w->mid == mid) {
+			return w;
+		}
+	}
+	return NULL;
+}
+
+/* Replay the waiting request now; false if it is gone. */
+static bool async_open_waiter_replay(struct async_open_waiter *w)
+{
+	struct smbXsrv_connection *xconn = NULL;
+
+	xconn = async_open_channel_by_id(w->client, w->channel_id);
+	if (xconn == NULL) {
+		return false;
+	}
+	return schedule_deferred_open_message_smb(xconn, w->mid);
+}
+
+static void async_open_queue_run(struct tevent_context *ev,
+				 struct tevent_immediate *im,
+				 void *private_data)
+{
+	struct async_open_waiter *w = NULL, *next = NULL;
+	unsigned before = 0;
+
+	for (w = async_open_queue; w != NULL; w = next) {
+		next = w->next;
+		if (before >= async_open_free_slots(w->config, ev)) {
+			break;
+		}
+		if (!async_open_waiter_replay(w)) {
+			TALLOC_FREE(w);		/* cancelled, or its tree went */
+			continue;
+		}
+		before++;
+	}
+}
+
+static void async_open_queue_kick(struct tevent_context *ev)
+{
+	if (async_open_queue == NULL) {
+		return;
+	}
+	if (async_open_queue_im == NULL) {
+		async_open_queue_im = tevent_create_immediate(NULL);
+		if (async_open_queue_im == NULL) {
+			return;		/* smbd's poll comes within a second */
+		}
+	}
+	tevent_schedule_immediate(async_open_queue_im, ev,
+				  async_open_queue_run, NULL);
+}
+
+/* Held by each open of ours while it runs: a child of its request. */
+struct async_open_ticket {
+	struct tevent_context *ev;
+};
+
+static int async_open_ticket_destructor(struct async_open_ticket *t)
+{
+	async_open_running--;
+	async_open_queue_kick(t->ev);
+	return 0;
+}
+
+static void async_open_take_ticket(struct tevent_req *subreq,
+				   struct tevent_context *ev)
+{
+	struct async_open_ticket *t = NULL;
+
+	t = talloc(subreq, struct async_open_ticket);
+	if (t == NULL) {
+		return;		/* counted by the engine or the threads only */
+	}
+	t->ev = ev;
+	async_open_running++;
+	talloc_set_destructor(t, async_open_ticket_destructor);
+}
+
+/* Behind every waiter whose deadline is not later than w's. */
+static void async_open_queue_insert(struct async_open_waiter *w)
+{
+	struct async_open_waiter *q = NULL, *last = NULL;
+
+	for (q = async_open_queue; q != NULL; q = q->next) {
+		if (timeval_compare(&q->deadline, &w->deadline) > 0) {
+			break;
+		}
+		last = q;
+	}
+	DLIST_ADD_AFTER(async_open_queue, w, last);
+}
+
+static void async_open_waiter_deadline(struct tevent_context *ev,
+				       struct tevent_timer *te,
+				       struct timeval now, void *private_data)
+{
+	struct async_open_waiter *w = talloc_get_type_abort(
+		private_data, struct async_open_waiter);
+
+	w->te = NULL;
+	/* the replay finds it too late and opens synchronously */
+	if (!async_open_waiter_replay(w)) {
+		TALLOC_FREE(w);
+	}
+}
+
+static struct async_open_waiter *async_open_waiter_new(
+	struct async_open_config *config, struct tevent_context *ev,
+	struct smbXsrv_connection *xconn, uint64_t mid,
+	const struct timeval *request_time, bool create)
+{
+	struct async_open_waiter *w = NULL;
+	struct timeval deadline;
+
+	w = talloc_zero(config, struct async_open_waiter);
+	if (w == NULL) {
+		return NULL;
+	}
+	*w = (struct async_open_waiter) {
+		.config = config, .client = xconn->client,
+		.channel_id = xconn->channel_id, .mid = mid,
+	};
+	/* positive: the timeout is below the limit */
+	deadline = timeval_add(request_time, 0,
+			       (uint32_t)(async_open_limit_usec() -
+					  (int64_t)config->timeout_msec *
+					  1000));
+	w->te = tevent_add_timer(ev, w, deadline, async_open_waiter_deadline,
+				 w);
+	if (w->te == NULL) {
+		TALLOC_FREE(w);
+		return NULL;
+	}
+	w->deadline = deadline;
+	async_open_queue_insert(w);
+	talloc_set_destructor(w, async_open_waiter_destructor);
+	return w;
+}
+
+/*
+ * Whether this open may start now; if not, it waits (the caller answers
+ * EINTR).  w is the request's waiter from an earlier pass, or NULL: a
+ * new open starts only with room for it and every waiter.  Without
+ * memory to wait, it starts and waits in the kernel instead.
+ */
+static bool async_open_admit(struct async_open_config *config,
+			     struct tevent_context *ev,
+			     struct smbXsrv_connection *xconn, uint64_t mid,
+			     struct async_open_waiter *w,
+			     const struct timeval *request_time, bool create)
+{
+	unsigned before = async_open_waiters_before(w);
+
+	if (before < async_open_free_slots(config, ev)) {
+		TALLOC_FREE(w);
+		return true;
+	}
+	if (w != NULL) {
+		return false;
+	}
+	w = async_open_waiter_new(config, ev, xconn, mid, request_time,
+				  create);
+	if (w == NULL) {
+		return true;
+	}
+	config->n.queued++;
+	DBG_DEBUG(MODULE ": mid %" PRIu64 " waits for a free worker (%u "
+		  "waiting before it)\n", mid, before);
+	return false;
 }
 
 /* --- the pending open ----------------------------------------------------- */
@@ -660,6 +950,25 @@ static void async_open_unclaimed(struct tevent_context *ev,
 	TALLOC_FREE(p);
 }
 
+/*
+ * The open is done in the kernel, its completion not yet taken: under
+ * load smbd's loop can lag behind both, and tevent runs every due timer
+ * before it looks at the ring again, so without this look a burst of
+ * opens completed on time would all be answered as timed out.
+ */
+static bool async_open_completed_meanwhile(struct async_open_pending *p)
+{
+	struct asvfs_engine *engine = NULL;
+	bool first = false;
+	int err = 0;
+
+	if (p->worker || p->subreq == NULL) {
+		return false;
+	}
+	engine = asvfs_engine_get(p->ev, &p->config->engine, &err, &first);
+	return engine != NULL && asvfs_engine_completed(engine, p->subreq);
+}
+
 static void async_open_timeout(struct tevent_context *ev,
 			       struct tevent_timer *te,
 			       struct timeval now, void *private_data)
@@ -668,6 +977,9 @@ static void async_open_timeout(struct tevent_context *ev,
 		private_data, struct async_open_pending);
 
 	p->te = NULL;
+	if (async_open_completed_meanwhile(p)) {
+		return;		/* async_open_done() comes next */
+	}
 	p->timed_out = true;
 	DBG_WARNING(MODULE ": open of %s (mid %" PRIu64 ") still pending "
 		    "after %" PRIu64 " ms: failing the request\n", p->name,
@@ -904,6 +1216,7 @@ static bool async_open_start(vfs_handle_struct *handle,
 	if (p->worker) {
 		config->n.threads++;
 	}
+	async_open_take_ticket(p->subreq, ev);
 	tevent_req_set_callback(p->subreq, async_open_done, p);
 	p->te = tevent_add_timer(ev, p,
 				 timeval_current_ofs_msec(config->timeout_msec),
@@ -1366,9 +1679,10 @@ static int async_open_openat(vfs_handle_struct *handle,
 	struct smbXsrv_connection *xconn = NULL;
 	struct smbd_smb2_request *smb2req = NULL;
 	struct async_open_pending *p = NULL;
+	struct async_open_waiter *w = NULL;
 	struct timeval request_time = { 0 };
 	struct stat st;
-	bool create;
+	bool create, existing;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
 				return -1);
@@ -1401,36 +1715,56 @@ static int async_open_openat(vfs_handle_struct *handle,
 					 how);
 	}
 
-	if (!async_open_in_time(config, &request_time)) {
+	create = (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
+		 !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
+	existing = !create &&
+		   (config->mode == AO_ALL || config->mode == AO_AUTO) &&
+		   async_open_is_reopen(handle, dirfsp, smb_fname, fsp) &&
+		   fstat(fsp_get_pathref_fd(fsp), &st) == 0 &&
+		   S_ISREG(st.st_mode);
+	if (!create && !existing) {
 		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
 				       how);
 	}
-	create = (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
-		 !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
-	if (config->mode == AO_AUTO &&
-	    (create || async_open_is_reopen(handle, dirfsp, smb_fname, fsp)) &&
+	w = async_open_waiter_lookup(config, xconn->channel_id, fsp->mid);
+	if (!async_open_in_time(config, &request_time, create)) {
+		if (w != NULL) {
+			config->n.late++;
+			TALLOC_FREE(w);
+		}
+		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
+				       how);
+	}
+	/* a waiter was found asynchronous before */
+	if (w == NULL && config->mode == AO_AUTO &&
 	    !async_open_auto_async(config)) {
 		return async_open_next_measured(handle, config, dirfsp,
 						smb_fname, fsp, how);
 	}
-	if (create) {
-		if (async_open_start(handle, config, xconn, smb2req, dirfsp,
-				     smb_fname, fsp, how, true, NULL)) {
+	/*
+	 * smbd's retry of a deferred open waits for a breaking lease where
+	 * its first attempt answers at once (smb2.lease.breaking4): such an
+	 * open stays synchronous.
+	 */
+	if (existing && async_open_meets_breaking_lease(fsp)) {
+		TALLOC_FREE(w);
+		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
+				       how);
+	}
+	if (!async_open_admit(config, handle->conn->sconn->ev_ctx, xconn,
+			      fsp->mid, w, &request_time, create)) {
+		errno = EINTR;		/* smbd asks again */
+		return -1;
+	}
+	if (async_open_start(handle, config, xconn, smb2req, dirfsp,
+			     smb_fname, fsp, how, create, create ? NULL : &st)) {
+		if (create) {
 			config->n.creates++;
-			errno = EINTR;
-			return -1;
-		}
-	} else if ((config->mode == AO_ALL || config->mode == AO_AUTO) &&
-		   async_open_is_reopen(handle, dirfsp, smb_fname, fsp) &&
-		   fstat(fsp_get_pathref_fd(fsp), &st) == 0 &&
-		   S_ISREG(st.st_mode) &&
-		   !async_open_meets_breaking_lease(fsp)) {
-		if (async_open_start(handle, config, xconn, smb2req, dirfsp,
-				     smb_fname, fsp, how, false, &st)) {
+		} else {
 			config->n.existing++;
-			errno = EINTR;
-			return -1;
 		}
+		errno = EINTR;		/* smbd's retry picks the result up */
+		return -1;
 	}
 	return async_open_next(handle, config, dirfsp, smb_fname, fsp, how);
 }

@@ -75,14 +75,11 @@ static int async_uring_connect(vfs_handle_struct *handle,
 		return -1;
 	}
 	/*
-	 * The ring is per process: the first share that uses it decides
-	 * its size.  Nothing is set up here (connect runs as root, and
-	 * before the first request we do not know the event context).
+	 * The ring is per process, its settings [global] options.  Nothing
+	 * is set up here (connect runs as root, and before the first
+	 * request we do not know the event context).
 	 */
-	config->engine.entries = asvfs_conf_uint(snum, MODULE, "entries", 256,
-						 8, 32768);
-	config->engine.sqpoll = asvfs_conf_bool(snum, MODULE, "sqpoll",
-						false);
+	asvfs_conf_engine(snum, &config->engine);
 	if (!asvfs_conf_bool(snum, MODULE, "fallback", true) &&
 	    !async_uring_usable(service)) {
 		TALLOC_FREE(config);
@@ -170,6 +167,7 @@ static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
 		asvfs_engine_count_fallback(kind);
 		return NULL;
 	}
+	asvfs_log_engine(MODULE, engine, &config->engine);
 	if (!asvfs_engine_supports(engine, kind)) {
 		if (!op_missing_logged[kind]) {
 			op_missing_logged[kind] = true;

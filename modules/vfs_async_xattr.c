@@ -64,7 +64,7 @@ static void async_xattr_parse_options(struct async_xattr_config *config,
 	config->threshold_nsec = asvfs_conf_uint(snum, MODULE,
 						 "async threshold usec", 50,
 						 0, 10000000) * 1000;
-	config->engine.entries = 256;
+	asvfs_conf_engine(snum, &config->engine);
 }
 
 /*

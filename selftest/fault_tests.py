@@ -82,9 +82,12 @@ OPTION_ENVS = {
     'async_uring_badopts': ('async_uring', {'async_uring:entries': 'lots',
                                             'async_uring:sqpoll': 'maybe',
                                             'async_uring:fallback': '2'}),
-    'async_uring_sqpoll': ('async_uring', {'async_uring:sqpoll': 'yes',
-                                           'async_uring:entries': '64'}),
+    # the engine's settings are [global] ones (OPTION_GLOBAL)
+    'async_uring_sqpoll': ('async_uring', {}),
 }
+OPTION_GLOBAL = {'smbd profiling level': 'on', 'async_vfs:sqpoll': 'yes',
+                 'async_vfs:entries': '64',
+                 'async_vfs:io-wq workers': 'many'}
 
 
 def fallback_no_connects_where_io_uring_works(smbd, env):
@@ -94,10 +97,21 @@ def fallback_no_connects_where_io_uring_works(smbd, env):
 
 def bad_options_are_logged_and_defaults_used(smbd, env):
     put_get_roundtrip(smbd, 'async_uring_badopts')
-    for line in (r"async_uring:entries: 'lots' is not a number; using 256",
-                 r"async_uring:sqpoll: 'maybe' is not one of: .*; using no",
-                 r"async_uring:fallback: '2' is not one of: .*; using yes"):
+    for line in (r"async_uring:entries = lots in a share section is "
+                 r"ignored: .* set async_vfs:entries in \[global\]",
+                 r"async_uring:sqpoll = maybe in a share section is "
+                 r"ignored",
+                 r"async_uring:fallback: '2' is not one of: .*; using yes",
+                 r"async_vfs:io-wq workers: 'many' is not a number; "
+                 r"using 256"):
         assert smbd.log_lines(line), 'no log line like: ' + line
+
+
+def engine_takes_its_settings_from_global(smbd, env):
+    put_get_roundtrip(smbd, 'async_uring_sqpoll')
+    line = (r'engine set up: entries=64 sqpoll=yes io-wq workers=256 '
+            r'\(256 in force\)')
+    assert smbd.log_lines(line), 'no log line like: ' + line
 
 
 def sqpoll_serves_data(smbd, env):
@@ -116,12 +130,13 @@ def smbstatus_profile_counts_ring_io(smbd, env):
 def run_options(res):
     envs = dict(OPTION_ENVS)
     smbd = harness.Smbd(envs=envs, log_level='1 async_uring:5',
-                        extra_global={'smbd profiling level': 'on'})
+                        extra_global=dict(OPTION_GLOBAL))
     smbd.start()
     try:
         for test in (fallback_no_connects_where_io_uring_works,
                      bad_options_are_logged_and_defaults_used,
                      sqpoll_serves_data,
+                     engine_takes_its_settings_from_global,
                      smbstatus_profile_counts_ring_io):
             record(res, 'faults.%s' % test.__name__, test, smbd, None)
     finally:
@@ -135,7 +150,7 @@ def run_options(res):
 class SlowStorage:
     """slowfs mounted over a backing dir, with its config file."""
 
-    def __init__(self, tmp):
+    def __init__(self, tmp, fuse_options=''):
         self.back = os.path.join(tmp, 'back')
         self.mnt = os.path.join(tmp, 'mnt')
         self.conf = os.path.join(tmp, 'slowfs.conf')
@@ -145,7 +160,7 @@ class SlowStorage:
         os.chmod(tmp, 0o755)
         text = self._write()
         subprocess.run([SLOWFS, self.back, self.mnt, '-o',
-                        'allow_other,default_permissions',
+                        'allow_other,default_permissions' + fuse_options,
                         '--config=' + self.conf], check=True)
         self._wait_loaded(text)
 

@@ -788,7 +788,7 @@ def run_main(res, tmp):
 
 
 def run_all(res):
-    runs = [run_main, run_refused, run_multichannel]
+    runs = [run_main, run_refused, run_multichannel, run_load]
     patched = harness.patched_smbd()
     if patched is None:
         res.add('skip', 'open.patched_smbd_completes_a_slow_create',
@@ -798,3 +798,149 @@ def run_all(res):
     for run in runs:
         with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
             run(res, tmp)
+
+
+# --- overload -----------------------------------------------------------------
+# Hundreds of slow opens at once on one connection: none may fail where
+# smbd alone would have completed it, however many wait for the kernel's
+# workers, and the connection keeps answering meanwhile.  Each create is
+# in a directory of its own: a create holds its directory's lock in the
+# kernel for as long as the storage takes, so creates in one directory run
+# one after the other on any server.
+
+LOAD_ENVS = {
+    'async_open_load': ('async_open', {'async_open:mode': 'all'}),
+}
+LOAD_COUNT = 200
+LOAD_DELAY_S = 5
+
+# [global] settings of the engine, one smbd each
+SPILL_GLOBAL = {'async_vfs:io-wq workers': '2'}
+SPILL_ENVS = {
+    # opens may wait for a worker for 68 - 60 = 8 s, then go synchronous
+    'async_open_spill': ('async_open', {'async_open:mode': 'all',
+                                        'async_open:timeout': '60000',
+                                        'async_vfs:io-wq workers': '300'}),
+}
+
+
+def slow_names(storage, smbd, env, prefix, count):
+    """count existing files and count directories to create in, all
+    owned by U1.  slowfs works as the caller with the supplementary
+    groups of the calling thread's real credentials (/proc/TID/status):
+    for io_uring's kernel workers those are of whoever smbd was when the
+    worker was made, often root, not the user's, so the share's backing
+    directory (root:group 3770) lets others search it here."""
+    os.chmod(storage.backing(smbd, env, '.'), 0o3771)
+    for i in range(count):
+        backing_file(storage, smbd, env, '%s-o%d' % (prefix, i))
+        d = storage.backing(smbd, env, '%s-d%d' % (prefix, i))
+        os.makedirs(d)
+        chown_u1(d)
+
+
+def pipelined_slow_opens(smbd, env, prefix, count):
+    """Open count existing files and create count new ones, all sent at
+    once on one connection, then an echo: (the echo's seconds, how many
+    opens were answered before it, the opens' (status, action) in
+    order)."""
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        for _ in range(4):	# credits for the burst
+            rc.wait(rc.send_echo(U1))
+        mids = []
+        for i in range(count):
+            mids.append(rc.send_create(U1, '%s-o%d' % (prefix, i),
+                                       FILE_OPEN))
+            mids.append(rc.send_create(U1, '%s-d%d\\new' % (prefix, i),
+                                       FILE_CREATE))
+        status, _, echo_s = rc.wait(rc.send_echo(U1), timeout=120)
+        assert status == 0, 'echo: %#x' % status
+        before_echo = sum(1 for mid in mids if mid in rc.responses)
+        got, fids = [], []
+        for mid in mids:
+            status, action, fid = smb2client.create_result(
+                *rc.wait(mid, timeout=120)[:2])
+            got.append((status, action))
+            if fid is not None:
+                fids.append(fid)
+        closes = [rc.send_close(U1, fid) for fid in fids]
+        for mid in closes:
+            rc.wait(mid, timeout=120)
+        rc.wait(rc.send_tree_disconnect(U1))	# logs the counters
+        return echo_s, before_echo, got
+    finally:
+        rc.disconnect()
+
+
+def check_all_opened(got):
+    want = [(0, 1), (0, FILE_CREATED)] * (len(got) // 2)
+    bad = ['%s %d: %#x' % ('open' if i % 2 == 0 else 'create', i // 2,
+                           status)
+           for i, ((status, action), w) in enumerate(zip(got, want))
+           if (status, action) != w]
+    assert not bad, '%d of %d failed: %s' % (len(bad), len(got),
+                                             ', '.join(bad[:8]))
+
+
+def overload_of_slow_opens_fails_none(smbd, env, storage):
+    """200 opens of existing files and 200 creates, 5 s each on the
+    storage, all at once: all succeed, and an echo sent behind them is
+    answered while most are still pending, within seconds (an smbd that
+    opened synchronously would answer it after all of them)."""
+    slow_names(storage, smbd, env, 'load', LOAD_COUNT)
+    storage.set('open.delay_ms = %d' % (LOAD_DELAY_S * 1000),
+                'create.delay_ms = %d' % (LOAD_DELAY_S * 1000),
+                'path_filter = load-')
+    try:
+        echo_s, before_echo, got = pipelined_slow_opens(smbd, env, 'load',
+                                                        LOAD_COUNT)
+    finally:
+        storage.set()
+    check_all_opened(got)
+    assert before_echo < LOAD_COUNT and echo_s < 2 * LOAD_DELAY_S, \
+        'echo answered after %.1f s, behind %d opens' % (echo_s,
+                                                        before_echo)
+    c = share_counters(smbd, env)
+    assert c.get('creates', 0) >= LOAD_COUNT and \
+        c.get('existing', 0) >= LOAD_COUNT, 'not asynchronous: %s' % c
+
+
+def opens_beyond_the_workers_wait_or_go_synchronous(smbd, env, storage):
+    """With [global] async_vfs:io-wq workers = 2 (the share's own value is
+    ignored), opens beyond two wait for a worker; those that could not
+    start in time go to the next module.  None fails."""
+    slow_names(storage, smbd, env, 'spill', 12)
+    storage.set('open.delay_ms = 1000', 'create.delay_ms = 1000',
+                'path_filter = spill-')
+    try:
+        _, _, got = pipelined_slow_opens(smbd, env, 'spill', 12)
+    finally:
+        storage.set()
+    check_all_opened(got)
+    c = share_counters(smbd, env)
+    assert c.get('queued', 0) > 0 and c.get('late', 0) > 0, \
+        'nothing waited, or nothing went synchronous: %s' % c
+    for line in (r'engine set up: entries=256 sqpoll=no io-wq workers=2 '
+                 r'\(2 in force\)',
+                 r'async_vfs:io-wq workers = 300 in a share section is '
+                 r'ignored'):
+        assert smbd.log_lines(line), 'no log line like: ' + line
+
+
+def run_load(res, tmp):
+    # slowfs must run every open at once too (its default is 64 threads)
+    storage = SlowStorage(tmp, ',max_threads=1024')
+    try:
+        for envs, extra, test in (
+                (LOAD_ENVS, {}, overload_of_slow_opens_fails_none),
+                (SPILL_ENVS, SPILL_GLOBAL,
+                 opens_beyond_the_workers_wait_or_go_synchronous)):
+            smbd = harness.Smbd(envs=dict(envs), share_root=storage.mnt,
+                                extra_global=extra,
+                                log_level=harness.LOG_LEVEL)
+            run_on_smbd(res, 'open_load', smbd, storage,
+                        each_env([(test, list(envs))]))
+    finally:
+        storage.umount()

@@ -103,6 +103,7 @@ struct asvfs_engine {
 	unsigned *slot_refs;		/* ops using a slot, +1 if held */
 	struct asvfs_file_slot **held;	/* by fd: slots callers hold */
 	unsigned n_held;		/* room in held */
+	unsigned workers;		/* io-wq's bound for blocking work */
 	void *ev_sentinel;		/* freed with ev: we must go first */
 };
 
@@ -1040,19 +1041,39 @@ void asvfs_engine_shutdown(void)
 
 /*
  * Path-based ops (getxattr, openat) always run on io_uring's kernel
- * workers, of which a ring gets 4 per CPU by default for work on regular
- * files: on storage with a millisecond of latency per call that, not the
- * storage, bounds a listing's fan-out.  Best effort (Linux 5.15).
+ * workers (io-wq), as do reads and writes that would block; a ring gets
+ * min(entries, 4 per CPU) of them by default for work on regular files.
+ * On storage with a millisecond of latency per call that, not the
+ * storage, bounds a listing's fan-out, and on storage with seconds per
+ * open it bounds how many opens run at once: callers queue their own
+ * work beyond asvfs_engine_workers().  Best effort (Linux 5.15): what
+ * the kernel reports after the change is what the engine tells.
  */
 static void engine_set_workers(struct asvfs_engine *engine,
-			       const struct asvfs_engine_config *config)
+			       const struct asvfs_engine_config *config,
+			       unsigned sq_entries)
 {
 	unsigned int workers[2] = { config->workers, 0 };
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 
 	if (config->workers > 0) {
 		(void)io_uring_register_iowq_max_workers(&engine->ring,
 							 workers);
 	}
+	/* { 0, 0 } changes nothing and reads the limits in force */
+	workers[0] = workers[1] = 0;
+	if (io_uring_register_iowq_max_workers(&engine->ring, workers) == 0 &&
+	    workers[0] > 0) {
+		engine->workers = workers[0];
+		return;
+	}
+	/* the kernel's own default, which it cannot tell */
+	engine->workers = MIN(sq_entries, 4 * (unsigned)MAX(cpus, 1));
+}
+
+unsigned asvfs_engine_workers(const struct asvfs_engine *engine)
+{
+	return engine->workers;
 }
 
 /*
@@ -1126,7 +1147,7 @@ static struct asvfs_engine *engine_create(
 	engine->ev = ev;
 	engine->pid = getpid();
 	talloc_set_destructor(engine, engine_destructor);
-	engine_set_workers(engine, config);
+	engine_set_workers(engine, config, params.sq_entries);
 	engine_set_fixed_files(engine);
 	asvfs_uring_probe_ring(&engine->ring, &engine->support);
 	engine->personalities = asvfs_personality_cache_new(
@@ -1515,6 +1536,15 @@ const struct asvfs_personality_stats *asvfs_engine_personality_stats(
 void asvfs_engine_flush(struct asvfs_engine *engine)
 {
 	engine_submit(engine);
+}
+
+bool asvfs_engine_completed(struct asvfs_engine *engine,
+			    struct tevent_req *req)
+{
+	if (engine->pid == getpid()) {
+		engine_reap(engine);
+	}
+	return !tevent_req_is_in_progress(req);
 }
 
 bool asvfs_engine_wait(struct asvfs_engine *engine, struct tevent_req *req)

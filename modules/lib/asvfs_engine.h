@@ -57,12 +57,20 @@ struct asvfs_engine_stats {
 				   locks */
 };
 
+/*
+ * The settings of the process's engine: the first asvfs_engine_get() of
+ * a process uses them, later ones get the same engine whatever they
+ * pass.  Modules fill them from the [global] async_vfs:* options
+ * (asvfs_conf_engine() in asvfs_smbconf.h), so that every module and
+ * share of a process asks for the same.
+ */
 struct asvfs_engine_config {
 	unsigned entries;	/* submission queue size */
 	bool sqpoll;		/* a kernel thread polls the queue */
 	unsigned personalities;	/* cached credential sets (0: 64) */
 	unsigned workers;	/* kernel workers for blocking ops (0: the
-				   kernel's default, 4 per CPU) */
+				   kernel's default, min(entries, 4 per
+				   CPU)) */
 };
 
 struct asvfs_engine;
@@ -79,6 +87,14 @@ struct asvfs_engine;
 struct asvfs_engine *asvfs_engine_get(struct tevent_context *ev,
 				      const struct asvfs_engine_config *config,
 				      int *err, bool *first_failure);
+
+/*
+ * How many of the engine's blocking operations (opens, xattr reads,
+ * reads and writes that wait for storage) the kernel runs at once; more
+ * wait in the kernel's queue, where a caller cannot see them.  What the
+ * kernel reported at setup, or its default where it cannot say.
+ */
+unsigned asvfs_engine_workers(const struct asvfs_engine *engine);
 
 /* Whether the kernel implements the opcode (probed at setup). */
 bool asvfs_engine_op_supported(struct asvfs_engine *engine, int opcode);
@@ -213,6 +229,17 @@ ssize_t asvfs_getxattr_recv(struct tevent_req *req, int *perrno);
  * at the next loop turn ...
  */
 void asvfs_engine_flush(struct asvfs_engine *engine);
+
+/*
+ * For a caller about to give up on req, one of this engine's requests (a
+ * timeout): take what the kernel has completed meanwhile, without
+ * waiting, so that a result already in the completion queue is not taken
+ * for a late one when the event loop lagged behind (tevent runs every
+ * due timer before it looks at fds again).  True if req has completed;
+ * its callback then comes from the event loop as usual.
+ */
+bool asvfs_engine_completed(struct asvfs_engine *engine,
+			    struct tevent_req *req);
 
 /*
  * ... and block until req, one of this engine's requests, has completed

@@ -98,6 +98,122 @@ static inline int asvfs_conf_enum(int snum, const char *module,
 	return def;
 }
 
+/* --- the engine's settings: [global] only --------------------------------- */
+
+/*
+ * The engine is one per smbd process, shared by every module and share
+ * of that process, so its settings cannot be per share: they are
+ * [global] options of their own, "async_vfs:<option>".  Precedence, for
+ * each setting: async_vfs:<option> in [global]; else the name earlier
+ * versions read in a share (async_uring:entries, async_uring:sqpoll),
+ * now read in [global] only; else the default.  In a share section both
+ * are ignored, with a log line: the first share to use the engine used
+ * to decide for the whole process.
+ */
+#define ASVFS_ENGINE_OPTIONS "async_vfs"
+
+/* The value set in snum's own section, NULL when it only inherits. */
+static inline const char *asvfs_conf_share_only(int snum, const char *module,
+						const char *option)
+{
+	const char *share = lp_parm_const_string(snum, module, option, NULL);
+	const char *global = lp_parm_const_string(GLOBAL_SECTION_SNUM, module,
+						  option, NULL);
+
+	if (share == NULL || (global != NULL && strcmp(share, global) == 0)) {
+		return NULL;
+	}
+	return share;
+}
+
+static inline void asvfs_conf_engine_ignored(int snum, const char *module,
+					     const char *option)
+{
+	const char *value = asvfs_conf_share_only(snum, module, option);
+
+	if (value != NULL) {
+		DBG_WARNING("%s:%s = %s in a share section is ignored: the "
+			"engine is per process; set "
+			ASVFS_ENGINE_OPTIONS ":%s in [global]\n",
+			module, option, value, option);
+	}
+}
+
+/* Which module's name an engine setting is read under in [global]. */
+static inline const char *asvfs_conf_engine_name(const char *option,
+						 const char *old_module)
+{
+	if (old_module != NULL &&
+	    lp_parm_const_string(GLOBAL_SECTION_SNUM, ASVFS_ENGINE_OPTIONS,
+				 option, NULL) == NULL &&
+	    lp_parm_const_string(GLOBAL_SECTION_SNUM, old_module, option,
+				 NULL) != NULL) {
+		return old_module;
+	}
+	return ASVFS_ENGINE_OPTIONS;
+}
+
+/*
+ * Fill config with the process's engine settings, for a module's
+ * connect to share snum; bad values are logged and replaced by the
+ * default (asvfs_conf_uint()'s rule).
+ */
+static inline void asvfs_conf_engine(int snum,
+				     struct asvfs_engine_config *config)
+{
+	const char *name = NULL;
+
+	name = asvfs_conf_engine_name("entries", "async_uring");
+	config->entries = asvfs_conf_uint(GLOBAL_SECTION_SNUM, name,
+					  "entries", 256, 8, 32768);
+	name = asvfs_conf_engine_name("sqpoll", "async_uring");
+	config->sqpoll = asvfs_conf_bool(GLOBAL_SECTION_SNUM, name, "sqpoll",
+					 false);
+	/*
+	 * Kernel threads, made only while there is blocking work for them
+	 * and gone after some idle seconds.  0 keeps the kernel's default
+	 * (4 per CPU), which made 200 opens of 5 s each wait behind each
+	 * other for two minutes.
+	 */
+	config->workers = asvfs_conf_uint(GLOBAL_SECTION_SNUM,
+					  ASVFS_ENGINE_OPTIONS,
+					  "io-wq workers", 256, 0, 65536);
+	config->personalities = 0;
+	if (snum == GLOBAL_SECTION_SNUM) {
+		return;
+	}
+	asvfs_conf_engine_ignored(snum, ASVFS_ENGINE_OPTIONS, "entries");
+	asvfs_conf_engine_ignored(snum, ASVFS_ENGINE_OPTIONS, "sqpoll");
+	asvfs_conf_engine_ignored(snum, ASVFS_ENGINE_OPTIONS, "io-wq workers");
+	asvfs_conf_engine_ignored(snum, "async_uring", "entries");
+	asvfs_conf_engine_ignored(snum, "async_uring", "sqpoll");
+}
+
+/*
+ * Log the settings of the process's engine at level 3, once per module
+ * and process (each module has its own copy of this static).
+ */
+static inline void asvfs_log_engine(const char *module,
+				    struct asvfs_engine *engine,
+				    const struct asvfs_engine_config *config)
+{
+	static pid_t logged_pid;
+
+	if (logged_pid == getpid()) {
+		return;
+	}
+	logged_pid = getpid();
+	/*
+	 * The module's class (registered under its name, so this finds
+	 * it): DBGC_CLASS is not yet the module's where this is included.
+	 */
+	DEBUGC(debug_add_class(module), 3,
+	       ("%s: engine set up: entries=%u sqpoll=%s io-wq workers=%u "
+		"(%u in force)\n", module, config->entries,
+		config->sqpoll ? "yes" : "no", config->workers,
+		asvfs_engine_workers(engine)));
+}
+
 /*
  * Whether a module after this one in "vfs objects" (not the last handle:
  * vfs_default, whose work our modules do) does what does_it() looks for
@@ -144,6 +260,7 @@ static inline struct asvfs_engine *asvfs_module_engine(
 		}
 		return NULL;
 	}
+	asvfs_log_engine(module, engine, config);
 	if (!asvfs_engine_supports(engine, kind)) {
 		if (!missing_logged[kind]) {
 			missing_logged[kind] = true;

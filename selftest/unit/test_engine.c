@@ -891,6 +891,29 @@ static void held_slot_outlived_by_its_holder(void **st)
 	talloc_free(slot);
 }
 
+/*
+ * The bound on blocking work in flight that async_open queues against:
+ * the kernel's default without a setting, and the setting once given.
+ */
+static void worker_limit_is_reported(void **state)
+{
+	struct fixture *f = *state;
+	struct asvfs_engine_config config = test_config;
+	struct asvfs_engine *engine = NULL;
+	bool first = false;
+	int err = 0;
+
+	/* the kernel's default: min(entries, 4 per CPU) */
+	assert_true(asvfs_engine_workers(f->engine) > 0);
+	assert_true(asvfs_engine_workers(f->engine) <= test_config.entries);
+
+	asvfs_engine_shutdown();
+	config.workers = 100;
+	engine = asvfs_engine_get(f->ev, &config, &err, &first);
+	assert_non_null(engine);
+	assert_int_equal(asvfs_engine_workers(engine), 100);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -917,6 +940,7 @@ int main(void)
 		T(held_slot_serves_requests_with_one_registration),
 		T(held_slot_outlives_its_holder_while_in_use),
 		T(held_slot_outlived_by_its_holder),
+		T(worker_limit_is_reported),
 		cmocka_unit_test(refused_ring_is_reported_once),
 #undef T
 	};
