@@ -56,7 +56,7 @@ ENVS = {
         'async_open:mode': 'auto',
         'async_open:async threshold usec': '5000'}),
     'async_open_badopts': ('async_open', {'async_open:mode': 'sometimes',
-                                          'async_open:timeout': '25000',
+                                          'async_open:timeout': '65000',
                                           'async_open:backend': 'fibres'}),
 }
 
@@ -549,7 +549,7 @@ def bad_options_are_logged_and_defaults_used(smbd, env, storage):
                  r"using creates",
                  r"async_open:backend: 'fibres' is not one of: .*; "
                  r"using auto",
-                 r"async_open:timeout: .*25000.*; using 10000"):
+                 r"async_open:timeout: .*65000.*; using 10000"):
         assert smbd.log_lines(line), 'no log line like: ' + line
 
 
