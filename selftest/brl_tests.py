@@ -194,11 +194,12 @@ def answered_first(client, first, other):
     return other in smb._Connection['OutstandingResponses']
 
 
-def grant_latency_ms(smbd, env, name):
+def grant_latency_ms(smbd, env, name, hold=0):
     """A blocking SMB2 lock on a range a local process holds until the
-    request is blocked: milliseconds (from the release, from the
-    request) to the grant.  On the smbd of run_wake(), a grant sooner
-    than SPIN_MS after the request cannot come from smbd's poll."""
+    request is blocked, and `hold` seconds more (the benchmark's): the
+    milliseconds (from the release, from the request) to the grant.  On
+    the smbd of run_wake(), a grant sooner than SPIN_MS after the request
+    cannot come from smbd's poll."""
     # made here, not written over SMB: smbd's delayed write time update
     # (500 ms after a write) changes the file's share mode record, which
     # retries the request as a wake does
@@ -213,9 +214,11 @@ def grant_latency_ms(smbd, env, name):
         sent = time.monotonic()
         msgid = smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE)
         round_trip(c)
+        time.sleep(hold)	# a measurement's hold, never a verdict's
         holder.release()
         status = smb2client.recv_status(c, msgid,
-                                        timeout=SPIN_MS / 1000 + WAIT)
+                                        timeout=SPIN_MS / 1000 + WAIT +
+                                        hold)
         granted = time.monotonic()
         holder.close()
         assert status == 'STATUS_SUCCESS', status

@@ -90,8 +90,8 @@ def setid_bit_is_cleared_by_every_write(smbd, env):
                                   smb2client.FILE_OPEN)
         assert status == 0, 'open: 0x%x' % status
         for batch in range(WRITES // PIPELINED):
-            mids = [c.send_write(writer, fid, b'x',
-                                 batch * PIPELINED + i)
+            mids = [c.send_write(writer, fid, batch * PIPELINED + i,
+                                 b'x')
                     for i in range(PIPELINED)]
             for mid in mids:
                 status, _, _ = c.wait(mid)

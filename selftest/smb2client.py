@@ -228,14 +228,6 @@ class RawConn:
         c['CreateContextsLength'] = 0
         return self._send(user, _s3s.SMB2_CREATE, c)
 
-    def send_write(self, user, fid, data, offset):
-        w = _s3s.SMB2Write()
-        w['Offset'] = offset
-        w['FileID'] = fid
-        w['Length'] = len(data)
-        w['Buffer'] = data
-        return self._send(user, _s3s.SMB2_WRITE, w)
-
     def send_echo(self, user):
         return self._send(user, _s3s.SMB2_ECHO, _struct.pack('<HH', 4, 0))
 

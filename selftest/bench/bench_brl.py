@@ -86,7 +86,8 @@ def main():
         for h in holds:
             for i in range(runs):
                 for e in ENVS:
-                    lat[(h, e)].append(grant_latency_ms(smbd, e, hold=h))
+                    lat[(h, e)].append(
+                        grant_latency_ms(smbd, e, 'lat.bin', hold=h)[0])
                 print('bench_brl: hold %.1f s, run %d/%d' % (h, i + 1, runs),
                       file=sys.stderr, flush=True)
         for e in ENVS:    # warm-up
