@@ -614,8 +614,9 @@ def set_and_reload(smbd, env, pid, option, value):
     child pid reload it (reload-config is asynchronous: give it time)."""
     smbd.envs[env][1][option] = value
     smbd.write_conf()
-    subprocess.run(['smbcontrol', '-s', smbd.conf, str(pid),
-                    'reload-config'], check=True)
+    subprocess.run(harness.runtime_cmd(['smbcontrol', '-s', smbd.conf,
+                                        str(pid), 'reload-config'],
+                                       binds=[smbd.dir]), check=True)
     time.sleep(1.5)
 
 
