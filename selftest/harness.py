@@ -21,9 +21,11 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The Samba release under test: the installed one (None), or another
 # series (make test SAMBA=4.22 sets ASVFS_SAMBA) whose smbd runs in its
-# chroot (buildtools/prepare-chroot.sh) and whose build is bin-<series>.
+# chroot (buildtools/prepare-chroot.sh) and whose build is bin-<series>
+# (or $ASVFS_OUT, the out dir the Makefile builds into).
 SAMBA = os.environ.get('ASVFS_SAMBA') or None
-BIN = os.path.join(TOP, 'bin-' + SAMBA if SAMBA else 'bin')
+BIN = os.path.join(TOP, os.environ.get('ASVFS_OUT') or
+                   ('bin-' + SAMBA if SAMBA else 'bin'))
 IN_RUNTIME = os.path.join(TOP, 'buildtools', 'in-runtime.sh')
 
 GROUP = 'asvfs_grp'
