@@ -10,7 +10,8 @@
 # Cached, keyed by the Samba series, under
 #   $SAMBA_ASYNC_VFS_CACHE/chroot-<series> (default cache: ~/.cache/samba-async-vfs)
 # with the exact Debian version in <root>/.asvfs-samba-version once ready;
-# a second run finds the stamp and returns at once.
+# a second run finds the stamp and returns at once (a changed package list
+# installs the packages again, nothing else).
 #
 # Usage: prepare-chroot.sh --samba SERIES [--print-root]
 # Prints the chroot's root directory as its last line of stdout.
@@ -55,7 +56,18 @@ if [ "$print_root" = 1 ]; then
 	exit 0
 fi
 stamp="$root/.asvfs-prepared"
-if [ -f "$stamp" ]; then
+here=$(cd "$(dirname "$0")" && pwd)
+# The host's package lists (bootstrap.sh), minus what is host-side only
+# (the clients and test tools), plus what the release's configure needs
+# and python3-samba (its SMB3 POSIX client, for the tests of what only
+# such clients do).
+pkgs_build=$(sed -n '/^PKGS_BUILD="/,/"$/p;/^PKGS_SAMBA_CONFIGURE="/,/"$/p' \
+	"$here/bootstrap.sh" | sed -e 's/^[A-Z_]*="//' -e 's/["\\]//g' |
+	tr '\n' ' ' | tr -s ' ')
+pkgs="samba samba-vfs-modules smbclient liburing2 python3-samba $pkgs_build \
+libkrb5-dev xz-utils ca-certificates procps"
+if [ -f "$stamp" ] && [ "$(cat "$root/.asvfs-packages" 2>/dev/null)" = "$pkgs" ]
+then
 	echo "$root"
 	exit 0
 fi
@@ -106,14 +118,6 @@ in_root() {
 		HOME=/root DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8 "$@"
 }
 
-# The host's package lists (bootstrap.sh), minus what is host-side only
-# (the clients and test tools), plus what the release's configure needs.
-here=$(cd "$(dirname "$0")" && pwd)
-pkgs_build=$(sed -n '/^PKGS_BUILD="/,/"$/p;/^PKGS_SAMBA_CONFIGURE="/,/"$/p' \
-	"$here/bootstrap.sh" | sed -e 's/^[A-Z_]*="//' -e 's/["\\]//g' |
-	tr '\n' ' ')
-pkgs="samba samba-vfs-modules smbclient liburing2 $pkgs_build \
-libkrb5-dev xz-utils ca-certificates procps"
 log "installing Samba and the build dependencies from $target (log: $cache/chroot-$series.apt.log)"
 {
 	in_root apt-get update -q -o Acquire::Retries=3 &&
@@ -124,6 +128,12 @@ log "installing Samba and the build dependencies from $target (log: $cache/chroo
 	die "apt-get in the chroot failed (log: $cache/chroot-$series.apt.log)"
 }
 in_root apt-get clean
+echo "$pkgs" >"$root/.asvfs-packages"
+if [ -f "$stamp" ]; then
+	log "packages updated: $root"
+	echo "$root"
+	exit 0
+fi
 ver=$(in_root dpkg-query -W -f='${Version}' samba)
 case "$ver" in
 *:"$series".*|"$series".*) ;;

@@ -31,6 +31,7 @@ import harness  # noqa: E402
 import identity_tests  # noqa: E402
 import listing_tests  # noqa: E402
 import open_tests  # noqa: E402
+import posix_tests  # noqa: E402
 import smbd_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,6 +49,7 @@ OWN_SMBD_TESTS = [
     dosattr_tests,
     brl_tests,
     open_tests,
+    posix_tests,
 ]
 RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
                        r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')
