@@ -128,6 +128,16 @@ def runtime_cmd(argv, binds=(), bind_to=()):
     return cmd + ['--'] + list(argv)
 
 
+def samba_series():
+    """(major, minor) of the Samba under test, e.g. (4, 22)."""
+    if SAMBA is not None:
+        return tuple(int(x) for x in SAMBA.split('.')[:2])
+    out = subprocess.run(['smbd', '--version'], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True).stdout
+    m = re.search(r'(\d+)\.(\d+)\.', out)
+    return int(m.group(1)), int(m.group(2))
+
+
 def runtime_root():
     """The host path of the chroot's / (empty for the installed Samba)."""
     if SAMBA is None:

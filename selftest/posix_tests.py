@@ -45,8 +45,7 @@ def appends_go_to_the_end(smbd, env):
 
 
 def run_all(res):
-    if harness.SAMBA is None or \
-            tuple(map(int, harness.SAMBA.split('.'))) < (4, 22):
+    if harness.samba_series() < (4, 22):
         res.add('skip', 'posix.appends_go_to_the_end',
                 'SMB3 POSIX append-only writes are new in Samba 4.22 '
                 '(make test SAMBA=4.22)')
