@@ -26,7 +26,8 @@
 #define ASVFS_SAMBA_VERSION_H
 
 #if SMB_VFS_INTERFACE_VERSION < 47 || SMB_VFS_INTERFACE_VERSION > 50
-#error "samba-async-vfs supports VFS interface versions 47 (Samba 4.17) to 50 (Samba 4.22): see docs/samba-versions.md"
+/* see docs/samba-versions.md to add one */
+#error "samba-async-vfs knows VFS interfaces 47 (4.17) to 50 (4.22)"
 #endif
 
 /*
