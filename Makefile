@@ -59,7 +59,9 @@ bench: build
 	$(PYTHON) selftest/bench/bench.py $(BENCHARGS)
 
 install:
-	@echo "make install SAMBA=$(SAMBA): install the installed release's build (plain make install)" >&2; exit 1
+	@echo "make install SAMBA=$(SAMBA): the chroot's build is for tests;" \
+		"on a system whose smbd is $(SAMBA): make && make install" >&2
+	@exit 1
 
 clean:
 	$(IN_RUNTIME) python3 buildtools/waf clean || true
