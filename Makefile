@@ -14,6 +14,12 @@
 #   make deb        the Debian package in bin/deb/, checked with lintian
 #   make bench      side-by-side benchmarks (see selftest/bench)
 #   make install    into the modules dir smbd -b reports (honours DESTDIR)
+#
+# SAMBA=<series> (e.g. make SAMBA=4.22, make test SAMBA=4.22) does the same
+# for another Samba release, beside the installed one: its smbd runs in a
+# cached Debian chroot (buildtools/prepare-chroot.sh), the modules build
+# inside it into bin-<series>, and the selftest runs that smbd.  The
+# default is the installed smbd.  See docs/samba-versions.md.
 
 PYTHON ?= /usr/bin/python3
 WAF = $(PYTHON) buildtools/waf
@@ -39,10 +45,57 @@ TEST_ENV =
 endif
 BENCHARGS ?=
 
+SAMBA ?=
+
 .PHONY: all build configure bootstrap test test-full run bench install clean \
 	distclean build-sanitize test-sanitize test-sanitize-quick
 
 all: build
+
+ifneq ($(SAMBA),)
+# Everything runs inside the release's chroot, out dir bin-$(SAMBA), its own
+# waf lock file; the selftest (host side) is told which release it tests.
+export ASVFS_SAMBA = $(SAMBA)
+export ASVFS_OUT = bin-$(SAMBA)
+export WAFLOCK = .lock-waf_$(SAMBA)_build
+IN_RUNTIME = bash buildtools/in-runtime.sh --samba $(SAMBA) --
+RUNTIME_TREE = $$(cat "$$(bash buildtools/prepare-chroot.sh --samba $(SAMBA))/.asvfs-samba-tree")
+
+bin-$(SAMBA)/c4che/_cache.py: wscript buildtools/prepare-samba.sh buildtools/prepare-chroot.sh
+	@bash buildtools/bootstrap.sh
+	@bash buildtools/prepare-chroot.sh --samba $(SAMBA) >/dev/null
+	$(IN_RUNTIME) python3 buildtools/waf configure \
+		--with-samba-source=$(RUNTIME_TREE) $(CONFIGURE_ARGS)
+
+configure:
+	@bash buildtools/bootstrap.sh
+	@bash buildtools/prepare-chroot.sh --samba $(SAMBA) >/dev/null
+	$(IN_RUNTIME) python3 buildtools/waf configure \
+		--with-samba-source=$(RUNTIME_TREE) $(CONFIGURE_ARGS)
+
+build: bin-$(SAMBA)/c4che/_cache.py
+	$(IN_RUNTIME) python3 buildtools/waf build
+
+test: build
+	$(PYTHON) selftest/selftest.py --bindir bin-$(SAMBA) $(TESTARGS)
+
+run: build
+	$(PYTHON) selftest/run.py --port $(RUN_PORT)
+
+bench: build
+	$(PYTHON) selftest/bench/bench.py $(BENCHARGS)
+
+install:
+	@echo "make install SAMBA=$(SAMBA): the chroot's build is for tests;" \
+		"on a system whose smbd is $(SAMBA): make && make install" >&2
+	@exit 1
+
+clean:
+	$(IN_RUNTIME) python3 buildtools/waf clean || true
+
+distclean:
+	rm -rf bin-$(SAMBA) $(WAFLOCK)
+else
 
 bootstrap:
 	@bash buildtools/bootstrap.sh
@@ -100,6 +153,7 @@ clean:
 
 distclean:
 	rm -rf bin $(SANITIZE_OUT) .lock-waf*
+endif
 
 # The Debian package, built in a clean copy of the source (bin/deb/), so it
 # needs no make build.  SAMBA=<series> names the flavour: only the

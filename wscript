@@ -14,7 +14,9 @@ from waflib.Configure import conf
 APPNAME = 'samba-async-vfs'
 VERSION = '0.1.0'
 top = '.'
-out = 'bin'
+# Another Samba release builds into its own out dir (bin-<series>, set by
+# the Makefile for SAMBA=<series>), beside the installed release's bin.
+out = os.environ.get('ASVFS_OUT', 'bin')
 
 # Where a module may include from in a prepared Samba tree.  lib/util itself
 # is left out on purpose: its signal.h shadows the system header.
@@ -131,11 +133,34 @@ def check_installed_smbd(conf):
     conf.env.SMBD_VERSION = smbd_ver
     conf.env.SAMBA_MODULESDIR = paths['MODULESDIR']
     conf.env.VFSDIR = os.path.join(paths['MODULESDIR'], 'vfs')
-    base = os.path.join(paths['MODULESDIR'], 'libsmbd-base-samba4.so.0')
-    if not os.path.exists(base):
-        conf.fatal('%s is missing: is smbd installed completely?' % base)
     conf.env.SAMBA_PRIVATE_LIBDIR = paths['MODULESDIR']
+    conf.env.LIB_SAMBA = [':' + samba_library(conf, name)
+                          for name in SAMBA_LIBRARIES]
     conf.msg('Samba modules dir', conf.env.VFSDIR)
+
+
+# The libraries of smbd a module links, by their 4.17 names: Samba 4.18
+# renamed its private ones from lib<name>-samba4.so.0 to
+# lib<name>-private-samba.so.0.
+SAMBA_LIBRARIES = ['smbd-base-samba4', 'samba-debug-samba4', 'smbconf',
+                   'samba-util', 'tevent-util', 'sys-rw-samba4',
+                   'smbd-shim-samba4', 'samba3-util-samba4',
+                   'messages-dgm-samba4']
+
+
+def samba_library(conf, name):
+    """The file name of one of smbd's libraries; the private ones must be
+    in smbd's private library dir, under one of their two names."""
+    libdir = conf.env.SAMBA_PRIVATE_LIBDIR
+    if not name.endswith('-samba4'):
+        return 'lib%s.so.0' % name  # public: on the linker's path
+    names = ['lib%s.so.0' % name,
+             'lib%s-private-samba.so.0' % name[:-len('-samba4')]]
+    for n in names:
+        if os.path.exists(os.path.join(libdir, n)):
+            return n
+    conf.fatal('%s is missing in %s: is smbd installed completely?' %
+               (' or '.join(names), libdir))
 
 
 def check_libs(conf):
@@ -224,13 +249,6 @@ def configure(conf):
     # Link against smbd's private base library and find it (and our engine,
     # which lives next to the modules) at run time, as Debian's modules do.
     conf.env.LIBPATH_SAMBA = [libdir]
-    conf.env.LIB_SAMBA = [':libsmbd-base-samba4.so.0',
-                          ':libsamba-debug-samba4.so.0', ':libsmbconf.so.0',
-                          ':libsamba-util.so.0', ':libtevent-util.so.0',
-                          ':libsys-rw-samba4.so.0',
-                          ':libsmbd-shim-samba4.so.0',
-                          ':libsamba3-util-samba4.so.0',
-                          ':libmessages-dgm-samba4.so.0']
     conf.env.RPATH_SAMBA = ['$ORIGIN', libdir]
     conf.env.LINKFLAGS_SAMBA = ['-Wl,--enable-new-dtags', '-Wl,-z,defs',
                                 '-Wl,--as-needed']

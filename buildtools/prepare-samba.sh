@@ -60,19 +60,48 @@ done
 rm -rf "$top"
 mkdir -p "$top/dl"
 log "fetching Debian source samba=$want_version into $top"
+# A failure is judged by what arrived (see the orig fallback below).
 (cd "$top/dl" && apt-get source -q --download-only "samba=$want_version") \
 	>"$top/fetch.log" 2>&1 ||
-	die "apt-get source samba=$want_version failed (no deb-src entry? see $top/fetch.log)"
-dsc=$(ls "$top"/dl/samba_*.dsc 2>/dev/null | head -1)
-[ -n "$dsc" ] || die "no .dsc downloaded (see $top/fetch.log)"
-dpkg-source --no-check -x "$dsc" "$tree" >>"$top/fetch.log" 2>&1 ||
-	die "dpkg-source -x failed (see $top/fetch.log)"
+	log "apt-get source samba=$want_version failed in part (no deb-src entry? see $top/fetch.log)"
+dsc=$(ls "$top"/dl/samba_*.dsc 2>/dev/null | head -1 || true)
+orig=$(ls "$top"/dl/samba_*.orig.tar.* 2>/dev/null | head -1 || true)
+if [ -n "$dsc" ]; then
+	dpkg-source --no-check -x "$dsc" "$tree" >>"$top/fetch.log" 2>&1 ||
+		die "dpkg-source -x failed (see $top/fetch.log)"
+elif [ -n "$orig" ]; then
+	# Seen with bookworm-backports' 4.22: the mirror has the orig tarball
+	# but answers 404 for the .dsc and the Debian packaging. The upstream
+	# source then stands in for Debian's (their patches do not touch the
+	# VFS headers); say so, it is recorded next to the tree.
+	log "no .dsc for $want_version: using the upstream tarball $(basename "$orig") without Debian's patches"
+	mkdir -p "$tree"
+	tar -xf "$orig" -C "$tree" --strip-components=1 ||
+		die "extracting $orig failed"
+	echo "upstream tarball $(basename "$orig"), no Debian patches" \
+		>"$top/source-note"
+else
+	die "neither a .dsc nor an orig tarball downloaded (see $top/fetch.log)"
+fi
 rm -rf "$top/dl" "$top"/samba_*.tar.*
 
 cd "$tree"
 # Debian brands the version string ("4.17.12-Debian"); do the same so the
 # tree's samba_version.h matches what the installed smbd reports.
+# Newer Debian packages add their version ("4.22.6-Debian-4.22.6+dfsg-0+
+# deb13u1~bpo12+1"): take the suffix from the smbd of this version when it
+# is the installed one.
 vendor=$(dpkg-vendor --query Vendor 2>/dev/null || echo Debian)
+upstream=$(sed -n -e 's/^SAMBA_VERSION_MAJOR=//p' VERSION).$(sed -n \
+	-e 's/^SAMBA_VERSION_MINOR=//p' VERSION).$(sed -n \
+	-e 's/^SAMBA_VERSION_RELEASE=//p' VERSION)
+if [ "$(dpkg-query -W -f='${Version}' samba 2>/dev/null)" = "$want_version" ]
+then
+	smbd_ver=$(smbd -V 2>/dev/null | sed -n 's/^Version //p')
+	case "$smbd_ver" in
+	"$upstream"-*) vendor=${smbd_ver#"$upstream"-} ;;
+	esac
+fi
 sed -i -r -e "s/^(SAMBA_VERSION_VENDOR_SUFFIX).*/\1=$vendor/" VERSION
 
 multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null ||
@@ -101,6 +130,12 @@ config_args=(
 	--disable-cephfs --disable-glusterfs --disable-spotlight
 	--disable-avahi --without-gpgme
 )
+# The +dfsg tarball of 4.22 lacks a file the embedded Heimdal needs;
+# Debian builds against MIT Kerberos anyway.
+if [ ! -f third_party/heimdal/lib/wind/rfc3454.txt ] &&
+	[ -d third_party/heimdal ]; then
+	config_args+=(--with-system-mitkrb5)
+fi
 log "configuring (about a minute; log: $top/configure.log)"
 export PYTHONHASHSEED=1 PYTHON=python3
 ./buildtools/bin/waf -j"$(nproc)" configure "${config_args[@]}" \
@@ -109,12 +144,20 @@ export PYTHONHASHSEED=1 PYTHON=python3
 	die "Samba configure failed (log: $top/configure.log)"
 }
 
-# Only the generated headers that source3 VFS modules include.
+# Only the generated headers that source3 VFS modules include: the IDL
+# files the release still builds (4.22 dropped dcom, oxidresolver and
+# remact from its lists), and the generated error tables it has.
 targets=$( (ls librpc/idl/*.idl source3/librpc/idl/*.idl) |
-	xargs -n1 basename | sed 's/\.idl$//' | tr '[:lower:]' '[:upper:]' |
-	sed 's/^/PIDL_/' | sort -u | paste -sd, -)
+	while read -r idl; do
+		b=$(basename "$idl")
+		grep -qs "$b" "$(dirname "$idl")/wscript_build" && echo "${b%.idl}"
+	done | tr '[:lower:]' '[:upper:]' | sed 's/^/PIDL_/' | sort -u |
+	paste -sd, -)
 targets="$targets,ntstatus_generated,werror_generated,s3_param_proto_h"
 targets="$targets,param_functions.h,param_local.h,param_global.h"
+if grep -qs "'hresult_generated'" libcli/util/wscript_build; then
+	targets="$targets,hresult_generated"
+fi
 log "generating headers (log: $top/headers.log)"
 ./buildtools/bin/waf -j"$(nproc)" build --targets="$targets" \
 	>"$top/headers.log" 2>&1 || {

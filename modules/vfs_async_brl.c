@@ -60,6 +60,7 @@
 
 #include "asvfs_lockwait.h"
 #include "asvfs_smbconf.h"
+#include "asvfs_samba_version.h"
 
 static int vfs_async_brl_debug_level = DBGC_VFS;
 
@@ -858,7 +859,7 @@ static bool async_brl_may_start(const struct async_brl_call *call)
 	const struct smbd_lock_element *locks = NULL;
 	size_t num_locks;
 
-	if (call->fsp->conn->sconn->using_smb2) {
+	if (asvfs_using_smb2(call->fsp->conn->sconn)) {
 		return true;
 	}
 	locks = talloc_get_type(call->req_mem_ctx, struct smbd_lock_element);

@@ -45,6 +45,7 @@
 #include "asvfs_estimate.h"
 #include "asvfs_worker.h"
 #include "asvfs_smbconf.h"
+#include "asvfs_samba_version.h"
 
 static int vfs_async_dosattr_debug_level = DBGC_VFS;
 
@@ -207,8 +208,11 @@ static bool async_dosattr_reads_attributes(const struct vfs_fn_pointers *f)
 static bool async_dosattr_reads_dirs(const struct vfs_fn_pointers *f)
 {
 	return !async_dosattr_is_sibling(f) &&
-	       (f->readdir_fn != NULL || f->seekdir_fn != NULL ||
-		f->telldir_fn != NULL || f->rewind_dir_fn != NULL);
+	       (f->readdir_fn != NULL ||
+#if ASVFS_HAVE_SEEKDIR
+		f->seekdir_fn != NULL || f->telldir_fn != NULL ||
+#endif
+		f->rewind_dir_fn != NULL);
 }
 
 /*
@@ -254,7 +258,7 @@ static bool async_dosattr_smbd_lists_async(vfs_handle_struct *handle)
 	struct smbd_server_connection *sconn = handle->conn->sconn;
 
 	/* SMB1's TRANS2 listing is synchronous whatever the parameter says */
-	return sconn->using_smb2 &&
+	return asvfs_using_smb2(sconn) &&
 	       lp_smbd_async_dosmode(SNUM(handle->conn)) &&
 	       pthreadpool_tevent_max_threads(sconn->pool) > 0 &&
 	       per_thread_cwd_supported();
@@ -1347,7 +1351,7 @@ static bool async_dosattr_top_up(vfs_handle_struct *handle,
 		struct dirent *de = NULL;
 		int fd;
 
-		de = SMB_VFS_NEXT_READDIR(handle, dirfsp, d->dirp, NULL);
+		de = ASVFS_NEXT_READDIR(handle, dirfsp, d->dirp, NULL);
 		if (de == NULL) {
 			d->eof = true;
 			break;
@@ -1365,7 +1369,9 @@ static bool async_dosattr_top_up(vfs_handle_struct *handle,
 		/* glibc's record may be shorter than struct dirent */
 		memcpy(slot->de.d_name, de->d_name,
 		       strnlen(de->d_name, sizeof(slot->de.d_name) - 1));
+#if ASVFS_HAVE_SEEKDIR
 		slot->pos_after = SMB_VFS_NEXT_TELLDIR(handle, d->dirp);
+#endif
 		d->count++;
 		if (engine == NULL) {
 			continue;
@@ -1418,7 +1424,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 				return NULL);
 	d = async_dosattr_find_dir(config, dirp, false);
 	if (d == NULL) {
-		return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
+		return ASVFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 	}
 	config->last_read = d;
 	if (!async_dosattr_reader_is_current(d->reader, handle->conn)) {
@@ -1448,7 +1454,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 				/* fast storage: no read-ahead, no overhead */
 				async_dosattr_drop(d);
 				async_dosattr_ring_free(d);
-				return SMB_VFS_NEXT_READDIR(handle, dirfsp,
+				return ASVFS_NEXT_READDIR(handle, dirfsp,
 							    dirp, sbuf);
 			}
 			break;
@@ -1458,7 +1464,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 	if (d->probe > 0 && d->handed == d->count) {
 		d->probe--;
 		async_dosattr_drop(d);
-		return SMB_VFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
+		return ASVFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 	}
 	if (d->handed == d->count) {
 		/*
@@ -1479,6 +1485,14 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 	return &DIR_SLOT(d, d->handed++)->de;
 }
 
+#if !ASVFS_HAVE_SEEKDIR
+/* Samba 4.19+: no stat buffer (smbd stats every entry itself) */
+static struct dirent *async_dosattr_readdir_nostat(
+	vfs_handle_struct *handle, struct files_struct *dirfsp, DIR *dirp)
+{
+	return async_dosattr_readdir(handle, dirfsp, dirp, NULL);
+}
+#else
 static long async_dosattr_telldir(vfs_handle_struct *handle, DIR *dirp)
 {
 	struct async_dosattr_config *config = NULL;
@@ -1520,6 +1534,8 @@ static void async_dosattr_seekdir(vfs_handle_struct *handle, DIR *dirp,
 	}
 	SMB_VFS_NEXT_SEEKDIR(handle, dirp, offset);
 }
+
+#endif /* ASVFS_HAVE_SEEKDIR */
 
 static void async_dosattr_rewind_dir(vfs_handle_struct *handle, DIR *dirp)
 {
@@ -1814,9 +1830,13 @@ static struct vfs_fn_pointers vfs_async_dosattr_fns = {
 	.fget_dos_attributes_fn = async_dosattr_fget_dos_attributes,
 	.flistxattr_fn = async_dosattr_flistxattr,
 	.fdopendir_fn = async_dosattr_fdopendir,
+#if ASVFS_HAVE_SEEKDIR
 	.readdir_fn = async_dosattr_readdir,
 	.telldir_fn = async_dosattr_telldir,
 	.seekdir_fn = async_dosattr_seekdir,
+#else
+	.readdir_fn = async_dosattr_readdir_nostat,
+#endif
 	.rewind_dir_fn = async_dosattr_rewind_dir,
 	.closedir_fn = async_dosattr_closedir,
 };

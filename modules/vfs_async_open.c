@@ -58,6 +58,7 @@
 #include "asvfs_creds.h"
 #include "asvfs_engine.h"
 #include "asvfs_smbconf.h"
+#include "asvfs_samba_version.h"
 #include "asvfs_worker.h"
 
 static int vfs_async_open_debug_level = DBGC_VFS;
@@ -1692,7 +1693,8 @@ static int async_open_openat(vfs_handle_struct *handle,
 	 * module is off.
 	 */
 	if (config->mode == AO_OFF || fsp->fsp_flags.is_pathref ||
-	    how->resolve != 0 || (how->flags & (O_PATH | O_DIRECTORY)) ||
+	    ASVFS_OPEN_HOW_RESOLVE(how) != 0 ||
+	    (how->flags & (O_PATH | O_DIRECTORY)) ||
 	    dirfsp == NULL || fsp_is_alternate_stream(fsp) ||
 	    is_named_stream(smb_fname)) {
 		return SMB_VFS_NEXT_OPENAT(handle, dirfsp, smb_fname, fsp,
@@ -1715,7 +1717,9 @@ static int async_open_openat(vfs_handle_struct *handle,
 					 how);
 	}
 
-	create = (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
+	/* creates only where smbd's retry opens them by name (4.17) */
+	create = ASVFS_REOPEN_FALLS_BACK_BY_NAME &&
+		 (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
 		 !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
 	existing = !create &&
 		   (config->mode == AO_ALL || config->mode == AO_AUTO) &&

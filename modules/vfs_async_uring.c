@@ -26,6 +26,7 @@
 #include "asvfs_engine.h"
 #include "asvfs_smbconf.h"
 #include "asvfs_uring_probe.h"
+#include "asvfs_samba_version.h"
 
 static int vfs_async_uring_debug_level = DBGC_VFS;
 
@@ -447,6 +448,20 @@ static struct tevent_req *async_uring_pwrite_send(
 	struct async_uring_rw_state *state = NULL;
 	struct asvfs_engine *engine = NULL;
 
+	if (ASVFS_PWRITE_IS_APPEND(offset)) {
+		/*
+		 * A POSIX-append open (Samba 4.22): the next module writes
+		 * at the end of the file, as 4.22's aio_pthread does.
+		 */
+		req = async_uring_rw_create(mem_ctx, ev, 0, n, &state);
+		if (req == NULL || !tevent_req_is_in_progress(req)) {
+			return req;
+		}
+		subreq = SMB_VFS_NEXT_PWRITE_SEND(state, ev, handle, fsp, data,
+						  n, offset);
+		return async_uring_wait_for(req, ev, subreq,
+					    async_uring_next_pwrite_done);
+	}
 	req = async_uring_rw_create(mem_ctx, ev, offset, n, &state);
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
 		return req;

@@ -217,6 +217,11 @@ def changed_listing_is_never_stale(smbd, env, blobs):
     finally:
         conn.close(client.tid, fid)
         client.logoff()
+    if harness.samba_series() >= (4, 19) and later:
+        # smbd 4.19+ keeps the entry that did not fit the last answer
+        # before the changes (dptr->overflow) as it was: stale for smbd
+        # alone too
+        later.pop(next(iter(later)))
     hidden = set(groups['server'] + groups['smb'] + groups['symlink'])
     # where smbd lists no EAs, every EaSize is 0
     with_ea = set(groups['ea']) if env not in NO_EA_ENVS else set()

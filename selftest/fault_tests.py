@@ -674,10 +674,12 @@ def set_and_reload(smbd, env, pid, option, value):
     answer to a ping that follows says the reload is done."""
     smbd.envs[env][1][option] = value
     smbd.write_conf()
-    subprocess.run(['smbcontrol', '-s', smbd.conf, str(pid),
-                    'reload-config'], check=True)
-    subprocess.run(['smbcontrol', '-s', smbd.conf, '-t',
-                    str(harness.WAIT_SECS), str(pid), 'ping'],
+    subprocess.run(harness.runtime_cmd(['smbcontrol', '-s', smbd.conf,
+                                        str(pid), 'reload-config'],
+                                       binds=[smbd.dir]), check=True)
+    subprocess.run(harness.runtime_cmd(['smbcontrol', '-s', smbd.conf, '-t',
+                                        str(harness.WAIT_SECS), str(pid),
+                                        'ping'], binds=[smbd.dir]),
                    check=True, stdout=subprocess.DEVNULL)
 
 

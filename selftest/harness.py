@@ -19,9 +19,16 @@ import tempfile
 import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The build under test: bin, or the sanitized build (make test SANITIZE=1
-# sets ASVFS_BIN to bin-sanitize).
-BIN = os.environ.get('ASVFS_BIN') or os.path.join(TOP, 'bin')
+# The Samba release under test: the installed one (None), or another
+# series (make test SAMBA=4.22 sets ASVFS_SAMBA) whose smbd runs in its
+# chroot (buildtools/prepare-chroot.sh).  The build under test is
+# bin-<series> (or $ASVFS_OUT, the out dir the Makefile builds into), or
+# the sanitized build (make test SANITIZE=1 sets ASVFS_BIN to
+# bin-sanitize), or bin.
+SAMBA = os.environ.get('ASVFS_SAMBA') or None
+BIN = os.environ.get('ASVFS_BIN') or os.path.join(
+    TOP, os.environ.get('ASVFS_OUT') or ('bin-' + SAMBA if SAMBA else 'bin'))
+IN_RUNTIME = os.path.join(TOP, 'buildtools', 'in-runtime.sh')
 
 GROUP = 'asvfs_grp'
 PASSWORD = 'Asvfs-Test-Pw1'
@@ -298,6 +305,40 @@ def wait_until(cond, timeout=WAIT_SECS, interval=0.02):
     return True
 
 
+def runtime_cmd(argv, binds=(), bind_to=()):
+    """argv as run against the Samba under test: unchanged for the
+    installed one, else inside its chroot, with binds (host paths, seen at
+    the same path) and bind_to ((host path, path in the chroot) pairs)."""
+    if SAMBA is None:
+        return list(argv)
+    cmd = ['bash', IN_RUNTIME, '--samba', SAMBA]
+    for b in binds:
+        cmd += ['--bind', b]
+    for src, dst in bind_to:
+        cmd += ['--bind-to', src, dst]
+    return cmd + ['--'] + list(argv)
+
+
+def samba_series():
+    """(major, minor) of the Samba under test, e.g. (4, 22)."""
+    if SAMBA is not None:
+        return tuple(int(x) for x in SAMBA.split('.')[:2])
+    out = subprocess.run(['smbd', '--version'], stdout=subprocess.PIPE,
+                         universal_newlines=True, check=True).stdout
+    m = re.search(r'(\d+)\.(\d+)\.', out)
+    return int(m.group(1)), int(m.group(2))
+
+
+def runtime_root():
+    """The host path of the chroot's / (empty for the installed Samba)."""
+    if SAMBA is None:
+        return ''
+    return subprocess.run(
+        ['bash', os.path.join(TOP, 'buildtools', 'prepare-chroot.sh'),
+         '--samba', SAMBA, '--print-root'], stdout=subprocess.PIPE,
+        universal_newlines=True, check=True).stdout.strip()
+
+
 def patched_smbd():
     """The launcher of an smbd built with patches/ (by
     buildtools/build-patched-smbd.sh, or $ASVFS_PATCHED_SMBD), or None."""
@@ -345,7 +386,8 @@ def our_modules():
 
 
 def smbd_modules_dir(binary='smbd'):
-    out = subprocess.run([binary, '-b'], stdout=subprocess.PIPE,
+    out = subprocess.run(runtime_cmd([binary, '-b']),
+                         stdout=subprocess.PIPE,
                          universal_newlines=True, check=True).stdout
     m = re.search(r'^\s+MODULESDIR:\s+(\S+)$', out, re.M)
     return os.path.join(m.group(1), 'vfs')
@@ -470,6 +512,7 @@ class Smbd:
             sysdir_copy = smbd_modules_dir()
         else:
             sysdir_copy = sysdir
+        sysdir_copy = runtime_root() + sysdir_copy
         for f in os.listdir(sysdir_copy):
             shutil.copy2(os.path.join(sysdir_copy, f), vfs)
         for f in our_modules():
@@ -478,7 +521,9 @@ class Smbd:
 
     def _add_users(self):
         for user in USERS + [OUTSIDER]:
-            subprocess.run(['smbpasswd', '-c', self.conf, '-s', '-a', user],
+            subprocess.run(runtime_cmd(['smbpasswd', '-c', self.conf,
+                                        '-s', '-a', user],
+                                       binds=[self.dir]),
                            input='%s\n%s\n' % (PASSWORD, PASSWORD),
                            universal_newlines=True, check=True,
                            stdout=subprocess.DEVNULL)
@@ -502,12 +547,17 @@ class Smbd:
             preload = ['env', 'LD_PRELOAD=' + ' '.join(SANITIZER_RUNTIMES)]
             preload += ['%s=%s' % kv for kv in
                         sanitizer_env(self.sanitizer_logs).items()]
+        smbd = preload + self.wrapper + [self.binary, '--foreground',
+                                         '--no-process-group',
+                                         '--configfile=' + self.conf]
+        if SAMBA is None:
+            cmd = ['unshare', '--mount', '--propagation', 'private', '--',
+                   'sh', '-c', script, 'sh', vfs, self.sys_vfs_dir] + smbd
+        else:
+            cmd = runtime_cmd(smbd, binds=[self.dir, self.share_root],
+                              bind_to=[(vfs, self.sys_vfs_dir)])
         self.proc = subprocess.Popen(
-            ['unshare', '--mount', '--propagation', 'private', '--',
-             'sh', '-c', script, 'sh', vfs, self.sys_vfs_dir] +
-            preload + self.wrapper + [self.binary, '--foreground',
-                            '--no-process-group',
-                            '--configfile=' + self.conf],
+            cmd,
             stdout=self.stdout, stderr=subprocess.STDOUT,
             start_new_session=True)
         deadline = time.time() + timeout
@@ -556,7 +606,8 @@ class Smbd:
     def profile_counts(self):
         """smbd's profile counters (smbd profiling level = on) that end
         in _count, from smbstatus --profile."""
-        out = subprocess.run(['smbstatus', '--profile', '-s', self.conf],
+        out = subprocess.run(runtime_cmd(['smbstatus', '--profile', '-s',
+                                          self.conf], binds=[self.dir]),
                              stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL,
                              universal_newlines=True).stdout

@@ -64,7 +64,9 @@ def ensure_many_groups():
 
 def add_smb_users(smbd):
     for user in MANY_GROUP_USERS:
-        subprocess.run(['smbpasswd', '-c', smbd.conf, '-s', '-a', user],
+        subprocess.run(harness.runtime_cmd(['smbpasswd', '-c', smbd.conf,
+                                            '-s', '-a', user],
+                                           binds=[smbd.dir]),
                        input='%s\n%s\n' % (harness.PASSWORD,
                                            harness.PASSWORD),
                        universal_newlines=True, check=True,

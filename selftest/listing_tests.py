@@ -132,6 +132,24 @@ def share_counters(smbd, share):
     return total
 
 
+# Samba 4.22 keeps FILE_ATTRIBUTE_REPARSE_POINT from a DOSATTRIB blob; for
+# such an entry EaSize carries the reparse tag, which its synchronous
+# listing fills in and its async dosmode listing leaves 0 (smbd alone, no
+# module of ours).  There an entry may give either of smbd's answers.
+ASYNC_DOSMODE_DIFFERS = (
+    'Samba 4.22: smbd async dosmode reports EaSize 0 where the '
+    'synchronous listing reports the reparse tag of an entry whose DOS '
+    'attributes say REPARSE_POINT' if harness.SAMBA == '4.22' else None)
+FILE_ATTRIBUTE_REPARSE_POINT = 0x400
+
+
+def reparse_tag_only(exp, act):
+    """Entries (attributes, EaSize) that differ only in EaSize, where the
+    attributes say REPARSE_POINT."""
+    return exp is not None and act is not None and exp[0] == act[0] and \
+        bool(exp[0] & FILE_ATTRIBUTE_REPARSE_POINT)
+
+
 def one_connection(smbd, env):
     """The owner lists twice (a cache of the tree connect is warm by the
     second), then the second user lists in a new session on the same TCP
@@ -167,7 +185,16 @@ def one_connection_cases(res, smbd):
             name = 'listing.%s_on_a_shared_connection_matches_default/%s' % (
                 who, env)
             diff = differing(exp, act)
-            if diff:
+            if ASYNC_DOSMODE_DIFFERS and env != 'async_dosmode':
+                # smbd's own async dosmode answer is smbd's answer too
+                diff = [n for n in diff if not (
+                    reparse_tag_only(exp.get(n), act.get(n)) and
+                    act[n][1] == 0)]
+            if diff and env == 'async_dosmode' and ASYNC_DOSMODE_DIFFERS and \
+                    all(reparse_tag_only(exp.get(n), act.get(n))
+                        for n in diff):
+                res.add('knownfail', name, ASYNC_DOSMODE_DIFFERS)
+            elif diff:
                 res.add('fail', name, '%d entries differ, e.g. %s' % (
                     len(diff), ['%s: %s vs %s' % (n, act.get(n), exp.get(n))
                                 for n in diff[:5]]))

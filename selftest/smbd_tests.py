@@ -205,10 +205,10 @@ TESTS = [
 # reported as known failures with the reason.
 ANCHOR_BUGS = {
     ('sync_write_through_completes', 'io_uring'):
-        "Samba 4.17's vfs_io_uring ignores the temporary event context "
-        "smb_vfs_fsync_sync() polls and completes the fsync on smbd's main "
-        "one: the write hangs until the client gives up "
-        "(NT_STATUS_IO_TIMEOUT); async_uring completes it",
+        "Samba's vfs_io_uring (4.17, unchanged in 4.22) ignores the "
+        "temporary event context smb_vfs_fsync_sync() polls and completes "
+        "the fsync on smbd's main one: the write hangs until the client "
+        "gives up (NT_STATUS_IO_TIMEOUT); async_uring completes it",
 }
 
 

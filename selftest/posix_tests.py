@@ -1,0 +1,74 @@
+#!/usr/bin/python3
+"""What only POSIX clients do, per Samba release.
+
+Samba 4.22 (VFS interface 50) opens a file O_APPEND for an SMB3 POSIX
+client that asks for FILE_APPEND_DATA without FILE_WRITE_DATA, and its
+writes reach the VFS with the offset VFS_PWRITE_APPEND_OFFSET (-1): "at
+the end".  async_uring passes them on to the next module; before it did,
+they failed with NT_STATUS_INVALID_PARAMETER (sys_valid_io_range(-1)).
+The client is the Python binding of the Samba under test
+(selftest/tools/smb3_posix_append.py, inside its chroot): the host's 4.17
+clients speak no SMB3 POSIX.  On 4.17 there is nothing to test.
+"""
+import os
+import subprocess
+
+import harness
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENT = os.path.join(HERE, 'tools', 'smb3_posix_append.py')
+SMB_PORT = os.path.join(harness.BIN, 'selftest', 'tools', 'libsmb_port.so')
+ENVS = ['default', 'async_uring', 'full_stack']
+POSIX = {'smb3 unix extensions': 'yes'}
+
+
+def append(smbd, env, name, parts):
+    p = subprocess.run(
+        harness.runtime_cmd(['env', 'LD_PRELOAD=' + SMB_PORT,
+                             'ASVFS_SMB_PORT=%d' % smbd.port,
+                             'python3', CLIENT, env, harness.USERS[0],
+                             harness.PASSWORD, name] + parts),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        universal_newlines=True, timeout=120)
+    return p.returncode, p.stdout
+
+
+def appends_go_to_the_end(smbd, env):
+    parts = ['hello', ' world', '!' * 70000]
+    rc, out = append(smbd, env, 'append-%s.txt' % env, parts)
+    assert rc == 0, out[-400:]
+    want = ''.join(parts)
+    assert 'data: %r' % want.encode() in out, out[-400:]
+    with open(os.path.join(smbd.share_path(env), 'append-%s.txt' % env),
+              'rb') as f:
+        assert f.read() == want.encode(), 'on disk: not %d bytes' % len(want)
+
+
+def run_all(res):
+    if harness.samba_series() < (4, 22):
+        res.add('skip', 'posix.appends_go_to_the_end',
+                'SMB3 POSIX append-only writes are new in Samba 4.22 '
+                '(make test SAMBA=4.22)')
+        return
+    envs = {}
+    for e in ENVS:
+        vfs, opts = harness.ENVIRONMENTS[e]
+        envs[e] = (vfs, dict(opts, **POSIX))
+    # negotiation asks [global], the create the share
+    smbd = harness.Smbd(envs=envs, log_level=harness.LOG_LEVEL,
+                        extra_global=dict(POSIX))
+    smbd.start()
+    try:
+        for env in ENVS:
+            name = 'posix.appends_go_to_the_end/%s' % env
+            try:
+                appends_go_to_the_end(smbd, env)
+            except AssertionError as e:
+                res.add('fail', name, str(e).replace('\n', ' | ')[:400])
+                continue
+            res.add('pass', name)
+    finally:
+        smbd.stop()
+        for line in smbd.panics():
+            res.add('fail', 'posix.smbd-panic', line)
+        smbd.cleanup()
