@@ -59,6 +59,11 @@ THREAD_ENVS = ('async_brl', 'async_brl_decide')
 # first poll of a blocked request comes this long after the request (the
 # most smbd allows); a grant before it can only come from a wake
 SPIN_MS = 20000
+# A wake grants within moments of the release, smbd's poll SPIN_MS after
+# the request: half of SPIN_MS tells them apart with seconds to spare
+# either way (and a retry smbd makes when the file's share mode record
+# changes for another reason, seen at 19.9 s, is not a wake either).
+WOKEN_MS = SPIN_MS / 2
 # no verdict may depend on the machine's load: answers and conditions are
 # waited for this long (a load that slow would fail everything anyway)
 WAIT = harness.WAIT_SECS
@@ -239,7 +244,7 @@ def blocking_lock_granted_soon_after_local_holder_releases(smbd, env):
             for i in range(3)]
     print('    brl: ms from release to grant, async_brl: %s' %
           ' '.join('%.1f' % r[0] for r in runs), flush=True)
-    polled = [r[1] for r in runs if r[1] >= SPIN_MS]
+    polled = [r[1] for r in runs if r[1] >= WOKEN_MS]
     assert not polled, 'granted by the poll, %s ms after the request' % \
         polled
     assert wait_for(lambda: waiting_threads(smbd) == 0), \
@@ -506,17 +511,16 @@ def bad_options_are_logged_and_defaults_used(smbd, env):
                  r"async_brl:decision timeout: 0 is out of range .*; "
                  r"using 5000"):
         assert smbd.log_lines(line), 'no log line like: ' + line
-    assert ms < SPIN_MS, \
+    assert ms < WOKEN_MS, \
         'the default (wake = yes) did not wake: granted by the poll, ' \
         '%.0f ms after the request' % ms
 
 
 def wake_no_polls_like_the_default(smbd, env):
-    """Granted only by smbd's poll: no sooner than its first poll
-    (SPIN_MS after the request; a timer fires late under load, never
-    early)."""
+    """Granted only by smbd (its poll SPIN_MS after the request, or a
+    retry of its own), never by a wake soon after the release."""
     _, ms = grant_latency_ms(smbd, 'async_brl_nowake', 'lat.bin')
-    assert ms >= SPIN_MS, 'woken although wake = no: %.0f ms' % ms
+    assert ms >= WOKEN_MS, 'woken although wake = no: %.0f ms' % ms
     assert waiting_threads(smbd) == 0
 
 
