@@ -163,6 +163,21 @@ def held_in_storage(storage, smbd, env, prefix):
     return held
 
 
+def slowfs_delaying(storage):
+    """How many of slowfs's threads sleep out an operation's delay (it
+    makes the file after that: a create still to land)."""
+    n = 0
+    for pid in slowfs_pids(storage):
+        for tid in os.listdir('/proc/%s/task' % pid):
+            try:
+                with open('/proc/%s/task/%s/wchan' % (pid, tid)) as f:
+                    if f.read() == 'hrtimer_nanosleep':
+                        n += 1
+            except OSError:
+                continue
+    return n
+
+
 def late_open_leaves_no_fd(storage, smbd, env, prefix, child, baseline):
     """The slow open still out comes back from the storage, and the file
     it opened is closed again (slowfs lets go of it): no fd of it is
@@ -459,9 +474,11 @@ def create_for_nobody_is_removed(smbd, env, storage):
     # far longer than async_open:timeout (500 ms): whatever the load,
     # the timeout comes first
     storage.set('create.delay_ms = %d' % SLOW_MS, 'path_filter = nob')
+    before = smbd.children()
     rc = RawConn(smbd, env)
     try:
         rc.login(U1)
+        child = child_of(smbd, before)
         status = rc.wait(rc.send_create(U1, 'nob-t', FILE_CREATE),
                          timeout=WAIT)[0]
         assert status == SHARING_VIOLATION, hex(status)
@@ -469,6 +486,10 @@ def create_for_nobody_is_removed(smbd, env, storage):
         round_trip(rc, U1)	# nob-d started
         status = rc.wait(rc.send_tree_disconnect(U1), timeout=WAIT)[0]
         assert status == 0, 'tdis: %#x' % status
+        # the creates came back: what they made has its final name or
+        # none by now
+        assert harness.wait_until(lambda: not in_storage(child)), \
+            'a create is still in the storage after %d s' % WAIT
         for name in ('nob-t', 'nob-d'):
             path = storage.backing(smbd, env, name)
             assert wait_gone(path), '%s stays' % name
@@ -510,8 +531,8 @@ def other_client_cannot_make_a_creator_smbd_exit(smbd, env, storage):
         child = child_of(smbd, before)
         other = RawConn(smbd, env)
         other.login(U2)
+        # the directory open is read after the create: one connection
         create = victim.send_create(U1, 'gap.bin', FILE_CREATE)
-        time.sleep(0.05)	# the create reaches smbd first
         victim.send_create(U1, 'gapdir', FILE_OPEN, access=GENERIC_READ,
                            options=DIRECTORY_FILE)
         end = time.monotonic() + 30
@@ -544,18 +565,20 @@ def failed_create_leaves_no_file(smbd, env, storage):
     the answer, no file has its name, and the one made under a temporary
     name goes when the create completes.  The removal is slowed down, so
     that a file removed only after the answer would be seen."""
-    storage.set('create.delay_ms = 1500', 'unlink.delay_ms = 1000',
+    # the create far longer than async_open:timeout (500 ms): whatever
+    # the load, the timeout comes first
+    storage.set('create.delay_ms = %d' % SLOW_MS, 'unlink.delay_ms = 1000',
                 'path_filter = failc')
     rc = RawConn(smbd, env)
     try:
         rc.login(U1)
-        status = rc.wait(rc.send_create(U1, 'failc.bin', FILE_CREATE))[0]
+        status = rc.wait(rc.send_create(U1, 'failc.bin', FILE_CREATE),
+                         timeout=WAIT)[0]
         assert status == SHARING_VIOLATION, hex(status)
         path = storage.backing(smbd, env, 'failc.bin')
         assert not os.path.lexists(path), 'a failed create left its file'
-        end = time.monotonic() + 20
-        while temp_files(storage, smbd, env) and time.monotonic() < end:
-            time.sleep(0.1)
+        harness.wait_until(lambda: not temp_files(storage, smbd, env),
+                           interval=0.1)
         assert not temp_files(storage, smbd, env), \
             temp_files(storage, smbd, env)
         assert not os.path.lexists(path), 'a failed create left its file'
@@ -568,24 +591,31 @@ def cancelled_create_leaves_no_file(smbd, env, storage):
     """Issue 20, item 5.  A slow create cancelled by its client is
     answered CANCELLED at once, and no file has its name then or after
     the create completes in the kernel."""
-    storage.set('create.delay_ms = 1500', 'path_filter = cancc')
+    storage.set('create.delay_ms = %d' % SLOW_MS, 'path_filter = cancc')
+    before = smbd.children()
     rc = RawConn(smbd, env)
     try:
         rc.login(U1)
+        child = child_of(smbd, before)
         mid = rc.send_create(U1, 'cancc.bin', FILE_CREATE)
-        time.sleep(0.3)
+        round_trip(rc, U1)
+        assert harness.wait_until(lambda: in_storage(child) == 1), \
+            'the create did not reach the storage'
         rc.send_cancel(U1, mid)
-        status = rc.wait(mid)[0]
+        status = rc.wait(mid, timeout=WAIT)[0]
         assert status == CANCELLED, hex(status)
+        assert in_storage(child) == 1, 'the cancel waited for the create'
         path = storage.backing(smbd, env, 'cancc.bin')
         assert not os.path.lexists(path), 'a cancelled create left its file'
-        end = time.monotonic() + 20
-        while temp_files(storage, smbd, env) and time.monotonic() < end:
-            time.sleep(0.1)
+        # the create comes back, then what it made goes
+        assert harness.wait_until(lambda: not in_storage(child)), \
+            'the create is still in the storage after %d s' % WAIT
+        harness.wait_until(lambda: not temp_files(storage, smbd, env),
+                           interval=0.1)
         assert not temp_files(storage, smbd, env), \
             temp_files(storage, smbd, env)
         assert not os.path.lexists(path), 'a cancelled create left its file'
-        assert rc.wait(rc.send_echo(U1))[0] == 0
+        assert rc.wait(rc.send_echo(U1), timeout=WAIT)[0] == 0
     finally:
         storage.set()
         rc.disconnect()
@@ -603,11 +633,12 @@ def exit_with_creates_in_flight_leaves_no_file(smbd, env, storage):
         child_of(smbd, before)
         for i in range(2):
             rc.send_create(U1, 'exitc-%d' % i, FILE_CREATE)
-        time.sleep(0.2)
+        round_trip(rc, U1)	# both started
         rc.disconnect()
-        assert smbd.wait_children(before, timeout=30), \
-            'the smbd child did not exit'
-        time.sleep(2.5)	# an unwaited create would land by now
+        assert smbd.wait_children(before), 'the smbd child did not exit'
+        # an unwaited create would land once slowfs ends its delay
+        assert harness.wait_until(lambda: not slowfs_delaying(storage)), \
+            'slowfs still delays an operation after %d s' % WAIT
     finally:
         storage.set()
     d = os.path.dirname(storage.backing(smbd, env, 'x'))
