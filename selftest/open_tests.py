@@ -107,12 +107,12 @@ def in_storage(pid):
     wait for slowfs to answer: slow opens still out."""
     n = 0
     try:
-        tids = os.listdir('/proc/%d/task' % pid)
+        tids = os.listdir('/proc/%s/task' % pid)
     except OSError:
         return 0
     for tid in tids:
         try:
-            with open('/proc/%d/task/%s/wchan' % (pid, tid)) as f:
+            with open('/proc/%s/task/%s/wchan' % (pid, tid)) as f:
                 wchan = f.read()
         except OSError:
             continue
