@@ -102,6 +102,17 @@ def round_trip(rc, user):
     assert status == 0, 'echo: %#x' % status
 
 
+def reconnect_tree(rc, user, env):
+    """A new tree connect of user's session after its tree disconnect
+    (impacket would hand back the gone tree's id from its table)."""
+    rc.use(user)
+    table = rc.s3._Session['TreeConnectTable']
+    entry = table.pop(env, None)
+    if entry is not None:
+        table.pop(entry['TreeConnectId'], None)
+    rc.sessions[user] = (rc.sessions[user][0], rc.s3.connectTree(env))
+
+
 def in_storage(pid):
     """How many tasks of process pid (its threads, io_uring's workers)
     wait for slowfs to answer: slow opens still out."""
@@ -119,6 +130,24 @@ def in_storage(pid):
         if wchan == 'request_wait_answer' or wchan.startswith('fuse'):
             n += 1
     return n
+
+
+def tasks(pid):
+    """pid's tasks and where each sleeps, for a failure's message."""
+    out = []
+    try:
+        tids = os.listdir('/proc/%s/task' % pid)
+    except OSError:
+        return 'gone'
+    for tid in tids:
+        try:
+            with open('/proc/%s/task/%s/comm' % (pid, tid)) as f:
+                comm = f.read().strip()
+            with open('/proc/%s/task/%s/wchan' % (pid, tid)) as f:
+                out.append('%s:%s' % (comm, f.read()))
+        except OSError:
+            continue
+    return ' '.join(out)
 
 
 def slowfs_pids(storage):
@@ -178,11 +207,20 @@ def slowfs_delaying(storage):
     return n
 
 
+def came_back(storage, child):
+    """The slow operations of child came back from slowfs: slowfs sleeps
+    out no delay any more, and no task of child waits for its answer.
+    (A task woken by a signal, as io_uring's cancel sends its worker,
+    runs for a moment while slowfs still has its request; slowfs's sleep
+    cannot be cut short.)"""
+    return not slowfs_delaying(storage) and not in_storage(child)
+
+
 def late_open_leaves_no_fd(storage, smbd, env, prefix, child, baseline):
     """The slow open still out comes back from the storage, and the file
     it opened is closed again (slowfs lets go of it): no fd of it is
     left, and the child's fds are the baseline again."""
-    assert harness.wait_until(lambda: not in_storage(child)), \
+    assert harness.wait_until(lambda: came_back(storage, child)), \
         'the open is still in the storage after %d s' % WAIT
     assert harness.wait_until(
         lambda: not held_in_storage(storage, smbd, env, prefix)), \
@@ -338,12 +376,13 @@ def cancel_of_pending_open_leaves_no_fd(smbd, env, storage):
         mid = rc.send_create(U1, 'canc.bin', FILE_OPEN)
         round_trip(rc, U1)
         assert harness.wait_until(lambda: in_storage(child) == 1), \
-            'the open did not reach the storage'
+            'the open did not reach the storage: %s' % tasks(child)
         rc.send_cancel(U1, mid)
         status = rc.wait(mid, timeout=WAIT)[0]
         assert status == CANCELLED, hex(status)
         # answered without waiting for the open: it is still out
-        assert in_storage(child) == 1, 'the cancel waited for the open'
+        assert harness.wait_until(lambda: in_storage(child) == 1), \
+            'the cancel waited for the open'
         late_open_leaves_no_fd(storage, smbd, env, 'canc', child,
                                baseline)	# its fd must go
         storage.set()
@@ -371,18 +410,16 @@ def teardown_with_pending_open_leaves_no_fd(smbd, env, storage):
         baseline = file_fds(child)
         storage.set('open.delay_ms = %d' % SLOW_MS, 'path_filter = tdis')
         for send in (rc.send_tree_disconnect, rc.send_logoff):
-            rc.send_create(U1, 'tdis.bin', FILE_OPEN)
+            mid = rc.send_create(U1, 'tdis.bin', FILE_OPEN)
             round_trip(rc, U1)
+            assert mid not in rc.responses, '%s: the open was answered: ' \
+                '%#x' % (send.__name__, rc.responses[mid][0])
             assert harness.wait_until(lambda: in_storage(child) == 1), \
-                'the open did not reach the storage'
+                'the open did not reach the storage: %s' % tasks(child)
             status = rc.wait(send(U1), timeout=WAIT)[0]
             assert status == 0, '%s: %#x' % (send.__name__, status)
-            # the open outlived its tree or session: a late one
-            assert in_storage(child) == 1, \
-                '%s waited for the open' % send.__name__
             if send == rc.send_tree_disconnect:
-                rc.sessions[U1] = (rc.sessions[U1][0],
-                                   rc.s3.connectTree(env))
+                reconnect_tree(rc, U1, env)
             late_open_leaves_no_fd(storage, smbd, env, 'tdis', child,
                                    baseline)
         storage.set()
@@ -488,13 +525,13 @@ def create_for_nobody_is_removed(smbd, env, storage):
         assert status == 0, 'tdis: %#x' % status
         # the creates came back: what they made has its final name or
         # none by now
-        assert harness.wait_until(lambda: not in_storage(child)), \
+        assert harness.wait_until(lambda: came_back(storage, child)), \
             'a create is still in the storage after %d s' % WAIT
         for name in ('nob-t', 'nob-d'):
             path = storage.backing(smbd, env, name)
             assert wait_gone(path), '%s stays' % name
-        rc.sessions[U1] = (rc.sessions[U1][0], rc.s3.connectTree(env))
-        rc.wait(rc.send_echo(U1))
+        reconnect_tree(rc, U1, env)
+        rc.wait(rc.send_echo(U1), timeout=WAIT)
     finally:
         storage.set()
         rc.disconnect()
@@ -600,15 +637,16 @@ def cancelled_create_leaves_no_file(smbd, env, storage):
         mid = rc.send_create(U1, 'cancc.bin', FILE_CREATE)
         round_trip(rc, U1)
         assert harness.wait_until(lambda: in_storage(child) == 1), \
-            'the create did not reach the storage'
+            'the create did not reach the storage: %s' % tasks(child)
         rc.send_cancel(U1, mid)
         status = rc.wait(mid, timeout=WAIT)[0]
         assert status == CANCELLED, hex(status)
-        assert in_storage(child) == 1, 'the cancel waited for the create'
+        assert harness.wait_until(lambda: in_storage(child) == 1), \
+            'the cancel waited for the create'
         path = storage.backing(smbd, env, 'cancc.bin')
         assert not os.path.lexists(path), 'a cancelled create left its file'
         # the create comes back, then what it made goes
-        assert harness.wait_until(lambda: not in_storage(child)), \
+        assert harness.wait_until(lambda: came_back(storage, child)), \
             'the create is still in the storage after %d s' % WAIT
         harness.wait_until(lambda: not temp_files(storage, smbd, env),
                            interval=0.1)
