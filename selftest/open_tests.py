@@ -671,9 +671,12 @@ def exit_with_creates_in_flight_leaves_no_file(smbd, env, storage):
         child_of(smbd, before)
         for i in range(2):
             rc.send_create(U1, 'exitc-%d' % i, FILE_CREATE)
-        # Not an echo round trip: the echo was answered only after both
-        # creates completed, so the client went with none in flight (to
-        # be found out: seen 2026-12-06 on both backends)
+        # Not an echo round trip: the echo came back only after the
+        # first create had completed (seen 2026-12-06, both backends),
+        # likely because smbd's synchronous lookup of the second name
+        # waits for the directory lock the first create holds; the
+        # client then went with a completed create, whose file stays.
+        # Creates in two directories would allow a round trip here.
         time.sleep(0.2)
         rc.disconnect()
         assert smbd.wait_children(before), 'the smbd child did not exit'
