@@ -37,6 +37,19 @@ CANCELLED = 0xC0000120
 SHARING_VIOLATION = 0xC0000043
 FILE_CREATED = 2
 
+# No verdict may depend on the machine's load (issue 20, item 9): answers
+# and conditions are waited for this long, and what a test tells apart
+# (pending or not, answered first or not) is seen by order or by state,
+# never by milliseconds.
+WAIT = harness.WAIT_SECS
+# slowfs never answers sooner than its delay (it sleeps to an absolute
+# time).  An open this slow is still in the storage when smbd answers
+# anything that does not wait for it, unless smbd stalls this long.
+SLOW_MS = 10000
+# the open behind which an echo is sent: well below async_open:timeout's
+# default of 10 s, so that the open, not the timeout, answers it
+ECHO_SLOW_MS = 5000
+
 ENVS = {
     'default': harness.ENVIRONMENTS['default'],
     'async_open': harness.ENVIRONMENTS['async_open'],
@@ -81,54 +94,203 @@ def child_of(smbd, before):
     return new.pop()
 
 
+def round_trip(rc, user):
+    """An echo answered on rc's connection: smbd takes a connection's
+    requests in order, so every request sent before it has been started
+    (a slow asynchronous open is pending now)."""
+    status = rc.wait(rc.send_echo(user), timeout=WAIT)[0]
+    assert status == 0, 'echo: %#x' % status
+
+
+def reconnect_tree(rc, user, env):
+    """A new tree connect of user's session after its tree disconnect
+    (impacket would hand back the gone tree's id from its table)."""
+    rc.use(user)
+    table = rc.s3._Session['TreeConnectTable']
+    entry = table.pop(env, None)
+    if entry is not None:
+        table.pop(entry['TreeConnectId'], None)
+    rc.sessions[user] = (rc.sessions[user][0], rc.s3.connectTree(env))
+
+
+def in_storage(pid):
+    """How many tasks of process pid (its threads, io_uring's workers)
+    wait for slowfs to answer: slow opens still out."""
+    n = 0
+    try:
+        tids = os.listdir('/proc/%s/task' % pid)
+    except OSError:
+        return 0
+    for tid in tids:
+        try:
+            with open('/proc/%s/task/%s/wchan' % (pid, tid)) as f:
+                wchan = f.read()
+        except OSError:
+            continue
+        if wchan == 'request_wait_answer' or wchan.startswith('fuse'):
+            n += 1
+    return n
+
+
+def tasks(pid):
+    """pid's tasks and where each sleeps, for a failure's message."""
+    out = []
+    try:
+        tids = os.listdir('/proc/%s/task' % pid)
+    except OSError:
+        return 'gone'
+    for tid in tids:
+        try:
+            with open('/proc/%s/task/%s/comm' % (pid, tid)) as f:
+                comm = f.read().strip()
+            with open('/proc/%s/task/%s/wchan' % (pid, tid)) as f:
+                out.append('%s:%s' % (comm, f.read()))
+        except OSError:
+            continue
+    return ' '.join(out)
+
+
+def slowfs_pids(storage):
+    pids = []
+    for pid in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                args = f.read().decode(errors='replace').split('\0')
+        except OSError:
+            continue
+        if storage.mnt in args and \
+                os.path.basename(args[0]) == 'slowfs':
+            pids.append(pid)
+    assert pids, 'no slowfs serves ' + storage.mnt
+    return pids
+
+
+def held_in_storage(storage, smbd, env, prefix):
+    """The files (backing paths) starting with prefix, or made under
+    async_open's temporary names, in env's directory that slowfs holds
+    open.  slowfs opens the backing file before it answers an open and
+    closes it when the last fd of that open is closed: a file held here
+    after its open came back is one a client of slowfs still holds."""
+    d = os.path.dirname(storage.backing(smbd, env, 'x')) + '/'
+    held = []
+    for pid in slowfs_pids(storage):
+        fd_dir = '/proc/%s/fd' % pid
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(os.path.join(fd_dir, fd))
+            except OSError:
+                continue
+            name = target[len(d):]
+            if target.startswith(d) and (
+                    name.startswith(prefix) or
+                    name.startswith('.async_open-')):
+                held.append(target)
+    return held
+
+
+def slowfs_delaying(storage):
+    """How many of slowfs's threads sleep out an operation's delay (it
+    makes the file after that: a create still to land)."""
+    n = 0
+    for pid in slowfs_pids(storage):
+        for tid in os.listdir('/proc/%s/task' % pid):
+            try:
+                with open('/proc/%s/task/%s/wchan' % (pid, tid)) as f:
+                    if f.read() == 'hrtimer_nanosleep':
+                        n += 1
+            except OSError:
+                continue
+    return n
+
+
+def came_back(storage, child):
+    """The slow operations of child came back from slowfs: slowfs sleeps
+    out no delay any more, and no task of child waits for its answer.
+    (A task woken by a signal, as io_uring's cancel sends its worker,
+    runs for a moment while slowfs still has its request; slowfs's sleep
+    cannot be cut short.)"""
+    return not slowfs_delaying(storage) and not in_storage(child)
+
+
+def late_open_leaves_no_fd(storage, smbd, env, prefix, child, baseline):
+    """The slow open still out comes back from the storage, and the file
+    it opened is closed again (slowfs lets go of it): no fd of it is
+    left, and the child's fds are the baseline again."""
+    assert harness.wait_until(lambda: came_back(storage, child)), \
+        'the open is still in the storage after %d s' % WAIT
+    assert harness.wait_until(
+        lambda: not held_in_storage(storage, smbd, env, prefix)), \
+        'still open after %d s: %s' % (
+            WAIT, held_in_storage(storage, smbd, env, prefix))
+    harness.wait_until(lambda: file_fds(child) == baseline)
+    now = file_fds(child)
+    assert now == baseline, 'fds changed: +%s -%s' % (
+        sorted(now - baseline), sorted(baseline - now))
+
+
 def echo_while_pending(smbd, env, name, disposition):
-    """Seconds an echo takes while a create of name is pending, and the
-    create's (status, action)."""
+    """Whether an echo sent right behind a slow create of name was
+    answered before the create, whether the echo came at least the
+    storage's delay after the create was sent, and the create's
+    (status, action)."""
     rc = RawConn(smbd, env)
     try:
         rc.login(U1)
+        sent = time.monotonic()
         mid = rc.send_create(U1, name, disposition)
-        time.sleep(0.05)	# the create reaches smbd first
-        _, _, echo_s = rc.wait(rc.send_echo(U1))
-        status, action, fid = smb2client.create_result(*rc.wait(mid)[:2])
+        echo = rc.send_echo(U1)	# behind the create: smbd reads in order
+        status = rc.wait(echo, timeout=WAIT)[0]
+        assert status == 0, 'echo: %#x' % status
+        echo_s = time.monotonic() - sent
+        echo_first = mid not in rc.responses
+        status, action, fid = smb2client.create_result(
+            *rc.wait(mid, timeout=WAIT)[:2])
         if fid is not None:
             rc.close(U1, fid)
-        return echo_s, status, action
+        return echo_first, echo_s, status, action
     finally:
         rc.disconnect()
 
 
-def check_echo(env, echo_s):
+def check_echo(env, echo_first, echo_s):
+    """The default answers the open first, and it was slow (slowfs
+    sleeps ECHO_SLOW_MS at least, so this lower bound holds under any
+    load); async_open answers the echo before the open."""
     if env == 'default':
-        assert echo_s > 0.3, 'default did not block (%.3f s): is the ' \
-            'storage slow?' % echo_s
+        assert not echo_first and echo_s >= ECHO_SLOW_MS / 1000, \
+            'default did not block (echo first: %s, after %.3f s): is ' \
+            'the storage slow?' % (echo_first, echo_s)
     else:
-        assert echo_s < 0.05, 'echo took %.3f s behind a pending open' % \
-            echo_s
+        assert echo_first, 'the echo was answered behind the pending ' \
+            'open (after %.3f s)' % echo_s
 
 
 def pending_create_leaves_connection_responsive(smbd, env, storage):
-    storage.set('create.delay_ms = 500', 'path_filter = pendc')
+    storage.set('create.delay_ms = %d' % ECHO_SLOW_MS, 'path_filter = pendc')
     try:
-        echo_s, status, action = echo_while_pending(smbd, env, 'pendc.bin',
-                                                    FILE_CREATE)
+        echo_first, echo_s, status, action = echo_while_pending(
+            smbd, env, 'pendc.bin', FILE_CREATE)
     finally:
         storage.set()
     assert status == 0 and action == FILE_CREATED, (hex(status), action)
-    check_echo(env, echo_s)
+    check_echo(env, echo_first, echo_s)
 
 
 def pending_open_of_existing_file_leaves_connection_responsive(
         smbd, env, storage):
     backing_file(storage, smbd, env, 'pendx.bin')
-    storage.set('open.delay_ms = 500', 'path_filter = pendx')
+    storage.set('open.delay_ms = %d' % ECHO_SLOW_MS, 'path_filter = pendx')
     try:
-        echo_s, status, action = echo_while_pending(smbd, env, 'pendx.bin',
-                                                    FILE_OPEN)
+        echo_first, echo_s, status, action = echo_while_pending(
+            smbd, env, 'pendx.bin', FILE_OPEN)
     finally:
         storage.set()
     assert status == 0 and action == 1, (hex(status), action)
-    check_echo(env, echo_s)
+    check_echo(env, echo_first, echo_s)
 
 
 DISPOSITIONS = [('FILE_SUPERSEDE', FILE_SUPERSEDE), ('FILE_OPEN', FILE_OPEN),
@@ -210,19 +372,20 @@ def cancel_of_pending_open_leaves_no_fd(smbd, env, storage):
         assert status == 0, hex(status)
         rc.close(U1, fid)
         baseline = file_fds(child)
-        storage.set('open.delay_ms = 1500', 'path_filter = canc')
+        storage.set('open.delay_ms = %d' % SLOW_MS, 'path_filter = canc')
         mid = rc.send_create(U1, 'canc.bin', FILE_OPEN)
-        time.sleep(0.3)
+        round_trip(rc, U1)
+        assert harness.wait_until(lambda: in_storage(child) == 1), \
+            'the open did not reach the storage: %s' % tasks(child)
         rc.send_cancel(U1, mid)
-        status, _, waited = rc.wait(mid)
+        status = rc.wait(mid, timeout=WAIT)[0]
         assert status == CANCELLED, hex(status)
-        assert waited < 1.0, 'cancel took %.2f s' % waited
-        time.sleep(1.8)		# the open completes; its fd must go
+        # answered without waiting for the open: it is still out
+        assert harness.wait_until(lambda: in_storage(child) == 1), \
+            'the cancel waited for the open'
+        late_open_leaves_no_fd(storage, smbd, env, 'canc', child,
+                               baseline)	# its fd must go
         storage.set()
-        rc.wait(rc.send_echo(U1))
-        now = file_fds(child)
-        assert now == baseline, 'fds changed: +%s -%s' % (
-            sorted(now - baseline), sorted(baseline - now))
         status, action, fid = rc.create(U1, 'canc.bin', FILE_OPEN)
         assert status == 0, hex(status)
         rc.close(U1, fid)
@@ -245,18 +408,22 @@ def teardown_with_pending_open_leaves_no_fd(smbd, env, storage):
         rc.close(U1, fid)
         rc.login(U2)		# keeps the connection alive after U1 goes
         baseline = file_fds(child)
-        storage.set('open.delay_ms = 1200', 'path_filter = tdis')
+        storage.set('open.delay_ms = %d' % SLOW_MS, 'path_filter = tdis')
         for send in (rc.send_tree_disconnect, rc.send_logoff):
-            rc.send_create(U1, 'tdis.bin', FILE_OPEN)
-            time.sleep(0.2)
-            status = rc.wait(send(U1))[0]
+            mid = rc.send_create(U1, 'tdis.bin', FILE_OPEN)
+            round_trip(rc, U1)
+            assert mid not in rc.responses, '%s: the open was answered: ' \
+                '%#x' % (send.__name__, rc.responses[mid][0])
+            assert harness.wait_until(lambda: in_storage(child) == 1), \
+                'the open did not reach the storage: %s' % tasks(child)
+            status = rc.wait(send(U1), timeout=WAIT)[0]
             assert status == 0, '%s: %#x' % (send.__name__, status)
             if send == rc.send_tree_disconnect:
-                rc.sessions[U1] = (rc.sessions[U1][0],
-                                   rc.s3.connectTree(env))
-        time.sleep(1.5)		# the late opens complete
+                reconnect_tree(rc, U1, env)
+            late_open_leaves_no_fd(storage, smbd, env, 'tdis', child,
+                                   baseline)
         storage.set()
-        rc.wait(rc.send_echo(U2))
+        rc.wait(rc.send_echo(U2), timeout=WAIT)
         now = file_fds(child)
         assert now == baseline, 'fds changed: +%s -%s' % (
             sorted(now - baseline), sorted(baseline - now))
@@ -278,9 +445,9 @@ def killed_client_with_pending_opens_is_clean(smbd, env, storage):
         for i in range(4):
             rc.send_create(U1, 'kill-%d' % i, FILE_CREATE)
         rc.send_create(U1, 'killx.bin', FILE_OPEN)
-        time.sleep(0.2)
+        round_trip(rc, U1)	# all five started
         rc.disconnect()
-        smbd.wait_children(before, timeout=20)
+        smbd.wait_children(before)
     finally:
         storage.set()
     assert not (smbd.children() - before), 'the smbd child did not exit'
@@ -298,20 +465,28 @@ def timeout_answers_sharing_violation(smbd, env, storage):
         assert status == 0, hex(status)
         rc.close(U1, fid)
         baseline = file_fds(child)
-        storage.set('create.delay_ms = 1500', 'open.delay_ms = 1500',
-                    'path_filter = tmo')
+        # far longer than async_open:timeout (500 ms): whatever the
+        # load, the timeout comes first
+        storage.set('create.delay_ms = %d' % SLOW_MS,
+                    'open.delay_ms = %d' % SLOW_MS, 'path_filter = tmo')
         for name, disp in (('tmo-new', FILE_CREATE),
                            ('tmox.bin', FILE_OPEN)):
-            status, _, waited = rc.wait(rc.send_create(U1, name, disp))
+            status = rc.wait(rc.send_create(U1, name, disp),
+                             timeout=WAIT)[0]
             assert status == SHARING_VIOLATION, '%s: %#x' % (name, status)
             # The replay's path walk of a name being created waits for
             # the kernel's lock on its directory, i.e. for the create:
-            # only the open of an existing file is answered on time.
-            assert waited < 1.4 or disp == FILE_CREATE, \
-                '%s: answered after %.2f s' % (name, waited)
-        time.sleep(1.8)		# the late opens complete
+            # only the open of an existing file is answered while it is
+            # still out.
+            # (the open reaches the storage after the answer, or is
+            # there: it can come back from it only once)
+            assert disp == FILE_CREATE or harness.wait_until(
+                lambda: in_storage(child) == 1), \
+                '%s: answered after the open came back' % name
+            late_open_leaves_no_fd(storage, smbd, env, 'tmo', child,
+                                   baseline)
         storage.set()
-        rc.wait(rc.send_echo(U1))
+        rc.wait(rc.send_echo(U1), timeout=WAIT)
         now = file_fds(child)
         assert now == baseline, 'fds changed: +%s -%s' % (
             sorted(now - baseline), sorted(baseline - now))
@@ -323,11 +498,9 @@ def timeout_answers_sharing_violation(smbd, env, storage):
                           r'after 500 ms'), 'no timeout log line'
 
 
-def wait_gone(path, seconds):
-    end = time.time() + seconds
-    while os.path.lexists(path) and time.time() < end:
-        time.sleep(0.05)
-    return not os.path.lexists(path)
+def wait_gone(path, seconds=WAIT):
+    return harness.wait_until(lambda: not os.path.lexists(path), seconds,
+                              0.05)
 
 
 def create_for_nobody_is_removed(smbd, env, storage):
@@ -335,21 +508,30 @@ def create_for_nobody_is_removed(smbd, env, storage):
     timeout, or after the tree it came from went, made a file nobody was
     told of (and that missed smbd's post-create steps): it is removed.
     A file another request put under that name meanwhile stays."""
-    storage.set('create.delay_ms = 1500', 'path_filter = nob')
+    # far longer than async_open:timeout (500 ms): whatever the load,
+    # the timeout comes first
+    storage.set('create.delay_ms = %d' % SLOW_MS, 'path_filter = nob')
+    before = smbd.children()
     rc = RawConn(smbd, env)
     try:
         rc.login(U1)
-        status = rc.wait(rc.send_create(U1, 'nob-t', FILE_CREATE))[0]
+        child = child_of(smbd, before)
+        status = rc.wait(rc.send_create(U1, 'nob-t', FILE_CREATE),
+                         timeout=WAIT)[0]
         assert status == SHARING_VIOLATION, hex(status)
         rc.send_create(U1, 'nob-d', FILE_CREATE)
-        time.sleep(0.2)
-        status = rc.wait(rc.send_tree_disconnect(U1))[0]
+        round_trip(rc, U1)	# nob-d started
+        status = rc.wait(rc.send_tree_disconnect(U1), timeout=WAIT)[0]
         assert status == 0, 'tdis: %#x' % status
+        # the creates came back: what they made has its final name or
+        # none by now
+        assert harness.wait_until(lambda: came_back(storage, child)), \
+            'a create is still in the storage after %d s' % WAIT
         for name in ('nob-t', 'nob-d'):
             path = storage.backing(smbd, env, name)
-            assert wait_gone(path, 4.0), '%s stays' % name
-        rc.sessions[U1] = (rc.sessions[U1][0], rc.s3.connectTree(env))
-        rc.wait(rc.send_echo(U1))
+            assert wait_gone(path), '%s stays' % name
+        reconnect_tree(rc, U1, env)
+        rc.wait(rc.send_echo(U1), timeout=WAIT)
     finally:
         storage.set()
         rc.disconnect()
@@ -386,8 +568,8 @@ def other_client_cannot_make_a_creator_smbd_exit(smbd, env, storage):
         child = child_of(smbd, before)
         other = RawConn(smbd, env)
         other.login(U2)
+        # the directory open is read after the create: one connection
         create = victim.send_create(U1, 'gap.bin', FILE_CREATE)
-        time.sleep(0.05)	# the create reaches smbd first
         victim.send_create(U1, 'gapdir', FILE_OPEN, access=GENERIC_READ,
                            options=DIRECTORY_FILE)
         end = time.monotonic() + 30
@@ -420,18 +602,20 @@ def failed_create_leaves_no_file(smbd, env, storage):
     the answer, no file has its name, and the one made under a temporary
     name goes when the create completes.  The removal is slowed down, so
     that a file removed only after the answer would be seen."""
-    storage.set('create.delay_ms = 1500', 'unlink.delay_ms = 1000',
+    # the create far longer than async_open:timeout (500 ms): whatever
+    # the load, the timeout comes first
+    storage.set('create.delay_ms = %d' % SLOW_MS, 'unlink.delay_ms = 1000',
                 'path_filter = failc')
     rc = RawConn(smbd, env)
     try:
         rc.login(U1)
-        status = rc.wait(rc.send_create(U1, 'failc.bin', FILE_CREATE))[0]
+        status = rc.wait(rc.send_create(U1, 'failc.bin', FILE_CREATE),
+                         timeout=WAIT)[0]
         assert status == SHARING_VIOLATION, hex(status)
         path = storage.backing(smbd, env, 'failc.bin')
         assert not os.path.lexists(path), 'a failed create left its file'
-        end = time.monotonic() + 20
-        while temp_files(storage, smbd, env) and time.monotonic() < end:
-            time.sleep(0.1)
+        harness.wait_until(lambda: not temp_files(storage, smbd, env),
+                           interval=0.1)
         assert not temp_files(storage, smbd, env), \
             temp_files(storage, smbd, env)
         assert not os.path.lexists(path), 'a failed create left its file'
@@ -444,24 +628,32 @@ def cancelled_create_leaves_no_file(smbd, env, storage):
     """Issue 20, item 5.  A slow create cancelled by its client is
     answered CANCELLED at once, and no file has its name then or after
     the create completes in the kernel."""
-    storage.set('create.delay_ms = 1500', 'path_filter = cancc')
+    storage.set('create.delay_ms = %d' % SLOW_MS, 'path_filter = cancc')
+    before = smbd.children()
     rc = RawConn(smbd, env)
     try:
         rc.login(U1)
+        child = child_of(smbd, before)
         mid = rc.send_create(U1, 'cancc.bin', FILE_CREATE)
-        time.sleep(0.3)
+        round_trip(rc, U1)
+        assert harness.wait_until(lambda: in_storage(child) == 1), \
+            'the create did not reach the storage: %s' % tasks(child)
         rc.send_cancel(U1, mid)
-        status = rc.wait(mid)[0]
+        status = rc.wait(mid, timeout=WAIT)[0]
         assert status == CANCELLED, hex(status)
+        assert harness.wait_until(lambda: in_storage(child) == 1), \
+            'the cancel waited for the create'
         path = storage.backing(smbd, env, 'cancc.bin')
         assert not os.path.lexists(path), 'a cancelled create left its file'
-        end = time.monotonic() + 20
-        while temp_files(storage, smbd, env) and time.monotonic() < end:
-            time.sleep(0.1)
+        # the create comes back, then what it made goes
+        assert harness.wait_until(lambda: came_back(storage, child)), \
+            'the create is still in the storage after %d s' % WAIT
+        harness.wait_until(lambda: not temp_files(storage, smbd, env),
+                           interval=0.1)
         assert not temp_files(storage, smbd, env), \
             temp_files(storage, smbd, env)
         assert not os.path.lexists(path), 'a cancelled create left its file'
-        assert rc.wait(rc.send_echo(U1))[0] == 0
+        assert rc.wait(rc.send_echo(U1), timeout=WAIT)[0] == 0
     finally:
         storage.set()
         rc.disconnect()
@@ -479,11 +671,18 @@ def exit_with_creates_in_flight_leaves_no_file(smbd, env, storage):
         child_of(smbd, before)
         for i in range(2):
             rc.send_create(U1, 'exitc-%d' % i, FILE_CREATE)
+        # Not an echo round trip: the echo came back only after the
+        # first create had completed (seen 2026-12-06, both backends),
+        # likely because smbd's synchronous lookup of the second name
+        # waits for the directory lock the first create holds; the
+        # client then went with a completed create, whose file stays.
+        # Creates in two directories would allow a round trip here.
         time.sleep(0.2)
         rc.disconnect()
-        assert smbd.wait_children(before, timeout=30), \
-            'the smbd child did not exit'
-        time.sleep(2.5)	# an unwaited create would land by now
+        assert smbd.wait_children(before), 'the smbd child did not exit'
+        # an unwaited create would land once slowfs ends its delay
+        assert harness.wait_until(lambda: not slowfs_delaying(storage)), \
+            'slowfs still delays an operation after %d s' % WAIT
     finally:
         storage.set()
     d = os.path.dirname(storage.backing(smbd, env, 'x'))
@@ -899,7 +1098,9 @@ def overload_of_slow_opens_fails_none(smbd, env, storage):
     finally:
         storage.set()
     check_all_opened(got)
-    assert before_echo < LOAD_COUNT and echo_s < 2 * LOAD_DELAY_S, \
+    # by order, not by seconds (an smbd that opened synchronously would
+    # answer all 2 * LOAD_COUNT first); the seconds are only reported
+    assert before_echo < LOAD_COUNT, \
         'echo answered after %.1f s, behind %d opens' % (echo_s,
                                                         before_echo)
     c = share_counters(smbd, env)
