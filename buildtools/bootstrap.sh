@@ -23,9 +23,9 @@ libkeyutils-dev libsystemd-dev zlib1g-dev libicu-dev"
 # attr tools for xattr checks, procps for pgrep; libsmbclient for the
 # benchmark's C client, xfsprogs for its XFS storage; smbnetfs (a FUSE SMB
 # client, a second client independent of smbtorture) and fio for the
-# client tests.
+# client tests; ctdb for the three-node cluster of the cluster part.
 PKGS_TEST="util-linux python3-impacket attr procps acl strace \
-libsmbclient-dev xfsprogs smbnetfs fio"
+libsmbclient-dev xfsprogs smbnetfs fio ctdb"
 
 # make deb (dpkg-buildpackage, debhelper, lintian) and the package test:
 # a debootstrap'd root with the same Samba, man-db for its man pages.
