@@ -405,6 +405,8 @@ class Smbd:
         self.dir = workdir or tempfile.mkdtemp(prefix='asvfs-st-')
         self.share_root = share_root or os.path.join(self.dir, 'shares')
         self.port = port or free_port()
+        # where it listens (a cluster node has its own loopback address)
+        self.address = '127.0.0.1'
         # a command prefix for smbd, e.g. selftest/tools/no_io_uring
         self.wrapper = wrapper or []
         # another build of smbd (a patched one, see patches/README.md)
@@ -566,7 +568,7 @@ class Smbd:
                 raise RuntimeError('smbd exited at start (rc %d); see %s' %
                                    (self.proc.returncode, self.dir))
             try:
-                with socket.create_connection(('127.0.0.1', self.port),
+                with socket.create_connection((self.address, self.port),
                                               timeout=1):
                     return self
             except OSError:
@@ -701,7 +703,7 @@ class Smbd:
         return total
 
     def unc(self, env):
-        return '//127.0.0.1/%s' % env
+        return '//%s/%s' % (self.address, env)
 
     def creds(self, user=None):
         return '%s%%%s' % (user or USERS[0], PASSWORD)

@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import brl_tests  # noqa: E402
 import build_tests  # noqa: E402
 import client_tests  # noqa: E402
+import cluster_tests  # noqa: E402
 import dosattr_tests  # noqa: E402
 import escape_tests  # noqa: E402
 import fault_tests  # noqa: E402
@@ -62,7 +63,7 @@ OWN_SMBD_TESTS = [
     posix_tests,
 ]
 PARTS = ['build', 'unit', 'slowfs', 'smbd', 'faults', 'torture', 'bench',
-         'package']
+         'package', 'cluster']
 # smbtorture suites: the quick set (every environment), the full set
 # (--full) and those not run, each with the reason
 QUICK_LIST = 'tests.list'
@@ -544,6 +545,10 @@ def main():
         for mod in chosen(OWN_SMBD_TESTS):
             mod.run_all(res)
             check_sanitizers(res, mod.__name__)
+    if 'cluster' in parts:
+        # three CTDB nodes, an smbd each (selftest/cluster_tests.py)
+        cluster_tests.run_all(res, sys.modules[__name__])
+        check_sanitizers(res, 'cluster')
     smbd = None
     if 'smbd' in parts or 'torture' in parts:
         smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]

@@ -17,8 +17,8 @@ FILE_OVERWRITE_IF = 5
 class Client:
     def __init__(self, smbd, share, user=None, password=None):
         # impacket signs SMB 3.1.1 in a way smbd refuses; 3.0 works
-        self.conn = SMBConnection('127.0.0.1', '127.0.0.1',
-                                  sess_port=smbd.port,
+        host = getattr(smbd, 'address', '127.0.0.1')
+        self.conn = SMBConnection(host, host, sess_port=smbd.port,
                                   preferredDialect=smb3structs.SMB2_DIALECT_30)
         creds = smbd.creds(user).split('%', 1)
         self.conn.login(creds[0], password or creds[1])
@@ -180,8 +180,8 @@ class RawConn:
     (login() again switches to a new session on the same connection)."""
 
     def __init__(self, smbd, share=None):
-        self.conn = SMBConnection('127.0.0.1', '127.0.0.1',
-                                  sess_port=smbd.port,
+        host = getattr(smbd, 'address', '127.0.0.1')
+        self.conn = SMBConnection(host, host, sess_port=smbd.port,
                                   preferredDialect=_s3s.SMB2_DIALECT_30)
         self.s3 = self.conn.getSMBServer()
         self.smbd = smbd
