@@ -14,7 +14,9 @@ printed as information, never judged.
 import os
 import re
 import struct
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -22,7 +24,7 @@ import brl_tests
 import ctdb_cluster
 import harness
 import smb2client
-from fault_tests import record
+from fault_tests import SLOWFS, SlowStorage, record
 from smb2client import (FILE_CREATE, FILE_OPEN_IF, LOCK_EXCLUSIVE,
                         LOCK_FAIL_IMMEDIATELY, LOCK_UNLOCK, RawConn)
 from impacket import smb3structs
@@ -46,6 +48,12 @@ ENVS = {
                       'async_dosattr:cache entries': '4096'})),
     # every asynchronous path forced on
     'full_stack_async': harness.ENVIRONMENTS['full_stack_async'],
+}
+# on the FUSE slowfs (selftest/slowfs), whose delays make a create last
+# long enough for another node to act in the middle of it
+SLOW_ENVS = {
+    'slow_default': ('', {}),
+    'slow_full_stack': (FULL_VFS, FULL_OPTS),
 }
 # the default VFS and the modules side by side
 PAIR = ['default', 'full_stack']
@@ -236,6 +244,71 @@ def open_counters(cluster, env):
             for k, v in re.findall(r'(\w+)=(\d+)', line):
                 total[k] = total.get(k, 0) + int(v)
     return total
+
+
+OPLOCK_BATCH = 0x09
+DIRECTORY_FILE = 0x01
+GENERIC_READ = 0x80000000
+
+
+def other_node_cannot_make_a_creator_smbd_exit(cluster, env, storage):
+    """The create gap of async_open's safety (issue 20, item 1) across
+    nodes.  U1 creates gap.bin through node 0 (a slow create) and opens a
+    slow directory right behind it, which holds U1's smbd for seconds
+    after the create completes.  U2, through node 1, opens gap.bin with a
+    batch oplock the moment it can and never acknowledges a break.  Had
+    U2 opened the file before U1's smbd made its share mode entry in
+    CTDB, U1's open would have to break U2's oplock across the nodes, and
+    on a create deferred with EINPROGRESS smbd's 20 s exit timer would
+    take U1's smbd down.  U1's create must succeed and its smbd stay."""
+    smbd = cluster.smbds[0]
+    os.makedirs(storage.backing(smbd, env, 'gapdir'), exist_ok=True)
+    storage.set('create.delay_ms = 1000', 'opendir.delay_ms = 4000',
+                'path_filter = gap')
+    before = smbd.children()
+    victim = RawConn(smbd, env)
+    other = None
+    try:
+        victim.login(U1)
+        new = smbd.children() - before
+        assert len(new) == 1, 'expected one new smbd child: %s' % new
+        child = new.pop()
+        other = RawConn(cluster.smbds[1], env)
+        other.login(U2)
+        create = victim.send_create(U1, 'gap.bin', FILE_CREATE)
+        victim.send_create(U1, 'gapdir', smb2client.FILE_OPEN,
+                           access=GENERIC_READ, options=DIRECTORY_FILE)
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            status = other.wait(other.send_create(
+                U2, 'gap.bin', smb2client.FILE_OPEN, access=GENERIC_READ,
+                oplock=OPLOCK_BATCH))[0]
+            if status == 0:
+                break		# and never acknowledges the break
+            time.sleep(0.02)
+        # smbd's timer fires 20 s after a deferral; a break to U2 would
+        # wait up to 70 s
+        status, action, _ = smb2client.create_result(
+            *victim.wait(create, timeout=90)[:2])
+        assert status == 0 and action == CREATED, (hex(status), action)
+        assert victim.wait(victim.send_echo(U1))[0] == 0
+        assert child in smbd.children(), 'the smbd child exited'
+    finally:
+        storage.set()
+        victim.disconnect()
+        if other is not None:
+            other.disconnect()
+    assert not smbd.log_lines(r'async open timeout'), 'an smbd exited'
+    if env != 'slow_default':
+        # the create went through the module (its counters are logged
+        # when the connection's tree goes)
+        assert wait_for(lambda: open_counters(cluster, env).get(
+            'handed', 0) > 0), 'async_open counters: %s' % \
+            open_counters(cluster, env)
+    d = os.path.dirname(storage.backing(smbd, env, 'x'))
+    assert wait_for(lambda: not [n for n in os.listdir(d)
+                                 if n.startswith(TEMP_PREFIX)]), \
+        'temporary names left'
 
 
 # --- async_dosattr -----------------------------------------------------------
@@ -517,13 +590,22 @@ def run_all(res, selftest):
     if why:
         res.add('skip', 'cluster', why)
         return
-    cluster = ctdb_cluster.Cluster(ENVS, log_level=harness.LOG_LEVEL)
+    storage = None
+    envs = dict(ENVS)
+    if os.path.exists(SLOWFS):
+        storage = SlowStorage(tempfile.mkdtemp(prefix='asvfs-cluster-fs-'))
+        envs.update(SLOW_ENVS)
+    cluster = ctdb_cluster.Cluster(
+        envs, log_level=harness.LOG_LEVEL,
+        share_paths={e: storage.mnt for e in SLOW_ENVS} if storage else None)
     started = time.monotonic()
     try:
         cluster.start()
     except Exception as e:
         res.add('fail', 'cluster.start', '%s (work dir %s)' % (
             e, cluster.dir))
+        if storage:
+            storage.umount()
         return
     print('selftest: cluster of %s on port %d up in %.1f s (ctdb %.1f s), '
           'work dir %s' % (', '.join(cluster.addresses), cluster.port,
@@ -554,6 +636,15 @@ def run_all(res, selftest):
                    'another(%s)' % env,
                    attributes_set_on_one_node_listed_on_another, cluster,
                    env)
+        for env in SLOW_ENVS:
+            name = 'cluster.other_node_cannot_make_a_creator_smbd_exit' \
+                '(%s)' % env
+            if storage is None:
+                res.add('skip', name, 'slowfs not built (libfuse3-dev '
+                        'missing?)')
+                continue
+            record(res, name, other_node_cannot_make_a_creator_smbd_exit,
+                   cluster, env, storage)
         torture_across_nodes(res, cluster, selftest)
         record(res, 'cluster.node_killed_mid_work_survivors_serve',
                node_killed_mid_work_survivors_serve, cluster, 'full_stack')
@@ -564,7 +655,12 @@ def run_all(res, selftest):
         print('    cluster: async_open %s; async_dosattr %s' % (
             open_counters(cluster, 'full_stack_async'),
             dosattr_counters(cluster, 'full_stack_cache')), flush=True)
+        if storage:
+            storage.umount()
         if res.failed == failed:
             cluster.cleanup()
+            if storage:
+                shutil.rmtree(os.path.dirname(storage.mnt),
+                              ignore_errors=True)
         else:
             print('selftest: cluster work dir kept: %s' % cluster.dir)

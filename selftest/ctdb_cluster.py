@@ -85,12 +85,22 @@ class ClusterSmbd(harness.Smbd):
     """The smbd of one node: clustering on, its own address, the shares
     of the whole cluster (one directory tree for all nodes)."""
 
-    def __init__(self, node, address, socket_path, add_users, **kw):
+    def __init__(self, node, address, socket_path, add_users,
+                 share_paths=None, **kw):
         super().__init__(**kw)
         self.node = node
         self.address = address
         self.socket_path = socket_path
         self.add_users = add_users
+        # env -> the directory that holds its shares instead of
+        # share_root (e.g. a slowfs mount)
+        self.share_paths = share_paths or {}
+
+    def share_path(self, env):
+        for base, root in self.share_paths.items():
+            if env == base or env.startswith(base + '_'):
+                return os.path.join(root, env)
+        return super().share_path(env)
 
     def _global_section(self):
         g = super()._global_section()
@@ -115,7 +125,7 @@ class Cluster:
     """Three ctdbd and three smbd; start() brings them up in order,
     stop() takes down only what it started."""
 
-    def __init__(self, envs, log_level='1', nodes=NODES):
+    def __init__(self, envs, log_level='1', nodes=NODES, share_paths=None):
         self.dir = tempfile.mkdtemp(prefix='asvfs-cluster-')
         os.chmod(self.dir, 0o755)
         self.addresses = pick_addresses(nodes)
@@ -131,8 +141,8 @@ class Cluster:
                                       'ctdbd.socket'),
                 add_users=(n == 0), envs=envs,
                 workdir=os.path.join(self.dir, 'smb.%d' % n),
-                share_root=self.share_root, log_level=log_level,
-                port=self.port))
+                share_root=self.share_root, share_paths=share_paths,
+                log_level=log_level, port=self.port))
 
     # -- ctdb ----------------------------------------------------------
     def node_dir(self, n):
