@@ -196,6 +196,9 @@ def check_libs(conf):
     conf.check_cfg(package='smbclient', args=['--cflags', '--libs'],
                    uselib_store='SMBCLIENT', mandatory=False,
                    msg='Checking for libsmbclient (benchmark client)')
+    conf.check_cfg(package='nettle', args=['--cflags', '--libs'],
+                   uselib_store='NETTLE', mandatory=False,
+                   msg='Checking for nettle (benchmark load generator)')
 
 
 # Loaded into smbd (which is not built with them) before anything else, so

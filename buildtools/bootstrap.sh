@@ -21,11 +21,12 @@ libbsd-dev python3-dev libdbus-1-dev libldap2-dev libpam0g-dev liblmdb-dev \
 libkeyutils-dev libsystemd-dev zlib1g-dev libicu-dev"
 # Used by the selftest: unshare/mount (util-linux), impacket for SMB2 locks,
 # attr tools for xattr checks, procps for pgrep; libsmbclient for the
-# benchmark's C client, xfsprogs for its XFS storage; smbnetfs (a FUSE SMB
+# benchmark's C client, nettle (MD4, HMAC-MD5) for the NTLMv2 of its load
+# generator, xfsprogs for its XFS storage; smbnetfs (a FUSE SMB
 # client, a second client independent of smbtorture) and fio for the
 # client tests.
 PKGS_TEST="util-linux python3-impacket attr procps acl strace \
-libsmbclient-dev xfsprogs smbnetfs fio"
+libsmbclient-dev nettle-dev xfsprogs smbnetfs fio"
 
 # make deb (dpkg-buildpackage, debhelper, lintian) and the package test:
 # a debootstrap'd root with the same Samba, man-db for its man pages.
