@@ -39,6 +39,7 @@ import listing_tests  # noqa: E402
 import open_tests  # noqa: E402
 import package_tests  # noqa: E402
 import posix_tests  # noqa: E402
+import slowfs_identity_tests  # noqa: E402
 import smbd_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -60,6 +61,7 @@ OWN_SMBD_TESTS = [
     escape_tests,
     inflight_tests,
     posix_tests,
+    slowfs_identity_tests,
 ]
 PARTS = ['build', 'unit', 'slowfs', 'smbd', 'faults', 'torture', 'bench',
          'package']
