@@ -90,6 +90,7 @@ struct options {
 	const char *domain;
 	const char *share;
 	const char *prefix;
+	const char *tag;	/* makes this run's new names its own */
 	enum op_kind op;
 	int conns;
 	int depth;
@@ -730,11 +731,11 @@ static void slot_name(char *buf, size_t len, struct conn *c, int slot)
 	if (opt.op == OP_OPEN) {
 		snprintf(buf, len, "%s_%d_%d", opt.prefix, c->id, slot);
 	} else if (opt.dirs) {
-		snprintf(buf, len, "%s_%d_%d\\f%llu", opt.prefix, c->id, slot,
-			 (unsigned long long)c->seq[slot]);
+		snprintf(buf, len, "%s_%d_%d\\%s-%llu", opt.prefix, c->id,
+			 slot, opt.tag, (unsigned long long)c->seq[slot]);
 	} else {
-		snprintf(buf, len, "%s_%d_%d_%llu", opt.prefix, c->id, slot,
-			 (unsigned long long)c->seq[slot]);
+		snprintf(buf, len, "%s_%d_%d_%s-%llu", opt.prefix, c->id, slot,
+			 opt.tag, (unsigned long long)c->seq[slot]);
 	}
 }
 
@@ -991,18 +992,21 @@ static void usage(void)
 		"usage: smb2load --user U --password P --share S [options]\n"
 		"  --host ADDR       server address [127.0.0.1]\n"
 		"  --port N          [445]\n"
-		"  --domain D        NTLM domain [the server's]\n"
+		"  --domain D        NTLM domain [empty]\n"
 		"  --op create|open|echo   [create]\n"
 		"  --conns M         connections [1]\n"
 		"  --depth N         operations in flight per connection [16]\n"
 		"  --seconds T       [10]\n"
 		"  --echo-ms MS      an echo probe per connection every MS, "
 		"0 none [100]\n"
-		"  --prefix P        names: create P_<conn>_<slot>_<seq>, with\n"
-		"                    --dirs P_<conn>_<slot>\\f<seq> (the "
-		"directories\n"
-		"                    must exist); open P_<conn>_<slot> (must "
-		"exist) [ld]\n"
+		"  --prefix P        names: create P_<conn>_<slot>_<tag>-<seq>,"
+		"\n"
+		"                    with --dirs P_<conn>_<slot>\\<tag>-<seq> "
+		"(the\n"
+		"                    directories must exist); open "
+		"P_<conn>_<slot>\n"
+		"                    (the files must exist) [ld]\n"
+		"  --tag T           in the names of new files [the pid]\n"
 		"  --no-compound     close after the create's answer\n"
 		"  --quiet           no per-second lines on stderr\n");
 	exit(2);
@@ -1018,7 +1022,8 @@ static void parse_args(int argc, char **argv)
 		{ "depth", 1, NULL, 'n' }, { "seconds", 1, NULL, 't' },
 		{ "echo-ms", 1, NULL, 'e' }, { "prefix", 1, NULL, 'x' },
 		{ "no-compound", 0, NULL, 'C' }, { "dirs", 0, NULL, 'D' },
-		{ "quiet", 0, NULL, 'q' }, { NULL, 0, NULL, 0 },
+		{ "quiet", 0, NULL, 'q' }, { "tag", 1, NULL, 'T' },
+		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
 
@@ -1038,6 +1043,7 @@ static void parse_args(int argc, char **argv)
 		case 'C': opt.compound = false; break;
 		case 'D': opt.dirs = true; break;
 		case 'q': opt.quiet = true; break;
+		case 'T': opt.tag = optarg; break;
 		case 'o':
 			if (strcmp(optarg, "create") == 0) {
 				opt.op = OP_CREATE;
@@ -1059,6 +1065,12 @@ static void parse_args(int argc, char **argv)
 	}
 	if (opt.domain == NULL) {
 		opt.domain = "";
+	}
+	if (opt.tag == NULL) {
+		static char pid[16];
+
+		snprintf(pid, sizeof(pid), "%d", (int)getpid());
+		opt.tag = pid;
 	}
 }
 
