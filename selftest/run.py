@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
-# Stacking order of our modules, left is top (README, "smb.conf examples").
+# Stacking order of our modules, left is top (README, "smb.conf recipes").
 STACK_ORDER = ['async_open', 'async_brl', 'async_dosattr', 'async_xattr',
                'async_uring']
 
