@@ -59,7 +59,7 @@
 #include "../librpc/gen_ndr/misc.h"
 
 #include "asvfs_lockwait.h"
-#include "asvfs_smbconf.h"
+#include "asvfs_module.h"
 #include "asvfs_samba_version.h"
 
 static int vfs_async_brl_debug_level = DBGC_VFS;

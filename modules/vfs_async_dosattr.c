@@ -44,7 +44,7 @@
 #include "asvfs_engine.h"
 #include "asvfs_estimate.h"
 #include "asvfs_worker.h"
-#include "asvfs_smbconf.h"
+#include "asvfs_module.h"
 #include "asvfs_samba_version.h"
 
 static int vfs_async_dosattr_debug_level = DBGC_VFS;

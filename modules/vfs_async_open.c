@@ -57,7 +57,7 @@
 
 #include "asvfs_creds.h"
 #include "asvfs_engine.h"
-#include "asvfs_smbconf.h"
+#include "asvfs_module.h"
 #include "asvfs_samba_version.h"
 #include "asvfs_worker.h"
 

@@ -24,7 +24,7 @@
 #include "smbprofile.h"
 
 #include "asvfs_engine.h"
-#include "asvfs_smbconf.h"
+#include "asvfs_module.h"
 #include "asvfs_uring_probe.h"
 #include "asvfs_samba_version.h"
 

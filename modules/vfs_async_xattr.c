@@ -27,7 +27,7 @@
 #include "smbprofile.h"
 
 #include "asvfs_engine.h"
-#include "asvfs_smbconf.h"
+#include "asvfs_module.h"
 
 static int vfs_async_xattr_debug_level = DBGC_VFS;
 

@@ -61,7 +61,7 @@ struct asvfs_engine_stats {
  * The settings of the process's engine: the first asvfs_engine_get() of
  * a process uses them, later ones get the same engine whatever they
  * pass.  Modules fill them from the [global] async_vfs:* options
- * (asvfs_conf_engine() in asvfs_smbconf.h), so that every module and
+ * (asvfs_conf_engine() in asvfs_module.h), so that every module and
  * share of a process asks for the same.
  */
 struct asvfs_engine_config {

@@ -13,7 +13,7 @@
  * do about it), and a runtime recipe in buildtools/prepare-chroot.sh; see
  * docs/samba-versions.md.
  *
- * Samba-facing and header-only, like asvfs_smbconf.h.
+ * Samba-facing and header-only, like asvfs_module.h.
  *
  * Copyright (C) samba-async-vfs authors
  *
