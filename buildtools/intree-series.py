@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Write the series that carries this project's modules into Samba's own
 tree, as a Samba developer would send them upstream:
 

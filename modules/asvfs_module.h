@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: what the modules share that speaks Samba: reading
  * <module>:<option> parametric options, and registering a module.

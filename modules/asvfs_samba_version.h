@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: every difference between the Samba releases the
  * modules build against, in one place, keyed on SMB_VFS_INTERFACE_VERSION

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * vfs_async_brl: wake blocked byte-range locks when a POSIX holder lets go.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * vfs_async_dosattr: DOS attributes for directory listings, without a
  * thread hand-off per entry and also for the synchronous listing.

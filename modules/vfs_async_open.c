@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * vfs_async_open: client opens that may block go through io_uring while
  * smbd serves the connection's other requests.

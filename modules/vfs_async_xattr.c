@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * vfs_async_xattr: SMB_VFS_GETXATTRAT_SEND without a thread hand-off.
  *

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """samba-async-vfs selftest: unit tests, slowfs tests, our own smbd tests
 and smbtorture suites on every environment of one private smbd.
 

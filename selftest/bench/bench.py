@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """make bench: the same workloads on several environments, side by side.
 
 Each workload runs on every environment in one run, interleaved (A B C A B

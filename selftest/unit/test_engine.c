@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Unit tests of the engine on a real tevent loop and a real io_uring,
  * against temporary files and pipes.
