@@ -41,6 +41,7 @@ import open_tests  # noqa: E402
 import package_tests  # noqa: E402
 import posix_tests  # noqa: E402
 import smbd_tests  # noqa: E402
+import uring_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -61,6 +62,7 @@ OWN_SMBD_TESTS = [
     escape_tests,
     inflight_tests,
     posix_tests,
+    uring_tests,
 ]
 PARTS = ['build', 'unit', 'slowfs', 'smbd', 'faults', 'torture', 'bench',
          'package']

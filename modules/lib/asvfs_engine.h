@@ -56,6 +56,8 @@ struct asvfs_engine_stats {
 	uint64_t data_dups;	/* data ops without a free fixed slot: their
 				   dup's close drops the process's POSIX
 				   locks */
+	uint64_t always_async;	/* submissions sent straight to the
+				   kernel's workers (IOSQE_ASYNC) */
 };
 
 /*
@@ -126,6 +128,16 @@ struct asvfs_file_slot *asvfs_file_slot_get(TALLOC_CTX *mem_ctx,
 					    int fd);
 /* The fd it was taken for, or -1 once the engine is gone. */
 int asvfs_file_slot_fd(const struct asvfs_file_slot *slot);
+
+/*
+ * Data I/O on the slot's file goes straight to the kernel's workers
+ * (IOSQE_ASYNC) instead of first being tried without blocking.  For files
+ * whose file system cannot do non-blocking I/O at all (FUSE, tmpfs, ZFS:
+ * preadv2(RWF_NOWAIT) answers EOPNOTSUPP), where that first try always
+ * fails and only costs the submitter a round through the kernel.
+ */
+void asvfs_file_slot_set_always_async(struct asvfs_file_slot *slot,
+				      bool always_async);
 
 /* Counters of this process (also counts fallbacks without an engine). */
 const struct asvfs_engine_stats *asvfs_engine_stats(void);
