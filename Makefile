@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Thin front end to the waf build (buildtools/waf runs the waf shipped in
 # the prepared Samba source) and to the selftest.
 #

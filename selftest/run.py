@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """make run: serve a demo share from a private smbd with this project's
 modules stacked, until Ctrl-C."""
 import argparse
