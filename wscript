@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 # waf build of samba-async-vfs: out-of-tree Samba VFS modules built against
 # the configured source of the very Samba that loads them.
 #

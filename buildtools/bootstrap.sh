@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Install the Debian packages this project needs to build and test.
 # Idempotent: installs only what is missing, adds a deb-src entry only when
 # none exists (in a file of its own), and says what it did.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * slowfs: a FUSE pass-through file system that injects latency and faults.
  *
