@@ -873,9 +873,12 @@ $(stat -c %a "$BACK/shared/um_d"), want 640 750"; return 1; }
 			  return 1; }
 		! as_user slowfs_t1 cat "$MNT/grpdir/t2new" 2>/dev/null ||
 			{ echo "non-member read in the group's dir"; return 1; }
-		! as_user slowfs_t1 sh -c "echo x >> '$MNT/shared/t1file'; \
-			chmod 600 '$MNT/shared/t2file'" 2>/dev/null ||
-			{ echo "a user changed another's file"; return 1; }
+		! as_user slowfs_t2 sh -c "echo x >> '$MNT/shared/t1file'" \
+			2>/dev/null ||
+			{ echo "t2 wrote to t1's 0600 file"; return 1; }
+		! as_user slowfs_t1 chmod 666 "$MNT/shared/t2file" \
+			2>/dev/null ||
+			{ echo "t1 changed the mode of t2's file"; return 1; }
 	}
 	check "group-only directory: kernel's decision, caller owns" \
 		t_group_dir
