@@ -11,6 +11,9 @@ with "aio open = yes" and async_open, interleaved (A B C A B C ...):
   create-8x16   slowfs, create +5 ms, 8 connections x 16 creates each
   ext4-1x16     ext4, no injected latency, 1 x 16 creates, async_open
                 with its defaults
+  echo-500ms    slowfs, create +500 ms, one create at a time: the echo
+                probes' p99 is the latency of a request behind a slow
+                create
 
 Every operation is a create (or open) and close of one file, compounded
 in one message as Windows sends them; each in-flight create has a
@@ -61,7 +64,7 @@ BENCH_ENVS = {
 
 class Row:
     def __init__(self, name, storage, op, conns, depth, slowfs_conf,
-                 envs, describe):
+                 envs, describe, echo_ms=100):
         self.name = name
         self.storage = storage
         self.op = op
@@ -70,6 +73,7 @@ class Row:
         self.slowfs_conf = slowfs_conf
         self.envs = envs
         self.describe = describe
+        self.echo_ms = echo_ms
 
 
 ROWS = [
@@ -92,6 +96,10 @@ ROWS = [
         ['default', 'aio_pthread', 'async_open'],
         'ext4, no injected latency, 1 connection x 16 creates in flight, '
         'module defaults'),
+    Row('echo-500ms', 'slowfs', 'create', 1, 1, 'create.delay_ms = 500',
+        ['default', 'aio_pthread', 'async_open'],
+        'slowfs create +500 ms, 1 connection x 1 create in flight, an '
+        'echo every 20 ms behind it (see echo p99)', echo_ms=20),
 ]
 
 
@@ -150,7 +158,7 @@ def run_generator(smbd, env, row, seconds, tag):
            '--password', harness.PASSWORD, '--share', env, '--op', row.op,
            '--conns', str(row.conns), '--depth', str(row.depth),
            '--seconds', str(seconds), '--prefix', row.name, '--tag', tag,
-           '--quiet']
+           '--echo-ms', str(row.echo_ms), '--quiet']
     if row.op == 'create':
         cmd.append('--dirs')
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
