@@ -1,10 +1,11 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Thin front end to the waf build (buildtools/waf runs the waf shipped in
 # the prepared Samba source) and to the selftest.
 #
 #   make            install missing packages, prepare Samba, build
 #   make test       the selftest; ends with "N passed, N failed, N skipped"
-#   make test-full  the same with the full smbtorture set (the README's
-#                   Testing section says which suites are in which set)
+#   make test-full  the same with the full smbtorture set (docs/testing.md
+#                   says which suites are in which set)
 #   make test-sanitize
 #                   the unit tests and our own test files with the modules,
 #                   engine and unit tests built with ASan and UBSan (in

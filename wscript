@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 # waf build of samba-async-vfs: out-of-tree Samba VFS modules built against
 # the configured source of the very Samba that loads them.
 #
@@ -196,6 +197,9 @@ def check_libs(conf):
     conf.check_cfg(package='smbclient', args=['--cflags', '--libs'],
                    uselib_store='SMBCLIENT', mandatory=False,
                    msg='Checking for libsmbclient (benchmark client)')
+    conf.check_cfg(package='nettle', args=['--cflags', '--libs'],
+                   uselib_store='NETTLE', mandatory=False,
+                   msg='Checking for nettle (benchmark load generator)')
 
 
 # Loaded into smbd (which is not built with them) before anything else, so

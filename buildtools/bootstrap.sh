@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Install the Debian packages this project needs to build and test.
 # Idempotent: installs only what is missing, adds a deb-src entry only when
 # none exists (in a file of its own), and says what it did.
@@ -21,11 +22,12 @@ libbsd-dev python3-dev libdbus-1-dev libldap2-dev libpam0g-dev liblmdb-dev \
 libkeyutils-dev libsystemd-dev zlib1g-dev libicu-dev"
 # Used by the selftest: unshare/mount (util-linux), impacket for SMB2 locks,
 # attr tools for xattr checks, procps for pgrep; libsmbclient for the
-# benchmark's C client, xfsprogs for its XFS storage; smbnetfs (a FUSE SMB
+# benchmark's C client, nettle (MD4, HMAC-MD5) for the NTLMv2 of its load
+# generator, xfsprogs for its XFS storage; smbnetfs (a FUSE SMB
 # client, a second client independent of smbtorture) and fio for the
 # client tests; ctdb for the three-node cluster of the cluster part.
 PKGS_TEST="util-linux python3-impacket attr procps acl strace \
-libsmbclient-dev xfsprogs smbnetfs fio ctdb"
+libsmbclient-dev nettle-dev xfsprogs smbnetfs fio ctdb"
 
 # make deb (dpkg-buildpackage, debhelper, lintian) and the package test:
 # a debootstrap'd root with the same Samba, man-db for its man pages.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Build the Debian binary package of the modules, as a distribution would:
 # dpkg-buildpackage -us -uc -b on a clean copy of the source with
 # packaging/debian as its debian/, against the prepared Samba tree of the

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Apply the in-tree series (patches/<major.minor>/in-tree/*.patch) to the
 # prepared Samba tree and build the modules with Samba's own build, as a
 # Samba developer carrying them upstream would.  Nothing is installed and

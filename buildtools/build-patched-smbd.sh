@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Build smbd from the prepared Samba tree with this project's patch series
 # for that Samba (patches/<major.minor>/*.patch) applied, so the selftest
 # can prove what a patch changes on a real smbd.  Nothing is installed.

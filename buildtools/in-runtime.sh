@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Run a command inside the runtime chroot of another Samba release
 # (prepared by prepare-chroot.sh), in a private mount namespace: the
 # host's users (passwd, group, shadow), /dev, /tmp and this checkout are

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Write the series that carries this project's modules into Samba's own
 tree, as a Samba developer would send them upstream:
 
@@ -141,6 +142,12 @@ def engine_patch(repo):
         if f.endswith(('.c', '.h')):
             write(os.path.join(repo, 'source3', 'modules', f),
                   intree_source(read(os.path.join(lib, f))))
+    # The Samba-facing headers the modules share sit beside them
+    mods = os.path.join(TOP, 'modules')
+    for f in sorted(os.listdir(mods)):
+        if f.startswith('asvfs_') and f.endswith('.h'):
+            write(os.path.join(repo, 'source3', 'modules', f),
+                  read(os.path.join(mods, f)))
     path = os.path.join(repo, 'source3/modules/wscript_build')
     entry = ("\nif bld.CONFIG_SET('HAVE_LIBURING'):\n"
              "    # The engine of the vfs_async_* modules: one io_uring per\n"

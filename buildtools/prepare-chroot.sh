@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Prepare a runtime for a Samba release other than the installed one: a
 # minimal Debian chroot (debootstrap) holding that release's smbd from
 # Debian's packages, the build dependencies, and the Samba source of that

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # A throwaway Debian root with exactly the Samba a package was built for,
 # to install that package into and run the root's own smbd.  Nothing of the
 # project is in it: the package test (selftest/package_tests.py) lays a

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Prepare the exact Debian source of the installed smbd for building VFS
 # modules against it: fetch (apt-get source samba=<version>, Debian patches
 # applied), configure with Debian's options minus the heavy optional

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * vfs_async_brl: wake blocked byte-range locks when a POSIX holder lets go.
  *
@@ -59,7 +60,7 @@
 #include "../librpc/gen_ndr/misc.h"
 
 #include "asvfs_lockwait.h"
-#include "asvfs_smbconf.h"
+#include "asvfs_module.h"
 #include "asvfs_samba_version.h"
 
 static int vfs_async_brl_debug_level = DBGC_VFS;

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * vfs_async_dosattr: DOS attributes for directory listings, without a
  * thread hand-off per entry and also for the synchronous listing.
@@ -44,7 +45,7 @@
 #include "asvfs_engine.h"
 #include "asvfs_estimate.h"
 #include "asvfs_worker.h"
-#include "asvfs_smbconf.h"
+#include "asvfs_module.h"
 #include "asvfs_samba_version.h"
 
 static int vfs_async_dosattr_debug_level = DBGC_VFS;

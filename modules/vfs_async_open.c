@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * vfs_async_open: client opens that may block go through io_uring while
  * smbd serves the connection's other requests.
@@ -57,7 +58,7 @@
 
 #include "asvfs_creds.h"
 #include "asvfs_engine.h"
-#include "asvfs_smbconf.h"
+#include "asvfs_module.h"
 #include "asvfs_samba_version.h"
 #include "asvfs_worker.h"
 

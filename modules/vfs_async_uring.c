@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * vfs_async_uring: pread, pwrite and fsync through io_uring.
  *
@@ -24,7 +25,7 @@
 #include "smbprofile.h"
 
 #include "asvfs_engine.h"
-#include "asvfs_smbconf.h"
+#include "asvfs_module.h"
 #include "asvfs_uring_probe.h"
 #include "asvfs_samba_version.h"
 
@@ -35,8 +36,23 @@ static int vfs_async_uring_debug_level = DBGC_VFS;
 
 #define MODULE "async_uring"
 
+/* async_uring:always async */
+enum async_uring_always_async {
+	ASYNC_URING_ALWAYS_ASYNC_AUTO,
+	ASYNC_URING_ALWAYS_ASYNC_YES,
+	ASYNC_URING_ALWAYS_ASYNC_NO,
+};
+
+static const struct asvfs_enum_value async_uring_always_async_values[] = {
+	{ "auto", ASYNC_URING_ALWAYS_ASYNC_AUTO },
+	{ "yes", ASYNC_URING_ALWAYS_ASYNC_YES },
+	{ "no", ASYNC_URING_ALWAYS_ASYNC_NO },
+	{ NULL, 0 },
+};
+
 struct async_uring_config {
 	struct asvfs_engine_config engine;
+	enum async_uring_always_async always_async;
 };
 
 /*
@@ -81,6 +97,9 @@ static int async_uring_connect(vfs_handle_struct *handle,
 	 * request we do not know the event context).
 	 */
 	asvfs_conf_engine(snum, &config->engine);
+	config->always_async = asvfs_conf_enum(
+		snum, MODULE, "always async", async_uring_always_async_values,
+		ASYNC_URING_ALWAYS_ASYNC_AUTO);
 	if (!asvfs_conf_bool(snum, MODULE, "fallback", true) &&
 	    !async_uring_usable(service)) {
 		TALLOC_FREE(config);
@@ -112,9 +131,9 @@ static void async_uring_log_counters(void)
 	DBG_INFO(MODULE " counters ring: submit_calls=%" PRIu64
 		 " submit_retries=%" PRIu64 " reaps=%" PRIu64
 		 " inflight=%" PRIu64 " slot_registrations=%" PRIu64
-		 " data_dups=%" PRIu64 "\n",
+		 " data_dups=%" PRIu64 " always_async=%" PRIu64 "\n",
 		 s->submit_calls, s->submit_retries, s->reaps, s->inflight,
-		 s->slot_registrations, s->data_dups);
+		 s->slot_registrations, s->data_dups, s->always_async);
 }
 
 static void async_uring_disconnect(vfs_handle_struct *handle)
@@ -218,6 +237,70 @@ static bool async_uring_holds_slot(vfs_handle_struct *handle,
 	       asvfs_file_slot_fd(ext->slot) == fsp_get_io_fd(fsp);
 }
 
+/*
+ * Whether fd's file system can do non-blocking I/O at all, asked once per
+ * file system and process: preadv2(RWF_NOWAIT) answers EOPNOTSUPP where
+ * it cannot (FUSE, tmpfs, ZFS), before any I/O; elsewhere it reads one
+ * byte or answers EAGAIN.  A write-only fd cannot ask (a write of no
+ * bytes returns before the check): unknown, treated as "can".
+ */
+#define ASYNC_URING_KNOWN_DEVS 16
+
+struct async_uring_dev_verdict {
+	dev_t dev;
+	bool known;
+	bool nonblocking;
+};
+
+static bool async_uring_dev_nonblocking(dev_t dev, int fd, bool readable)
+{
+	static struct async_uring_dev_verdict devs[ASYNC_URING_KNOWN_DEVS];
+	static unsigned next;
+	struct async_uring_dev_verdict *v = NULL;
+	char byte;
+	struct iovec iov = { .iov_base = &byte, .iov_len = 1 };
+	unsigned i;
+
+	for (i = 0; i < ASYNC_URING_KNOWN_DEVS; i++) {
+		if (devs[i].known && devs[i].dev == dev) {
+			return devs[i].nonblocking;
+		}
+	}
+	if (!readable) {
+		return true;
+	}
+	v = &devs[next++ % ASYNC_URING_KNOWN_DEVS];
+	v->dev = dev;
+	v->known = true;
+	v->nonblocking = !(preadv2(fd, &iov, 1, 0, RWF_NOWAIT) == -1 &&
+			   errno == EOPNOTSUPP);
+	DBG_INFO(MODULE ": file system %ju:%ju %s non-blocking I/O%s\n",
+		 (uintmax_t)major(dev), (uintmax_t)minor(dev),
+		 v->nonblocking ? "can do" : "cannot do",
+		 v->nonblocking ? "" : ": reads and writes go straight to "
+		 "the kernel's workers");
+	return v->nonblocking;
+}
+
+static bool async_uring_wants_always_async(vfs_handle_struct *handle,
+					   struct files_struct *fsp, int fd)
+{
+	struct async_uring_config *config = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_uring_config,
+				return false);
+	switch (config->always_async) {
+	case ASYNC_URING_ALWAYS_ASYNC_YES:
+		return true;
+	case ASYNC_URING_ALWAYS_ASYNC_NO:
+		return false;
+	case ASYNC_URING_ALWAYS_ASYNC_AUTO:
+		break;
+	}
+	return !async_uring_dev_nonblocking(fsp->fsp_name->st.st_ex_dev, fd,
+					    fsp->fsp_flags.can_read);
+}
+
 static int async_uring_io_fd(vfs_handle_struct *handle,
 			     struct asvfs_engine *engine,
 			     struct files_struct *fsp)
@@ -236,6 +319,12 @@ static int async_uring_io_fd(vfs_handle_struct *handle,
 		/* none yet, a new engine, or another fd for the fsp */
 		TALLOC_FREE(ext->slot);
 		ext->slot = asvfs_file_slot_get(NULL, engine, fd);
+		if (ext->slot != NULL) {
+			asvfs_file_slot_set_always_async(
+				ext->slot,
+				async_uring_wants_always_async(handle, fsp,
+							       fd));
+		}
 	}
 	return fd;
 }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * vfs_async_xattr: SMB_VFS_GETXATTRAT_SEND without a thread hand-off.
  *
@@ -27,7 +28,7 @@
 #include "smbprofile.h"
 
 #include "asvfs_engine.h"
-#include "asvfs_smbconf.h"
+#include "asvfs_module.h"
 
 static int vfs_async_xattr_debug_level = DBGC_VFS;
 

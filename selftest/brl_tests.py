@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Byte-range locks against holders outside smbd: the default VFS and
 async_brl side by side.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests of the build itself: a wrong or missing Samba tree, a version
 mismatch or a missing package give one clear error line, never a compiler
 error wall; make install honours DESTDIR.
@@ -184,6 +185,27 @@ def intree_series_is_current(tmp):
                        ', '.join(stale))
 
 
+def every_source_file_carries_a_licence_line(tmp):
+    """Each file we ship or run carries its licence where a packager and
+    Samba look for it: an SPDX line in its first lines (Samba's modules are
+    GPLv3+).  Data files (lists, patches, docs, Debian control files) are
+    exempt."""
+    files = subprocess.run(['git', 'ls-files'], cwd=TOP,
+                           stdout=subprocess.PIPE, universal_newlines=True,
+                           check=True).stdout.split()
+    source = re.compile(r'(\.(c|h|py|sh)$|(^|/)(wscript[^/]*|Makefile|'
+                        r'configure|waf|rules|run|smoke)$)')
+    missing = []
+    for f in files:
+        if not source.search(f) or f.startswith('patches/'):
+            continue
+        with open(os.path.join(TOP, f), errors='replace') as fh:
+            head = ''.join(fh.readline() for _ in range(5))
+        if 'SPDX-License-Identifier: GPL-3.0-or-later' not in head:
+            missing.append(f)
+    assert not missing, 'no SPDX licence line: ' + ', '.join(missing)
+
+
 def intree_series_applies_and_builds(tmp):
     """The in-tree series applies to the prepared tree without offset or
     fuzz, and Samba's own build (configured again, so that the modules
@@ -206,6 +228,7 @@ TESTS = [
     patched_smbd_builds_and_runs,
     intree_series_is_current,
     intree_series_applies_and_builds,
+    every_source_file_carries_a_licence_line,
 ]
 
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A second client, independent of smbtorture: smbnetfs, a FUSE file
 system over libsmbclient, mounts the plain share and the full stack's
 (with its defaults and with every asynchronous path forced on).

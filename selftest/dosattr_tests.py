@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """async_dosattr beyond the listing comparison every environment gets
 (listing_tests):
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Guards for what the audit of issue 20 found sound: no way out of a
 share, on every environment, the same as on the default VFS.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Faults and fallback: what slow, failing or missing infrastructure does
 to a share, on the default VFS and on each of our modules side by side.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A private smbd for tests and benchmarks.
 
 Starts the installed smbd on 127.0.0.1 with its own smb.conf, state dirs,

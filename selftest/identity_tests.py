@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Whose identity the asynchronous paths use, on an smbd of their own.
 
 - A write runs as the user who asked for it, also when smbd is someone

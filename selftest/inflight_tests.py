@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Requests in flight when their client, session, tree or server goes away.
 
 On slowfs, every module's asynchronous requests are kept in flight (slow

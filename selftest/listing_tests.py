@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Directory listings must show exactly what the default environment shows:
 names and DOS attributes of entries with every kind of DOSATTRIB xattr
 (hidden, system, read-only, archive, none, corrupt), directories, and

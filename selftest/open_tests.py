@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """async_open on slow storage (slowfs), side by side with the default VFS:
 
 - a slow create or open of an existing file no longer holds up the other

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Tests of the Debian package, as a distribution ships it: make deb's
 package is lintian clean and depends on exactly the Samba it was built
 for; installed into a throwaway Debian root that has that Samba

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """What only POSIX clients do, per Samba release.
 
 Samba 4.22 (VFS interface 50) opens a file O_APPEND for an SMB3 POSIX

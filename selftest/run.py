@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """make run: serve a demo share from a private smbd with this project's
 modules stacked, until Ctrl-C."""
 import argparse
@@ -10,7 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 
 
-# Stacking order of our modules, left is top (README, "smb.conf examples").
+# Stacking order of our modules, left is top (README, "smb.conf recipes").
 STACK_ORDER = ['async_open', 'async_brl', 'async_dosattr', 'async_xattr',
                'async_uring']
 

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """samba-async-vfs selftest: unit tests, slowfs tests, our own smbd tests
 and smbtorture suites on every environment of one private smbd.
 
@@ -40,7 +41,9 @@ import listing_tests  # noqa: E402
 import open_tests  # noqa: E402
 import package_tests  # noqa: E402
 import posix_tests  # noqa: E402
+import slowfs_identity_tests  # noqa: E402
 import smbd_tests  # noqa: E402
+import uring_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -61,6 +64,8 @@ OWN_SMBD_TESTS = [
     escape_tests,
     inflight_tests,
     posix_tests,
+    uring_tests,
+    slowfs_identity_tests,
 ]
 PARTS = ['build', 'unit', 'slowfs', 'smbd', 'faults', 'torture', 'bench',
          'package', 'cluster']

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """A small SMB2/3 client on impacket (Debian's python3-impacket), for what
 smbclient cannot do: reads and writes at chosen offsets, SMB2 byte-range
 locks, many concurrent requests."""

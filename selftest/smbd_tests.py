@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Our own tests against the private smbd, driven by smbclient.
 
 Each test takes (smbd, env) and raises AssertionError with the reason; it

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: the credentials of the requesting user, captured and
  * taken on by one thread.

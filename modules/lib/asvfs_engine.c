@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: the engine shared by all modules of one smbd process.
  *
@@ -68,6 +69,8 @@ struct asvfs_op {
 	struct tevent_req *req;		/* NULL once orphaned */
 	int fd;				/* our dup(): valid until completion */
 	int slot;			/* or the file in a fixed slot, or -1 */
+	bool always_async;		/* IOSQE_ASYNC: the file's holder says
+					   it cannot do non-blocking I/O */
 	uint8_t *buf;			/* what the kernel reads or fills */
 	bool buf_is_callers;		/* direct: buf is the caller's memory */
 	bool *completed;		/* set when an orphan's CQE arrives */
@@ -111,6 +114,7 @@ struct asvfs_file_slot {
 	struct asvfs_engine *engine;	/* NULL once the engine is gone */
 	int fd;
 	int slot;
+	bool always_async;		/* see asvfs_file_slot_set_always_async */
 };
 
 static struct asvfs_engine *the_engine;
@@ -275,6 +279,7 @@ static bool op_take_slot(struct asvfs_op *op, int fd)
 	if (fd >= 0 && (unsigned)fd < engine->n_held &&
 	    engine->held[fd] != NULL) {
 		op->slot = engine->held[fd]->slot;
+		op->always_async = engine->held[fd]->always_async;
 		engine->slot_refs[op->slot]++;
 		return true;
 	}
@@ -357,11 +362,21 @@ int asvfs_file_slot_fd(const struct asvfs_file_slot *h)
 	return h->engine != NULL ? h->fd : -1;
 }
 
+void asvfs_file_slot_set_always_async(struct asvfs_file_slot *h,
+				      bool always_async)
+{
+	h->always_async = always_async;
+}
+
 static void op_set_file(struct asvfs_op *op, struct io_uring_sqe *sqe)
 {
 	if (op->slot >= 0) {
 		sqe->fd = op->slot;
 		sqe->flags |= IOSQE_FIXED_FILE;
+	}
+	if (op->always_async) {
+		sqe->flags |= IOSQE_ASYNC;
+		stats.always_async++;
 	}
 }
 

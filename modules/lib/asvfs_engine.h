@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: the engine shared by all modules of one smbd process.
  *
@@ -55,13 +56,15 @@ struct asvfs_engine_stats {
 	uint64_t data_dups;	/* data ops without a free fixed slot: their
 				   dup's close drops the process's POSIX
 				   locks */
+	uint64_t always_async;	/* submissions sent straight to the
+				   kernel's workers (IOSQE_ASYNC) */
 };
 
 /*
  * The settings of the process's engine: the first asvfs_engine_get() of
  * a process uses them, later ones get the same engine whatever they
  * pass.  Modules fill them from the [global] async_vfs:* options
- * (asvfs_conf_engine() in asvfs_smbconf.h), so that every module and
+ * (asvfs_conf_engine() in asvfs_module.h), so that every module and
  * share of a process asks for the same.
  */
 struct asvfs_engine_config {
@@ -125,6 +128,16 @@ struct asvfs_file_slot *asvfs_file_slot_get(TALLOC_CTX *mem_ctx,
 					    int fd);
 /* The fd it was taken for, or -1 once the engine is gone. */
 int asvfs_file_slot_fd(const struct asvfs_file_slot *slot);
+
+/*
+ * Data I/O on the slot's file goes straight to the kernel's workers
+ * (IOSQE_ASYNC) instead of first being tried without blocking.  For files
+ * whose file system cannot do non-blocking I/O at all (FUSE, tmpfs, ZFS:
+ * preadv2(RWF_NOWAIT) answers EOPNOTSUPP), where that first try always
+ * fails and only costs the submitter a round through the kernel.
+ */
+void asvfs_file_slot_set_always_async(struct asvfs_file_slot *slot,
+				      bool always_async);
 
 /* Counters of this process (also counts fallbacks without an engine). */
 const struct asvfs_engine_stats *asvfs_engine_stats(void);

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: wait on a thread until a byte range can be locked.
  *

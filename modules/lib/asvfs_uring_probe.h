@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: what the kernel's io_uring can do, decided at run time.
  *

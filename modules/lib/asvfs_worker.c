@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: path-based work on a thread of its own, with the
  * requester's credentials.

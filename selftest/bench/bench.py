@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """make bench: the same workloads on several environments, side by side.
 
 Each workload runs on every environment in one run, interleaved (A B C A B
@@ -48,8 +49,14 @@ BENCH_ENVS['async_dosattr_async_auto'] = ('async_dosattr',
 BENCH_ENVS['async_dosattr_cache'] = ('async_dosattr', {
     'async_dosattr:cache entries': '65536'})
 
+# async_uring:always async = no: the kernel tries each request without
+# blocking first, as the in-tree io_uring module does (on slowfs this is
+# what the default auto saves)
+BENCH_ENVS['async_uring_always_async_no'] = (
+    'async_uring', {'async_uring:always async': 'no'})
+
 DATA_ENVS = ['default', 'io_uring', 'aio_pthread', 'async_uring',
-             'async_uring_sqpoll']
+             'async_uring_always_async_no', 'async_uring_sqpoll']
 LIST_ENVS = ['default', 'async_dosmode', 'async_xattr', 'async_xattr_auto',
              'async_dosattr', 'async_dosattr_async_auto',
              'async_dosattr_prefetch', 'async_dosattr_auto']

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Byte-range lock benchmark: the default VFS against async_brl.
 
 1. Grant latency after an external release: a local process holds a range

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """Benchmark of asynchronous opens on slow storage (slowfs).
 
 1. creates/s: 8 concurrent clients (one connection each), each keeping

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * One benchmark client: COUNT random 4 KiB reads of one file over SMB3,
  * through libsmbclient.  A C client, because eight Python clients took

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """One benchmark client: N random 4 KiB reads of one file over SMB3.
 
 Usage: randread.py PORT USER PASSWORD SHARE FILE COUNT SEED

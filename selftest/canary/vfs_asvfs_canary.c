@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * asvfs_canary: the ABI canary of samba-async-vfs (selftest only, never
  * installed).

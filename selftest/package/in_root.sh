@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Inside the throwaway root (run_in_root.sh): install the package with
 # dpkg, run its autopkgtest from the source tree, then purge it and check
 # that nothing of it is left.  "ok:" / "FAIL:" lines, as smoke prints.

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 # Install a built samba-async-vfs package into a throwaway copy of a root
 # from buildtools/prepare-install-root.sh and test it there with that
 # root's own smbd: in_root.sh installs it with dpkg, runs the package's

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * slowfs: a FUSE pass-through file system that injects latency and faults.
  *
@@ -6,17 +7,21 @@
  * Samba share in tests and benchmarks. What to inject comes from a small
  * config file that is re-read while mounted; see README.md.
  *
- * smbd switches between unix users, so every operation runs with the
- * credentials of the process that issued it (fsuid, fsgid, supplementary
- * groups and umask, all per thread): the backing file system then makes
- * the same access decisions and assigns the same owners as it would for
- * a direct access.
+ * smbd switches between unix users, so every operation runs as the
+ * process that issued it (fsuid, fsgid and umask, per thread): new objects
+ * get the owners a direct access would give them.  Access is decided with
+ * the caller's real credentials: by the kernel when mounted with
+ * default_permissions (slowfs then lets the backing file system's checks
+ * pass), else by the backing file system with the caller's supplementary
+ * groups from /proc, which are not an io_uring worker's acting ones.
  */
 
 #define FUSE_USE_VERSION 31
 #define _GNU_SOURCE
 
 #include <fuse.h>
+
+#include <linux/capability.h>
 
 #include <ctype.h>
 #include <dirent.h>
@@ -722,6 +727,60 @@ static void sfs_become_self(void)
 }
 
 /*
+ * The capabilities that let the backing file system's permission checks
+ * pass, raised again in this thread's effective set after setfsuid() to
+ * a user dropped them.  Not CAP_FOWNER or CAP_FSETID: owner checks are
+ * decided by the fsuid, which is the caller's, and a user's write must
+ * still clear set-id bits.
+ */
+static int sfs_keep_dac_override(void)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3,
+	};
+	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
+
+	if (syscall(SYS_capget, &hdr, data) != 0) {
+		return -errno;
+	}
+	data[0].effective |= (1U << CAP_DAC_OVERRIDE) |
+			     (1U << CAP_DAC_READ_SEARCH) | (1U << CAP_CHOWN);
+	if (syscall(SYS_capset, &hdr, data) != 0) {
+		return -errno;
+	}
+	return 0;
+}
+
+/*
+ * Owner of what the caller creates: its fsuid and fsgid, as the kernel
+ * sent them (right also for io_uring's workers, which act with the
+ * credentials of the request's personality).  With default_permissions
+ * the kernel has already decided every access with the caller's real
+ * credentials, supplementary groups included, before the request came
+ * here; the groups of /proc/<tid>/status are a task's real credentials,
+ * which for an io-wq worker are not the personality's.  So the backing
+ * file system is not asked again: its permission checks are overridden.
+ */
+static int sfs_become_owner(const struct fuse_context *ctx)
+{
+	int ret;
+
+	t_switched = true;
+	setfsgid(ctx->gid);
+	setfsuid(ctx->uid);
+	if ((gid_t)setfsgid(-1) != ctx->gid ||
+	    (uid_t)setfsuid(-1) != ctx->uid) {
+		sfs_become_self();
+		return -EPERM;
+	}
+	ret = sfs_keep_dac_override();
+	if (ret != 0) {
+		sfs_become_self();
+	}
+	return ret;
+}
+
+/*
  * Take on the caller's identity for this thread only. fsuid/fsgid are
  * per thread in Linux; so are groups when set by the raw syscall.
  */
@@ -732,6 +791,9 @@ static int sfs_become_caller(void)
 
 	if (!sfs.switch_creds) {
 		return 0;
+	}
+	if (sfs.kernel_checks) {
+		return sfs_become_owner(ctx);
 	}
 	n = sfs_caller_groups(ctx);
 	if (n < 0) {
@@ -810,9 +872,9 @@ static int sfs_enter(enum sfs_op op, const char *path, struct sfs_fault *f)
  * With default_permissions the kernel has already checked the caller's
  * access (read permission for user.* xattrs, capabilities for trusted.*;
  * listing names needs none), so the backing file system has nothing to
- * refuse that the caller may do: slowfs stays itself.  Taking on the
- * caller costs a read of /proc/<tid>/status and six syscalls, more CPU
- * than the operation; on the benchmark's slow storage that cost, not the
+ * refuse that the caller may do, and nothing is created: slowfs stays
+ * itself.  Taking on the caller costs several syscalls, more CPU than the
+ * operation; on the benchmark's slow storage that cost, not the
  * configured latency, bounded every parallel listing.
  */
 static int sfs_enter_read(enum sfs_op op, const char *path,

@@ -1,4 +1,5 @@
 #!/bin/bash
+# SPDX-License-Identifier: GPL-3.0-or-later
 #
 # test_slowfs.sh SLOWFS_BINARY
 #
@@ -459,6 +460,47 @@ def cmd_stress(mnt, seconds):
         os.listdir(mnt)
         n += 1
 
+def create_in(path, times, i, start):
+    start.wait()
+    t0 = time.monotonic()
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    times[i] = time.monotonic() - t0
+
+def cmd_overlap(mnt, n):
+    """n creates one after the other, then n at once, each in a directory
+    of its own (the kernel runs creates in one directory one at a time):
+    the n at once must take well under the n in a row, whatever the
+    machine's load does to both."""
+    import threading
+    n = int(n)
+    for i in range(n):
+        os.mkdir("%s/ovl_%d" % (mnt, i))
+    t0 = time.monotonic()
+    for i in range(n):
+        os.close(os.open("%s/ovl_%d/serial" % (mnt, i),
+                         os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+    serial = time.monotonic() - t0
+    times = [None] * n
+    start = threading.Barrier(n + 1)
+    threads = [threading.Thread(target=create_in,
+                                args=("%s/ovl_%d/parallel" % (mnt, i),
+                                      times, i, start))
+               for i in range(n)]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    start.wait()
+    for t in threads:
+        t.join()
+    parallel = time.monotonic() - t0
+    if None in times:
+        die("a create failed")
+    print("%d creates: %.3f s in a row, %.3f s at once" % (n, serial,
+                                                          parallel))
+    if parallel >= serial / 2:
+        die("%d creates at once took %.3f s, in a row %.3f s: slowfs "
+            "serialises them" % (n, parallel, serial))
+
 if __name__ == "__main__":
     globals()["cmd_" + sys.argv[1]](*sys.argv[2:])
 EOF
@@ -692,6 +734,17 @@ t_stress() {
 check "concurrent I/O during config reloads" t_stress
 set_conf "" >/dev/null
 
+# Issue 24: injected latency overlaps across concurrent requests.  Compared
+# with the same creates made one after the other in this test, not with a
+# wall-clock bound: 16 at +50 ms each take 0.8 s in a row, about 0.05 s
+# at once; at once must take less than half of in a row.
+t_overlap() {
+	set_conf "create.delay_ms = 50" "path_filter = /ovl_" || return 1
+	py overlap "$MNT" 16
+}
+check "16 creates at once overlap their delays" t_overlap
+set_conf "" >/dev/null
+
 # --- multi-user -------------------------------------------------------------
 
 setup_users() {
@@ -796,6 +849,39 @@ $(stat -c %a "$BACK/shared/um_d"), want 640 750"; return 1; }
 	}
 	check "xattr reads: kernel's check, no trusted.* for users" \
 		t_xattr_reads
+
+	# With default_permissions the kernel decides access with the
+	# caller's real credentials; slowfs makes the caller the owner of
+	# what it creates and lets the backing file system's checks pass
+	# (the groups in /proc are not an io_uring worker's acting ones).
+	t_group_dir() {
+		mkdir -m 2770 "$BACK/grpdir" &&
+		chown root:slowfs_tg "$BACK/grpdir" || return 1
+		as_user slowfs_t2 sh -c "echo g > '$MNT/grpdir/t2new'" ||
+			{ echo "member cannot create in the group's dir"
+			  return 1; }
+		[ "$(stat -c %U:%G "$BACK/grpdir/t2new")" = \
+		  slowfs_t2:slowfs_tg ] ||
+			{ echo "owner $(stat -c %U:%G "$BACK/grpdir/t2new")"
+			  return 1; }
+		as_user slowfs_t2 cat "$MNT/grpdir/t2new" >/dev/null ||
+			{ echo "member cannot read in the group's dir"
+			  return 1; }
+		! as_user slowfs_t1 sh -c ": > '$MNT/grpdir/t1new'" \
+			2>/dev/null && [ ! -e "$BACK/grpdir/t1new" ] ||
+			{ echo "non-member created in the group's dir"
+			  return 1; }
+		! as_user slowfs_t1 cat "$MNT/grpdir/t2new" 2>/dev/null ||
+			{ echo "non-member read in the group's dir"; return 1; }
+		! as_user slowfs_t2 sh -c "echo x >> '$MNT/shared/t1file'" \
+			2>/dev/null ||
+			{ echo "t2 wrote to t1's 0600 file"; return 1; }
+		! as_user slowfs_t1 chmod 666 "$MNT/shared/t2file" \
+			2>/dev/null ||
+			{ echo "t1 changed the mode of t2's file"; return 1; }
+	}
+	check "group-only directory: kernel's decision, caller owns" \
+		t_group_dir
 fi
 
 # --- locks ----------------------------------------------------------------

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Test helper: make a system call (io_uring_setup(2)) fail with a chosen
  * errno.

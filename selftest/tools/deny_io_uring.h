@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Test helper: make io_uring_setup(2) fail with err in this process and
  * its children, as docker's default seccomp profile (EPERM) or a kernel

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * no_io_uring: run a command where io_uring_setup(2) fails with EPERM, as
  * under docker's default seccomp profile, to test that modules fall back

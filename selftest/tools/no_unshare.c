@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * no_unshare: run a command where unshare(2) fails with EPERM, as in
  * container runtimes whose seccomp profile refuses it.  smbd then finds

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: GPL-3.0-or-later
 """An SMB3 POSIX client's append-only writes (Samba 4.22 and later).
 
 Runs with the Python bindings of the Samba under test (inside its chroot,

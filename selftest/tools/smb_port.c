@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * LD_PRELOAD shim for test clients that can only connect to port 445
  * (Samba 4.22's Python libsmb.Conn has no port argument): a connect() to

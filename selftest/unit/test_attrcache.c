@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Unit tests: the attribute cache answers only for exactly the key it
  * was given, keeps within its bound, and forgets an object's past.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Unit tests of the engine on a real tevent loop and a real io_uring,
  * against temporary files and pipes.
@@ -878,6 +879,33 @@ static void held_slot_outlives_its_holder_while_in_use(void **st)
 	close(p[1]);
 }
 
+/*
+ * A held slot marked always-async sends its file's data ops with
+ * IOSQE_ASYNC (counted), and they still complete with the data; unmarked
+ * again, the next ones are tried without blocking first.
+ */
+static void always_async_slot_sends_straight_to_the_workers(void **st)
+{
+	struct fixture *f = *st;
+	struct asvfs_file_slot *slot = NULL;
+	uint64_t before;
+
+	assert_int_equal(pwrite(f->fd, "data", 4, 0), 4);
+	slot = asvfs_file_slot_get(f, f->engine, f->fd);
+	assert_non_null(slot);
+	before = asvfs_engine_stats()->always_async;
+	read_data(f, f->fd);
+	assert_int_equal(asvfs_engine_stats()->always_async, before);
+	asvfs_file_slot_set_always_async(slot, true);
+	read_data(f, f->fd);
+	read_data(f, f->fd);
+	assert_int_equal(asvfs_engine_stats()->always_async, before + 2);
+	asvfs_file_slot_set_always_async(slot, false);
+	read_data(f, f->fd);
+	assert_int_equal(asvfs_engine_stats()->always_async, before + 2);
+	talloc_free(slot);
+}
+
 /* The engine goes away first: the holder then holds nothing. */
 static void held_slot_outlived_by_its_holder(void **st)
 {
@@ -940,6 +968,7 @@ int main(void)
 		T(held_slot_serves_requests_with_one_registration),
 		T(held_slot_outlives_its_holder_while_in_use),
 		T(held_slot_outlived_by_its_holder),
+		T(always_async_slot_sends_straight_to_the_workers),
 		T(worker_limit_is_reported),
 		cmocka_unit_test(refused_ring_is_reported_once),
 #undef T

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Unit tests of the engine's synchronous side (asvfs_engine_flush/wait),
  * used by async_dosattr's prefetch: a caller that started requests

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Unit tests: the latency estimate of mode auto starts from its first
  * samples, settles into a moving average, and caps outliers.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Unit tests: a lockwait thread wakes its loop when another file
  * description lets go of a range, and never outlives its request.

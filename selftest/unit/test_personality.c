@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Unit tests: path-based work runs with the credentials of the caller at
  * the time of the request, never with the ring creator's (root, as smbd's

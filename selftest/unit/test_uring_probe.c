@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Unit tests: io_uring support is probed at run time, and a refused ring
  * (seccomp in a container, kernel.io_uring_disabled) reads as "unavailable"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * Unit tests: worker threads open and unlink with the credentials they
  * were given, never the process's, and leave nothing behind when their

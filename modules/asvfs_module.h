@@ -1,9 +1,12 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
- * samba-async-vfs: reading <module>:<option> parametric options, and
- * registering a module.
+ * samba-async-vfs: what the modules share that speaks Samba: reading
+ * <module>:<option> parametric options, and registering a module.
  *
- * Samba-facing and header-only on purpose: the engine library stays free
- * of Samba's headers, and DBG_ERR here logs through the debug class of
+ * It lives beside the modules, not in modules/lib/, because it includes
+ * Samba's headers (through the module that includes it) and modules/lib/
+ * builds without them, as Samba keeps vfs_acl_common.h beside the
+ * modules that share it. Header-only on purpose, and DBG_ERR here logs through the debug class of
  * the module that includes this file (define DBGC_CLASS first).
  *
  * Every reader follows one rule: an unset option gives the default, an
@@ -17,8 +20,8 @@
  * the Free Software Foundation; either version 3 of the License, or
  * (at your option) any later version.
  */
-#ifndef ASVFS_SMBCONF_H
-#define ASVFS_SMBCONF_H
+#ifndef ASVFS_MODULE_H
+#define ASVFS_MODULE_H
 
 #include "asvfs_options.h"
 #include "asvfs_engine.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: every difference between the Samba releases the
  * modules build against, in one place, keyed on SMB_VFS_INTERFACE_VERSION
@@ -13,7 +14,7 @@
  * do about it), and a runtime recipe in buildtools/prepare-chroot.sh; see
  * docs/samba-versions.md.
  *
- * Samba-facing and header-only, like asvfs_smbconf.h.
+ * Samba-facing and header-only, like asvfs_module.h.
  *
  * Copyright (C) samba-async-vfs authors
  *
