@@ -262,6 +262,7 @@ def run_bench_smoke(res):
         if needs_xfs and not xfs_usable():
             res.add('skip', name, 'no mkfs.xfs or no xfs in this kernel')
             continue
+        start = time.monotonic()
         try:
             p = subprocess.run(cmd, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT,
@@ -269,6 +270,8 @@ def run_bench_smoke(res):
         except subprocess.TimeoutExpired:
             res.add('fail', name, 'no report within 600 s')
             continue
+        print('ran %-28s %6.1fs' % (name, time.monotonic() - start),
+              flush=True)
         if p.returncode != 0 or 'written to ' not in p.stdout:
             res.add('fail', name, 'rc %d: %s' % (p.returncode,
                                                  p.stdout[-400:]))
