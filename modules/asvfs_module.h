@@ -216,6 +216,20 @@ static inline void asvfs_log_engine(const char *module,
 		asvfs_engine_workers(engine)));
 }
 
+/* smbd's monotonic clock in the nanoseconds asvfs_estimate.h takes. */
+static inline uint64_t asvfs_mono_nsec(const struct timespec *ts)
+{
+	return (uint64_t)ts->tv_sec * 1000000000ULL + (uint64_t)ts->tv_nsec;
+}
+
+static inline uint64_t asvfs_now_nsec(void)
+{
+	struct timespec now;
+
+	clock_gettime_mono(&now);
+	return asvfs_mono_nsec(&now);
+}
+
 /*
  * Whether a module after this one in "vfs objects" (not the last handle:
  * vfs_default, whose work our modules do) does what does_it() looks for

@@ -57,6 +57,7 @@
 
 #include "asvfs_creds.h"
 #include "asvfs_engine.h"
+#include "asvfs_estimate.h"
 #include "asvfs_module.h"
 #include "asvfs_samba_version.h"
 #include "asvfs_worker.h"
@@ -112,9 +113,7 @@ struct async_open_config {
 	enum async_open_mode mode;
 	enum async_open_backend backend;
 	uint64_t timeout_msec;
-	uint64_t threshold_nsec;	/* auto: asynchronous above this */
-	uint64_t estimate_nsec;		/* auto: synchronous open time */
-	uint64_t calls;
+	struct asvfs_estimate estimate;	/* auto: synchronous open time */
 	struct asvfs_engine_config engine;
 	struct async_open_counters n;
 };
@@ -192,6 +191,8 @@ static const struct asvfs_enum_value async_open_backends[] = {
 static void async_open_parse_options(struct async_open_config *config,
 				     int snum)
 {
+	uint64_t threshold_nsec;
+
 	config->mode = asvfs_conf_enum(snum, MODULE, "mode", async_open_modes,
 				       AO_CREATES);
 	config->backend = asvfs_conf_enum(snum, MODULE, "backend",
@@ -204,9 +205,11 @@ static void async_open_parse_options(struct async_open_config *config,
 	 */
 	config->timeout_msec = asvfs_conf_uint(snum, MODULE, "timeout", 10000,
 					       100, 60000);
-	config->threshold_nsec = asvfs_conf_uint(snum, MODULE,
-						 "async threshold usec", 1000,
-						 0, 10000000) * 1000;
+	threshold_nsec = asvfs_conf_uint(snum, MODULE, "async threshold usec",
+					 1000, 0, 10000000) * 1000;
+	/* one preempted open moves a settled estimate by a quarter of it */
+	asvfs_estimate_init(&config->estimate, threshold_nsec,
+			    MAX(2 * threshold_nsec, 1000));
 	asvfs_conf_engine(snum, &config->engine);
 }
 
@@ -254,7 +257,7 @@ static void async_open_disconnect(vfs_handle_struct *handle)
 		 n->creates, n->existing, n->handed, n->failed,
 		 n->mismatched, n->sync_again, n->timeouts, n->abandoned,
 		 n->next, n->threads, n->discarded, n->queued, n->late,
-		 config->estimate_nsec / 1000);
+		 config->estimate.nsec / 1000);
 next:
 	/* pending opens go with the config: late fds are closed */
 	SMB_VFS_NEXT_DISCONNECT(handle);
@@ -1585,9 +1588,8 @@ static int async_open_next(vfs_handle_struct *handle,
 
 /*
  * Mode auto: an open that could go asynchronous does so while the
- * share's synchronous opens take longer than the threshold.  Only
- * synchronous opens teach the estimate (weight 1/8), and while
- * asynchronous one open in 64 stays synchronous to measure again: an
+ * share's synchronous opens take longer than the threshold (the policy:
+ * asvfs_estimate.h).  Only synchronous opens teach the estimate: an
  * asynchronous open costs smbd a second pass (the replay), which only
  * pays on slow storage.
  */
@@ -1596,9 +1598,7 @@ static bool async_open_auto_async(struct async_open_config *config)
 	if (config->mode != AO_AUTO) {
 		return true;
 	}
-	config->calls++;
-	return config->estimate_nsec > config->threshold_nsec &&
-	       config->calls % 64 != 0;
+	return asvfs_estimate_want_async(&config->estimate, asvfs_now_nsec());
 }
 
 static int async_open_next_measured(vfs_handle_struct *handle,
@@ -1614,8 +1614,8 @@ static int async_open_next_measured(vfs_handle_struct *handle,
 	clock_gettime_mono(&start);
 	fd = async_open_next(handle, config, dirfsp, smb_fname, fsp, how);
 	clock_gettime_mono(&end);
-	config->estimate_nsec = (config->estimate_nsec * 7 +
-				 nsec_time_diff(&end, &start)) / 8;
+	asvfs_estimate_add(&config->estimate, nsec_time_diff(&end, &start),
+			   asvfs_mono_nsec(&end));
 	return fd;
 }
 

@@ -27,6 +27,7 @@
 #include "smbprofile.h"
 
 #include "asvfs_engine.h"
+#include "asvfs_estimate.h"
 #include "asvfs_module.h"
 
 static int vfs_async_xattr_debug_level = DBGC_VFS;
@@ -40,9 +41,7 @@ enum async_xattr_mode { AX_AUTO, AX_ASYNC, AX_SYNC };
 
 struct async_xattr_config {
 	enum async_xattr_mode mode;
-	uint64_t threshold_nsec;	/* auto: async above this estimate */
-	uint64_t estimate_nsec;		/* moving average of getxattr time */
-	uint64_t calls;
+	struct asvfs_estimate estimate;	/* synchronous getxattr time */
 	bool lower_getxattrat;		/* a module below us implements it */
 	struct asvfs_engine_config engine;
 	/* what this connection did, logged at level 5 on disconnect */
@@ -59,11 +58,15 @@ static const struct asvfs_enum_value async_xattr_modes[] = {
 static void async_xattr_parse_options(struct async_xattr_config *config,
 				      int snum)
 {
+	uint64_t threshold_nsec;
+
 	config->mode = asvfs_conf_enum(snum, MODULE, "mode",
 				       async_xattr_modes, AX_AUTO);
-	config->threshold_nsec = asvfs_conf_uint(snum, MODULE,
-						 "async threshold usec", 50,
-						 0, 10000000) * 1000;
+	threshold_nsec = asvfs_conf_uint(snum, MODULE, "async threshold usec",
+					 50, 0, 10000000) * 1000;
+	/* one preempted call moves a settled estimate by a quarter of it */
+	asvfs_estimate_init(&config->estimate, threshold_nsec,
+			    MAX(2 * threshold_nsec, 1000));
 	asvfs_conf_engine(snum, &config->engine);
 }
 
@@ -119,7 +122,7 @@ static void async_xattr_disconnect(vfs_handle_struct *handle)
 		 " async=%" PRIu64 " next=%" PRIu64 " estimate_usec=%" PRIu64
 		 "\n", lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		 config->n_sync, config->n_async, config->n_next,
-		 config->estimate_nsec / 1000);
+		 config->estimate.nsec / 1000);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
@@ -137,8 +140,8 @@ struct async_xattr_state {
 
 /*
  * Only synchronous calls teach the estimate: they measure the storage
- * alone, where an asynchronous one also measures the loop.  Weight 1/8: a
- * few slow answers in a row are enough to switch.
+ * alone, where an asynchronous one also measures the loop (the policy:
+ * asvfs_estimate.h).
  */
 static void async_xattr_learn(struct async_xattr_state *state, bool sync)
 {
@@ -150,8 +153,8 @@ static void async_xattr_learn(struct async_xattr_state *state, bool sync)
 	sample = nsec_time_diff(&end, &state->start);
 	state->aio_state.duration = sample;
 	if (sync) {
-		config->estimate_nsec = (config->estimate_nsec * 7 +
-					 sample) / 8;
+		asvfs_estimate_add(&config->estimate, sample,
+				   asvfs_mono_nsec(&end));
 	}
 }
 
@@ -165,10 +168,7 @@ static bool async_xattr_want_async(struct async_xattr_config *config)
 	case AX_AUTO:
 		break;
 	}
-	/* While asynchronous, one call in 64 measures the storage again. */
-	config->calls++;
-	return config->estimate_nsec > config->threshold_nsec &&
-	       config->calls % 64 != 0;
+	return asvfs_estimate_want_async(&config->estimate, asvfs_now_nsec());
 }
 
 static void async_xattr_finish(struct tevent_req *req, ssize_t size,
