@@ -400,13 +400,10 @@ static void async_brl_start_wait(vfs_handle_struct *handle,
 	w->subreq = asvfs_lockwait_send(w, handle->conn->sconn->ev_ctx, fd,
 					write, start, len);
 	if (w->subreq == NULL) {
-		static bool logged;
-		int lvl = logged ? DBGLVL_DEBUG : DBGLVL_WARNING;
-
-		logged = true;
-		DBG_PREFIX(lvl, (MODULE ": no lock waiting thread (%s): "
-				 "smbd polls for POSIX lock holders\n",
-				 strerror(errno)));
+		ASVFS_LOG_ONCE(DBGLVL_WARNING, DBGLVL_DEBUG,
+			       (MODULE ": no lock waiting thread (%s): smbd "
+				"polls for POSIX lock holders\n",
+				strerror(errno)));
 		config->n_fallback++;
 		TALLOC_FREE(w);
 		return;

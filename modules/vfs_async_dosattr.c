@@ -345,8 +345,8 @@ next:
 static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
 						 struct async_dosattr_config *c)
 {
-	return asvfs_module_engine(handle, MODULE, &c->engine,
-				   ASVFS_OP_GETXATTR,
+	return asvfs_module_engine(handle, handle->conn->sconn->ev_ctx,
+				   MODULE, &c->engine, ASVFS_OP_GETXATTR, 0,
 				   "passing DOS attributes to the next module");
 }
 

@@ -1038,8 +1038,8 @@ static void async_open_done(struct tevent_req *subreq)
 static struct asvfs_engine *async_open_engine(vfs_handle_struct *handle,
 					      struct async_open_config *c)
 {
-	return asvfs_module_engine(handle, MODULE, &c->engine,
-				   ASVFS_OP_OPENAT,
+	return asvfs_module_engine(handle, handle->conn->sconn->ev_ctx,
+				   MODULE, &c->engine, ASVFS_OP_OPENAT, 0,
 				   c->backend == AO_BACKEND_AUTO ?
 				   "opens go to worker threads" :
 				   "opens stay synchronous");

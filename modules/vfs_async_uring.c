@@ -128,66 +128,25 @@ static bool async_uring_holds_slot(vfs_handle_struct *handle,
 
 /*
  * The engine for this call, or NULL when the call must go to the next
- * module.  The first refusal in a process is logged at level 1, the rest
- * at level 10.
+ * module (counted as a fallback of its kind).  Without a free fixed-file
+ * slot only a file that holds one already may use it: a dup's close
+ * would drop smbd's process-associated locks.
  */
 static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
 					       struct tevent_context *ev,
 					       struct files_struct *fsp,
 					       enum asvfs_op_kind kind)
 {
-	static bool op_missing_logged[ASVFS_OP_KIND_COUNT];
 	struct async_uring_config *config = NULL;
-	struct asvfs_engine *engine = NULL;
-	bool first = false;
-	int err = 0;
+	unsigned flags = ASVFS_ENGINE_COUNT_FALLBACK;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_uring_config,
 				return NULL);
-	/*
-	 * The engine lives on smbd's main event context.  A call on another
-	 * one (smb_vfs_fsync_sync()'s temporary context) is completed there
-	 * by the next module, and must never be what creates the engine.
-	 */
-	if (ev != handle->conn->sconn->ev_ctx) {
-		DBG_DEBUG(MODULE ": %s on a temporary event context: to the "
-			  "next module\n", asvfs_op_kind_name(kind));
-		asvfs_engine_count_fallback(kind);
-		return NULL;
+	if (!async_uring_holds_slot(handle, fsp)) {
+		flags |= ASVFS_ENGINE_NEED_SLOT;
 	}
-	engine = asvfs_engine_get(ev, &config->engine, &err, &first);
-	if (engine == NULL) {
-		if (first) {
-			DBG_WARNING(MODULE ": io_uring unavailable (%s): "
-				    "passing I/O to the next module\n",
-				    strerror(err));
-		} else {
-			DBG_DEBUG(MODULE ": %s to the next module (%s)\n",
-				  asvfs_op_kind_name(kind), strerror(err));
-		}
-		asvfs_engine_count_fallback(kind);
-		return NULL;
-	}
-	asvfs_log_engine(MODULE, engine, &config->engine);
-	if (!asvfs_engine_supports(engine, kind)) {
-		if (!op_missing_logged[kind]) {
-			op_missing_logged[kind] = true;
-			DBG_WARNING(MODULE ": the kernel lacks io_uring %s: "
-				    "passing it to the next module\n",
-				    asvfs_op_kind_name(kind));
-		}
-		asvfs_engine_count_fallback(kind);
-		return NULL;
-	}
-	if (!asvfs_engine_has_free_slot(engine) &&
-	    !async_uring_holds_slot(handle, fsp)) {
-		/* a dup's close would drop smbd's process-associated locks */
-		DBG_DEBUG(MODULE ": %s: no free fixed-file slot, to the next "
-			  "module\n", asvfs_op_kind_name(kind));
-		asvfs_engine_count_fallback(kind);
-		return NULL;
-	}
-	return engine;
+	return asvfs_module_engine(handle, ev, MODULE, &config->engine, kind,
+				   flags, "passing I/O to the next module");
 }
 
 /* --- the open file in a fixed slot -------------------------------------- */

@@ -237,8 +237,9 @@ static struct tevent_req *async_xattr_getxattrat_send(
 	want_async = async_xattr_want_async(config);
 	if (want_async && !config->lower_getxattrat && fd != -1 &&
 	    ev == handle->conn->sconn->ev_ctx) {
-		engine = asvfs_module_engine(handle, MODULE, &config->engine,
-					     ASVFS_OP_GETXATTR,
+		engine = asvfs_module_engine(handle, ev, MODULE,
+					     &config->engine,
+					     ASVFS_OP_GETXATTR, 0,
 					     "passing getxattrat to the next "
 					     "module");
 	}
