@@ -60,6 +60,7 @@
 
 #include "asvfs_lockwait.h"
 #include "asvfs_module.h"
+#include "asvfs_procfd.h"
 #include "asvfs_samba_version.h"
 
 static int vfs_async_brl_debug_level = DBGC_VFS;
@@ -311,7 +312,7 @@ static bool async_brl_posix_range(const struct lock_struct *plock,
  */
 static int async_brl_reopen(struct files_struct *fsp)
 {
-	char path[64];
+	struct asvfs_proc_fd_path path;
 	int fd = fsp_get_io_fd(fsp);
 	int flags;
 
@@ -323,8 +324,7 @@ static int async_brl_reopen(struct files_struct *fsp)
 	if (flags == -1) {
 		return -1;
 	}
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	return open(path, (flags & O_ACCMODE) | O_CLOEXEC | O_NOCTTY |
+	return open(asvfs_proc_fd_path(fd, &path), (flags & O_ACCMODE) | O_CLOEXEC | O_NOCTTY |
 			  O_NONBLOCK);
 }
 

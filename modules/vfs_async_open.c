@@ -59,6 +59,7 @@
 #include "asvfs_engine.h"
 #include "asvfs_estimate.h"
 #include "asvfs_module.h"
+#include "asvfs_procfd.h"
 #include "asvfs_samba_version.h"
 #include "asvfs_worker.h"
 
@@ -68,8 +69,6 @@ static int vfs_async_open_debug_level = DBGC_VFS;
 #define DBGC_CLASS vfs_async_open_debug_level
 
 #define MODULE "async_open"
-
-#define PROC_FD_PREFIX "/proc/self/fd/"
 
 /*
  * A completed open whose replay never comes (the client went away between
@@ -1055,8 +1054,8 @@ static bool async_open_is_reopen(vfs_handle_struct *handle,
 				 files_struct *fsp)
 {
 	return dirfsp == handle->conn->cwd_fsp &&
-	       strncmp(smb_fname->base_name, PROC_FD_PREFIX,
-		       strlen(PROC_FD_PREFIX)) == 0 &&
+	       strncmp(smb_fname->base_name, ASVFS_PROC_FD_PREFIX,
+		       strlen(ASVFS_PROC_FD_PREFIX)) == 0 &&
 	       fsp_get_pathref_fd(fsp) != -1;
 }
 

@@ -19,6 +19,7 @@
 #include "asvfs_engine.h"
 #include "asvfs_bufcache.h"
 #include "asvfs_personality.h"
+#include "asvfs_procfd.h"
 #include "asvfs_uring_probe.h"
 
 #include <errno.h>
@@ -1462,6 +1463,7 @@ struct tevent_req *asvfs_reopen_send(TALLOC_CTX *mem_ctx,
 	struct tevent_req *req = NULL;
 	struct asvfs_io_state *state = NULL;
 	struct asvfs_op *op = NULL;
+	struct asvfs_proc_fd_path proc;
 
 	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_OPENAT, fd, 0, 0);
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
@@ -1471,7 +1473,7 @@ struct tevent_req *asvfs_reopen_send(TALLOC_CTX *mem_ctx,
 	op = state->op;
 	op->flags = flags;
 	op->mode = mode;
-	op->path = talloc_asprintf(op, "/proc/self/fd/%d", op->fd);
+	op->path = talloc_strdup(op, asvfs_proc_fd_path(op->fd, &proc));
 	if (!op_capture_caller(req, state)) {
 		return tevent_req_post(req, ev);
 	}
@@ -1488,6 +1490,7 @@ struct tevent_req *asvfs_getxattr_send(TALLOC_CTX *mem_ctx,
 	struct tevent_req *req = NULL;
 	struct asvfs_io_state *state = NULL;
 	struct asvfs_op *op = NULL;
+	struct asvfs_proc_fd_path proc;
 
 	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_GETXATTR, fd, size,
 			    0);
@@ -1500,7 +1503,7 @@ struct tevent_req *asvfs_getxattr_send(TALLOC_CTX *mem_ctx,
 	op->name = talloc_strdup(op, name);
 	if (op->name != NULL) {
 		/* our dup keeps the object; its number names it */
-		op->path = talloc_asprintf(op, "/proc/self/fd/%d", op->fd);
+		op->path = talloc_strdup(op, asvfs_proc_fd_path(op->fd, &proc));
 	}
 	if (!op_capture_caller(req, state)) {
 		return tevent_req_post(req, ev);
