@@ -336,16 +336,21 @@ static struct smbXsrv_connection *async_open_channel_by_id(
 	return NULL;
 }
 
-/* Replay the request now; false if it is gone (cancel, disconnect). */
-static bool async_open_replay(struct async_open_pending *p)
+/*
+ * Have smbd retry the open of request mid on channel channel_id now;
+ * false if the request is gone (cancel, disconnect).  The request of a
+ * pending open and of a waiter alike.
+ */
+static bool async_open_retry_now(struct smbXsrv_client *client,
+				 uint64_t channel_id, uint64_t mid)
 {
 	struct smbXsrv_connection *xconn = NULL;
 
-	xconn = async_open_channel_by_id(p->client, p->channel_id);
+	xconn = async_open_channel_by_id(client, channel_id);
 	if (xconn == NULL) {
 		return false;
 	}
-	return schedule_deferred_open_message_smb(xconn, p->mid);
+	return schedule_deferred_open_message_smb(xconn, mid);
 }
 
 static struct async_open_pending *async_open_lookup(
@@ -472,18 +477,6 @@ static struct async_open_waiter *async_open_waiter_lookup(
 	return NULL;
 }
 
-/* Replay the waiting request now; false if it is gone. */
-static bool async_open_waiter_replay(struct async_open_waiter *w)
-{
-	struct smbXsrv_connection *xconn = NULL;
-
-	xconn = async_open_channel_by_id(w->client, w->channel_id);
-	if (xconn == NULL) {
-		return false;
-	}
-	return schedule_deferred_open_message_smb(xconn, w->mid);
-}
-
 static void async_open_queue_run(struct tevent_context *ev,
 				 struct tevent_immediate *im,
 				 void *private_data)
@@ -496,7 +489,8 @@ static void async_open_queue_run(struct tevent_context *ev,
 		if (before >= async_open_free_slots(w->config, ev)) {
 			break;
 		}
-		if (!async_open_waiter_replay(w)) {
+		if (!async_open_retry_now(w->client, w->channel_id,
+					  w->mid)) {
 			TALLOC_FREE(w);		/* cancelled, or its tree went */
 			continue;
 		}
@@ -568,7 +562,7 @@ static void async_open_waiter_deadline(struct tevent_context *ev,
 
 	w->te = NULL;
 	/* the replay finds it too late and opens synchronously */
-	if (!async_open_waiter_replay(w)) {
+	if (!async_open_retry_now(w->client, w->channel_id, w->mid)) {
 		TALLOC_FREE(w);
 	}
 }
@@ -987,7 +981,7 @@ static void async_open_timeout(struct tevent_context *ev,
 	DBG_WARNING(MODULE ": open of %s (mid %" PRIu64 ") still pending "
 		    "after %" PRIu64 " ms: failing the request\n", p->name,
 		    p->mid, p->config->timeout_msec);
-	if (!async_open_replay(p)) {
+	if (!async_open_retry_now(p->client, p->channel_id, p->mid)) {
 		p->config->n.abandoned++;
 		TALLOC_FREE(p);
 	}
@@ -1012,7 +1006,8 @@ static void async_open_done(struct tevent_req *subreq)
 		TALLOC_FREE(p);
 		return;
 	}
-	if (!p->timed_out && !async_open_replay(p)) {
+	if (!p->timed_out &&
+	    !async_open_retry_now(p->client, p->channel_id, p->mid)) {
 		DBG_INFO(MODULE ": mid %" PRIu64 " for %s is gone: closing "
 			 "its open\n", p->mid, p->name);
 		p->config->n.abandoned++;
@@ -1446,7 +1441,7 @@ static void async_open_rerun_now(struct tevent_context *ev,
 	struct async_open_pending *p = talloc_get_type_abort(
 		private_data, struct async_open_pending);
 
-	if (!async_open_replay(p)) {
+	if (!async_open_retry_now(p->client, p->channel_id, p->mid)) {
 		TALLOC_FREE(p);
 	}
 }
