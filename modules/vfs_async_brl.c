@@ -324,8 +324,8 @@ static int async_brl_reopen(struct files_struct *fsp)
 	if (flags == -1) {
 		return -1;
 	}
-	return open(asvfs_proc_fd_path(fd, &path), (flags & O_ACCMODE) | O_CLOEXEC | O_NOCTTY |
-			  O_NONBLOCK);
+	return open(asvfs_proc_fd_path(fd, &path),
+		    (flags & O_ACCMODE) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 }
 
 static void async_brl_start_wait(vfs_handle_struct *handle,

@@ -207,6 +207,41 @@ static struct tevent_req *async_xattr_do_sync(
 	return tevent_req_post(req, ev);
 }
 
+enum async_xattr_route {
+	ASYNC_XATTR_NEXT,	/* the next module's asynchronous path */
+	ASYNC_XATTR_SYNC,	/* answered at once, through the chain */
+	ASYNC_XATTR_RING,	/* IORING_OP_GETXATTR */
+};
+
+/* Where a getxattrat goes: the one place it is decided. */
+static enum async_xattr_route async_xattr_route(
+	vfs_handle_struct *handle, struct tevent_context *ev,
+	struct async_xattr_config *config, int fd,
+	struct asvfs_engine **engine)
+{
+	*engine = NULL;
+	/* A module below us reads xattrs itself: it is never bypassed. */
+	if (config->lower_getxattrat) {
+		return ASYNC_XATTR_NEXT;
+	}
+	/* No pathref fd to name the file by. */
+	if (fd == -1) {
+		return ASYNC_XATTR_NEXT;
+	}
+	/* Fast storage (or mode sync): cheaper than any hand-off. */
+	if (!async_xattr_want_async(config)) {
+		return ASYNC_XATTR_SYNC;
+	}
+	/* Another event context, io_uring refused, or no GETXATTR opcode. */
+	*engine = asvfs_module_engine(handle, ev, MODULE, &config->engine,
+				      ASVFS_OP_GETXATTR, 0,
+				      "passing getxattrat to the next module");
+	if (*engine == NULL) {
+		return ASYNC_XATTR_NEXT;
+	}
+	return ASYNC_XATTR_RING;
+}
+
 static void async_xattr_ring_done(struct tevent_req *subreq);
 static void async_xattr_next_done(struct tevent_req *subreq);
 
@@ -220,7 +255,7 @@ static struct tevent_req *async_xattr_getxattrat_send(
 	struct async_xattr_state *state = NULL;
 	struct async_xattr_config *config = NULL;
 	struct asvfs_engine *engine = NULL;
-	bool want_async;
+	enum async_xattr_route route;
 	int fd = -1;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_xattr_config,
@@ -234,18 +269,8 @@ static struct tevent_req *async_xattr_getxattrat_send(
 	if (smb_fname->fsp != NULL) {
 		fd = fsp_get_pathref_fd(smb_fname->fsp);
 	}
-	want_async = async_xattr_want_async(config);
-	if (want_async && !config->lower_getxattrat && fd != -1 &&
-	    ev == handle->conn->sconn->ev_ctx) {
-		engine = asvfs_module_engine(handle, ev, MODULE,
-					     &config->engine,
-					     ASVFS_OP_GETXATTR, 0,
-					     "passing getxattrat to the next "
-					     "module");
-	}
-	if (config->lower_getxattrat || fd == -1 ||
-	    (want_async && engine == NULL)) {
-		/* the next module's own asynchronous path */
+	route = async_xattr_route(handle, ev, config, fd, &engine);
+	if (route == ASYNC_XATTR_NEXT) {
 		config->n_next++;
 		subreq = SMB_VFS_NEXT_GETXATTRAT_SEND(state, ev, handle,
 						      dir_fsp, smb_fname,
@@ -265,7 +290,7 @@ static struct tevent_req *async_xattr_getxattrat_send(
 			return tevent_req_post(req, ev);
 		}
 	}
-	if (engine == NULL) {
+	if (route == ASYNC_XATTR_SYNC) {
 		return async_xattr_do_sync(req, ev, handle, smb_fname,
 					   xattr_name);
 	}
