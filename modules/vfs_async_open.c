@@ -1100,24 +1100,15 @@ static bool async_open_note_creator(struct async_open_pending *p,
 }
 
 /*
- * The open itself, on io_uring or a worker thread as async_open:backend
- * says.  Both keep a dup() of the fd and a copy of the name until it
- * completes, and run it with the caller's credentials of now.
+ * The open itself, on io_uring (engine) or a worker thread (engine
+ * NULL), as async_open_route() decided.  Both keep a dup() of the fd and
+ * a copy of the name until it completes, and run it with the caller's
+ * credentials of now.
  */
 static struct tevent_req *async_open_send_open(
-	struct async_open_pending *p, vfs_handle_struct *handle,
-	struct async_open_config *config, const struct files_struct *dirfsp,
-	const struct smb_filename *smb_fname, files_struct *fsp,
-	const struct vfs_open_how *how)
+	struct async_open_pending *p, struct asvfs_engine *engine,
+	files_struct *fsp, const struct vfs_open_how *how)
 {
-	struct asvfs_engine *engine = NULL;
-
-	if (config->backend != AO_BACKEND_THREADS) {
-		engine = async_open_engine(handle, config);
-		if (engine == NULL && config->backend == AO_BACKEND_URING) {
-			return NULL;
-		}
-	}
 	p->worker = engine == NULL;
 	if (p->create && engine != NULL) {
 		return asvfs_openat_send(p, p->ev, engine, p->dirfd,
@@ -1172,6 +1163,7 @@ static bool async_open_start(vfs_handle_struct *handle,
 			     struct async_open_config *config,
 			     struct smbXsrv_connection *xconn,
 			     struct smbd_smb2_request *smb2req,
+			     struct asvfs_engine *engine,
 			     const struct files_struct *dirfsp,
 			     const struct smb_filename *smb_fname,
 			     files_struct *fsp,
@@ -1204,8 +1196,7 @@ static bool async_open_start(vfs_handle_struct *handle,
 		p->dev = object->st_dev;
 		p->ino = object->st_ino;
 	}
-	p->subreq = async_open_send_open(p, handle, config, dirfsp, smb_fname,
-					 fsp, how);
+	p->subreq = async_open_send_open(p, engine, fsp, how);
 	/* refused at once (say, no personality): smbd opens it itself */
 	if (p->subreq == NULL || asvfs_engine_refused(&p->subreq)) {
 		TALLOC_FREE(p);
@@ -1665,98 +1656,151 @@ static bool async_open_meets_breaking_lease(files_struct *fsp)
 	return !ok || state.breaking;
 }
 
-static int async_open_openat(vfs_handle_struct *handle,
-			     const struct files_struct *dirfsp,
-			     const struct smb_filename *smb_fname,
-			     files_struct *fsp, const struct vfs_open_how *how)
-{
-	struct async_open_config *config = NULL;
-	struct smbXsrv_connection *xconn = NULL;
-	struct smbd_smb2_request *smb2req = NULL;
-	struct async_open_pending *p = NULL;
-	struct async_open_waiter *w = NULL;
-	struct timeval request_time = { 0 };
-	struct stat st;
-	bool create, existing;
+enum async_open_route {
+	ASYNC_OPEN_PASS,	/* not an open we defer: the next module */
+	ASYNC_OPEN_NEXT,	/* the next module, counted */
+	ASYNC_OPEN_MEASURE,	/* the next module, timed for mode auto */
+	ASYNC_OPEN_ANSWER,	/* smbd's retry: the result of ours */
+	ASYNC_OPEN_RING,	/* asynchronous, on io_uring */
+	ASYNC_OPEN_THREAD,	/* asynchronous, on a worker thread */
+};
 
-	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
-				return -1);
-	/*
-	 * Pathref opens (O_PATH, no I/O), streams, openat2 lookups and
-	 * internal opens are never deferred; neither are opens while the
-	 * module is off.
-	 */
-	if (config->mode == AO_OFF || fsp->fsp_flags.is_pathref ||
-	    ASVFS_OPEN_HOW_RESOLVE(how) != 0 ||
-	    (how->flags & (O_PATH | O_DIRECTORY)) ||
-	    dirfsp == NULL || fsp_is_alternate_stream(fsp) ||
-	    is_named_stream(smb_fname)) {
-		return SMB_VFS_NEXT_OPENAT(handle, dirfsp, smb_fname, fsp,
-					   how);
-	}
-	xconn = async_open_find_channel(handle->conn, fsp, &request_time,
-					&smb2req);
-	if (xconn == NULL) {
-		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
-				       how);
-	}
-	p = async_open_lookup(config, xconn->channel_id, fsp->mid);
-	if (p != NULL && p->rerun) {
-		TALLOC_FREE(p);
-		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
-				       how);
-	}
-	if (p != NULL) {
-		return async_open_answer(p, handle, dirfsp, smb_fname, fsp,
-					 how);
-	}
+/* What async_open_route() found out about the call on the way. */
+struct async_open_call {
+	struct smbXsrv_connection *xconn;
+	struct smbd_smb2_request *smb2req;
+	struct timeval request_time;
+	struct async_open_pending *p;	/* ASYNC_OPEN_ANSWER: ours */
+	struct async_open_waiter *w;	/* it waited for a free worker */
+	struct asvfs_engine *engine;	/* ASYNC_OPEN_RING */
+	bool create;
+	struct stat st;			/* an existing file: what it is */
+};
+
+/* Whether smbd's open is one of the kinds async_open:mode defers. */
+static bool async_open_kind(vfs_handle_struct *handle,
+			    struct async_open_config *config,
+			    const struct files_struct *dirfsp,
+			    const struct smb_filename *smb_fname,
+			    files_struct *fsp, const struct vfs_open_how *how,
+			    struct async_open_call *call)
+{
+	bool existing;
 
 	/* creates only where smbd's retry opens them by name (4.17) */
-	create = ASVFS_REOPEN_FALLS_BACK_BY_NAME &&
-		 (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
-		 !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
-	existing = !create &&
+	call->create = ASVFS_REOPEN_FALLS_BACK_BY_NAME &&
+		       (how->flags & (O_CREAT | O_EXCL)) ==
+		       (O_CREAT | O_EXCL) &&
+		       !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
+	existing = !call->create &&
 		   (config->mode == AO_ALL || config->mode == AO_AUTO) &&
 		   async_open_is_reopen(handle, dirfsp, smb_fname, fsp) &&
-		   fstat(fsp_get_pathref_fd(fsp), &st) == 0 &&
-		   S_ISREG(st.st_mode);
-	if (!create && !existing) {
-		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
-				       how);
+		   fstat(fsp_get_pathref_fd(fsp), &call->st) == 0 &&
+		   S_ISREG(call->st.st_mode);
+	return call->create || existing;
+}
+
+/* Where an open goes: the one place it is decided. */
+static enum async_open_route async_open_route(
+	vfs_handle_struct *handle, struct async_open_config *config,
+	const struct files_struct *dirfsp,
+	const struct smb_filename *smb_fname, files_struct *fsp,
+	const struct vfs_open_how *how, struct async_open_call *call)
+{
+	/* The module is off. */
+	if (config->mode == AO_OFF) {
+		return ASYNC_OPEN_PASS;
 	}
-	w = async_open_waiter_lookup(config, xconn->channel_id, fsp->mid);
-	if (!async_open_in_time(config, &request_time, create)) {
-		if (w != NULL) {
+	/* Pathref opens (O_PATH, no I/O) and openat2 lookups. */
+	if (fsp->fsp_flags.is_pathref || ASVFS_OPEN_HOW_RESOLVE(how) != 0 ||
+	    (how->flags & (O_PATH | O_DIRECTORY))) {
+		return ASYNC_OPEN_PASS;
+	}
+	/* Internal opens and streams. */
+	if (dirfsp == NULL || fsp_is_alternate_stream(fsp) ||
+	    is_named_stream(smb_fname)) {
+		return ASYNC_OPEN_PASS;
+	}
+	/* No SMB2 request to replay. */
+	call->xconn = async_open_find_channel(handle->conn, fsp,
+					      &call->request_time,
+					      &call->smb2req);
+	if (call->xconn == NULL) {
+		return ASYNC_OPEN_NEXT;
+	}
+	/* smbd's retry of an open of ours: its result, or run again */
+	call->p = async_open_lookup(config, call->xconn->channel_id,
+				    fsp->mid);
+	if (call->p != NULL && call->p->rerun) {
+		TALLOC_FREE(call->p);
+		return ASYNC_OPEN_NEXT;
+	}
+	if (call->p != NULL) {
+		return ASYNC_OPEN_ANSWER;
+	}
+	/* Not a create or, in modes all and auto, a regular file. */
+	if (!async_open_kind(handle, config, dirfsp, smb_fname, fsp, how,
+			     call)) {
+		return ASYNC_OPEN_NEXT;
+	}
+	/* Too old for our timeout to answer within smbd's limit. */
+	call->w = async_open_waiter_lookup(config, call->xconn->channel_id,
+					   fsp->mid);
+	if (!async_open_in_time(config, &call->request_time, call->create)) {
+		if (call->w != NULL) {
 			config->n.late++;
-			TALLOC_FREE(w);
+			TALLOC_FREE(call->w);
 		}
-		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
-				       how);
+		return ASYNC_OPEN_NEXT;
 	}
-	/* a waiter was found asynchronous before */
-	if (w == NULL && config->mode == AO_AUTO &&
+	/* Mode auto on fast storage (a waiter was found slow before). */
+	if (call->w == NULL && config->mode == AO_AUTO &&
 	    !async_open_auto_async(config)) {
-		return async_open_next_measured(handle, config, dirfsp,
-						smb_fname, fsp, how);
+		return ASYNC_OPEN_MEASURE;
 	}
 	/*
 	 * smbd's retry of a deferred open waits for a breaking lease where
-	 * its first attempt answers at once (smb2.lease.breaking4): such an
-	 * open stays synchronous.
+	 * its first attempt answers at once (smb2.lease.breaking4).
 	 */
-	if (existing && async_open_meets_breaking_lease(fsp)) {
-		TALLOC_FREE(w);
-		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
-				       how);
+	if (!call->create && async_open_meets_breaking_lease(fsp)) {
+		TALLOC_FREE(call->w);
+		return ASYNC_OPEN_NEXT;
 	}
-	if (!async_open_admit(config, handle->conn->sconn->ev_ctx, xconn,
-			      fsp->mid, w, &request_time, create)) {
+	/* async_open:backend = threads. */
+	if (config->backend == AO_BACKEND_THREADS) {
+		return ASYNC_OPEN_THREAD;
+	}
+	call->engine = async_open_engine(handle, config);
+	/* No io_uring, or no IORING_OP_OPENAT: threads, if backend auto. */
+	if (call->engine == NULL && config->backend == AO_BACKEND_AUTO) {
+		return ASYNC_OPEN_THREAD;
+	}
+	/* ... and synchronous, if backend io_uring. */
+	if (call->engine == NULL) {
+		TALLOC_FREE(call->w);
+		return ASYNC_OPEN_NEXT;
+	}
+	return ASYNC_OPEN_RING;
+}
+
+/* Start an open of ours, or have smbd ask again once a worker is free. */
+static int async_open_defer(vfs_handle_struct *handle,
+			    struct async_open_config *config,
+			    struct async_open_call *call,
+			    const struct files_struct *dirfsp,
+			    const struct smb_filename *smb_fname,
+			    files_struct *fsp, const struct vfs_open_how *how)
+{
+	if (!async_open_admit(config, handle->conn->sconn->ev_ctx,
+			      call->xconn, fsp->mid, call->w,
+			      &call->request_time, call->create)) {
 		errno = EINTR;		/* smbd asks again */
 		return -1;
 	}
-	if (async_open_start(handle, config, xconn, smb2req, dirfsp,
-			     smb_fname, fsp, how, create, create ? NULL : &st)) {
-		if (create) {
+	if (async_open_start(handle, config, call->xconn, call->smb2req,
+			     call->engine, dirfsp, smb_fname, fsp, how,
+			     call->create, call->create ? NULL : &call->st)) {
+		if (call->create) {
 			config->n.creates++;
 		} else {
 			config->n.existing++;
@@ -1765,6 +1809,38 @@ static int async_open_openat(vfs_handle_struct *handle,
 		return -1;
 	}
 	return async_open_next(handle, config, dirfsp, smb_fname, fsp, how);
+}
+
+static int async_open_openat(vfs_handle_struct *handle,
+			     const struct files_struct *dirfsp,
+			     const struct smb_filename *smb_fname,
+			     files_struct *fsp, const struct vfs_open_how *how)
+{
+	struct async_open_config *config = NULL;
+	struct async_open_call call = { .xconn = NULL };
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
+				return -1);
+	switch (async_open_route(handle, config, dirfsp, smb_fname, fsp, how,
+				 &call)) {
+	case ASYNC_OPEN_PASS:
+		return SMB_VFS_NEXT_OPENAT(handle, dirfsp, smb_fname, fsp,
+					   how);
+	case ASYNC_OPEN_NEXT:
+		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
+				       how);
+	case ASYNC_OPEN_MEASURE:
+		return async_open_next_measured(handle, config, dirfsp,
+						smb_fname, fsp, how);
+	case ASYNC_OPEN_ANSWER:
+		return async_open_answer(call.p, handle, dirfsp, smb_fname,
+					 fsp, how);
+	case ASYNC_OPEN_RING:
+	case ASYNC_OPEN_THREAD:
+		break;
+	}
+	return async_open_defer(handle, config, &call, dirfsp, smb_fname,
+				fsp, how);
 }
 
 static struct vfs_fn_pointers vfs_async_open_fns = {
