@@ -126,27 +126,54 @@ static void async_uring_disconnect(vfs_handle_struct *handle)
 static bool async_uring_holds_slot(vfs_handle_struct *handle,
 				   struct files_struct *fsp);
 
+enum async_uring_route {
+	ASYNC_URING_NEXT,	/* the next module */
+	ASYNC_URING_RING,	/* the engine's io_uring */
+};
+
 /*
- * The engine for this call, or NULL when the call must go to the next
- * module (counted as a fallback of its kind).  Without a free fixed-file
- * slot only a file that holds one already may use it: a dup's close
- * would drop smbd's process-associated locks.
+ * Where a pread, pwrite (at offset) or fsync goes: the one place it is
+ * decided.  *engine is set for ASYNC_URING_RING.
  */
-static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
-					       struct tevent_context *ev,
-					       struct files_struct *fsp,
-					       enum asvfs_op_kind kind)
+static enum async_uring_route async_uring_route(vfs_handle_struct *handle,
+						struct tevent_context *ev,
+						struct files_struct *fsp,
+						enum asvfs_op_kind kind,
+						off_t offset,
+						struct asvfs_engine **engine)
 {
 	struct async_uring_config *config = NULL;
 	unsigned flags = ASVFS_ENGINE_COUNT_FALLBACK;
 
+	*engine = NULL;
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_uring_config,
-				return NULL);
+				return ASYNC_URING_NEXT);
+	/*
+	 * A POSIX-append open (Samba 4.22): the next module writes at the
+	 * end of the file, as 4.22's aio_pthread does.
+	 */
+	if (kind == ASVFS_OP_PWRITE && ASVFS_PWRITE_IS_APPEND(offset)) {
+		return ASYNC_URING_NEXT;
+	}
+	/*
+	 * Without a free fixed-file slot only a file that holds one already
+	 * may go to the ring: a dup's close would drop smbd's
+	 * process-associated locks.
+	 */
 	if (!async_uring_holds_slot(handle, fsp)) {
 		flags |= ASVFS_ENGINE_NEED_SLOT;
 	}
-	return asvfs_module_engine(handle, ev, MODULE, &config->engine, kind,
-				   flags, "passing I/O to the next module");
+	/*
+	 * Another event context, io_uring refused, no opcode or no slot
+	 * (counted as a fallback of the kind).
+	 */
+	*engine = asvfs_module_engine(handle, ev, MODULE, &config->engine,
+				      kind, flags,
+				      "passing I/O to the next module");
+	if (*engine == NULL) {
+		return ASYNC_URING_NEXT;
+	}
+	return ASYNC_URING_RING;
 }
 
 /* --- the open file in a fixed slot -------------------------------------- */
@@ -311,8 +338,8 @@ static struct tevent_req *async_uring_pread_send(
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
 		return req;
 	}
-	engine = async_uring_engine(handle, ev, fsp, ASVFS_OP_PREAD);
-	if (engine == NULL) {
+	if (async_uring_route(handle, ev, fsp, ASVFS_OP_PREAD, offset,
+			      &engine) == ASYNC_URING_NEXT) {
 		subreq = SMB_VFS_NEXT_PREAD_SEND(state, ev, handle, fsp, data,
 						 n, offset);
 		return async_uring_wait_for(req, ev, subreq,
@@ -407,26 +434,15 @@ static struct tevent_req *async_uring_pwrite_send(
 	struct async_uring_rw_state *state = NULL;
 	struct asvfs_engine *engine = NULL;
 
-	if (ASVFS_PWRITE_IS_APPEND(offset)) {
-		/*
-		 * A POSIX-append open (Samba 4.22): the next module writes
-		 * at the end of the file, as 4.22's aio_pthread does.
-		 */
-		req = async_uring_rw_create(mem_ctx, ev, 0, n, &state);
-		if (req == NULL || !tevent_req_is_in_progress(req)) {
-			return req;
-		}
-		subreq = SMB_VFS_NEXT_PWRITE_SEND(state, ev, handle, fsp, data,
-						  n, offset);
-		return async_uring_wait_for(req, ev, subreq,
-					    async_uring_next_pwrite_done);
-	}
-	req = async_uring_rw_create(mem_ctx, ev, offset, n, &state);
+	/* an append's offset is no position: no range to check */
+	req = async_uring_rw_create(mem_ctx, ev,
+				    ASVFS_PWRITE_IS_APPEND(offset) ? 0 : offset,
+				    n, &state);
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
 		return req;
 	}
-	engine = async_uring_engine(handle, ev, fsp, ASVFS_OP_PWRITE);
-	if (engine == NULL) {
+	if (async_uring_route(handle, ev, fsp, ASVFS_OP_PWRITE, offset,
+			      &engine) == ASYNC_URING_NEXT) {
 		subreq = SMB_VFS_NEXT_PWRITE_SEND(state, ev, handle, fsp, data,
 						  n, offset);
 		return async_uring_wait_for(req, ev, subreq,
@@ -516,7 +532,7 @@ static void async_uring_next_fsync_done(struct tevent_req *subreq);
 
 /*
  * smb_vfs_fsync_sync() runs this on a temporary event context:
- * async_uring_engine() sends such calls to the next module, which
+ * async_uring_route() sends such calls to the next module, which
  * completes them there.
  */
 static struct tevent_req *async_uring_fsync_send(
@@ -531,8 +547,8 @@ static struct tevent_req *async_uring_fsync_send(
 	if (req == NULL) {
 		return NULL;
 	}
-	engine = async_uring_engine(handle, ev, fsp, ASVFS_OP_FSYNC);
-	if (engine == NULL) {
+	if (async_uring_route(handle, ev, fsp, ASVFS_OP_FSYNC, 0,
+			      &engine) == ASYNC_URING_NEXT) {
 		subreq = SMB_VFS_NEXT_FSYNC_SEND(state, ev, handle, fsp);
 		return async_uring_wait_for(req, ev, subreq,
 					    async_uring_next_fsync_done);
