@@ -418,16 +418,12 @@ static unsigned async_open_free_slots(struct async_open_config *config,
 	bool first = false;
 	int err = 0;
 
+	/*
+	 * A refusal of io_uring was met, and logged, by async_open_route()
+	 * before any open came here.
+	 */
 	if (config->backend != AO_BACKEND_THREADS) {
 		engine = asvfs_engine_get(ev, &config->engine, &err, &first);
-	}
-	if (first) {
-		/* what async_open_engine() would say, had it come first */
-		DBG_WARNING(MODULE ": io_uring unavailable (%s): %s\n",
-			    strerror(err),
-			    config->backend == AO_BACKEND_AUTO ?
-			    "opens go to worker threads" :
-			    "opens stay synchronous");
 	}
 	if (engine != NULL && !asvfs_engine_supports(engine, ASVFS_OP_OPENAT)) {
 		engine = NULL;		/* opens go where the backend says */
