@@ -1707,14 +1707,24 @@ static enum async_open_route async_open_route(
 	if (config->mode == AO_OFF) {
 		return ASYNC_OPEN_PASS;
 	}
-	/* Pathref opens (O_PATH, no I/O) and openat2 lookups. */
-	if (fsp->fsp_flags.is_pathref || ASVFS_OPEN_HOW_RESOLVE(how) != 0 ||
-	    (how->flags & (O_PATH | O_DIRECTORY))) {
+	/* Pathref opens: O_PATH, no I/O, nothing that blocks. */
+	if (fsp->fsp_flags.is_pathref || (how->flags & O_PATH)) {
 		return ASYNC_OPEN_PASS;
 	}
-	/* Internal opens and streams. */
-	if (dirfsp == NULL || fsp_is_alternate_stream(fsp) ||
-	    is_named_stream(smb_fname)) {
+	/* Directories: only creates and regular files are deferred. */
+	if (how->flags & O_DIRECTORY) {
+		return ASYNC_OPEN_PASS;
+	}
+	/* openat2 lookups (RESOLVE_* flags) are never deferred. */
+	if (ASVFS_OPEN_HOW_RESOLVE(how) != 0) {
+		return ASYNC_OPEN_PASS;
+	}
+	/* Internal opens, with no directory to open in. */
+	if (dirfsp == NULL) {
+		return ASYNC_OPEN_PASS;
+	}
+	/* Nor are streams. */
+	if (fsp_is_alternate_stream(fsp) || is_named_stream(smb_fname)) {
 		return ASYNC_OPEN_PASS;
 	}
 	/* No SMB2 request to replay. */
