@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: what the modules share that speaks Samba: reading
- * <module>:<option> parametric options, and registering a module.
+ * <module>:<option> parametric options, logging a fallback once, the
+ * engine for a call, and registering a module.
  *
  * It lives beside the modules, not in modules/lib/, because it includes
  * Samba's headers (through the module that includes it) and modules/lib/
@@ -26,16 +27,18 @@
 #include "asvfs_options.h"
 #include "asvfs_engine.h"
 
-static inline uint64_t asvfs_conf_uint(int snum, const char *module,
-				       const char *option, uint64_t def,
-				       uint64_t min, uint64_t max)
+/* A number in [min, max] as parse() reads it. */
+static inline uint64_t asvfs_conf_number(
+	int snum, const char *module, const char *option, uint64_t def,
+	uint64_t min, uint64_t max,
+	bool (*parse)(const char *str, uint64_t min, uint64_t max,
+		      uint64_t *result, char *errbuf, size_t errlen))
 {
 	const char *value = lp_parm_const_string(snum, module, option, NULL);
 	uint64_t v = def;
 	char err[128];
 
-	if (value != NULL &&
-	    !asvfs_parse_uint64(value, min, max, &v, err, sizeof(err))) {
+	if (value != NULL && !parse(value, min, max, &v, err, sizeof(err))) {
 		DBG_ERR("%s:%s: %s; using %" PRIu64 "\n",
 			module, option, err, def);
 		v = def;
@@ -43,22 +46,21 @@ static inline uint64_t asvfs_conf_uint(int snum, const char *module,
 	return v;
 }
 
+static inline uint64_t asvfs_conf_uint(int snum, const char *module,
+				       const char *option, uint64_t def,
+				       uint64_t min, uint64_t max)
+{
+	return asvfs_conf_number(snum, module, option, def, min, max,
+				 asvfs_parse_uint64);
+}
+
 /* A size in bytes, written with an optional K, M, G or T suffix. */
 static inline uint64_t asvfs_conf_size(int snum, const char *module,
 				       const char *option, uint64_t def,
 				       uint64_t min, uint64_t max)
 {
-	const char *value = lp_parm_const_string(snum, module, option, NULL);
-	uint64_t v = def;
-	char err[128];
-
-	if (value != NULL &&
-	    !asvfs_parse_size(value, min, max, &v, err, sizeof(err))) {
-		DBG_ERR("%s:%s: %s; using %" PRIu64 "\n",
-			module, option, err, def);
-		v = def;
-	}
-	return v;
+	return asvfs_conf_number(snum, module, option, def, min, max,
+				 asvfs_parse_size);
 }
 
 static inline bool asvfs_conf_bool(int snum, const char *module,
@@ -100,6 +102,25 @@ static inline int asvfs_conf_enum(int snum, const char *module,
 	DBG_ERR("%s:%s: %s; using %s\n", module, option, err, def_name);
 	return def;
 }
+
+/* --- log once, then quietly ---------------------------------------------- */
+
+/*
+ * Log body (DBG_*'s parenthesised format and arguments) at level_first
+ * the first time this line runs in the process, at level_rest after:
+ * an admin sees a fallback once, "log level = 10" every time.
+ * ASVFS_LOG_ONCE_PER keeps a first time for each of nkeys keys (e.g.
+ * per operation kind), key < nkeys.  Each use has flags of its own, in
+ * each module that includes this header.
+ */
+#define ASVFS_LOG_ONCE_PER(key, nkeys, level_first, level_rest, body) do { \
+	static bool asvfs_logged_[nkeys]; \
+	DBG_PREFIX(asvfs_logged_[key] ? (level_rest) : (level_first), body); \
+	asvfs_logged_[key] = true; \
+} while (0)
+
+#define ASVFS_LOG_ONCE(level_first, level_rest, body) \
+	ASVFS_LOG_ONCE_PER(0, 1, level_first, level_rest, body)
 
 /* --- the engine's settings: [global] only --------------------------------- */
 
@@ -217,6 +238,20 @@ static inline void asvfs_log_engine(const char *module,
 		asvfs_engine_workers(engine)));
 }
 
+/* smbd's monotonic clock in the nanoseconds asvfs_estimate.h takes. */
+static inline uint64_t asvfs_mono_nsec(const struct timespec *ts)
+{
+	return (uint64_t)ts->tv_sec * 1000000000ULL + (uint64_t)ts->tv_nsec;
+}
+
+static inline uint64_t asvfs_now_nsec(void)
+{
+	struct timespec now;
+
+	clock_gettime_mono(&now);
+	return asvfs_mono_nsec(&now);
+}
+
 /*
  * Whether a module after this one in "vfs objects" (not the last handle:
  * vfs_default, whose work our modules do) does what does_it() looks for
@@ -237,41 +272,82 @@ static inline bool asvfs_lower_module(
 	return false;
 }
 
-/*
- * The process's engine for a module's work of one kind on smbd's main
- * event context, or NULL: the module then does what "fallback" says (a
- * phrase for the log, e.g. "opens stay synchronous").  io_uring refused
- * is logged by the first module that meets it in a process; an opcode
- * the kernel lacks, once per module, process and kind.
- */
-static inline struct asvfs_engine *asvfs_module_engine(
-	vfs_handle_struct *handle, const char *module,
-	const struct asvfs_engine_config *config, enum asvfs_op_kind kind,
-	const char *fallback)
+/* What asvfs_module_engine() checks and does beyond the engine itself. */
+#define ASVFS_ENGINE_COUNT_FALLBACK 0x1	/* count a refusal for the kind */
+#define ASVFS_ENGINE_NEED_SLOT 0x2	/* a free fixed-file slot */
+
+/* asvfs_module_engine() without the counting. */
+static inline struct asvfs_engine *asvfs_module_engine_find(
+	vfs_handle_struct *handle, struct tevent_context *ev,
+	const char *module, const struct asvfs_engine_config *config,
+	enum asvfs_op_kind kind, unsigned flags, const char *fallback)
 {
-	static bool missing_logged[ASVFS_OP_KIND_COUNT];
+	const char *kind_name = asvfs_op_kind_name(kind);
 	struct asvfs_engine *engine = NULL;
 	bool first = false;
 	int err = 0;
 
-	engine = asvfs_engine_get(handle->conn->sconn->ev_ctx, config, &err,
-				  &first);
+	/*
+	 * The engine lives on smbd's main event context.  A call on another
+	 * one (smb_vfs_fsync_sync()'s temporary context) is completed there
+	 * by the next module, and must never be what creates the engine.
+	 */
+	if (ev != handle->conn->sconn->ev_ctx) {
+		DBG_DEBUG("%s: %s on a temporary event context: %s\n",
+			  module, kind_name, fallback);
+		return NULL;
+	}
+	engine = asvfs_engine_get(ev, config, &err, &first);
 	if (engine == NULL) {
+		/* the first module that meets it in the process says so */
 		if (first) {
 			DBG_WARNING("%s: io_uring unavailable (%s): %s\n",
 				    module, strerror(err), fallback);
+		} else {
+			DBG_DEBUG("%s: %s without io_uring (%s): %s\n",
+				  module, kind_name, strerror(err), fallback);
 		}
 		return NULL;
 	}
 	asvfs_log_engine(module, engine, config);
 	if (!asvfs_engine_supports(engine, kind)) {
-		if (!missing_logged[kind]) {
-			missing_logged[kind] = true;
-			DBG_WARNING("%s: the kernel lacks io_uring %s: %s\n",
-				    module, asvfs_op_kind_name(kind),
-				    fallback);
-		}
+		ASVFS_LOG_ONCE_PER(kind, ASVFS_OP_KIND_COUNT, DBGLVL_WARNING,
+				   DBGLVL_DEBUG,
+				   ("%s: the kernel lacks io_uring %s: %s\n",
+				    module, kind_name, fallback));
 		return NULL;
+	}
+	if ((flags & ASVFS_ENGINE_NEED_SLOT) &&
+	    !asvfs_engine_has_free_slot(engine)) {
+		DBG_DEBUG("%s: %s: no free fixed-file slot: %s\n", module,
+			  kind_name, fallback);
+		return NULL;
+	}
+	return engine;
+}
+
+/*
+ * The process's engine for a module's call of one kind on event context
+ * ev, or NULL: the module then does what "fallback" says (a phrase for
+ * the log, e.g. "opens stay synchronous").  NULL on any event context
+ * but smbd's main one; where io_uring is refused, logged at level 1 by
+ * the first module that meets it in a process; where the kernel lacks
+ * the opcode, at level 1 once per module, process and kind; the rest at
+ * level 10.  flags: ASVFS_ENGINE_COUNT_FALLBACK counts each NULL in the
+ * engine's fallback counter of the kind; ASVFS_ENGINE_NEED_SLOT also
+ * wants a free fixed-file slot.
+ */
+static inline struct asvfs_engine *asvfs_module_engine(
+	vfs_handle_struct *handle, struct tevent_context *ev,
+	const char *module, const struct asvfs_engine_config *config,
+	enum asvfs_op_kind kind, unsigned flags, const char *fallback)
+{
+	struct asvfs_engine *engine = NULL;
+
+	engine = asvfs_module_engine_find(handle, ev, module, config, kind,
+					  flags, fallback);
+	if (engine == NULL && (flags & ASVFS_ENGINE_COUNT_FALLBACK)) {
+		asvfs_engine_count_fallback(kind);
 	}
 	return engine;
 }

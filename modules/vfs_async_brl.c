@@ -61,6 +61,7 @@
 
 #include "asvfs_lockwait.h"
 #include "asvfs_module.h"
+#include "asvfs_procfd.h"
 #include "asvfs_samba_version.h"
 
 static int vfs_async_brl_debug_level = DBGC_VFS;
@@ -312,7 +313,7 @@ static bool async_brl_posix_range(const struct lock_struct *plock,
  */
 static int async_brl_reopen(struct files_struct *fsp)
 {
-	char path[64];
+	struct asvfs_proc_fd_path path;
 	int fd = fsp_get_io_fd(fsp);
 	int flags;
 
@@ -324,9 +325,8 @@ static int async_brl_reopen(struct files_struct *fsp)
 	if (flags == -1) {
 		return -1;
 	}
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	return open(path, (flags & O_ACCMODE) | O_CLOEXEC | O_NOCTTY |
-			  O_NONBLOCK);
+	return open(asvfs_proc_fd_path(fd, &path),
+		    (flags & O_ACCMODE) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 }
 
 static void async_brl_start_wait(vfs_handle_struct *handle,
@@ -401,13 +401,10 @@ static void async_brl_start_wait(vfs_handle_struct *handle,
 	w->subreq = asvfs_lockwait_send(w, handle->conn->sconn->ev_ctx, fd,
 					write, start, len);
 	if (w->subreq == NULL) {
-		static bool logged;
-		int lvl = logged ? DBGLVL_DEBUG : DBGLVL_WARNING;
-
-		logged = true;
-		DBG_PREFIX(lvl, (MODULE ": no lock waiting thread (%s): "
-				 "smbd polls for POSIX lock holders\n",
-				 strerror(errno)));
+		ASVFS_LOG_ONCE(DBGLVL_WARNING, DBGLVL_DEBUG,
+			       (MODULE ": no lock waiting thread (%s): smbd "
+				"polls for POSIX lock holders\n",
+				strerror(errno)));
 		config->n_fallback++;
 		TALLOC_FREE(w);
 		return;
@@ -776,6 +773,83 @@ static struct async_brl_decision *async_brl_guard(
 	return NULL;
 }
 
+enum async_brl_route {
+	ASYNC_BRL_NEXT,		/* smbd's own fcntl(), now */
+	ASYNC_BRL_GUARDED,	/* another decision holds the range: EAGAIN */
+	ASYNC_BRL_ANSWER,	/* the thread's answer, as if fcntl() said it */
+	ASYNC_BRL_THREAD,	/* a thread takes the lock (a decision) */
+};
+
+/*
+ * Where a lock_fn call goes: the one place it is decided.  *pcall is
+ * the brl_lock_windows running now on fsp, if any; *pd the guarding
+ * decision (ASYNC_BRL_GUARDED) or the answered one (ASYNC_BRL_ANSWER).
+ */
+static enum async_brl_route async_brl_route(struct async_brl_config *config,
+					    files_struct *fsp, int op,
+					    off_t offset, off_t count,
+					    int type,
+					    struct async_brl_call **pcall,
+					    struct async_brl_decision **pd)
+{
+	struct async_brl_call *call = config->call;
+	struct async_brl_decision *d = NULL;
+	bool first;
+
+	/* async_brl:decision = sync, a lock test, or an unlock. */
+	if (!config->decide_async || op != F_SETLK || type == F_UNLCK) {
+		return ASYNC_BRL_NEXT;
+	}
+	if (call != NULL && call->fsp != fsp) {
+		call = NULL;
+	}
+	*pcall = call;
+	/* Another request's decision holds the range in limbo. */
+	*pd = async_brl_guard(config, call, fsp, offset, count);
+	if (*pd != NULL) {
+		return ASYNC_BRL_GUARDED;
+	}
+	/* Not inside our brl_lock_windows (say, posix.c's own calls). */
+	if (call == NULL) {
+		return ASYNC_BRL_NEXT;
+	}
+	d = call->d;
+	/* The thread answered for this very range. */
+	if (d != NULL && !d->consumed && d->answer != ANSWER_PENDING &&
+	    d->start == offset && d->len == count && d->type == type) {
+		*pd = d;
+		return ASYNC_BRL_ANSWER;
+	}
+	if (d != NULL && !d->consumed && d->answer != ANSWER_PENDING) {
+		/*
+		 * posix.c asks for another range than last time (the
+		 * handle's other locks changed): drop the old answer before
+		 * smbd's own fcntl() may overlap it.
+		 */
+		d->consumed = true;
+		async_brl_decision_undo(d);
+	}
+	first = !call->first_done;
+	call->first_done = true;
+	/* Only the first range posix.c asks for in this call. */
+	if (!first) {
+		return ASYNC_BRL_NEXT;
+	}
+	/* The request had its decision: smbd decides the rest itself. */
+	if (d != NULL) {
+		return ASYNC_BRL_NEXT;
+	}
+	/* SMB1: only the last range of the request (see there). */
+	if (!call->may_start) {
+		return ASYNC_BRL_NEXT;
+	}
+	/* "smbd force process locks": no description of our own. */
+	if (!fsp->fsp_flags.use_ofd_locks) {
+		return ASYNC_BRL_NEXT;
+	}
+	return ASYNC_BRL_THREAD;
+}
+
 static bool async_brl_lock(vfs_handle_struct *handle, files_struct *fsp,
 			   int op, off_t offset, off_t count, int type)
 {
@@ -785,15 +859,11 @@ static bool async_brl_lock(vfs_handle_struct *handle, files_struct *fsp,
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_brl_config,
 				goto next);
-	if (!config->decide_async || op != F_SETLK || type == F_UNLCK) {
+	switch (async_brl_route(config, fsp, op, offset, count, type, &call,
+				&d)) {
+	case ASYNC_BRL_NEXT:
 		goto next;
-	}
-	call = config->call;
-	if (call != NULL && call->fsp != fsp) {
-		call = NULL;
-	}
-	d = async_brl_guard(config, call, fsp, offset, count);
-	if (d != NULL) {
+	case ASYNC_BRL_GUARDED:
 		config->n_guarded++;
 		/*
 		 * Wait (RETRY) only for an answer that its timer bounds; a
@@ -806,14 +876,7 @@ static bool async_brl_lock(vfs_handle_struct *handle, files_struct *fsp,
 		}
 		errno = EAGAIN;
 		return false;
-	}
-	if (call == NULL) {
-		goto next;
-	}
-	d = call->d;
-	if (d != NULL && !d->consumed && d->answer != ANSWER_PENDING &&
-	    d->start == offset && d->len == count && d->type == type) {
-		/* the answer from the thread, as if fcntl() said it now */
+	case ASYNC_BRL_ANSWER:
 		d->consumed = true;
 		call->first_done = true;
 		if (d->answer == ANSWER_GRANTED) {
@@ -822,22 +885,9 @@ static bool async_brl_lock(vfs_handle_struct *handle, files_struct *fsp,
 		}
 		errno = d->err;
 		return false;
+	case ASYNC_BRL_THREAD:
+		break;
 	}
-	if (d != NULL && !d->consumed && d->answer != ANSWER_PENDING) {
-		/*
-		 * posix.c asks for another range than last time (the
-		 * handle's other locks changed): drop the old answer before
-		 * smbd's own fcntl() may overlap it.
-		 */
-		d->consumed = true;
-		async_brl_decision_undo(d);
-	}
-	if (call->first_done || d != NULL || !call->may_start ||
-	    !fsp->fsp_flags.use_ofd_locks) {
-		call->first_done = true;
-		goto next;
-	}
-	call->first_done = true;
 	if (!async_brl_start_decision(handle, config, call, offset, count,
 				      type)) {
 		goto next;

@@ -61,9 +61,6 @@ static int vfs_async_dosattr_debug_level = DBGC_VFS;
 enum async_dosattr_prefetch { PF_NO, PF_YES, PF_AUTO };
 enum async_dosattr_mode { AM_AUTO, AM_ASYNC, AM_SYNC };
 
-/* In auto, a slow storage is measured again at most this often. */
-#define ASYNC_DOSATTR_MEASURE_NSEC (1000ULL * 1000 * 1000)
-
 /* Directory streams are found by their DIR * in this many chains. */
 #define ASYNC_DOSATTR_DIR_BUCKETS 256
 
@@ -81,7 +78,6 @@ struct async_dosattr_config {
 	uint64_t threshold_nsec;	/* auto: prefetch above this */
 	uint64_t prefetch_memory;	/* the process's rings, at most */
 	struct asvfs_estimate estimate;	/* synchronous getxattr time */
-	struct timespec measured;	/* last synchronous read, when slow */
 	int snum;
 	connection_struct *conn;
 	uint64_t min_age_nsec;		/* ctime granularity guard */
@@ -151,6 +147,24 @@ static const struct asvfs_enum_value async_dosattr_modes[] = {
 	{ NULL, 0 },
 };
 
+/*
+ * One estimate serves both thresholds.  A sample counts at most twice
+ * the larger threshold: one slow answer (smbd preempted on a busy
+ * machine) moves a settled fast estimate by a quarter of the larger
+ * threshold, which switches nothing; on slow storage every answer is
+ * slow.  (At four times, one preemption alone crossed the lower
+ * threshold: a listing on a busy machine steered smbd's async dosmode
+ * up to 27 times.)  A sample under either threshold is fast.
+ */
+static void async_dosattr_estimate_init(struct async_dosattr_config *c)
+{
+	uint64_t larger = MAX(c->async_threshold_nsec, c->threshold_nsec);
+
+	asvfs_estimate_init(&c->estimate, c->async_threshold_nsec,
+			    MAX(2 * larger, 1000));
+	c->estimate.fast_nsec = larger;
+}
+
 static void async_dosattr_parse_options(struct async_dosattr_config *c,
 					int snum)
 {
@@ -175,6 +189,7 @@ static void async_dosattr_parse_options(struct async_dosattr_config *c,
 					   0, 1048576);
 	c->prefetch_memory = asvfs_conf_size(snum, MODULE, "prefetch memory",
 					     64ULL << 20, 0, 1ULL << 40);
+	async_dosattr_estimate_init(c);
 	asvfs_conf_engine(snum, &c->engine);
 }
 
@@ -331,8 +346,8 @@ next:
 static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
 						 struct async_dosattr_config *c)
 {
-	return asvfs_module_engine(handle, MODULE, &c->engine,
-				   ASVFS_OP_GETXATTR,
+	return asvfs_module_engine(handle, handle->conn->sconn->ev_ctx,
+				   MODULE, &c->engine, ASVFS_OP_GETXATTR, 0,
 				   "passing DOS attributes to the next module");
 }
 
@@ -368,8 +383,8 @@ static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 	}
 	now = lp_smbd_async_dosmode(c->snum);
 	/* hysteresis: an estimate near the threshold must not flap */
-	want = c->estimate.nsec > (now ? c->async_threshold_nsec / 2 :
-					 c->async_threshold_nsec);
+	want = asvfs_estimate_above(&c->estimate, c->async_threshold_nsec,
+				    now);
 	if (now == want) {
 		return;
 	}
@@ -393,34 +408,17 @@ static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 
 /*
  * Only synchronous reads measure the storage: an asynchronous one also
- * measures the ring and the loop.  The estimate is the mean of the first
- * 8 samples, then a moving average of weight 1/8 (all of those reads are
- * measured, see async_dosattr_measure_due()).  Started
- * from zero instead, a capped slow read counted a quarter of the lower
- * threshold, and the process's first read on slow storage steered
- * smbd's async dosmode off.  A sample counts at most twice the larger
- * threshold: one slow answer (smbd preempted on a busy machine) moves a
- * settled fast estimate by a quarter of the larger threshold, which
- * switches nothing; on slow storage every answer is slow.  (At four
- * times, one preemption alone crossed the lower threshold: a listing on
- * a busy machine steered smbd's async dosmode up to 27 times.)  A fast
- * answer asks for the next measurement at once, so that a storage that
- * became fast is noticed quickly.
+ * measures the ring and the loop (the policy: asvfs_estimate.h).
  */
 static uint64_t async_dosattr_learn(struct async_dosattr_config *c,
 				    const struct timespec *start)
 {
-	uint64_t cap = 2 * MAX(c->async_threshold_nsec, c->threshold_nsec);
 	struct timespec end;
 	uint64_t sample;
 
 	clock_gettime_mono(&end);
 	sample = nsec_time_diff(&end, start);
-	cap = MAX(cap, 1000);
-	asvfs_estimate_add(&c->estimate, sample, cap);
-	c->measured = (sample <= c->async_threshold_nsec ||
-		       sample <= c->threshold_nsec) ?
-		(struct timespec) { 0 } : end;
+	asvfs_estimate_add(&c->estimate, sample, asvfs_mono_nsec(&end));
 	async_dosattr_steer_smbd(c);
 	return sample;
 }
@@ -432,14 +430,7 @@ static uint64_t async_dosattr_learn(struct async_dosattr_config *c,
  */
 static bool async_dosattr_measure_due(struct async_dosattr_config *c)
 {
-	struct timespec now;
-
-	if (!asvfs_estimate_settled(&c->estimate)) {
-		return true;
-	}
-	clock_gettime_mono(&now);
-	return nsec_time_diff(&now, &c->measured) >=
-	       (int64_t)ASYNC_DOSATTR_MEASURE_NSEC;
+	return asvfs_estimate_measure_due(&c->estimate, asvfs_now_nsec());
 }
 
 static bool async_dosattr_want_async(struct async_dosattr_config *c)
@@ -450,8 +441,7 @@ static bool async_dosattr_want_async(struct async_dosattr_config *c)
 	case AM_SYNC:
 		return false;
 	}
-	return c->estimate.nsec > c->async_threshold_nsec &&
-	       !async_dosattr_measure_due(c);
+	return asvfs_estimate_want_async(&c->estimate, asvfs_now_nsec());
 }
 
 /* --- get_dos_attributes_send/recv ----------------------------------------- */

@@ -58,7 +58,9 @@
 
 #include "asvfs_creds.h"
 #include "asvfs_engine.h"
+#include "asvfs_estimate.h"
 #include "asvfs_module.h"
+#include "asvfs_procfd.h"
 #include "asvfs_samba_version.h"
 #include "asvfs_worker.h"
 
@@ -68,8 +70,6 @@ static int vfs_async_open_debug_level = DBGC_VFS;
 #define DBGC_CLASS vfs_async_open_debug_level
 
 #define MODULE "async_open"
-
-#define PROC_FD_PREFIX "/proc/self/fd/"
 
 /*
  * A completed open whose replay never comes (the client went away between
@@ -113,9 +113,7 @@ struct async_open_config {
 	enum async_open_mode mode;
 	enum async_open_backend backend;
 	uint64_t timeout_msec;
-	uint64_t threshold_nsec;	/* auto: asynchronous above this */
-	uint64_t estimate_nsec;		/* auto: synchronous open time */
-	uint64_t calls;
+	struct asvfs_estimate estimate;	/* auto: synchronous open time */
 	struct asvfs_engine_config engine;
 	struct async_open_counters n;
 };
@@ -193,6 +191,8 @@ static const struct asvfs_enum_value async_open_backends[] = {
 static void async_open_parse_options(struct async_open_config *config,
 				     int snum)
 {
+	uint64_t threshold_nsec;
+
 	config->mode = asvfs_conf_enum(snum, MODULE, "mode", async_open_modes,
 				       AO_CREATES);
 	config->backend = asvfs_conf_enum(snum, MODULE, "backend",
@@ -205,9 +205,11 @@ static void async_open_parse_options(struct async_open_config *config,
 	 */
 	config->timeout_msec = asvfs_conf_uint(snum, MODULE, "timeout", 10000,
 					       100, 60000);
-	config->threshold_nsec = asvfs_conf_uint(snum, MODULE,
-						 "async threshold usec", 1000,
-						 0, 10000000) * 1000;
+	threshold_nsec = asvfs_conf_uint(snum, MODULE, "async threshold usec",
+					 1000, 0, 10000000) * 1000;
+	/* one preempted open moves a settled estimate by a quarter of it */
+	asvfs_estimate_init(&config->estimate, threshold_nsec,
+			    MAX(2 * threshold_nsec, 1000));
 	asvfs_conf_engine(snum, &config->engine);
 }
 
@@ -255,7 +257,7 @@ static void async_open_disconnect(vfs_handle_struct *handle)
 		 n->creates, n->existing, n->handed, n->failed,
 		 n->mismatched, n->sync_again, n->timeouts, n->abandoned,
 		 n->next, n->threads, n->discarded, n->queued, n->late,
-		 config->estimate_nsec / 1000);
+		 config->estimate.nsec / 1000);
 next:
 	/* pending opens go with the config: late fds are closed */
 	SMB_VFS_NEXT_DISCONNECT(handle);
@@ -335,16 +337,21 @@ static struct smbXsrv_connection *async_open_channel_by_id(
 	return NULL;
 }
 
-/* Replay the request now; false if it is gone (cancel, disconnect). */
-static bool async_open_replay(struct async_open_pending *p)
+/*
+ * Have smbd retry the open of request mid on channel channel_id now;
+ * false if the request is gone (cancel, disconnect).  The request of a
+ * pending open and of a waiter alike.
+ */
+static bool async_open_retry_now(struct smbXsrv_client *client,
+				 uint64_t channel_id, uint64_t mid)
 {
 	struct smbXsrv_connection *xconn = NULL;
 
-	xconn = async_open_channel_by_id(p->client, p->channel_id);
+	xconn = async_open_channel_by_id(client, channel_id);
 	if (xconn == NULL) {
 		return false;
 	}
-	return schedule_deferred_open_message_smb(xconn, p->mid);
+	return schedule_deferred_open_message_smb(xconn, mid);
 }
 
 static struct async_open_pending *async_open_lookup(
@@ -412,16 +419,12 @@ static unsigned async_open_free_slots(struct async_open_config *config,
 	bool first = false;
 	int err = 0;
 
+	/*
+	 * A refusal of io_uring was met, and logged, by async_open_route()
+	 * before any open came here.
+	 */
 	if (config->backend != AO_BACKEND_THREADS) {
 		engine = asvfs_engine_get(ev, &config->engine, &err, &first);
-	}
-	if (first) {
-		/* what async_open_engine() would say, had it come first */
-		DBG_WARNING(MODULE ": io_uring unavailable (%s): %s\n",
-			    strerror(err),
-			    config->backend == AO_BACKEND_AUTO ?
-			    "opens go to worker threads" :
-			    "opens stay synchronous");
 	}
 	if (engine != NULL && !asvfs_engine_supports(engine, ASVFS_OP_OPENAT)) {
 		engine = NULL;		/* opens go where the backend says */
@@ -471,18 +474,6 @@ static struct async_open_waiter *async_open_waiter_lookup(
 	return NULL;
 }
 
-/* Replay the waiting request now; false if it is gone. */
-static bool async_open_waiter_replay(struct async_open_waiter *w)
-{
-	struct smbXsrv_connection *xconn = NULL;
-
-	xconn = async_open_channel_by_id(w->client, w->channel_id);
-	if (xconn == NULL) {
-		return false;
-	}
-	return schedule_deferred_open_message_smb(xconn, w->mid);
-}
-
 static void async_open_queue_run(struct tevent_context *ev,
 				 struct tevent_immediate *im,
 				 void *private_data)
@@ -495,7 +486,8 @@ static void async_open_queue_run(struct tevent_context *ev,
 		if (before >= async_open_free_slots(w->config, ev)) {
 			break;
 		}
-		if (!async_open_waiter_replay(w)) {
+		if (!async_open_retry_now(w->client, w->channel_id,
+					  w->mid)) {
 			TALLOC_FREE(w);		/* cancelled, or its tree went */
 			continue;
 		}
@@ -567,7 +559,7 @@ static void async_open_waiter_deadline(struct tevent_context *ev,
 
 	w->te = NULL;
 	/* the replay finds it too late and opens synchronously */
-	if (!async_open_waiter_replay(w)) {
+	if (!async_open_retry_now(w->client, w->channel_id, w->mid)) {
 		TALLOC_FREE(w);
 	}
 }
@@ -986,7 +978,7 @@ static void async_open_timeout(struct tevent_context *ev,
 	DBG_WARNING(MODULE ": open of %s (mid %" PRIu64 ") still pending "
 		    "after %" PRIu64 " ms: failing the request\n", p->name,
 		    p->mid, p->config->timeout_msec);
-	if (!async_open_replay(p)) {
+	if (!async_open_retry_now(p->client, p->channel_id, p->mid)) {
 		p->config->n.abandoned++;
 		TALLOC_FREE(p);
 	}
@@ -1011,7 +1003,8 @@ static void async_open_done(struct tevent_req *subreq)
 		TALLOC_FREE(p);
 		return;
 	}
-	if (!p->timed_out && !async_open_replay(p)) {
+	if (!p->timed_out &&
+	    !async_open_retry_now(p->client, p->channel_id, p->mid)) {
 		DBG_INFO(MODULE ": mid %" PRIu64 " for %s is gone: closing "
 			 "its open\n", p->mid, p->name);
 		p->config->n.abandoned++;
@@ -1036,8 +1029,8 @@ static void async_open_done(struct tevent_req *subreq)
 static struct asvfs_engine *async_open_engine(vfs_handle_struct *handle,
 					      struct async_open_config *c)
 {
-	return asvfs_module_engine(handle, MODULE, &c->engine,
-				   ASVFS_OP_OPENAT,
+	return asvfs_module_engine(handle, handle->conn->sconn->ev_ctx,
+				   MODULE, &c->engine, ASVFS_OP_OPENAT, 0,
 				   c->backend == AO_BACKEND_AUTO ?
 				   "opens go to worker threads" :
 				   "opens stay synchronous");
@@ -1053,8 +1046,8 @@ static bool async_open_is_reopen(vfs_handle_struct *handle,
 				 files_struct *fsp)
 {
 	return dirfsp == handle->conn->cwd_fsp &&
-	       strncmp(smb_fname->base_name, PROC_FD_PREFIX,
-		       strlen(PROC_FD_PREFIX)) == 0 &&
+	       strncmp(smb_fname->base_name, ASVFS_PROC_FD_PREFIX,
+		       strlen(ASVFS_PROC_FD_PREFIX)) == 0 &&
 	       fsp_get_pathref_fd(fsp) != -1;
 }
 
@@ -1104,24 +1097,15 @@ static bool async_open_note_creator(struct async_open_pending *p,
 }
 
 /*
- * The open itself, on io_uring or a worker thread as async_open:backend
- * says.  Both keep a dup() of the fd and a copy of the name until it
- * completes, and run it with the caller's credentials of now.
+ * The open itself, on io_uring (engine) or a worker thread (engine
+ * NULL), as async_open_route() decided.  Both keep a dup() of the fd and
+ * a copy of the name until it completes, and run it with the caller's
+ * credentials of now.
  */
 static struct tevent_req *async_open_send_open(
-	struct async_open_pending *p, vfs_handle_struct *handle,
-	struct async_open_config *config, const struct files_struct *dirfsp,
-	const struct smb_filename *smb_fname, files_struct *fsp,
-	const struct vfs_open_how *how)
+	struct async_open_pending *p, struct asvfs_engine *engine,
+	files_struct *fsp, const struct vfs_open_how *how)
 {
-	struct asvfs_engine *engine = NULL;
-
-	if (config->backend != AO_BACKEND_THREADS) {
-		engine = async_open_engine(handle, config);
-		if (engine == NULL && config->backend == AO_BACKEND_URING) {
-			return NULL;
-		}
-	}
 	p->worker = engine == NULL;
 	if (p->create && engine != NULL) {
 		return asvfs_openat_send(p, p->ev, engine, p->dirfd,
@@ -1176,6 +1160,7 @@ static bool async_open_start(vfs_handle_struct *handle,
 			     struct async_open_config *config,
 			     struct smbXsrv_connection *xconn,
 			     struct smbd_smb2_request *smb2req,
+			     struct asvfs_engine *engine,
 			     const struct files_struct *dirfsp,
 			     const struct smb_filename *smb_fname,
 			     files_struct *fsp,
@@ -1208,8 +1193,7 @@ static bool async_open_start(vfs_handle_struct *handle,
 		p->dev = object->st_dev;
 		p->ino = object->st_ino;
 	}
-	p->subreq = async_open_send_open(p, handle, config, dirfsp, smb_fname,
-					 fsp, how);
+	p->subreq = async_open_send_open(p, engine, fsp, how);
 	/* refused at once (say, no personality): smbd opens it itself */
 	if (p->subreq == NULL || asvfs_engine_refused(&p->subreq)) {
 		TALLOC_FREE(p);
@@ -1445,7 +1429,7 @@ static void async_open_rerun_now(struct tevent_context *ev,
 	struct async_open_pending *p = talloc_get_type_abort(
 		private_data, struct async_open_pending);
 
-	if (!async_open_replay(p)) {
+	if (!async_open_retry_now(p->client, p->channel_id, p->mid)) {
 		TALLOC_FREE(p);
 	}
 }
@@ -1586,9 +1570,8 @@ static int async_open_next(vfs_handle_struct *handle,
 
 /*
  * Mode auto: an open that could go asynchronous does so while the
- * share's synchronous opens take longer than the threshold.  Only
- * synchronous opens teach the estimate (weight 1/8), and while
- * asynchronous one open in 64 stays synchronous to measure again: an
+ * share's synchronous opens take longer than the threshold (the policy:
+ * asvfs_estimate.h).  Only synchronous opens teach the estimate: an
  * asynchronous open costs smbd a second pass (the replay), which only
  * pays on slow storage.
  */
@@ -1597,9 +1580,7 @@ static bool async_open_auto_async(struct async_open_config *config)
 	if (config->mode != AO_AUTO) {
 		return true;
 	}
-	config->calls++;
-	return config->estimate_nsec > config->threshold_nsec &&
-	       config->calls % 64 != 0;
+	return asvfs_estimate_want_async(&config->estimate, asvfs_now_nsec());
 }
 
 static int async_open_next_measured(vfs_handle_struct *handle,
@@ -1615,8 +1596,8 @@ static int async_open_next_measured(vfs_handle_struct *handle,
 	clock_gettime_mono(&start);
 	fd = async_open_next(handle, config, dirfsp, smb_fname, fsp, how);
 	clock_gettime_mono(&end);
-	config->estimate_nsec = (config->estimate_nsec * 7 +
-				 nsec_time_diff(&end, &start)) / 8;
+	asvfs_estimate_add(&config->estimate, nsec_time_diff(&end, &start),
+			   asvfs_mono_nsec(&end));
 	return fd;
 }
 
@@ -1672,98 +1653,161 @@ static bool async_open_meets_breaking_lease(files_struct *fsp)
 	return !ok || state.breaking;
 }
 
-static int async_open_openat(vfs_handle_struct *handle,
-			     const struct files_struct *dirfsp,
-			     const struct smb_filename *smb_fname,
-			     files_struct *fsp, const struct vfs_open_how *how)
-{
-	struct async_open_config *config = NULL;
-	struct smbXsrv_connection *xconn = NULL;
-	struct smbd_smb2_request *smb2req = NULL;
-	struct async_open_pending *p = NULL;
-	struct async_open_waiter *w = NULL;
-	struct timeval request_time = { 0 };
-	struct stat st;
-	bool create, existing;
+enum async_open_route {
+	ASYNC_OPEN_PASS,	/* not an open we defer: the next module */
+	ASYNC_OPEN_NEXT,	/* the next module, counted */
+	ASYNC_OPEN_MEASURE,	/* the next module, timed for mode auto */
+	ASYNC_OPEN_ANSWER,	/* smbd's retry: the result of ours */
+	ASYNC_OPEN_RING,	/* asynchronous, on io_uring */
+	ASYNC_OPEN_THREAD,	/* asynchronous, on a worker thread */
+};
 
-	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
-				return -1);
-	/*
-	 * Pathref opens (O_PATH, no I/O), streams, openat2 lookups and
-	 * internal opens are never deferred; neither are opens while the
-	 * module is off.
-	 */
-	if (config->mode == AO_OFF || fsp->fsp_flags.is_pathref ||
-	    ASVFS_OPEN_HOW_RESOLVE(how) != 0 ||
-	    (how->flags & (O_PATH | O_DIRECTORY)) ||
-	    dirfsp == NULL || fsp_is_alternate_stream(fsp) ||
-	    is_named_stream(smb_fname)) {
-		return SMB_VFS_NEXT_OPENAT(handle, dirfsp, smb_fname, fsp,
-					   how);
-	}
-	xconn = async_open_find_channel(handle->conn, fsp, &request_time,
-					&smb2req);
-	if (xconn == NULL) {
-		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
-				       how);
-	}
-	p = async_open_lookup(config, xconn->channel_id, fsp->mid);
-	if (p != NULL && p->rerun) {
-		TALLOC_FREE(p);
-		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
-				       how);
-	}
-	if (p != NULL) {
-		return async_open_answer(p, handle, dirfsp, smb_fname, fsp,
-					 how);
-	}
+/* What async_open_route() found out about the call on the way. */
+struct async_open_call {
+	struct smbXsrv_connection *xconn;
+	struct smbd_smb2_request *smb2req;
+	struct timeval request_time;
+	struct async_open_pending *p;	/* ASYNC_OPEN_ANSWER: ours */
+	struct async_open_waiter *w;	/* it waited for a free worker */
+	struct asvfs_engine *engine;	/* ASYNC_OPEN_RING */
+	bool create;
+	struct stat st;			/* an existing file: what it is */
+};
+
+/* Whether smbd's open is one of the kinds async_open:mode defers. */
+static bool async_open_kind(vfs_handle_struct *handle,
+			    struct async_open_config *config,
+			    const struct files_struct *dirfsp,
+			    const struct smb_filename *smb_fname,
+			    files_struct *fsp, const struct vfs_open_how *how,
+			    struct async_open_call *call)
+{
+	bool existing;
 
 	/* creates only where smbd's retry opens them by name (4.17) */
-	create = ASVFS_REOPEN_FALLS_BACK_BY_NAME &&
-		 (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
-		 !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
-	existing = !create &&
+	call->create = ASVFS_REOPEN_FALLS_BACK_BY_NAME &&
+		       (how->flags & (O_CREAT | O_EXCL)) ==
+		       (O_CREAT | O_EXCL) &&
+		       !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
+	existing = !call->create &&
 		   (config->mode == AO_ALL || config->mode == AO_AUTO) &&
 		   async_open_is_reopen(handle, dirfsp, smb_fname, fsp) &&
-		   fstat(fsp_get_pathref_fd(fsp), &st) == 0 &&
-		   S_ISREG(st.st_mode);
-	if (!create && !existing) {
-		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
-				       how);
+		   fstat(fsp_get_pathref_fd(fsp), &call->st) == 0 &&
+		   S_ISREG(call->st.st_mode);
+	return call->create || existing;
+}
+
+/* Where an open goes: the one place it is decided. */
+static enum async_open_route async_open_route(
+	vfs_handle_struct *handle, struct async_open_config *config,
+	const struct files_struct *dirfsp,
+	const struct smb_filename *smb_fname, files_struct *fsp,
+	const struct vfs_open_how *how, struct async_open_call *call)
+{
+	/* The module is off. */
+	if (config->mode == AO_OFF) {
+		return ASYNC_OPEN_PASS;
 	}
-	w = async_open_waiter_lookup(config, xconn->channel_id, fsp->mid);
-	if (!async_open_in_time(config, &request_time, create)) {
-		if (w != NULL) {
+	/* Pathref opens: O_PATH, no I/O, nothing that blocks. */
+	if (fsp->fsp_flags.is_pathref || (how->flags & O_PATH)) {
+		return ASYNC_OPEN_PASS;
+	}
+	/* Directories: only creates and regular files are deferred. */
+	if (how->flags & O_DIRECTORY) {
+		return ASYNC_OPEN_PASS;
+	}
+	/* openat2 lookups (RESOLVE_* flags) are never deferred. */
+	if (ASVFS_OPEN_HOW_RESOLVE(how) != 0) {
+		return ASYNC_OPEN_PASS;
+	}
+	/* Internal opens, with no directory to open in. */
+	if (dirfsp == NULL) {
+		return ASYNC_OPEN_PASS;
+	}
+	/* Nor are streams. */
+	if (fsp_is_alternate_stream(fsp) || is_named_stream(smb_fname)) {
+		return ASYNC_OPEN_PASS;
+	}
+	/* No SMB2 request to replay. */
+	call->xconn = async_open_find_channel(handle->conn, fsp,
+					      &call->request_time,
+					      &call->smb2req);
+	if (call->xconn == NULL) {
+		return ASYNC_OPEN_NEXT;
+	}
+	/* smbd's retry of an open of ours: its result, or run again */
+	call->p = async_open_lookup(config, call->xconn->channel_id,
+				    fsp->mid);
+	if (call->p != NULL && call->p->rerun) {
+		TALLOC_FREE(call->p);
+		return ASYNC_OPEN_NEXT;
+	}
+	if (call->p != NULL) {
+		return ASYNC_OPEN_ANSWER;
+	}
+	/* Not a create or, in modes all and auto, a regular file. */
+	if (!async_open_kind(handle, config, dirfsp, smb_fname, fsp, how,
+			     call)) {
+		return ASYNC_OPEN_NEXT;
+	}
+	/* Too old for our timeout to answer within smbd's limit. */
+	call->w = async_open_waiter_lookup(config, call->xconn->channel_id,
+					   fsp->mid);
+	if (!async_open_in_time(config, &call->request_time, call->create)) {
+		if (call->w != NULL) {
 			config->n.late++;
-			TALLOC_FREE(w);
+			TALLOC_FREE(call->w);
 		}
-		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
-				       how);
+		return ASYNC_OPEN_NEXT;
 	}
-	/* a waiter was found asynchronous before */
-	if (w == NULL && config->mode == AO_AUTO &&
+	/* Mode auto on fast storage (a waiter was found slow before). */
+	if (call->w == NULL && config->mode == AO_AUTO &&
 	    !async_open_auto_async(config)) {
-		return async_open_next_measured(handle, config, dirfsp,
-						smb_fname, fsp, how);
+		return ASYNC_OPEN_MEASURE;
 	}
 	/*
 	 * smbd's retry of a deferred open waits for a breaking lease where
-	 * its first attempt answers at once (smb2.lease.breaking4): such an
-	 * open stays synchronous.
+	 * its first attempt answers at once (smb2.lease.breaking4).
 	 */
-	if (existing && async_open_meets_breaking_lease(fsp)) {
-		TALLOC_FREE(w);
-		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
-				       how);
+	if (!call->create && async_open_meets_breaking_lease(fsp)) {
+		TALLOC_FREE(call->w);
+		return ASYNC_OPEN_NEXT;
 	}
-	if (!async_open_admit(config, handle->conn->sconn->ev_ctx, xconn,
-			      fsp->mid, w, &request_time, create)) {
+	/* async_open:backend = threads. */
+	if (config->backend == AO_BACKEND_THREADS) {
+		return ASYNC_OPEN_THREAD;
+	}
+	call->engine = async_open_engine(handle, config);
+	/* No io_uring, or no IORING_OP_OPENAT: threads, if backend auto. */
+	if (call->engine == NULL && config->backend == AO_BACKEND_AUTO) {
+		return ASYNC_OPEN_THREAD;
+	}
+	/* ... and synchronous, if backend io_uring. */
+	if (call->engine == NULL) {
+		TALLOC_FREE(call->w);
+		return ASYNC_OPEN_NEXT;
+	}
+	return ASYNC_OPEN_RING;
+}
+
+/* Start an open of ours, or have smbd ask again once a worker is free. */
+static int async_open_defer(vfs_handle_struct *handle,
+			    struct async_open_config *config,
+			    struct async_open_call *call,
+			    const struct files_struct *dirfsp,
+			    const struct smb_filename *smb_fname,
+			    files_struct *fsp, const struct vfs_open_how *how)
+{
+	if (!async_open_admit(config, handle->conn->sconn->ev_ctx,
+			      call->xconn, fsp->mid, call->w,
+			      &call->request_time, call->create)) {
 		errno = EINTR;		/* smbd asks again */
 		return -1;
 	}
-	if (async_open_start(handle, config, xconn, smb2req, dirfsp,
-			     smb_fname, fsp, how, create, create ? NULL : &st)) {
-		if (create) {
+	if (async_open_start(handle, config, call->xconn, call->smb2req,
+			     call->engine, dirfsp, smb_fname, fsp, how,
+			     call->create, call->create ? NULL : &call->st)) {
+		if (call->create) {
 			config->n.creates++;
 		} else {
 			config->n.existing++;
@@ -1772,6 +1816,38 @@ static int async_open_openat(vfs_handle_struct *handle,
 		return -1;
 	}
 	return async_open_next(handle, config, dirfsp, smb_fname, fsp, how);
+}
+
+static int async_open_openat(vfs_handle_struct *handle,
+			     const struct files_struct *dirfsp,
+			     const struct smb_filename *smb_fname,
+			     files_struct *fsp, const struct vfs_open_how *how)
+{
+	struct async_open_config *config = NULL;
+	struct async_open_call call = { .xconn = NULL };
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
+				return -1);
+	switch (async_open_route(handle, config, dirfsp, smb_fname, fsp, how,
+				 &call)) {
+	case ASYNC_OPEN_PASS:
+		return SMB_VFS_NEXT_OPENAT(handle, dirfsp, smb_fname, fsp,
+					   how);
+	case ASYNC_OPEN_NEXT:
+		return async_open_next(handle, config, dirfsp, smb_fname, fsp,
+				       how);
+	case ASYNC_OPEN_MEASURE:
+		return async_open_next_measured(handle, config, dirfsp,
+						smb_fname, fsp, how);
+	case ASYNC_OPEN_ANSWER:
+		return async_open_answer(call.p, handle, dirfsp, smb_fname,
+					 fsp, how);
+	case ASYNC_OPEN_RING:
+	case ASYNC_OPEN_THREAD:
+		break;
+	}
+	return async_open_defer(handle, config, &call, dirfsp, smb_fname,
+				fsp, how);
 }
 
 static struct vfs_fn_pointers vfs_async_open_fns = {

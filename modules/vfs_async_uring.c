@@ -145,68 +145,54 @@ static void async_uring_disconnect(vfs_handle_struct *handle)
 static bool async_uring_holds_slot(vfs_handle_struct *handle,
 				   struct files_struct *fsp);
 
-/*
- * The engine for this call, or NULL when the call must go to the next
- * module.  The first refusal in a process is logged at level 1, the rest
- * at level 10.
- */
-static struct asvfs_engine *async_uring_engine(vfs_handle_struct *handle,
-					       struct tevent_context *ev,
-					       struct files_struct *fsp,
-					       enum asvfs_op_kind kind)
-{
-	static bool op_missing_logged[ASVFS_OP_KIND_COUNT];
-	struct async_uring_config *config = NULL;
-	struct asvfs_engine *engine = NULL;
-	bool first = false;
-	int err = 0;
+enum async_uring_route {
+	ASYNC_URING_NEXT,	/* the next module */
+	ASYNC_URING_RING,	/* the engine's io_uring */
+};
 
+/*
+ * Where a pread, pwrite (at offset) or fsync goes: the one place it is
+ * decided.  *engine is set for ASYNC_URING_RING.
+ */
+static enum async_uring_route async_uring_route(vfs_handle_struct *handle,
+						struct tevent_context *ev,
+						struct files_struct *fsp,
+						enum asvfs_op_kind kind,
+						off_t offset,
+						struct asvfs_engine **engine)
+{
+	struct async_uring_config *config = NULL;
+	unsigned flags = ASVFS_ENGINE_COUNT_FALLBACK;
+
+	*engine = NULL;
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_uring_config,
-				return NULL);
+				return ASYNC_URING_NEXT);
 	/*
-	 * The engine lives on smbd's main event context.  A call on another
-	 * one (smb_vfs_fsync_sync()'s temporary context) is completed there
-	 * by the next module, and must never be what creates the engine.
+	 * A POSIX-append open (Samba 4.22): the next module writes at the
+	 * end of the file, as 4.22's aio_pthread does.
 	 */
-	if (ev != handle->conn->sconn->ev_ctx) {
-		DBG_DEBUG(MODULE ": %s on a temporary event context: to the "
-			  "next module\n", asvfs_op_kind_name(kind));
-		asvfs_engine_count_fallback(kind);
-		return NULL;
+	if (kind == ASVFS_OP_PWRITE && ASVFS_PWRITE_IS_APPEND(offset)) {
+		return ASYNC_URING_NEXT;
 	}
-	engine = asvfs_engine_get(ev, &config->engine, &err, &first);
-	if (engine == NULL) {
-		if (first) {
-			DBG_WARNING(MODULE ": io_uring unavailable (%s): "
-				    "passing I/O to the next module\n",
-				    strerror(err));
-		} else {
-			DBG_DEBUG(MODULE ": %s to the next module (%s)\n",
-				  asvfs_op_kind_name(kind), strerror(err));
-		}
-		asvfs_engine_count_fallback(kind);
-		return NULL;
+	/*
+	 * Without a free fixed-file slot only a file that holds one already
+	 * may go to the ring: a dup's close would drop smbd's
+	 * process-associated locks.
+	 */
+	if (!async_uring_holds_slot(handle, fsp)) {
+		flags |= ASVFS_ENGINE_NEED_SLOT;
 	}
-	asvfs_log_engine(MODULE, engine, &config->engine);
-	if (!asvfs_engine_supports(engine, kind)) {
-		if (!op_missing_logged[kind]) {
-			op_missing_logged[kind] = true;
-			DBG_WARNING(MODULE ": the kernel lacks io_uring %s: "
-				    "passing it to the next module\n",
-				    asvfs_op_kind_name(kind));
-		}
-		asvfs_engine_count_fallback(kind);
-		return NULL;
+	/*
+	 * Another event context, io_uring refused, no opcode or no slot
+	 * (counted as a fallback of the kind).
+	 */
+	*engine = asvfs_module_engine(handle, ev, MODULE, &config->engine,
+				      kind, flags,
+				      "passing I/O to the next module");
+	if (*engine == NULL) {
+		return ASYNC_URING_NEXT;
 	}
-	if (!asvfs_engine_has_free_slot(engine) &&
-	    !async_uring_holds_slot(handle, fsp)) {
-		/* a dup's close would drop smbd's process-associated locks */
-		DBG_DEBUG(MODULE ": %s: no free fixed-file slot, to the next "
-			  "module\n", asvfs_op_kind_name(kind));
-		asvfs_engine_count_fallback(kind);
-		return NULL;
-	}
-	return engine;
+	return ASYNC_URING_RING;
 }
 
 /* --- the open file in a fixed slot -------------------------------------- */
@@ -441,8 +427,8 @@ static struct tevent_req *async_uring_pread_send(
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
 		return req;
 	}
-	engine = async_uring_engine(handle, ev, fsp, ASVFS_OP_PREAD);
-	if (engine == NULL) {
+	if (async_uring_route(handle, ev, fsp, ASVFS_OP_PREAD, offset,
+			      &engine) == ASYNC_URING_NEXT) {
 		subreq = SMB_VFS_NEXT_PREAD_SEND(state, ev, handle, fsp, data,
 						 n, offset);
 		return async_uring_wait_for(req, ev, subreq,
@@ -537,26 +523,15 @@ static struct tevent_req *async_uring_pwrite_send(
 	struct async_uring_rw_state *state = NULL;
 	struct asvfs_engine *engine = NULL;
 
-	if (ASVFS_PWRITE_IS_APPEND(offset)) {
-		/*
-		 * A POSIX-append open (Samba 4.22): the next module writes
-		 * at the end of the file, as 4.22's aio_pthread does.
-		 */
-		req = async_uring_rw_create(mem_ctx, ev, 0, n, &state);
-		if (req == NULL || !tevent_req_is_in_progress(req)) {
-			return req;
-		}
-		subreq = SMB_VFS_NEXT_PWRITE_SEND(state, ev, handle, fsp, data,
-						  n, offset);
-		return async_uring_wait_for(req, ev, subreq,
-					    async_uring_next_pwrite_done);
-	}
-	req = async_uring_rw_create(mem_ctx, ev, offset, n, &state);
+	/* an append's offset is no position: no range to check */
+	req = async_uring_rw_create(mem_ctx, ev,
+				    ASVFS_PWRITE_IS_APPEND(offset) ? 0 : offset,
+				    n, &state);
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
 		return req;
 	}
-	engine = async_uring_engine(handle, ev, fsp, ASVFS_OP_PWRITE);
-	if (engine == NULL) {
+	if (async_uring_route(handle, ev, fsp, ASVFS_OP_PWRITE, offset,
+			      &engine) == ASYNC_URING_NEXT) {
 		subreq = SMB_VFS_NEXT_PWRITE_SEND(state, ev, handle, fsp, data,
 						  n, offset);
 		return async_uring_wait_for(req, ev, subreq,
@@ -646,7 +621,7 @@ static void async_uring_next_fsync_done(struct tevent_req *subreq);
 
 /*
  * smb_vfs_fsync_sync() runs this on a temporary event context:
- * async_uring_engine() sends such calls to the next module, which
+ * async_uring_route() sends such calls to the next module, which
  * completes them there.
  */
 static struct tevent_req *async_uring_fsync_send(
@@ -661,8 +636,8 @@ static struct tevent_req *async_uring_fsync_send(
 	if (req == NULL) {
 		return NULL;
 	}
-	engine = async_uring_engine(handle, ev, fsp, ASVFS_OP_FSYNC);
-	if (engine == NULL) {
+	if (async_uring_route(handle, ev, fsp, ASVFS_OP_FSYNC, 0,
+			      &engine) == ASYNC_URING_NEXT) {
 		subreq = SMB_VFS_NEXT_FSYNC_SEND(state, ev, handle, fsp);
 		return async_uring_wait_for(req, ev, subreq,
 					    async_uring_next_fsync_done);

@@ -28,6 +28,7 @@
 #include "smbprofile.h"
 
 #include "asvfs_engine.h"
+#include "asvfs_estimate.h"
 #include "asvfs_module.h"
 
 static int vfs_async_xattr_debug_level = DBGC_VFS;
@@ -41,9 +42,7 @@ enum async_xattr_mode { AX_AUTO, AX_ASYNC, AX_SYNC };
 
 struct async_xattr_config {
 	enum async_xattr_mode mode;
-	uint64_t threshold_nsec;	/* auto: async above this estimate */
-	uint64_t estimate_nsec;		/* moving average of getxattr time */
-	uint64_t calls;
+	struct asvfs_estimate estimate;	/* synchronous getxattr time */
 	bool lower_getxattrat;		/* a module below us implements it */
 	struct asvfs_engine_config engine;
 	/* what this connection did, logged at level 5 on disconnect */
@@ -60,11 +59,15 @@ static const struct asvfs_enum_value async_xattr_modes[] = {
 static void async_xattr_parse_options(struct async_xattr_config *config,
 				      int snum)
 {
+	uint64_t threshold_nsec;
+
 	config->mode = asvfs_conf_enum(snum, MODULE, "mode",
 				       async_xattr_modes, AX_AUTO);
-	config->threshold_nsec = asvfs_conf_uint(snum, MODULE,
-						 "async threshold usec", 50,
-						 0, 10000000) * 1000;
+	threshold_nsec = asvfs_conf_uint(snum, MODULE, "async threshold usec",
+					 50, 0, 10000000) * 1000;
+	/* one preempted call moves a settled estimate by a quarter of it */
+	asvfs_estimate_init(&config->estimate, threshold_nsec,
+			    MAX(2 * threshold_nsec, 1000));
 	asvfs_conf_engine(snum, &config->engine);
 }
 
@@ -120,7 +123,7 @@ static void async_xattr_disconnect(vfs_handle_struct *handle)
 		 " async=%" PRIu64 " next=%" PRIu64 " estimate_usec=%" PRIu64
 		 "\n", lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		 config->n_sync, config->n_async, config->n_next,
-		 config->estimate_nsec / 1000);
+		 config->estimate.nsec / 1000);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
@@ -138,8 +141,8 @@ struct async_xattr_state {
 
 /*
  * Only synchronous calls teach the estimate: they measure the storage
- * alone, where an asynchronous one also measures the loop.  Weight 1/8: a
- * few slow answers in a row are enough to switch.
+ * alone, where an asynchronous one also measures the loop (the policy:
+ * asvfs_estimate.h).
  */
 static void async_xattr_learn(struct async_xattr_state *state, bool sync)
 {
@@ -151,8 +154,8 @@ static void async_xattr_learn(struct async_xattr_state *state, bool sync)
 	sample = nsec_time_diff(&end, &state->start);
 	state->aio_state.duration = sample;
 	if (sync) {
-		config->estimate_nsec = (config->estimate_nsec * 7 +
-					 sample) / 8;
+		asvfs_estimate_add(&config->estimate, sample,
+				   asvfs_mono_nsec(&end));
 	}
 }
 
@@ -166,10 +169,7 @@ static bool async_xattr_want_async(struct async_xattr_config *config)
 	case AX_AUTO:
 		break;
 	}
-	/* While asynchronous, one call in 64 measures the storage again. */
-	config->calls++;
-	return config->estimate_nsec > config->threshold_nsec &&
-	       config->calls % 64 != 0;
+	return asvfs_estimate_want_async(&config->estimate, asvfs_now_nsec());
 }
 
 static void async_xattr_finish(struct tevent_req *req, ssize_t size,
@@ -208,6 +208,41 @@ static struct tevent_req *async_xattr_do_sync(
 	return tevent_req_post(req, ev);
 }
 
+enum async_xattr_route {
+	ASYNC_XATTR_NEXT,	/* the next module's asynchronous path */
+	ASYNC_XATTR_SYNC,	/* answered at once, through the chain */
+	ASYNC_XATTR_RING,	/* IORING_OP_GETXATTR */
+};
+
+/* Where a getxattrat goes: the one place it is decided. */
+static enum async_xattr_route async_xattr_route(
+	vfs_handle_struct *handle, struct tevent_context *ev,
+	struct async_xattr_config *config, int fd,
+	struct asvfs_engine **engine)
+{
+	*engine = NULL;
+	/* A module below us reads xattrs itself: it is never bypassed. */
+	if (config->lower_getxattrat) {
+		return ASYNC_XATTR_NEXT;
+	}
+	/* No pathref fd to name the file by. */
+	if (fd == -1) {
+		return ASYNC_XATTR_NEXT;
+	}
+	/* Fast storage (or mode sync): cheaper than any hand-off. */
+	if (!async_xattr_want_async(config)) {
+		return ASYNC_XATTR_SYNC;
+	}
+	/* Another event context, io_uring refused, or no GETXATTR opcode. */
+	*engine = asvfs_module_engine(handle, ev, MODULE, &config->engine,
+				      ASVFS_OP_GETXATTR, 0,
+				      "passing getxattrat to the next module");
+	if (*engine == NULL) {
+		return ASYNC_XATTR_NEXT;
+	}
+	return ASYNC_XATTR_RING;
+}
+
 static void async_xattr_ring_done(struct tevent_req *subreq);
 static void async_xattr_next_done(struct tevent_req *subreq);
 
@@ -221,7 +256,7 @@ static struct tevent_req *async_xattr_getxattrat_send(
 	struct async_xattr_state *state = NULL;
 	struct async_xattr_config *config = NULL;
 	struct asvfs_engine *engine = NULL;
-	bool want_async;
+	enum async_xattr_route route;
 	int fd = -1;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_xattr_config,
@@ -235,17 +270,8 @@ static struct tevent_req *async_xattr_getxattrat_send(
 	if (smb_fname->fsp != NULL) {
 		fd = fsp_get_pathref_fd(smb_fname->fsp);
 	}
-	want_async = async_xattr_want_async(config);
-	if (want_async && !config->lower_getxattrat && fd != -1 &&
-	    ev == handle->conn->sconn->ev_ctx) {
-		engine = asvfs_module_engine(handle, MODULE, &config->engine,
-					     ASVFS_OP_GETXATTR,
-					     "passing getxattrat to the next "
-					     "module");
-	}
-	if (config->lower_getxattrat || fd == -1 ||
-	    (want_async && engine == NULL)) {
-		/* the next module's own asynchronous path */
+	route = async_xattr_route(handle, ev, config, fd, &engine);
+	if (route == ASYNC_XATTR_NEXT) {
 		config->n_next++;
 		subreq = SMB_VFS_NEXT_GETXATTRAT_SEND(state, ev, handle,
 						      dir_fsp, smb_fname,
@@ -265,7 +291,7 @@ static struct tevent_req *async_xattr_getxattrat_send(
 			return tevent_req_post(req, ev);
 		}
 	}
-	if (engine == NULL) {
+	if (route == ASYNC_XATTR_SYNC) {
 		return async_xattr_do_sync(req, ev, handle, smb_fname,
 					   xattr_name);
 	}

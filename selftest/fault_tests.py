@@ -48,7 +48,7 @@ def refused_io_uring_falls_back_to_the_next_module(smbd, env, reason):
     # once per process: the header line before each message has the pid
     with open(smbd.log, errors='replace') as f:
         text = f.read()
-    pids = re.findall(r'pid=(\d+)[^\n]*\n\s+async_uring_engine: '
+    pids = re.findall(r'pid=(\d+)[^\n]*\n\s+\w+: '
                       r'async_uring: io_uring unavailable', text)
     assert len(pids) == len(set(pids)), 'refusal logged twice by one ' \
         'process: %s' % pids

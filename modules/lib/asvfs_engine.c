@@ -20,6 +20,7 @@
 #include "asvfs_engine.h"
 #include "asvfs_bufcache.h"
 #include "asvfs_personality.h"
+#include "asvfs_procfd.h"
 #include "asvfs_uring_probe.h"
 
 #include <errno.h>
@@ -1477,6 +1478,7 @@ struct tevent_req *asvfs_reopen_send(TALLOC_CTX *mem_ctx,
 	struct tevent_req *req = NULL;
 	struct asvfs_io_state *state = NULL;
 	struct asvfs_op *op = NULL;
+	struct asvfs_proc_fd_path proc;
 
 	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_OPENAT, fd, 0, 0);
 	if (req == NULL || !tevent_req_is_in_progress(req)) {
@@ -1486,7 +1488,7 @@ struct tevent_req *asvfs_reopen_send(TALLOC_CTX *mem_ctx,
 	op = state->op;
 	op->flags = flags;
 	op->mode = mode;
-	op->path = talloc_asprintf(op, "/proc/self/fd/%d", op->fd);
+	op->path = talloc_strdup(op, asvfs_proc_fd_path(op->fd, &proc));
 	if (!op_capture_caller(req, state)) {
 		return tevent_req_post(req, ev);
 	}
@@ -1503,6 +1505,7 @@ struct tevent_req *asvfs_getxattr_send(TALLOC_CTX *mem_ctx,
 	struct tevent_req *req = NULL;
 	struct asvfs_io_state *state = NULL;
 	struct asvfs_op *op = NULL;
+	struct asvfs_proc_fd_path proc;
 
 	req = asvfs_io_send(mem_ctx, ev, engine, ASVFS_OP_GETXATTR, fd, size,
 			    0);
@@ -1515,7 +1518,7 @@ struct tevent_req *asvfs_getxattr_send(TALLOC_CTX *mem_ctx,
 	op->name = talloc_strdup(op, name);
 	if (op->name != NULL) {
 		/* our dup keeps the object; its number names it */
-		op->path = talloc_asprintf(op, "/proc/self/fd/%d", op->fd);
+		op->path = talloc_strdup(op, asvfs_proc_fd_path(op->fd, &proc));
 	}
 	if (!op_capture_caller(req, state)) {
 		return tevent_req_post(req, ev);

@@ -1,13 +1,29 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
- * samba-async-vfs: a latency estimate for a module's mode auto.
+ * samba-async-vfs: the latency-estimate policy of a module's mode auto.
  *
  * A module measures the storage with the operations it does
- * synchronously and decides from the estimate whether the next one
- * should go asynchronous.  The estimate is the mean of the first
- * ASVFS_ESTIMATE_WEIGHT samples, then a moving average in which each new
- * sample weighs 1/ASVFS_ESTIMATE_WEIGHT.  Averaging into a zero instead
- * would make a slow storage look fast for its first reads.
+ * synchronously and asks the policy whether the next one should go
+ * asynchronous.  One policy for every module, so that "async threshold
+ * usec" means the same in each:
+ *
+ * - the estimate is the mean of the first ASVFS_ESTIMATE_WEIGHT samples,
+ *   then a moving average in which each new sample weighs
+ *   1/ASVFS_ESTIMATE_WEIGHT.  Averaging into a zero instead would make a
+ *   slow storage look fast for its first operations;
+ * - a sample counts at most cap_nsec, so that one outlier (smbd preempted
+ *   on a busy machine) moves a settled estimate by at most cap_nsec / 8;
+ * - asynchronous above the threshold, and once asynchronous, until the
+ *   estimate falls to half of it, so that an estimate near the threshold
+ *   does not flap;
+ * - while the storage is slow, a synchronous operation measures it again
+ *   at most every ASVFS_ESTIMATE_REMEASURE_NSEC (each costs a round
+ *   trip); every operation measures until the estimate has its first
+ *   samples, and a fast sample asks for the next measurement at once, so
+ *   that a storage that became fast is noticed quickly.
+ *
+ * Times are nanoseconds of the caller's monotonic clock; the library
+ * reads no clock, so that the tests can give it any time they like.
  */
 #ifndef ASVFS_ESTIMATE_H
 #define ASVFS_ESTIMATE_H
@@ -17,19 +33,53 @@
 
 #define ASVFS_ESTIMATE_WEIGHT 8
 
+/* While slow, a measurement at most this often. */
+#define ASVFS_ESTIMATE_REMEASURE_NSEC (1000ULL * 1000 * 1000)
+
 struct asvfs_estimate {
 	uint64_t nsec;		/* 0 before the first sample */
 	unsigned samples;	/* counted up to ASVFS_ESTIMATE_WEIGHT */
+	/* the policy, from asvfs_estimate_init() */
+	uint64_t threshold_nsec;	/* asynchronous above this */
+	uint64_t fast_nsec;		/* a sample at most this is fast */
+	uint64_t cap_nsec;		/* a sample counts at most this */
+	/* when the last slow sample was taken; 0: the next one is due */
+	uint64_t slow_at_nsec;
+	bool async;		/* want_async()'s last answer, for hysteresis */
 };
 
 /*
- * Add a sample, counted as at most cap_nsec (0: no cap), so that one
- * outlier moves a settled estimate by at most cap_nsec / 8.
+ * A policy asynchronous above threshold_nsec, whose samples count at
+ * most cap_nsec (0: no cap).  A sample is fast at most threshold_nsec;
+ * a module with a second threshold on the same estimate may raise
+ * e->fast_nsec to the larger one.
  */
+void asvfs_estimate_init(struct asvfs_estimate *e, uint64_t threshold_nsec,
+			 uint64_t cap_nsec);
+
+/* Add a synchronous operation's time, taken at now_nsec. */
 void asvfs_estimate_add(struct asvfs_estimate *e, uint64_t sample_nsec,
-			uint64_t cap_nsec);
+			uint64_t now_nsec);
 
 /* Whether it has had its first ASVFS_ESTIMATE_WEIGHT samples. */
 bool asvfs_estimate_settled(const struct asvfs_estimate *e);
+
+/* Whether the next operation should go synchronous to measure. */
+bool asvfs_estimate_measure_due(const struct asvfs_estimate *e,
+				uint64_t now_nsec);
+
+/*
+ * Whether the estimate is above threshold_nsec, or, when it was above
+ * last time (was_above), above half of it.
+ */
+bool asvfs_estimate_above(const struct asvfs_estimate *e,
+			  uint64_t threshold_nsec, bool was_above);
+
+/*
+ * Whether the operation starting at now_nsec should go asynchronous:
+ * the estimate is above the threshold (with hysteresis) and no
+ * measurement is due.
+ */
+bool asvfs_estimate_want_async(struct asvfs_estimate *e, uint64_t now_nsec);
 
 #endif

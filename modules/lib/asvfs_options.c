@@ -24,37 +24,62 @@ static bool only_blanks(const char *s)
 	return *skip_blanks(s) == '\0';
 }
 
-bool asvfs_parse_uint64(const char *str, uint64_t min, uint64_t max,
-			uint64_t *result, char *errbuf, size_t errlen)
+/*
+ * The decimal number at the start of str (after blanks), in *v, and
+ * where it ends, in *end; what names the kind of value in the reason
+ * ("number", "size").  Refuses a missing value, a sign (strtoull()
+ * silently takes "-1" as a huge value) and overflow.
+ */
+static bool parse_leading_number(const char *str, const char *what,
+				 unsigned long long *v, char **end,
+				 char *errbuf, size_t errlen)
 {
 	const char *p = NULL;
-	char *end = NULL;
-	unsigned long long v;
 
 	if (str == NULL) {
 		snprintf(errbuf, errlen, "no value");
 		return false;
 	}
 	p = skip_blanks(str);
-	/* strtoull() silently accepts "-1" as a huge value: refuse signs. */
 	if (!isdigit((unsigned char)*p)) {
-		snprintf(errbuf, errlen, "'%s' is not a number", str);
+		snprintf(errbuf, errlen, "'%s' is not a %s", str, what);
 		return false;
 	}
 	errno = 0;
-	v = strtoull(p, &end, 10);
+	*v = strtoull(p, end, 10);
 	if (errno == ERANGE) {
 		snprintf(errbuf, errlen, "'%s' is too large", str);
+		return false;
+	}
+	return true;
+}
+
+static bool in_range(unsigned long long v, uint64_t min, uint64_t max,
+		     char *errbuf, size_t errlen)
+{
+	if (v < min || v > max) {
+		snprintf(errbuf, errlen,
+			 "%llu is out of range [%llu, %llu]", v,
+			 (unsigned long long)min, (unsigned long long)max);
+		return false;
+	}
+	return true;
+}
+
+bool asvfs_parse_uint64(const char *str, uint64_t min, uint64_t max,
+			uint64_t *result, char *errbuf, size_t errlen)
+{
+	char *end = NULL;
+	unsigned long long v;
+
+	if (!parse_leading_number(str, "number", &v, &end, errbuf, errlen)) {
 		return false;
 	}
 	if (!only_blanks(end)) {
 		snprintf(errbuf, errlen, "'%s' is not a number", str);
 		return false;
 	}
-	if (v < min || v > max) {
-		snprintf(errbuf, errlen,
-			 "%llu is out of range [%llu, %llu]", v,
-			 (unsigned long long)min, (unsigned long long)max);
+	if (!in_range(v, min, max, errbuf, errlen)) {
 		return false;
 	}
 	*result = v;
@@ -84,24 +109,11 @@ static int size_shift(char c)
 bool asvfs_parse_size(const char *str, uint64_t min, uint64_t max,
 		      uint64_t *result, char *errbuf, size_t errlen)
 {
-	const char *p = NULL;
 	char *end = NULL;
 	unsigned long long v;
 	int shift = 0;
 
-	if (str == NULL) {
-		snprintf(errbuf, errlen, "no value");
-		return false;
-	}
-	p = skip_blanks(str);
-	if (!isdigit((unsigned char)*p)) {
-		snprintf(errbuf, errlen, "'%s' is not a size", str);
-		return false;
-	}
-	errno = 0;
-	v = strtoull(p, &end, 10);
-	if (errno == ERANGE) {
-		snprintf(errbuf, errlen, "'%s' is too large", str);
+	if (!parse_leading_number(str, "size", &v, &end, errbuf, errlen)) {
 		return false;
 	}
 	if (*end != '\0' && size_shift(*end) != -1) {
@@ -117,10 +129,7 @@ bool asvfs_parse_size(const char *str, uint64_t min, uint64_t max,
 		return false;
 	}
 	v <<= shift;
-	if (v < min || v > max) {
-		snprintf(errbuf, errlen,
-			 "%llu is out of range [%llu, %llu]", v,
-			 (unsigned long long)min, (unsigned long long)max);
+	if (!in_range(v, min, max, errbuf, errlen)) {
 		return false;
 	}
 	*result = v;

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "asvfs_worker.h"
+#include "asvfs_procfd.h"
 
 static atomic_uint workers_running;
 
@@ -163,14 +164,14 @@ static int worker_unlink(struct worker_job *job)
 
 static void worker_names(struct worker_job *job)
 {
-	char path[64];
+	struct asvfs_proc_fd_path path;
 	unsigned i;
 
 	for (i = 0; i < job->n_fds; i++) {
 		struct asvfs_names *r = &job->names[i];
 
-		snprintf(path, sizeof(path), "/proc/self/fd/%d", job->fds[i]);
-		r->len = listxattr(path, r->list, sizeof(r->list));
+		r->len = listxattr(asvfs_proc_fd_path(job->fds[i], &path),
+				   r->list, sizeof(r->list));
 		r->err = (r->len == -1) ? errno : 0;
 	}
 }
@@ -414,16 +415,15 @@ struct tevent_req *asvfs_worker_reopen_send(TALLOC_CTX *mem_ctx,
 					    int fd, int flags, mode_t mode)
 {
 	struct worker_job *job = NULL;
-	char path[64];
+	struct asvfs_proc_fd_path path;
 
 	/* the dup of fd is the "directory"; the path names it absolutely */
 	job = worker_job_new(WORKER_OPEN, fd, "", NULL);
 	if (job == NULL) {
 		return NULL;
 	}
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", job->dirfd);
 	free(job->path);
-	job->path = strdup(path);
+	job->path = strdup(asvfs_proc_fd_path(job->dirfd, &path));
 	if (job->path == NULL) {
 		worker_job_unref(job);
 		errno = ENOMEM;

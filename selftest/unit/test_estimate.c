@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
- * Unit tests: the latency estimate of mode auto starts from its first
- * samples, settles into a moving average, and caps outliers.
+ * Unit tests: the latency-estimate policy of mode auto starts from its
+ * first samples, settles into a moving average, caps outliers, switches
+ * with hysteresis and measures a slow storage again once a second.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,12 +12,29 @@
 
 #include "asvfs_estimate.h"
 
+#define USEC 1000ULL
+#define SEC (1000ULL * 1000 * 1000)
+
+/* A clock well past zero, as CLOCK_MONOTONIC is on a running machine. */
+#define T0 (100 * SEC)
+
+static void add_n(struct asvfs_estimate *e, int n, uint64_t sample,
+		  uint64_t now)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		asvfs_estimate_add(e, sample, now);
+	}
+}
+
 static void first_sample_is_the_estimate(void **state)
 {
-	struct asvfs_estimate e = { 0 };
+	struct asvfs_estimate e;
 
+	asvfs_estimate_init(&e, 50 * USEC, 0);
 	assert_false(asvfs_estimate_settled(&e));
-	asvfs_estimate_add(&e, 1000000, 0);
+	asvfs_estimate_add(&e, 1000000, T0);
 	/* a slow storage looks slow from its first read */
 	assert_int_equal(e.nsec, 1000000);
 	assert_false(asvfs_estimate_settled(&e));
@@ -24,13 +42,11 @@ static void first_sample_is_the_estimate(void **state)
 
 static void first_samples_are_averaged(void **state)
 {
-	struct asvfs_estimate e = { 0 };
-	int i;
+	struct asvfs_estimate e;
 
-	asvfs_estimate_add(&e, 200000, 0);	/* one preempted read */
-	for (i = 1; i < ASVFS_ESTIMATE_WEIGHT; i++) {
-		asvfs_estimate_add(&e, 10000, 0);
-	}
+	asvfs_estimate_init(&e, 50 * USEC, 0);
+	asvfs_estimate_add(&e, 200000, T0);	/* one preempted read */
+	add_n(&e, ASVFS_ESTIMATE_WEIGHT - 1, 10000, T0);
 	assert_true(asvfs_estimate_settled(&e));
 	/* the mean, but for a few nsec of integer division on the way */
 	assert_in_range(e.nsec, (200000 + 7 * 10000) / 8 - 8,
@@ -39,37 +55,127 @@ static void first_samples_are_averaged(void **state)
 
 static void settled_estimate_moves_by_an_eighth(void **state)
 {
-	struct asvfs_estimate e = { 0 };
-	int i;
+	struct asvfs_estimate e;
 
-	for (i = 0; i < 100; i++) {
-		asvfs_estimate_add(&e, 10000, 0);
-	}
+	asvfs_estimate_init(&e, 50 * USEC, 0);
+	add_n(&e, 100, 10000, T0);
 	assert_int_equal(e.nsec, 10000);
 	assert_int_equal(e.samples, ASVFS_ESTIMATE_WEIGHT);
-	asvfs_estimate_add(&e, 90000, 0);
+	asvfs_estimate_add(&e, 90000, T0);
 	assert_int_equal(e.nsec, 20000);
 	/* and back: a fast storage is found again */
-	for (i = 0; i < 100; i++) {
-		asvfs_estimate_add(&e, 10000, 0);
-	}
+	add_n(&e, 100, 10000, T0);
 	assert_in_range(e.nsec, 10000, 10010);
 }
 
 static void outlier_is_capped(void **state)
 {
-	struct asvfs_estimate e = { 0 };
+	struct asvfs_estimate e;
+
+	asvfs_estimate_init(&e, 100 * USEC, 200000);
+	add_n(&e, ASVFS_ESTIMATE_WEIGHT, 10000, T0);
+	asvfs_estimate_add(&e, 50000000, T0);	/* 50 ms, capped */
+	assert_int_equal(e.nsec, (7 * 10000 + 200000) / 8);
+	/* one preemption switches nothing */
+	assert_false(asvfs_estimate_want_async(&e, T0 + SEC));
+
+	asvfs_estimate_init(&e, 100 * USEC, 200000);
+	asvfs_estimate_add(&e, 50000000, T0);
+	assert_int_equal(e.nsec, 200000);
+}
+
+static void fast_storage_stays_synchronous(void **state)
+{
+	struct asvfs_estimate e;
+
+	asvfs_estimate_init(&e, 50 * USEC, 100 * USEC);
+	add_n(&e, 100, 10 * USEC, T0);
+	assert_false(asvfs_estimate_want_async(&e, T0));
+	assert_false(asvfs_estimate_want_async(&e, T0 + 10 * SEC));
+	/* every call may measure: a fast sample asks for the next at once */
+	assert_true(asvfs_estimate_measure_due(&e, T0));
+}
+
+static void every_call_measures_until_settled(void **state)
+{
+	struct asvfs_estimate e;
 	int i;
 
+	asvfs_estimate_init(&e, 50 * USEC, 0);
 	for (i = 0; i < ASVFS_ESTIMATE_WEIGHT; i++) {
-		asvfs_estimate_add(&e, 10000, 0);
+		assert_true(asvfs_estimate_measure_due(&e, T0));
+		assert_false(asvfs_estimate_want_async(&e, T0));
+		asvfs_estimate_add(&e, 5000 * USEC, T0);
 	}
-	asvfs_estimate_add(&e, 50000000, 200000);	/* 50 ms, capped */
-	assert_int_equal(e.nsec, (7 * 10000 + 200000) / 8);
+	assert_true(asvfs_estimate_settled(&e));
+	/* slow and just measured: asynchronous */
+	assert_false(asvfs_estimate_measure_due(&e, T0));
+	assert_true(asvfs_estimate_want_async(&e, T0 + 1));
+}
 
-	e = (struct asvfs_estimate) { 0 };
-	asvfs_estimate_add(&e, 50000000, 200000);
-	assert_int_equal(e.nsec, 200000);
+static void slow_storage_is_measured_once_a_second(void **state)
+{
+	struct asvfs_estimate e;
+
+	asvfs_estimate_init(&e, 50 * USEC, 0);
+	add_n(&e, ASVFS_ESTIMATE_WEIGHT, 5000 * USEC, T0);
+	assert_true(asvfs_estimate_want_async(&e, T0 + SEC - 1));
+	assert_true(asvfs_estimate_measure_due(&e, T0 + SEC));
+	assert_false(asvfs_estimate_want_async(&e, T0 + SEC));
+	/* the measurement was slow again: the next second asynchronous */
+	asvfs_estimate_add(&e, 5000 * USEC, T0 + SEC);
+	assert_true(asvfs_estimate_want_async(&e, T0 + SEC + 1));
+	/* a clock that went back is no reason to measure */
+	assert_false(asvfs_estimate_measure_due(&e, T0));
+}
+
+static void became_fast_is_noticed_at_once(void **state)
+{
+	struct asvfs_estimate e;
+
+	asvfs_estimate_init(&e, 50 * USEC, 0);
+	add_n(&e, ASVFS_ESTIMATE_WEIGHT, 5000 * USEC, T0);
+	assert_true(asvfs_estimate_want_async(&e, T0 + 1));
+	/* the once-a-second measurement is fast: measure at once again */
+	asvfs_estimate_add(&e, 10 * USEC, T0 + SEC);
+	assert_true(asvfs_estimate_measure_due(&e, T0 + SEC + 1));
+	assert_false(asvfs_estimate_want_async(&e, T0 + SEC + 1));
+}
+
+static void switching_has_hysteresis(void **state)
+{
+	struct asvfs_estimate e;
+
+	asvfs_estimate_init(&e, 100 * USEC, 0);
+	/* settled at 80 usec, slow samples: below the threshold */
+	add_n(&e, ASVFS_ESTIMATE_WEIGHT, 80 * USEC, T0);
+	e.fast_nsec = 10 * USEC;	/* so that no measurement is due */
+	add_n(&e, 1, 80 * USEC, T0);
+	assert_false(asvfs_estimate_want_async(&e, T0 + 1));
+	/* above it: asynchronous */
+	e.nsec = 101 * USEC;
+	assert_true(asvfs_estimate_want_async(&e, T0 + 1));
+	/* back under it but above half: still asynchronous */
+	e.nsec = 60 * USEC;
+	assert_true(asvfs_estimate_want_async(&e, T0 + 1));
+	/* under half: synchronous, and then the full threshold again */
+	e.nsec = 49 * USEC;
+	assert_false(asvfs_estimate_want_async(&e, T0 + 1));
+	e.nsec = 60 * USEC;
+	assert_false(asvfs_estimate_want_async(&e, T0 + 1));
+}
+
+static void above_with_and_without_hysteresis(void **state)
+{
+	struct asvfs_estimate e;
+
+	asvfs_estimate_init(&e, 0, 0);
+	e.nsec = 60;
+	assert_false(asvfs_estimate_above(&e, 100, false));
+	assert_true(asvfs_estimate_above(&e, 100, true));
+	assert_true(asvfs_estimate_above(&e, 50, false));
+	/* threshold 0: asynchronous from the first non-zero estimate */
+	assert_true(asvfs_estimate_above(&e, 0, false));
 }
 
 int main(void)
@@ -79,6 +185,12 @@ int main(void)
 		cmocka_unit_test(first_samples_are_averaged),
 		cmocka_unit_test(settled_estimate_moves_by_an_eighth),
 		cmocka_unit_test(outlier_is_capped),
+		cmocka_unit_test(fast_storage_stays_synchronous),
+		cmocka_unit_test(every_call_measures_until_settled),
+		cmocka_unit_test(slow_storage_is_measured_once_a_second),
+		cmocka_unit_test(became_fast_is_noticed_at_once),
+		cmocka_unit_test(switching_has_hysteresis),
+		cmocka_unit_test(above_with_and_without_hysteresis),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

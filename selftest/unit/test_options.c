@@ -102,6 +102,31 @@ static void size_refuses_garbage_overflow_and_range(void **state)
 	assert_int_equal(v, 42);
 }
 
+/* The checks the two number parsers share give the same reasons. */
+static void size_and_uint_share_their_reasons(void **state)
+{
+	char err[128];
+	uint64_t v = 42;
+
+	assert_false(asvfs_parse_uint64("-1", 0, 10, &v, err, sizeof(err)));
+	assert_string_equal(err, "'-1' is not a number");
+	assert_false(asvfs_parse_size("-1", 0, 10, &v, err, sizeof(err)));
+	assert_string_equal(err, "'-1' is not a size");
+	assert_false(asvfs_parse_uint64("99999999999999999999999", 0,
+					UINT64_MAX, &v, err, sizeof(err)));
+	assert_string_equal(err, "'99999999999999999999999' is too large");
+	assert_false(asvfs_parse_size("99999999999999999999999", 0,
+				      UINT64_MAX, &v, err, sizeof(err)));
+	assert_string_equal(err, "'99999999999999999999999' is too large");
+	assert_false(asvfs_parse_uint64("11", 0, 10, &v, err, sizeof(err)));
+	assert_string_equal(err, "11 is out of range [0, 10]");
+	assert_false(asvfs_parse_size("11", 0, 10, &v, err, sizeof(err)));
+	assert_string_equal(err, "11 is out of range [0, 10]");
+	assert_false(asvfs_parse_size(NULL, 0, 10, &v, err, sizeof(err)));
+	assert_string_equal(err, "no value");
+	assert_int_equal(v, 42);
+}
+
 static void bool_accepts_smb_conf_spellings(void **state)
 {
 	const char *yes[] = { "yes", "True", "ON", "1", " yes ", NULL };
@@ -161,6 +186,7 @@ int main(void)
 		cmocka_unit_test(uint_refuses_out_of_range_with_reason),
 		cmocka_unit_test(size_accepts_bytes_and_suffixes),
 		cmocka_unit_test(size_refuses_garbage_overflow_and_range),
+		cmocka_unit_test(size_and_uint_share_their_reasons),
 		cmocka_unit_test(bool_accepts_smb_conf_spellings),
 		cmocka_unit_test(enum_names_the_choices_on_error),
 		cmocka_unit_test(enum_error_fits_small_buffers),
