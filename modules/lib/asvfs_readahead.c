@@ -20,7 +20,7 @@ static void readahead_free_batches(struct asvfs_readahead *ra)
 		struct asvfs_readahead_batch *b = ra->batches;
 
 		DLIST_REMOVE(ra->batches, b);
-		TALLOC_FREE(b);		/* its thread finishes on its own */
+		TALLOC_FREE(b);	/* its thread finishes on its own */
 	}
 }
 

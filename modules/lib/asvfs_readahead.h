@@ -42,10 +42,10 @@ struct tevent_req;
 /* An entry's value, in the order an entry goes through. */
 enum asvfs_readahead_state {
 	ASVFS_READAHEAD_READ = 0,	/* from the directory, nothing more */
-	ASVFS_READAHEAD_NOTED,		/* key is its object's; no value */
+	ASVFS_READAHEAD_NOTED,		/* key noted; no value coming */
 	ASVFS_READAHEAD_FETCHING,	/* subreq reads the value */
 	ASVFS_READAHEAD_FETCHED,	/* value read: size, err */
-	ASVFS_READAHEAD_CACHED,		/* value from the attribute cache */
+	ASVFS_READAHEAD_CACHED,		/* value from the attrcache */
 	ASVFS_READAHEAD_ANSWERED,	/* given out once: never again */
 };
 
@@ -54,7 +54,8 @@ enum asvfs_readahead_names {
 	ASVFS_READAHEAD_NAMES_NONE = 0,	/* none at hand */
 	ASVFS_READAHEAD_NAMES_LISTED,	/* names_len bytes at names_of() */
 	ASVFS_READAHEAD_NAMES_CACHED,	/* ... and the cache holds them */
-	ASVFS_READAHEAD_NAMES_ANSWERED,	/* given out, or refused: never again */
+	/* given out, or refused: never again */
+	ASVFS_READAHEAD_NAMES_ANSWERED,
 };
 
 /* The names of several entries, listed together by subreq. */
@@ -65,7 +66,7 @@ struct asvfs_readahead_batch {
 
 struct asvfs_readahead_entry {
 	struct dirent de;
-	long pos_after;			/* the stream's telldir after it */
+	long pos_after;			/* telldir after reading it */
 	enum asvfs_readahead_state state;
 	enum asvfs_readahead_names names;
 	struct asvfs_attrcache_key key;	/* from NOTED on */
