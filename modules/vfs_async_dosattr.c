@@ -996,23 +996,47 @@ enum async_dosattr_step {
 #define ASYNC_DOSATTR_PROBE_ENTRIES 4
 
 /*
- * Whether the storage is slow enough for the prefetch to pay: in auto
- * mode by the measured time of synchronous getxattrs.  While it
+ * Read ahead for the listing smbd does now: it chooses between its
+ * synchronous and its asynchronous listing at each QUERY_DIRECTORY (and
+ * mode auto steers that choice), so a stream opened under one may go on
+ * under the other.  Reading DOS attributes ahead for an asynchronous
+ * listing would read each of them twice.  False: nothing to read ahead.
+ */
+static bool async_dosattr_follow_smbd(vfs_handle_struct *handle,
+				      struct async_dosattr_dir *d)
+{
+	d->names_only = async_dosattr_smbd_lists_async(handle);
+	return !d->names_only || d->config->names_usable;
+}
+
+/*
+ * How a stream reads on when little is left of its read-ahead: the only
+ * place that decides.  The prefetch pays where the storage is slow: in
+ * auto mode by the measured time of synchronous getxattrs.  While it
  * prefetches, a top-up at most once a second becomes a probe instead: a
  * few entries read directly, which measure the storage again (on slow
  * storage each costs a synchronous round trip).
  */
 static enum async_dosattr_step async_dosattr_next_step(
-	struct async_dosattr_config *c)
+	vfs_handle_struct *handle, struct async_dosattr_dir *d)
 {
-	if (c->prefetch == ASYNC_DOSATTR_PREFETCH_YES) {
-		return ASYNC_DOSATTR_STEP_PREFETCH;
+	struct async_dosattr_config *c = d->config;
+	enum async_dosattr_step step = ASYNC_DOSATTR_STEP_PREFETCH;
+
+	if (c->prefetch != ASYNC_DOSATTR_PREFETCH_YES) {
+		/* fast storage, the common case, needs no look at smbd */
+		if (c->estimate.nsec <= c->threshold_nsec) {
+			return ASYNC_DOSATTR_STEP_DIRECT;
+		}
+		if (async_dosattr_measure_due(c)) {
+			step = ASYNC_DOSATTR_STEP_PROBE;
+		}
 	}
-	if (c->estimate.nsec <= c->threshold_nsec) {
+	/* smbd lists asynchronously, and lists no EA names here */
+	if (!async_dosattr_follow_smbd(handle, d)) {
 		return ASYNC_DOSATTR_STEP_DIRECT;
 	}
-	return async_dosattr_measure_due(c) ? ASYNC_DOSATTR_STEP_PROBE :
-					      ASYNC_DOSATTR_STEP_PREFETCH;
+	return step;
 }
 
 /*
@@ -1307,20 +1331,6 @@ static bool async_dosattr_top_up(vfs_handle_struct *handle,
 	return true;
 }
 
-/*
- * Read ahead for the listing smbd does now: it chooses between its
- * synchronous and its asynchronous listing at each QUERY_DIRECTORY (and
- * mode auto steers that choice), so a stream opened under one may go on
- * under the other.  Reading DOS attributes ahead for an asynchronous
- * listing would read each of them twice.  False: nothing to read ahead.
- */
-static bool async_dosattr_follow_smbd(vfs_handle_struct *handle,
-				      struct async_dosattr_dir *d)
-{
-	d->names_only = async_dosattr_smbd_lists_async(handle);
-	return !d->names_only || d->config->names_usable;
-}
-
 static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 					    struct files_struct *dirfsp,
 					    DIR *dirp, SMB_STRUCT_STAT *sbuf)
@@ -1342,14 +1352,7 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 	}
 	waiting = asvfs_readahead_waiting(d->ra);
 	if (d->probe == 0 && waiting <= config->window / 2 && !d->ra->eof) {
-		enum async_dosattr_step step = async_dosattr_next_step(config);
-
-		/* fast storage, the common case, needs no look at smbd */
-		if (step != ASYNC_DOSATTR_STEP_DIRECT &&
-		    !async_dosattr_follow_smbd(handle, d)) {
-			step = ASYNC_DOSATTR_STEP_DIRECT;
-		}
-		switch (step) {
+		switch (async_dosattr_next_step(handle, d)) {
 		case ASYNC_DOSATTR_STEP_PROBE:
 			d->probe = ASYNC_DOSATTR_PROBE_ENTRIES;
 			break;
