@@ -657,8 +657,8 @@ static struct tevent_req *async_dosattr_get_sync(
 }
 
 enum async_dosattr_route {
-	ASYNC_DOSATTR_ROUTE_NEXT,	/* the next module answers */
-	ASYNC_DOSATTR_ROUTE_SYNC,	/* smbd's read, here and now */
+	ASYNC_DOSATTR_ROUTE_NEXT,	/* the next module's send/recv */
+	ASYNC_DOSATTR_ROUTE_SYNC,	/* its synchronous read, at once */
 	ASYNC_DOSATTR_ROUTE_RING,	/* through the engine's ring */
 };
 
