@@ -46,6 +46,7 @@
 #include "asvfs_estimate.h"
 #include "asvfs_worker.h"
 #include "asvfs_module.h"
+#include "asvfs_readahead.h"
 #include "asvfs_samba_version.h"
 
 static int vfs_async_dosattr_debug_level = DBGC_VFS;
@@ -58,25 +59,47 @@ static int vfs_async_dosattr_debug_level = DBGC_VFS;
 /* What smbd's own fget_ea_dos_attribute() reads: sizeof(fstring). */
 #define DOSATTR_VALUE_MAX 256
 
-enum async_dosattr_prefetch { PF_NO, PF_YES, PF_AUTO };
-enum async_dosattr_mode { AM_AUTO, AM_ASYNC, AM_SYNC };
+enum async_dosattr_prefetch {
+	ASYNC_DOSATTR_PREFETCH_NO,
+	ASYNC_DOSATTR_PREFETCH_YES,
+	ASYNC_DOSATTR_PREFETCH_AUTO,
+};
+
+/* of get_dos_attributes_send */
+enum async_dosattr_mode {
+	ASYNC_DOSATTR_MODE_AUTO,
+	ASYNC_DOSATTR_MODE_ASYNC,
+	ASYNC_DOSATTR_MODE_SYNC,
+};
 
 /* Directory streams are found by their DIR * in this many chains. */
 #define ASYNC_DOSATTR_DIR_BUCKETS 256
 
 struct async_dosattr_dir;
 
+/* What a connection did, logged at level 5 on disconnect. */
+struct async_dosattr_counters {
+	uint64_t async, sync, queued, next;	/* get_dos_attributes_send */
+	uint64_t steered;			/* smbd async dosmode set */
+	uint64_t fills, prefetched, names;	/* the read-ahead */
+	uint64_t cached, cached_names;		/* ... from the cache */
+	uint64_t hits, misses;			/* fget_dos_attributes */
+	uint64_t seeks, seek_drops;
+	uint64_t reader_changes;
+	uint64_t over_budget;			/* prefetch memory */
+};
+
 struct async_dosattr_config {
 	bool usable;		/* our decoding is exactly smbd's here */
 	bool prefetch_usable;	/* no module below reads directories */
 	bool names_usable;	/* ... and smbd asks for EA names */
 	uint64_t max_inflight;
-	int mode;			/* of get_dos_attributes_send */
+	enum async_dosattr_mode mode;
 	uint64_t async_threshold_nsec;	/* auto: asynchronous above this */
-	int prefetch;
+	enum async_dosattr_prefetch prefetch;
 	unsigned window;
 	uint64_t threshold_nsec;	/* auto: prefetch above this */
-	uint64_t prefetch_memory;	/* the process's rings, at most */
+	uint64_t prefetch_memory;	/* the process's read-ahead, at most */
 	struct asvfs_estimate estimate;	/* synchronous getxattr time */
 	int snum;
 	connection_struct *conn;
@@ -88,14 +111,7 @@ struct async_dosattr_config {
 	/* every stream of a client's listing, by its DIR * */
 	struct async_dosattr_dir *by_dirp[ASYNC_DOSATTR_DIR_BUCKETS];
 	struct async_dosattr_dir *last_read;	/* smbd read an entry of */
-	/* what this connection did, logged at level 5 on disconnect */
-	uint64_t n_async, n_sync, n_queued, n_next, n_fills, n_prefetched;
-	uint64_t n_names;
-	uint64_t n_cached, n_cached_names;
-	uint64_t n_steered;
-	uint64_t n_hits, n_misses, n_seeks, n_seek_drops;
-	uint64_t n_reader_changes;
-	uint64_t n_over_budget;
+	struct async_dosattr_counters n;
 };
 
 /* --- who read it ---------------------------------------------------------- */
@@ -137,13 +153,18 @@ static bool async_dosattr_reader_take(TALLOC_CTX *mem_ctx,
 /* --- options ------------------------------------------------------------- */
 
 static const struct asvfs_enum_value async_dosattr_prefetch_modes[] = {
-	{ "auto", PF_AUTO }, { "yes", PF_YES }, { "no", PF_NO },
-	{ "true", PF_YES }, { "false", PF_NO },
+	{ "auto", ASYNC_DOSATTR_PREFETCH_AUTO },
+	{ "yes", ASYNC_DOSATTR_PREFETCH_YES },
+	{ "no", ASYNC_DOSATTR_PREFETCH_NO },
+	{ "true", ASYNC_DOSATTR_PREFETCH_YES },
+	{ "false", ASYNC_DOSATTR_PREFETCH_NO },
 	{ NULL, 0 },
 };
 
 static const struct asvfs_enum_value async_dosattr_modes[] = {
-	{ "auto", AM_AUTO }, { "async", AM_ASYNC }, { "sync", AM_SYNC },
+	{ "auto", ASYNC_DOSATTR_MODE_AUTO },
+	{ "async", ASYNC_DOSATTR_MODE_ASYNC },
+	{ "sync", ASYNC_DOSATTR_MODE_SYNC },
 	{ NULL, 0 },
 };
 
@@ -171,12 +192,13 @@ static void async_dosattr_parse_options(struct async_dosattr_config *c,
 	c->max_inflight = asvfs_conf_uint(snum, MODULE, "max inflight", 4096,
 					  1, 65536);
 	c->mode = asvfs_conf_enum(snum, MODULE, "mode", async_dosattr_modes,
-				  AM_AUTO);
+				  ASYNC_DOSATTR_MODE_AUTO);
 	c->async_threshold_nsec = asvfs_conf_uint(snum, MODULE,
 						  "async threshold usec", 50,
 						  0, 10000000) * 1000;
 	c->prefetch = asvfs_conf_enum(snum, MODULE, "prefetch",
-				      async_dosattr_prefetch_modes, PF_AUTO);
+				      async_dosattr_prefetch_modes,
+				      ASYNC_DOSATTR_PREFETCH_AUTO);
 	c->window = asvfs_conf_uint(snum, MODULE, "prefetch window", 64,
 				    2, 1024);
 	c->threshold_nsec = asvfs_conf_uint(snum, MODULE,
@@ -257,7 +279,8 @@ static void async_dosattr_check_usable(vfs_handle_struct *handle,
 		return;
 	}
 	c->prefetch_usable =
-		c->prefetch != PF_NO && c->prefetch_memory > 0 &&
+		c->prefetch != ASYNC_DOSATTR_PREFETCH_NO &&
+		c->prefetch_memory > 0 &&
 		!asvfs_lower_module(handle, async_dosattr_reads_dirs);
 	/* smbd lists each entry's EA names for its EaSize */
 	c->names_usable = c->prefetch_usable && lp_ea_support(snum);
@@ -333,16 +356,16 @@ static void async_dosattr_disconnect(vfs_handle_struct *handle)
 		  " reader_changes=%" PRIu64 " over_budget=%" PRIu64
 		  " estimate_usec=%" PRIu64 "\n",
 		  lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
-		  c->n_async, c->n_sync, c->n_queued, c->n_next, c->n_fills,
-		  c->n_prefetched, c->n_hits, c->n_misses, c->n_seeks,
-		  c->n_seek_drops, c->n_steered, c->n_names, c->n_cached,
-		  c->n_cached_names, c->n_reader_changes, c->n_over_budget,
+		  c->n.async, c->n.sync, c->n.queued, c->n.next, c->n.fills,
+		  c->n.prefetched, c->n.hits, c->n.misses, c->n.seeks,
+		  c->n.seek_drops, c->n.steered, c->n.names, c->n.cached,
+		  c->n.cached_names, c->n.reader_changes, c->n.over_budget,
 		  c->estimate.nsec / 1000);
 next:
 	SMB_VFS_NEXT_DISCONNECT(handle);
 }
 
-/* Where the module takes the ring; NULL: the next module answers. */
+/* The engine for this call; NULL: the next module answers. */
 static struct asvfs_engine *async_dosattr_engine(vfs_handle_struct *handle,
 						 struct async_dosattr_config *c)
 {
@@ -378,7 +401,7 @@ static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 	const char *value = NULL;
 	bool now, want;
 
-	if (c->mode != AM_AUTO || !c->usable) {
+	if (c->mode != ASYNC_DOSATTR_MODE_AUTO || !c->usable) {
 		return;
 	}
 	now = lp_smbd_async_dosmode(c->snum);
@@ -400,7 +423,7 @@ static void async_dosattr_steer_smbd(struct async_dosattr_config *c)
 	/* unnoted, our "no" would be taken for the admin's: safe, if slow */
 	(void)lp_do_parameter(c->snum, MODULE ":" ASYNC_DOSATTR_STEERED,
 			      value);
-	c->n_steered++;
+	c->n.steered++;
 	DBG_DEBUG(MODULE ": reads take about %" PRIu64 " usec: smbd lists "
 		  "%s\n", c->estimate.nsec / 1000,
 		  want ? "asynchronously" : "synchronously");
@@ -436,10 +459,12 @@ static bool async_dosattr_measure_due(struct async_dosattr_config *c)
 static bool async_dosattr_want_async(struct async_dosattr_config *c)
 {
 	switch (c->mode) {
-	case AM_ASYNC:
+	case ASYNC_DOSATTR_MODE_ASYNC:
 		return true;
-	case AM_SYNC:
+	case ASYNC_DOSATTR_MODE_SYNC:
 		return false;
+	case ASYNC_DOSATTR_MODE_AUTO:
+		break;
 	}
 	return asvfs_estimate_want_async(&c->estimate, asvfs_now_nsec());
 }
@@ -453,11 +478,11 @@ static bool async_dosattr_want_async(struct async_dosattr_config *c)
  */
 struct async_dosattr_get_state;
 static struct {
-	uint64_t inflight;
+	uint64_t count;
 	struct async_dosattr_get_state *waiting;
 	struct tevent_immediate *im;
 	bool scheduled;
-} dosattr_slots;
+} dosattr_inflight;
 
 struct async_dosattr_get_state {
 	struct async_dosattr_get_state *prev, *next;
@@ -471,14 +496,14 @@ struct async_dosattr_get_state {
 	struct timespec start;
 	struct vfs_aio_state aio_state;
 	uint8_t value[DOSATTR_VALUE_MAX];
-	bool waits, holds_slot, as_root;
+	bool waits, holds_inflight, as_root;
 	uint32_t dosmode;
 };
 
 static void async_dosattr_get_xattr_done(struct tevent_req *subreq);
 static void async_dosattr_get_next_done(struct tevent_req *subreq);
 
-static void async_dosattr_release_slot(struct async_dosattr_get_state *s);
+static void async_dosattr_release_inflight(struct async_dosattr_get_state *s);
 
 static void async_dosattr_get_cleanup(struct tevent_req *req,
 				      enum tevent_req_state req_state)
@@ -487,10 +512,10 @@ static void async_dosattr_get_cleanup(struct tevent_req *req,
 		req, struct async_dosattr_get_state);
 
 	if (state->waits) {
-		DLIST_REMOVE(dosattr_slots.waiting, state);
+		DLIST_REMOVE(dosattr_inflight.waiting, state);
 		state->waits = false;
 	}
-	async_dosattr_release_slot(state);
+	async_dosattr_release_inflight(state);
 }
 
 /*
@@ -503,16 +528,16 @@ static bool async_dosattr_get_start(struct async_dosattr_get_state *state)
 	struct tevent_req *subreq = NULL;
 	int fd = fsp_get_pathref_fd(state->smb_fname->fsp);
 
-	if (!state->holds_slot) {
-		state->holds_slot = true;
-		dosattr_slots.inflight++;
+	if (!state->holds_inflight) {
+		state->holds_inflight = true;
+		dosattr_inflight.count++;
 	}
 	subreq = asvfs_getxattr_send(state, state->ev, state->engine, fd,
 				     SAMBA_XATTR_DOS_ATTRIB, state->value,
 				     sizeof(state->value));
 	if (asvfs_engine_refused(&subreq)) {
 		/* not the file's answer: smbd reads it synchronously */
-		async_dosattr_release_slot(state);
+		async_dosattr_release_inflight(state);
 		tevent_req_nterror(state->req, NT_STATUS_NOT_SUPPORTED);
 		return true;
 	}
@@ -536,10 +561,10 @@ static void async_dosattr_start_waiters(struct tevent_context *ev,
 {
 	struct async_dosattr_get_state *w = NULL;
 
-	dosattr_slots.scheduled = false;
-	while ((w = dosattr_slots.waiting) != NULL &&
-	       dosattr_slots.inflight < w->config->max_inflight) {
-		DLIST_REMOVE(dosattr_slots.waiting, w);
+	dosattr_inflight.scheduled = false;
+	while ((w = dosattr_inflight.waiting) != NULL &&
+	       dosattr_inflight.count < w->config->max_inflight) {
+		DLIST_REMOVE(dosattr_inflight.waiting, w);
 		w->waits = false;
 		if (!change_to_user_and_service_by_fsp(w->dir_fsp)) {
 			tevent_req_nterror(w->req, NT_STATUS_ACCESS_DENIED);
@@ -551,24 +576,24 @@ static void async_dosattr_start_waiters(struct tevent_context *ev,
 	}
 }
 
-static void async_dosattr_release_slot(struct async_dosattr_get_state *s)
+static void async_dosattr_release_inflight(struct async_dosattr_get_state *s)
 {
-	if (!s->holds_slot) {
+	if (!s->holds_inflight) {
 		return;
 	}
-	s->holds_slot = false;
-	dosattr_slots.inflight--;
-	if (dosattr_slots.waiting == NULL || dosattr_slots.scheduled) {
+	s->holds_inflight = false;
+	dosattr_inflight.count--;
+	if (dosattr_inflight.waiting == NULL || dosattr_inflight.scheduled) {
 		return;
 	}
-	if (dosattr_slots.im == NULL) {
-		dosattr_slots.im = tevent_create_immediate(NULL);
-		if (dosattr_slots.im == NULL) {
+	if (dosattr_inflight.im == NULL) {
+		dosattr_inflight.im = tevent_create_immediate(NULL);
+		if (dosattr_inflight.im == NULL) {
 			return;		/* the next release tries again */
 		}
 	}
-	dosattr_slots.scheduled = true;
-	tevent_schedule_immediate(dosattr_slots.im, s->ev,
+	dosattr_inflight.scheduled = true;
+	tevent_schedule_immediate(dosattr_inflight.im, s->ev,
 				  async_dosattr_start_waiters, NULL);
 }
 
@@ -577,7 +602,7 @@ static struct tevent_req *async_dosattr_get_next(
 {
 	struct tevent_req *subreq = NULL;
 
-	state->config->n_next++;
+	state->config->n.next++;
 	subreq = SMB_VFS_NEXT_GET_DOS_ATTRIBUTES_SEND(
 		state, state->ev, state->handle, state->dir_fsp,
 		state->smb_fname);
@@ -606,7 +631,7 @@ static struct tevent_req *async_dosattr_get_sync(
 	struct files_struct *fsp = state->smb_fname->fsp;
 	NTSTATUS status;
 
-	config->n_sync++;
+	config->n.sync++;
 	status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(state->handle, fsp,
 						  &state->dosmode);
 	if (fsp->fsp_name != state->smb_fname) {
@@ -620,6 +645,53 @@ static struct tevent_req *async_dosattr_get_sync(
 		tevent_req_done(req);
 	}
 	return tevent_req_post(req, state->ev);
+}
+
+enum async_dosattr_route {
+	ASYNC_DOSATTR_ROUTE_NEXT,	/* the next module's send/recv */
+	ASYNC_DOSATTR_ROUTE_SYNC,	/* its synchronous read, at once */
+	ASYNC_DOSATTR_ROUTE_RING,	/* through the engine's ring */
+};
+
+/*
+ * Where one get_dos_attributes_send goes: the only place that decides.
+ * The engine is looked up, and with it created, only for the ring.
+ */
+static enum async_dosattr_route async_dosattr_route(
+	vfs_handle_struct *handle, struct async_dosattr_config *config,
+	struct tevent_context *ev, const struct smb_filename *smb_fname,
+	struct asvfs_engine **engine)
+{
+	/* our decoding would not be smbd's on this share */
+	if (!config->usable) {
+		return ASYNC_DOSATTR_ROUTE_NEXT;
+	}
+	/*
+	 * a temporary event context (smb_vfs_fsync_sync()'s kind): the
+	 * engine lives on the connection's main one
+	 */
+	if (ev != handle->conn->sconn->ev_ctx) {
+		return ASYNC_DOSATTR_ROUTE_NEXT;
+	}
+	/* the ring reads through the object's pathref fd */
+	if (smb_fname->fsp == NULL ||
+	    fsp_get_pathref_fd(smb_fname->fsp) == -1) {
+		return ASYNC_DOSATTR_ROUTE_NEXT;
+	}
+	/* a named stream's attributes are the streams module's to find */
+	if (is_named_stream(smb_fname)) {
+		return ASYNC_DOSATTR_ROUTE_NEXT;
+	}
+	/* mode sync, or auto on fast storage or due for a measurement */
+	if (!async_dosattr_want_async(config)) {
+		return ASYNC_DOSATTR_ROUTE_SYNC;
+	}
+	/* no io_uring, or no getxattr in it, in this process */
+	*engine = async_dosattr_engine(handle, config);
+	if (*engine == NULL) {
+		return ASYNC_DOSATTR_ROUTE_NEXT;
+	}
+	return ASYNC_DOSATTR_ROUTE_RING;
 }
 
 static struct tevent_req *async_dosattr_get_dos_attributes_send(
@@ -644,25 +716,21 @@ static struct tevent_req *async_dosattr_get_dos_attributes_send(
 	};
 	clock_gettime_mono(&state->start);
 
-	if (!config->usable || ev != handle->conn->sconn->ev_ctx ||
-	    smb_fname->fsp == NULL ||
-	    fsp_get_pathref_fd(smb_fname->fsp) == -1 ||
-	    is_named_stream(smb_fname)) {
+	switch (async_dosattr_route(handle, config, ev, smb_fname,
+				    &state->engine)) {
+	case ASYNC_DOSATTR_ROUTE_NEXT:
 		return async_dosattr_get_next(req, state);
-	}
-	if (!async_dosattr_want_async(config)) {
+	case ASYNC_DOSATTR_ROUTE_SYNC:
 		return async_dosattr_get_sync(req, state);
-	}
-	state->engine = async_dosattr_engine(handle, config);
-	if (state->engine == NULL) {
-		return async_dosattr_get_next(req, state);
+	case ASYNC_DOSATTR_ROUTE_RING:
+		break;
 	}
 	tevent_req_set_cleanup_fn(req, async_dosattr_get_cleanup);
-	config->n_async++;
-	if (dosattr_slots.inflight >= config->max_inflight) {
-		config->n_queued++;
+	config->n.async++;
+	if (dosattr_inflight.count >= config->max_inflight) {
+		config->n.queued++;
 		state->waits = true;
-		DLIST_ADD_END(dosattr_slots.waiting, state);
+		DLIST_ADD_END(dosattr_inflight.waiting, state);
 		return req;
 	}
 	if (!async_dosattr_get_start(state)) {
@@ -733,26 +801,26 @@ static void async_dosattr_get_xattr_done(struct tevent_req *subreq)
 	size = asvfs_getxattr_recv(subreq, &err);
 	TALLOC_FREE(subreq);
 	if (size >= 0) {
-		async_dosattr_release_slot(state);
+		async_dosattr_release_inflight(state);
 		async_dosattr_get_finish(req, size);
 		return;
 	}
 	state->aio_state.error = err;
 	if (async_dosattr_not_the_files_error(err)) {
-		async_dosattr_release_slot(state);
+		async_dosattr_release_inflight(state);
 		tevent_req_nterror(req, NT_STATUS_NOT_SUPPORTED);
 		return;
 	}
 	status = map_nt_error_from_unix(err);
 	if (state->as_root ||
 	    !NT_STATUS_EQUAL(status, NT_STATUS_ACCESS_DENIED)) {
-		async_dosattr_release_slot(state);
+		async_dosattr_release_inflight(state);
 		tevent_req_nterror(req, status);
 		return;
 	}
 	/*
 	 * As smbd does: DOS attributes of a file the user may not read
-	 * are still listed, read as root (the slot stays ours).
+	 * are still listed, read as root (the inflight token stays ours).
 	 */
 	state->as_root = true;
 	become_root();
@@ -801,73 +869,24 @@ static NTSTATUS async_dosattr_get_dos_attributes_recv(
 
 /* --- prefetch for the synchronous listing -------------------------------- */
 
-/* One entry read ahead, and the attribute fetched for it. */
-struct async_dosattr_slot {
-	struct dirent de;
-	long pos_after;			/* NEXT telldir after reading it */
-	bool noted;			/* dev, ino and ctime are its */
-	bool fetched;			/* a getxattr was started */
-	bool used;			/* answered once: never again */
-	dev_t dev;
-	ino_t ino;
-	struct timespec ctime;
-	off_t st_size;
-	bool cached;			/* value from the cache */
-	bool names_cached;		/* names from the cache */
-	struct tevent_req *req;		/* the getxattr, until collected */
-	ssize_t size;
-	int err;
-	uint8_t value[DOSATTR_VALUE_MAX];
-	struct async_dosattr_batch *batch;	/* its EA names, on the way */
-	unsigned batch_idx;
-	bool names_ready;		/* names_len bytes of names */
-	bool names_used;
-	ssize_t names_len;		/* in the dir's names, at our index */
-};
-
-/* The EA names of a top-up's entries, listed together on a thread. */
-struct async_dosattr_batch {
-	struct async_dosattr_batch *prev, *next;
-	struct tevent_req *req;
-};
-
 /*
- * The entries of one directory stream read ahead, in a ring of twice the
- * window: while smbd consumes one half, the other half's attributes are
- * on their way.  Entries handed out stay until their room is needed, so
- * that smbd's seek back to one of them keeps the read-ahead.
+ * One directory stream of a client's listing and its readahead window
+ * (asvfs_readahead.h): twice the prefetch window, so that while smbd
+ * consumes one half, the other half's attributes are on their way.
+ * Entries handed out stay until their room is needed, so that smbd's seek
+ * back to one of them keeps the read-ahead.
  */
 struct async_dosattr_dir {
 	struct async_dosattr_dir *chain;	/* in its by_dirp bucket */
 	struct async_dosattr_config *config;
 	DIR *dirp;
-	struct async_dosattr_slot *slots;
-	char *names;			/* ASVFS_NAMES_MAX a slot, or NULL */
-	size_t ring_bytes;		/* of slots and names */
-	bool over_budget;		/* refused a ring, not yet given one */
-	unsigned cap;			/* ring size */
-	unsigned first;			/* ring index of the oldest kept */
-	unsigned count;			/* entries kept */
-	unsigned handed;		/* of those, handed out to smbd */
-	bool eof;			/* the next module's stream ended */
+	struct asvfs_readahead *ra;
+	bool over_budget;		/* refused memory, not yet given it */
 	unsigned probe;			/* entries to read directly */
 	bool names_asked;		/* smbd wants EA names here */
 	bool names_only;		/* smbd reads DOS attributes itself */
-	struct async_dosattr_batch *batches;
 	struct security_unix_token *reader;	/* whose read-ahead */
 };
-
-#define DIR_SLOT(d, k) (&(d)->slots[((d)->first + (k)) % (d)->cap])
-
-/*
- * A slot's EA names, beside the ring: 1 KiB an entry that only shares
- * where smbd lists EA names (ea support) need.
- */
-static char *async_dosattr_names_of(struct async_dosattr_dir *d,
-				    const struct async_dosattr_slot *s)
-{
-	return d->names + (size_t)(s - d->slots) * ASVFS_NAMES_MAX;
-}
 
 /*
  * A client may hold thousands of directory handles: each readdir,
@@ -882,8 +901,7 @@ static struct async_dosattr_dir **async_dosattr_bucket(
 	return &config->by_dirp[h >> 56];
 }
 
-static void async_dosattr_drop(struct async_dosattr_dir *d);
-static void async_dosattr_ring_free(struct async_dosattr_dir *d);
+static void async_dosattr_readahead_free(struct async_dosattr_dir *d);
 
 static int async_dosattr_dir_destructor(struct async_dosattr_dir *d)
 {
@@ -897,9 +915,8 @@ static int async_dosattr_dir_destructor(struct async_dosattr_dir *d)
 	if (d->config->last_read == d) {
 		d->config->last_read = NULL;
 	}
-	/* the getxattrs before the slots they were started for */
-	async_dosattr_drop(d);
-	async_dosattr_ring_free(d);
+	/* the getxattrs go before the entries they were started for */
+	async_dosattr_readahead_free(d);
 	return 0;
 }
 
@@ -922,10 +939,12 @@ static struct async_dosattr_dir *async_dosattr_find_dir(
 	if (d == NULL) {
 		return NULL;
 	}
-	d->cap = 2 * config->window;	/* the slots come with a top-up */
 	d->config = config;
 	d->dirp = dirp;
-	if (!async_dosattr_reader_take(d, &d->reader, config->conn)) {
+	/* its memory comes with a top-up */
+	d->ra = asvfs_readahead_new(d, config->window);
+	if (d->ra == NULL ||
+	    !async_dosattr_reader_take(d, &d->reader, config->conn)) {
 		TALLOC_FREE(d);
 		return NULL;
 	}
@@ -942,33 +961,7 @@ static void async_dosattr_forget_dir(struct async_dosattr_config *config,
 	struct async_dosattr_dir *d = async_dosattr_find_dir(config, dirp,
 							     false);
 
-	if (d != NULL) {
-		async_dosattr_drop(d);
-		TALLOC_FREE(d);
-	}
-}
-
-static void async_dosattr_free_batches(struct async_dosattr_dir *d)
-{
-	while (d->batches != NULL) {
-		struct async_dosattr_batch *b = d->batches;
-
-		DLIST_REMOVE(d->batches, b);
-		TALLOC_FREE(b);		/* its thread finishes on its own */
-	}
-}
-
-/* Forget what was read ahead; getxattrs in flight become the engine's. */
-static void async_dosattr_drop(struct async_dosattr_dir *d)
-{
-	unsigned k;
-
-	for (k = 0; k < d->count; k++) {
-		TALLOC_FREE(DIR_SLOT(d, k)->req);
-	}
-	async_dosattr_free_batches(d);
-	d->first = d->count = d->handed = 0;
-	d->eof = false;
+	TALLOC_FREE(d);
 }
 
 /*
@@ -978,60 +971,63 @@ static void async_dosattr_drop(struct async_dosattr_dir *d)
  */
 static void async_dosattr_change_reader(struct async_dosattr_dir *d)
 {
-	unsigned k;
-
-	for (k = 0; k < d->count; k++) {
-		struct async_dosattr_slot *s = DIR_SLOT(d, k);
-
-		TALLOC_FREE(s->req);
-		s->noted = s->fetched = false;
-		s->batch = NULL;
-	}
-	async_dosattr_free_batches(d);
-	d->config->n_reader_changes++;
+	asvfs_readahead_forget_objects(d->ra);
+	d->config->n.reader_changes++;
 	/* without memory no reader: its reads then answer nobody */
 	(void)async_dosattr_reader_take(d, &d->reader, d->config->conn);
 }
 
-static void async_dosattr_forget_oldest(struct async_dosattr_dir *d)
-{
-	TALLOC_FREE(DIR_SLOT(d, 0)->req);
-	d->first = (d->first + 1) % d->cap;
-	d->count--;
-	d->handed--;
-}
-
-enum async_dosattr_step { STEP_DIRECT, STEP_PREFETCH, STEP_PROBE };
+enum async_dosattr_step {
+	ASYNC_DOSATTR_STEP_DIRECT,
+	ASYNC_DOSATTR_STEP_PREFETCH,
+	ASYNC_DOSATTR_STEP_PROBE,
+};
 
 /* Entries read directly when the prefetch measures the storage again. */
 #define ASYNC_DOSATTR_PROBE_ENTRIES 4
 
 /*
- * Whether the storage is slow enough for the prefetch to pay: in auto
- * mode by the measured time of synchronous getxattrs.  While it
+ * Read ahead for the listing smbd does now: it chooses between its
+ * synchronous and its asynchronous listing at each QUERY_DIRECTORY (and
+ * mode auto steers that choice), so a stream opened under one may go on
+ * under the other.  Reading DOS attributes ahead for an asynchronous
+ * listing would read each of them twice.  False: nothing to read ahead.
+ */
+static bool async_dosattr_follow_smbd(vfs_handle_struct *handle,
+				      struct async_dosattr_dir *d)
+{
+	d->names_only = async_dosattr_smbd_lists_async(handle);
+	return !d->names_only || d->config->names_usable;
+}
+
+/*
+ * How a stream reads on when little is left of its read-ahead: the only
+ * place that decides.  The prefetch pays where the storage is slow: in
+ * auto mode by the measured time of synchronous getxattrs.  While it
  * prefetches, a top-up at most once a second becomes a probe instead: a
  * few entries read directly, which measure the storage again (on slow
  * storage each costs a synchronous round trip).
  */
 static enum async_dosattr_step async_dosattr_next_step(
-	struct async_dosattr_config *c)
+	vfs_handle_struct *handle, struct async_dosattr_dir *d)
 {
-	if (c->prefetch == PF_YES) {
-		return STEP_PREFETCH;
-	}
-	if (c->estimate.nsec <= c->threshold_nsec) {
-		return STEP_DIRECT;
-	}
-	return async_dosattr_measure_due(c) ? STEP_PROBE : STEP_PREFETCH;
-}
+	struct async_dosattr_config *c = d->config;
+	enum async_dosattr_step step = ASYNC_DOSATTR_STEP_PREFETCH;
 
-static struct asvfs_attrcache_key async_dosattr_key(
-	const struct async_dosattr_slot *s)
-{
-	return (struct asvfs_attrcache_key) {
-		.dev = s->dev, .ino = s->ino, .ctime = s->ctime,
-		.size = s->st_size,
-	};
+	if (c->prefetch != ASYNC_DOSATTR_PREFETCH_YES) {
+		/* fast storage, the common case, needs no look at smbd */
+		if (c->estimate.nsec <= c->threshold_nsec) {
+			return ASYNC_DOSATTR_STEP_DIRECT;
+		}
+		if (async_dosattr_measure_due(c)) {
+			step = ASYNC_DOSATTR_STEP_PROBE;
+		}
+	}
+	/* smbd lists asynchronously, and lists no EA names here */
+	if (!async_dosattr_follow_smbd(handle, d)) {
+		return ASYNC_DOSATTR_STEP_DIRECT;
+	}
+	return step;
 }
 
 /*
@@ -1048,7 +1044,7 @@ static struct asvfs_attrcache *async_dosattr_cache(
 	}
 	asvfs_attrcache_clear(config->cache);
 	if (config->cache_reader != NULL) {
-		config->n_reader_changes++;
+		config->n.reader_changes++;
 	}
 	if (!async_dosattr_reader_take(config, &config->cache_reader,
 				       config->conn)) {
@@ -1057,45 +1053,43 @@ static struct asvfs_attrcache *async_dosattr_cache(
 	return config->cache;
 }
 
-/* The slot's value, if the cache has it for the object as noted. */
+/* The entry's value, if the cache has it for the object as noted. */
 static bool async_dosattr_from_cache(struct async_dosattr_config *config,
-				     struct async_dosattr_slot *s)
+				     struct asvfs_readahead_entry *e)
 {
-	struct asvfs_attrcache_key k = async_dosattr_key(s);
 	struct asvfs_attrcache_read r;
 
-	if (!asvfs_attrcache_get_value(async_dosattr_cache(config), &k, &r)) {
+	if (!asvfs_attrcache_get_value(async_dosattr_cache(config), &e->key,
+				       &r)) {
 		return false;
 	}
-	s->size = r.len;
-	s->err = r.err;
+	e->size = r.len;
+	e->err = r.err;
 	if (r.len > 0) {
-		memcpy(s->value, r.data, r.len);
+		memcpy(e->value, r.data, r.len);
 	}
-	s->cached = true;
-	s->fetched = true;		/* as good as a read */
-	config->n_cached++;
+	e->state = ASVFS_READAHEAD_CACHED;	/* as good as a read */
+	config->n.cached++;
 	return true;
 }
 
-static bool async_dosattr_names_from_cache(
-	struct async_dosattr_dir *d, struct async_dosattr_slot *s)
+static bool async_dosattr_names_from_cache(struct async_dosattr_dir *d,
+					   struct asvfs_readahead_entry *e)
 {
 	struct async_dosattr_config *config = d->config;
-	struct asvfs_attrcache_key k = async_dosattr_key(s);
 	struct asvfs_attrcache_read r;
 
-	if (!asvfs_attrcache_get_names(async_dosattr_cache(config), &k, &r) ||
+	if (!asvfs_attrcache_get_names(async_dosattr_cache(config), &e->key,
+				       &r) ||
 	    r.len < 0) {
 		return false;
 	}
 	if (r.len > 0) {
-		memcpy(async_dosattr_names_of(d, s), r.data, r.len);
+		memcpy(asvfs_readahead_names_of(d->ra, e), r.data, r.len);
 	}
-	s->names_len = r.len;
-	s->names_ready = true;
-	s->names_cached = true;
-	config->n_cached_names++;
+	e->names_len = r.len;
+	e->names = ASVFS_READAHEAD_NAMES_CACHED;
+	config->n.cached_names++;
 	return true;
 }
 
@@ -1109,19 +1103,18 @@ static bool async_dosattr_names_from_cache(
 static int async_dosattr_fetch(vfs_handle_struct *handle,
 			       struct async_dosattr_dir *d,
 			       struct asvfs_engine *engine, int dirfd,
-			       struct async_dosattr_slot *slot)
+			       struct asvfs_readahead_entry *e)
 {
 	struct tevent_context *ev = handle->conn->sconn->ev_ctx;
 	struct timespec now;
 	struct stat st;
 	int fd;
 
-	if (ISDOT(slot->de.d_name) || ISDOTDOT(slot->de.d_name) ||
-	    slot->de.d_type == DT_LNK) {
+	if (ISDOT(e->de.d_name) || ISDOTDOT(e->de.d_name) ||
+	    e->de.d_type == DT_LNK) {
 		return -1;
 	}
-	fd = openat(dirfd, slot->de.d_name,
-		    O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	fd = openat(dirfd, e->de.d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1) {
 		return -1;
 	}
@@ -1135,56 +1128,28 @@ static int async_dosattr_fetch(vfs_handle_struct *handle,
 		close(fd);
 		return -1;
 	}
-	slot->noted = true;
-	slot->dev = st.st_dev;
-	slot->ino = st.st_ino;
-	slot->ctime = st.st_ctim;
-	slot->st_size = st.st_size;
-	if (d->names_only || async_dosattr_from_cache(d->config, slot)) {
+	e->state = ASVFS_READAHEAD_NOTED;
+	e->key = (struct asvfs_attrcache_key) {
+		.dev = st.st_dev, .ino = st.st_ino, .ctime = st.st_ctim,
+		.size = st.st_size,
+	};
+	if (d->names_only || async_dosattr_from_cache(d->config, e)) {
 		return fd;
 	}
 	/* the engine keeps its own dup */
-	slot->req = asvfs_getxattr_send(d, ev, engine, fd,
-					SAMBA_XATTR_DOS_ATTRIB, slot->value,
-					sizeof(slot->value));
-	if (asvfs_engine_refused(&slot->req)) {
+	e->subreq = asvfs_getxattr_send(d->ra, ev, engine, fd,
+					SAMBA_XATTR_DOS_ATTRIB, e->value,
+					sizeof(e->value));
+	if (asvfs_engine_refused(&e->subreq)) {
 		return fd;	/* not fetched: smbd reads it itself */
 	}
-	if (slot->req == NULL) {
+	if (e->subreq == NULL) {
 		close(fd);
 		return -1;
 	}
-	slot->fetched = true;
-	d->config->n_prefetched++;
+	e->state = ASVFS_READAHEAD_FETCHING;
+	d->config->n.prefetched++;
 	return fd;
-}
-
-/* Whether a slot still waits for the names of batch b. */
-static bool async_dosattr_batch_wanted(struct async_dosattr_dir *d,
-				       const struct async_dosattr_batch *b)
-{
-	unsigned k;
-
-	for (k = 0; k < d->count; k++) {
-		if (DIR_SLOT(d, k)->batch == b) {
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Batches whose entries all went unasked are dropped. */
-static void async_dosattr_prune_batches(struct async_dosattr_dir *d)
-{
-	struct async_dosattr_batch *b = NULL, *next = NULL;
-
-	for (b = d->batches; b != NULL; b = next) {
-		next = b->next;
-		if (!async_dosattr_batch_wanted(d, b)) {
-			DLIST_REMOVE(d->batches, b);
-			TALLOC_FREE(b);
-		}
-	}
 }
 
 /*
@@ -1196,27 +1161,22 @@ static void async_dosattr_prune_batches(struct async_dosattr_dir *d)
  */
 static void async_dosattr_fetch_names(struct async_dosattr_dir *d,
 				      struct tevent_context *ev, int *fds,
-				      struct async_dosattr_slot **slots,
+				      struct asvfs_readahead_entry **entries,
 				      unsigned n)
 {
-	struct async_dosattr_batch *b = NULL;
+	struct asvfs_readahead_batch *b = NULL;
 	unsigned i;
 
-	async_dosattr_prune_batches(d);
-	b = talloc_zero(d, struct async_dosattr_batch);
+	b = asvfs_readahead_batch_new(d->ra);
 	if (b == NULL) {
 		goto none;
 	}
-	b->req = asvfs_worker_names_send(b, ev, fds, n);
-	if (b->req == NULL) {
+	b->subreq = asvfs_worker_names_send(b, ev, fds, n);
+	if (b->subreq == NULL) {
 		TALLOC_FREE(b);
 		return;		/* the fds went with it */
 	}
-	DLIST_ADD_END(d->batches, b);
-	for (i = 0; i < n; i++) {
-		slots[i]->batch = b;
-		slots[i]->batch_idx = i;
-	}
+	asvfs_readahead_batch_start(d->ra, b, entries, n);
 	return;
 none:
 	for (i = 0; i < n; i++) {
@@ -1225,28 +1185,28 @@ none:
 }
 
 /*
- * The memory of the rings of all directory streams of this process (one
- * client connection), over all its shares: each ring takes 2 * window
- * slots of about 0.6 KiB, and 1 KiB more a slot where smbd lists EA
- * names, so a client holding many listed directories open would pin a
- * ring for each.
+ * The memory of the readahead windows of all directory streams of this
+ * process (one client connection), over all its shares: each window
+ * takes 2 * window entries of about 0.6 KiB, and 1 KiB more an entry
+ * where smbd lists EA names, so a client holding many listed directories
+ * open would pin a window for each.
  */
 static struct {
 	uint64_t bytes;
 	bool logged;
-} dosattr_rings;
+} dosattr_readahead_memory;
 
 /*
- * Whether a ring of this size fits the share's "prefetch memory"; a
- * stream refused one lists without read-ahead until rings are freed.
+ * Whether a window of this size fits the share's "prefetch memory"; a
+ * stream refused one lists without read-ahead until windows are freed.
  * The first refusal of the process is logged at level 1.
  */
-static bool async_dosattr_ring_fits(struct async_dosattr_dir *d,
-				    size_t bytes)
+static bool async_dosattr_readahead_fits(struct async_dosattr_dir *d,
+					 size_t bytes)
 {
 	struct async_dosattr_config *c = d->config;
 
-	if (dosattr_rings.bytes + bytes <= c->prefetch_memory) {
+	if (dosattr_readahead_memory.bytes + bytes <= c->prefetch_memory) {
 		d->over_budget = false;
 		return true;
 	}
@@ -1254,126 +1214,99 @@ static bool async_dosattr_ring_fits(struct async_dosattr_dir *d,
 		return false;		/* said for this stream already */
 	}
 	d->over_budget = true;
-	c->n_over_budget++;
-	if (!dosattr_rings.logged) {
-		dosattr_rings.logged = true;
+	c->n.over_budget++;
+	if (!dosattr_readahead_memory.logged) {
+		dosattr_readahead_memory.logged = true;
 		DBG_WARNING(MODULE ": prefetch memory of %" PRIu64 " bytes "
 			    "in use: more directories are listed without "
 			    "prefetch (async_dosattr:prefetch memory = %"
-			    PRIu64 ")\n", dosattr_rings.bytes,
+			    PRIu64 ")\n", dosattr_readahead_memory.bytes,
 			    c->prefetch_memory);
 	} else {
 		DBG_DEBUG(MODULE ": prefetch memory of %" PRIu64 " bytes "
 			  "in use: a directory is listed without prefetch\n",
-			  dosattr_rings.bytes);
+			  dosattr_readahead_memory.bytes);
 	}
 	return false;
 }
 
 /*
- * The ring, and its EA names where smbd lists them; false: no memory,
- * or none left in the budget.
+ * The window's entries, and their EA names where smbd lists them; false:
+ * no memory, or none left in the budget.
  */
-static bool async_dosattr_ring_alloc(struct async_dosattr_dir *d)
+static bool async_dosattr_readahead_alloc(struct async_dosattr_dir *d)
 {
-	size_t bytes = (size_t)d->cap * sizeof(struct async_dosattr_slot);
+	size_t names_max = d->config->names_usable ? ASVFS_NAMES_MAX : 0;
+	size_t bytes = asvfs_readahead_bytes(d->ra, names_max);
 
-	if (d->config->names_usable) {
-		bytes += (size_t)d->cap * ASVFS_NAMES_MAX;
-	}
-	if (!async_dosattr_ring_fits(d, bytes)) {
+	if (!async_dosattr_readahead_fits(d, bytes)) {
 		return false;
 	}
-	d->slots = talloc_zero_array(d, struct async_dosattr_slot, d->cap);
-	if (d->slots == NULL) {
+	if (!asvfs_readahead_alloc(d->ra, names_max)) {
 		return false;
 	}
-	if (d->config->names_usable) {
-		d->names = talloc_array(d->slots, char,
-					(size_t)d->cap * ASVFS_NAMES_MAX);
-		if (d->names == NULL) {
-			TALLOC_FREE(d->slots);
-			return false;
-		}
-	}
-	d->ring_bytes = bytes;
-	dosattr_rings.bytes += bytes;
+	dosattr_readahead_memory.bytes += bytes;
 	return true;
 }
 
-static void async_dosattr_ring_free(struct async_dosattr_dir *d)
+/* Forget what was read ahead, and give its memory back. */
+static void async_dosattr_readahead_free(struct async_dosattr_dir *d)
 {
-	if (d->slots == NULL) {
-		return;
-	}
-	dosattr_rings.bytes -= d->ring_bytes;
-	d->ring_bytes = 0;
-	TALLOC_FREE(d->slots);		/* the names with it */
-	d->names = NULL;
+	dosattr_readahead_memory.bytes -= asvfs_readahead_free(d->ra);
 }
 
 /*
  * Read ahead until a window's worth waits, and fetch those together.
- * The ring of slots (about 0.6 KiB an entry, 1.6 KiB with EA names) is
- * allocated here, not at the open: on fast storage a stream never
- * prefetches and never needs it.
- * Returns false, with nothing read, without memory for it.
+ * The entries (about 0.6 KiB each, 1.6 KiB with EA names) are allocated
+ * here, not at the open: on fast storage a stream never prefetches and
+ * never needs them.
+ * Returns false, with nothing read, without memory for them.
  */
 static bool async_dosattr_top_up(vfs_handle_struct *handle,
 				 struct files_struct *dirfsp,
 				 struct async_dosattr_dir *d)
 {
+	struct asvfs_readahead *ra = d->ra;
 	struct asvfs_engine *engine = NULL;
 	int dirfd = fsp_get_pathref_fd(dirfsp);
 	unsigned window = d->config->window;
-	struct async_dosattr_slot *named[window];
+	struct asvfs_readahead_entry *named[window];
 	int fds[window];
 	unsigned n = 0;
 
-	if (d->slots == NULL && !async_dosattr_ring_alloc(d)) {
+	if (ra->entries == NULL && !async_dosattr_readahead_alloc(d)) {
 		return false;
 	}
 	if (dirfd != -1) {
 		engine = async_dosattr_engine(handle, d->config);
 	}
-	d->config->n_fills++;
-	while (d->count - d->handed < window) {
-		struct async_dosattr_slot *slot = NULL;
+	d->config->n.fills++;
+	while (asvfs_readahead_waiting(ra) < window) {
+		struct asvfs_readahead_entry *e = NULL;
 		struct dirent *de = NULL;
+		long pos_after = 0;
 		int fd;
 
 		de = ASVFS_NEXT_READDIR(handle, dirfsp, d->dirp, NULL);
 		if (de == NULL) {
-			d->eof = true;
+			ra->eof = true;
 			break;
 		}
-		if (d->count == d->cap) {
-			async_dosattr_forget_oldest(d);
-		}
-		slot = DIR_SLOT(d, d->count);
-		*slot = (struct async_dosattr_slot) {
-			.de.d_ino = de->d_ino,
-			.de.d_off = de->d_off,
-			.de.d_reclen = de->d_reclen,
-			.de.d_type = de->d_type,
-		};
-		/* glibc's record may be shorter than struct dirent */
-		memcpy(slot->de.d_name, de->d_name,
-		       strnlen(de->d_name, sizeof(slot->de.d_name) - 1));
 #if ASVFS_HAVE_SEEKDIR
-		slot->pos_after = SMB_VFS_NEXT_TELLDIR(handle, d->dirp);
+		pos_after = SMB_VFS_NEXT_TELLDIR(handle, d->dirp);
 #endif
-		d->count++;
-		if (engine == NULL) {
+		/* fewer than a window wait: the oldest handed out makes room */
+		e = asvfs_readahead_add(ra, de, pos_after);
+		if (e == NULL || engine == NULL) {
 			continue;
 		}
-		fd = async_dosattr_fetch(handle, d, engine, dirfd, slot);
+		fd = async_dosattr_fetch(handle, d, engine, dirfd, e);
 		if (fd == -1) {
 			continue;
 		}
-		if (d->names_asked && d->names != NULL &&
-		    !async_dosattr_names_from_cache(d, slot)) {
-			named[n] = slot;
+		if (d->names_asked && ra->names != NULL &&
+		    !async_dosattr_names_from_cache(d, e)) {
+			named[n] = e;
 			fds[n++] = fd;
 		} else {
 			close(fd);
@@ -1389,26 +1322,13 @@ static bool async_dosattr_top_up(vfs_handle_struct *handle,
 	return true;
 }
 
-/*
- * Read ahead for the listing smbd does now: it chooses between its
- * synchronous and its asynchronous listing at each QUERY_DIRECTORY (and
- * mode auto steers that choice), so a stream opened under one may go on
- * under the other.  Reading DOS attributes ahead for an asynchronous
- * listing would read each of them twice.  False: nothing to read ahead.
- */
-static bool async_dosattr_follow_smbd(vfs_handle_struct *handle,
-				      struct async_dosattr_dir *d)
-{
-	d->names_only = async_dosattr_smbd_lists_async(handle);
-	return !d->names_only || d->config->names_usable;
-}
-
 static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 					    struct files_struct *dirfsp,
 					    DIR *dirp, SMB_STRUCT_STAT *sbuf)
 {
 	struct async_dosattr_config *config = NULL;
 	struct async_dosattr_dir *d = NULL;
+	struct dirent *de = NULL;
 	unsigned waiting;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
@@ -1421,30 +1341,22 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 	if (!async_dosattr_reader_is_current(d->reader, handle->conn)) {
 		async_dosattr_change_reader(d);
 	}
-	waiting = d->count - d->handed;
-	if (d->probe == 0 && waiting <= config->window / 2 && !d->eof) {
-		enum async_dosattr_step step = async_dosattr_next_step(config);
-
-		/* fast storage, the common case, needs no look at smbd */
-		if (step != STEP_DIRECT &&
-		    !async_dosattr_follow_smbd(handle, d)) {
-			step = STEP_DIRECT;
-		}
-		switch (step) {
-		case STEP_PROBE:
+	waiting = asvfs_readahead_waiting(d->ra);
+	if (d->probe == 0 && waiting <= config->window / 2 && !d->ra->eof) {
+		switch (async_dosattr_next_step(handle, d)) {
+		case ASYNC_DOSATTR_STEP_PROBE:
 			d->probe = ASYNC_DOSATTR_PROBE_ENTRIES;
 			break;
-		case STEP_PREFETCH:
+		case ASYNC_DOSATTR_STEP_PREFETCH:
 			if (async_dosattr_top_up(handle, dirfsp, d)) {
 				break;
 			}
 			/* no memory, or none left in the budget: directly */
 			FALL_THROUGH;
-		case STEP_DIRECT:
+		case ASYNC_DOSATTR_STEP_DIRECT:
 			if (waiting == 0) {
 				/* fast storage: no read-ahead, no overhead */
-				async_dosattr_drop(d);
-				async_dosattr_ring_free(d);
+				async_dosattr_readahead_free(d);
 				return ASVFS_NEXT_READDIR(handle, dirfsp,
 							    dirp, sbuf);
 			}
@@ -1452,28 +1364,29 @@ static struct dirent *async_dosattr_readdir(vfs_handle_struct *handle,
 		}
 	}
 	/* a probe starts once what was read ahead is handed out */
-	if (d->probe > 0 && d->handed == d->count) {
+	if (d->probe > 0 && asvfs_readahead_waiting(d->ra) == 0) {
 		d->probe--;
-		async_dosattr_drop(d);
+		asvfs_readahead_drop(d->ra);
 		return ASVFS_NEXT_READDIR(handle, dirfsp, dirp, sbuf);
 	}
-	if (d->handed == d->count) {
+	de = asvfs_readahead_next(d->ra);
+	if (de == NULL) {
 		/*
 		 * The end, every entry handed out and asked about (smbd
 		 * asks before it reads on).  A client may keep the handle
-		 * open for long (for change notify): the ring goes now,
-		 * and smbd seeks back, if ever, through the next module.
+		 * open for long (for change notify): the window's memory
+		 * goes now, and smbd seeks back, if ever, through the next
+		 * module.
 		 */
-		async_dosattr_drop(d);
-		async_dosattr_ring_free(d);
-		d->eof = true;
+		async_dosattr_readahead_free(d);
+		d->ra->eof = true;
 		return NULL;
 	}
 	if (sbuf != NULL) {
 		/* read ahead a while ago: smbd must stat it itself */
 		SET_STAT_INVALID(*sbuf);
 	}
-	return &DIR_SLOT(d, d->handed++)->de;
+	return de;
 }
 
 #if !ASVFS_HAVE_SEEKDIR
@@ -1488,14 +1401,15 @@ static long async_dosattr_telldir(vfs_handle_struct *handle, DIR *dirp)
 {
 	struct async_dosattr_config *config = NULL;
 	struct async_dosattr_dir *d = NULL;
+	long pos;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return -1);
 	d = async_dosattr_find_dir(config, dirp, false);
-	if (d == NULL || d->handed == 0) {
+	if (d == NULL || !asvfs_readahead_tell(d->ra, &pos)) {
 		return SMB_VFS_NEXT_TELLDIR(handle, dirp);
 	}
-	return DIR_SLOT(d, d->handed - 1)->pos_after;
+	return pos;
 }
 
 /*
@@ -1507,21 +1421,16 @@ static void async_dosattr_seekdir(vfs_handle_struct *handle, DIR *dirp,
 {
 	struct async_dosattr_config *config = NULL;
 	struct async_dosattr_dir *d = NULL;
-	unsigned k;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return);
 	d = async_dosattr_find_dir(config, dirp, false);
 	if (d != NULL) {
-		config->n_seeks++;
-		for (k = 0; k < d->count; k++) {
-			if (DIR_SLOT(d, k)->pos_after == offset) {
-				d->handed = k + 1;
-				return;
-			}
+		config->n.seeks++;
+		if (asvfs_readahead_seek(d->ra, offset)) {
+			return;
 		}
-		config->n_seek_drops++;
-		async_dosattr_drop(d);
+		config->n.seek_drops++;
 	}
 	SMB_VFS_NEXT_SEEKDIR(handle, dirp, offset);
 }
@@ -1537,7 +1446,7 @@ static void async_dosattr_rewind_dir(vfs_handle_struct *handle, DIR *dirp)
 				return);
 	d = async_dosattr_find_dir(config, dirp, false);
 	if (d != NULL) {
-		async_dosattr_drop(d);
+		asvfs_readahead_drop(d->ra);
 	}
 	SMB_VFS_NEXT_REWINDDIR(handle, dirp);
 }
@@ -1591,14 +1500,6 @@ static int async_dosattr_closedir(vfs_handle_struct *handle, DIR *dirp)
 	return SMB_VFS_NEXT_CLOSEDIR(handle, dirp);
 }
 
-static bool async_dosattr_slot_is(const struct async_dosattr_slot *s,
-				  const SMB_STRUCT_STAT *st, bool names)
-{
-	bool open = names ? s->noted && !s->names_used :
-			    s->fetched && !s->used;
-
-	return open && s->ino == st->st_ex_ino && s->dev == st->st_ex_dev;
-}
 
 /*
  * The entry read ahead for this object (device, inode) that has not yet
@@ -1609,27 +1510,22 @@ static bool async_dosattr_slot_is(const struct async_dosattr_slot *s,
  * object's attributes (an open, a client holding thousands of listed
  * handles) cost no search of the others.
  */
-static struct async_dosattr_slot *async_dosattr_find_slot(
+static struct asvfs_readahead_entry *async_dosattr_find_entry(
 	struct async_dosattr_config *config, const SMB_STRUCT_STAT *st,
 	bool names, struct async_dosattr_dir **pd)
 {
 	struct async_dosattr_dir *d = config->last_read;
-	unsigned i;
+	struct asvfs_readahead_entry *e = NULL;
 
-	if (d == NULL || d->count == 0 ||
+	if (d == NULL || d->ra->count == 0 ||
 	    !async_dosattr_reader_is_current(d->reader, config->conn)) {
 		return NULL;
 	}
-	for (i = 1; i <= d->count; i++) {
-		unsigned k = (d->handed + d->count - i) % d->count;
-		struct async_dosattr_slot *s = DIR_SLOT(d, k);
-
-		if (async_dosattr_slot_is(s, st, names)) {
-			*pd = d;
-			return s;
-		}
+	e = asvfs_readahead_find(d->ra, st->st_ex_dev, st->st_ex_ino, names);
+	if (e != NULL) {
+		*pd = d;
 	}
-	return NULL;
+	return e;
 }
 
 /*
@@ -1639,36 +1535,36 @@ static struct async_dosattr_slot *async_dosattr_find_slot(
  * other cached attributes for a lookup by name than for an open file).
  */
 static bool async_dosattr_unchanged(struct files_struct *fsp,
-				    const struct async_dosattr_slot *s)
+				    const struct asvfs_readahead_entry *e)
 {
 	struct stat st;
 
 	if (fstat(fsp_get_pathref_fd(fsp), &st) != 0) {
 		return false;
 	}
-	return st.st_dev == s->dev && st.st_ino == s->ino &&
-	       st.st_ctim.tv_sec == s->ctime.tv_sec &&
-	       st.st_ctim.tv_nsec == s->ctime.tv_nsec &&
-	       st.st_size == s->st_size;
+	return st.st_dev == e->key.dev && st.st_ino == e->key.ino &&
+	       st.st_ctim.tv_sec == e->key.ctime.tv_sec &&
+	       st.st_ctim.tv_nsec == e->key.ctime.tv_nsec &&
+	       st.st_size == e->key.size;
 }
 
-/* Wait for the slot's getxattr; false if it cannot answer for smbd. */
+/* Wait for the entry's getxattr; false if it cannot answer for smbd. */
 static bool async_dosattr_collect(vfs_handle_struct *handle,
 				  struct async_dosattr_config *config,
-				  struct async_dosattr_slot *s)
+				  struct asvfs_readahead_entry *e)
 {
 	struct asvfs_engine *engine = async_dosattr_engine(handle, config);
 
-	s->used = true;
-	if (s->req != NULL) {
-		if (engine == NULL || !asvfs_engine_wait(engine, s->req)) {
+	if (e->state == ASVFS_READAHEAD_FETCHING) {
+		if (engine == NULL || !asvfs_engine_wait(engine, e->subreq)) {
 			return false;
 		}
-		s->size = asvfs_getxattr_recv(s->req, &s->err);
-		TALLOC_FREE(s->req);
+		e->size = asvfs_getxattr_recv(e->subreq, &e->err);
+		TALLOC_FREE(e->subreq);
+		e->state = ASVFS_READAHEAD_FETCHED;
 	}
 	/* smbd retries EACCES as root: leave those to it */
-	return s->size >= 0 || s->err == ENODATA;
+	return e->size >= 0 || e->err == ENODATA;
 }
 
 static NTSTATUS async_dosattr_fget_next(vfs_handle_struct *handle,
@@ -1679,7 +1575,7 @@ static NTSTATUS async_dosattr_fget_next(vfs_handle_struct *handle,
 	struct timespec start;
 	NTSTATUS status;
 
-	config->n_misses++;
+	config->n.misses++;
 	clock_gettime_mono(&start);
 	status = SMB_VFS_NEXT_FGET_DOS_ATTRIBUTES(handle, fsp, dosmode);
 	(void)async_dosattr_learn(config, &start);
@@ -1691,73 +1587,87 @@ static NTSTATUS async_dosattr_fget_dos_attributes(vfs_handle_struct *handle,
 						  uint32_t *dosmode)
 {
 	struct async_dosattr_config *config = NULL;
-	struct async_dosattr_slot *s = NULL;
+	struct asvfs_readahead_entry *e = NULL;
 	struct async_dosattr_dir *d = NULL;
+	enum asvfs_readahead_state was;
 	DATA_BLOB blob;
+	bool answers;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return NT_STATUS_INTERNAL_ERROR);
 	if (config->last_read != NULL && !fsp_is_alternate_stream(fsp) &&
 	    VALID_STAT(fsp->fsp_name->st)) {
-		s = async_dosattr_find_slot(config, &fsp->fsp_name->st,
-					    false, &d);
+		e = async_dosattr_find_entry(config, &fsp->fsp_name->st,
+					     false, &d);
 	}
-	if (s != NULL && (!async_dosattr_collect(handle, config, s) ||
-			  !async_dosattr_unchanged(fsp, s))) {
-		s = NULL;
-	}
-	if (s == NULL) {
+	if (e == NULL) {
 		return async_dosattr_fget_next(handle, config, fsp, dosmode);
 	}
-	config->n_hits++;
-	if (!s->cached) {
+	answers = async_dosattr_collect(handle, config, e) &&
+		  async_dosattr_unchanged(fsp, e);
+	/* asked once, whether or not it could answer */
+	was = asvfs_readahead_answer(e);
+	if (!answers) {
+		return async_dosattr_fget_next(handle, config, fsp, dosmode);
+	}
+	config->n.hits++;
+	if (was != ASVFS_READAHEAD_CACHED) {
 		/* read after a ctime older than the granularity, still it */
-		struct asvfs_attrcache_key k = async_dosattr_key(s);
 		struct asvfs_attrcache_read r = {
-			.len = s->size, .err = s->err, .data = s->value,
+			.len = e->size, .err = e->err, .data = e->value,
 		};
 
-		asvfs_attrcache_put_value(async_dosattr_cache(config), &k, &r);
+		asvfs_attrcache_put_value(async_dosattr_cache(config),
+					  &e->key, &r);
 	}
-	if (s->size < 0) {
-		return map_nt_error_from_unix(s->err);
+	if (e->size < 0) {
+		return map_nt_error_from_unix(e->err);
 	}
-	blob = data_blob_const(s->value, s->size);
+	blob = data_blob_const(e->value, e->size);
 	return parse_dos_attribute_blob(fsp->fsp_name, blob, dosmode);
 }
 
-/* Wait for the batch with s's names, and hand out all its results. */
-static bool async_dosattr_collect_names(struct async_dosattr_dir *d,
-					struct async_dosattr_slot *s)
+static bool async_dosattr_names_ready(const struct asvfs_readahead_entry *e)
 {
-	struct async_dosattr_batch *b = s->batch;
+	return e->names == ASVFS_READAHEAD_NAMES_LISTED ||
+	       e->names == ASVFS_READAHEAD_NAMES_CACHED;
+}
+
+/* Wait for the batch with e's names, and hand out all its results. */
+static bool async_dosattr_collect_names(struct async_dosattr_dir *d,
+					struct asvfs_readahead_entry *e)
+{
+	struct asvfs_readahead_batch *b = e->batch;
 	unsigned k;
 
 	if (b == NULL) {
-		return s->names_ready;
+		return async_dosattr_names_ready(e);
 	}
-	if (!asvfs_worker_wait(b->req)) {
+	if (!asvfs_worker_wait(b->subreq)) {
 		return false;
 	}
-	for (k = 0; k < d->count; k++) {
-		struct async_dosattr_slot *t = DIR_SLOT(d, k);
+	for (k = 0; k < d->ra->count; k++) {
+		struct asvfs_readahead_entry *t = asvfs_readahead_at(d->ra, k);
 		const struct asvfs_names *r = NULL;
 
 		if (t->batch != b) {
 			continue;
 		}
 		t->batch = NULL;
-		r = asvfs_worker_names(b->req, t->batch_idx);
+		if (t->names == ASVFS_READAHEAD_NAMES_ANSWERED) {
+			continue;	/* refused before the batch came */
+		}
+		r = asvfs_worker_names(b->subreq, t->batch_idx);
 		/* errors, and lists too long to keep, are smbd's to meet */
 		if (r != NULL && r->len >= 0) {
-			memcpy(async_dosattr_names_of(d, t), r->list, r->len);
+			memcpy(asvfs_readahead_names_of(d->ra, t), r->list,
+			       r->len);
 			t->names_len = r->len;
-			t->names_ready = true;
+			t->names = ASVFS_READAHEAD_NAMES_LISTED;
 		}
 	}
-	DLIST_REMOVE(d->batches, b);
-	TALLOC_FREE(b);
-	return s->names_ready;
+	asvfs_readahead_batch_free(d->ra, b);
+	return async_dosattr_names_ready(e);
 }
 
 /*
@@ -1770,47 +1680,48 @@ static ssize_t async_dosattr_flistxattr(vfs_handle_struct *handle,
 					size_t size)
 {
 	struct async_dosattr_config *config = NULL;
-	struct async_dosattr_slot *s = NULL;
+	struct asvfs_readahead_entry *e = NULL;
 	struct async_dosattr_dir *d = NULL;
+	char *names = NULL;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_dosattr_config,
 				return -1);
 	if (config->last_read != NULL && !fsp_is_alternate_stream(fsp) &&
 	    VALID_STAT(fsp->fsp_name->st)) {
-		s = async_dosattr_find_slot(config, &fsp->fsp_name->st, true,
-					    &d);
+		e = async_dosattr_find_entry(config, &fsp->fsp_name->st, true,
+					     &d);
 	}
-	if (s == NULL) {
+	if (e == NULL) {
 		return SMB_VFS_NEXT_FLISTXATTR(handle, fsp, list, size);
 	}
 	d->names_asked = true;
-	if (!async_dosattr_collect_names(d, s) ||
-	    !async_dosattr_unchanged(fsp, s)) {
-		s->names_used = true;
+	if (!async_dosattr_collect_names(d, e) ||
+	    !async_dosattr_unchanged(fsp, e)) {
+		e->names = ASVFS_READAHEAD_NAMES_ANSWERED;
 		return SMB_VFS_NEXT_FLISTXATTR(handle, fsp, list, size);
 	}
-	if (!s->names_cached) {
-		struct asvfs_attrcache_key k = async_dosattr_key(s);
+	names = asvfs_readahead_names_of(d->ra, e);
+	if (e->names != ASVFS_READAHEAD_NAMES_CACHED) {
 		struct asvfs_attrcache_read r = {
-			.len = s->names_len,
-			.data = async_dosattr_names_of(d, s),
+			.len = e->names_len, .data = names,
 		};
 
-		asvfs_attrcache_put_names(async_dosattr_cache(config), &k,
-					  &r);
-		s->names_cached = true;		/* once is enough */
+		asvfs_attrcache_put_names(async_dosattr_cache(config),
+					  &e->key, &r);
+		/* once is enough */
+		e->names = ASVFS_READAHEAD_NAMES_CACHED;
 	}
 	if (size == 0) {
-		return s->names_len;	/* the size; the list comes next */
+		return e->names_len;	/* the size; the list comes next */
 	}
-	s->names_used = true;
-	if ((size_t)s->names_len > size) {
+	e->names = ASVFS_READAHEAD_NAMES_ANSWERED;
+	if ((size_t)e->names_len > size) {
 		errno = ERANGE;
 		return -1;
 	}
-	memcpy(list, async_dosattr_names_of(d, s), s->names_len);
-	config->n_names++;
-	return s->names_len;
+	memcpy(list, names, e->names_len);
+	config->n.names++;
+	return e->names_len;
 }
 
 static struct vfs_fn_pointers vfs_async_dosattr_fns = {

@@ -411,7 +411,7 @@ static struct tevent_immediate *async_open_queue_im;
 static unsigned async_open_running;
 
 /* Free workers for config's opens now; UINT_MAX: not limited by us. */
-static unsigned async_open_free_slots(struct async_open_config *config,
+static unsigned async_open_free_workers(struct async_open_config *config,
 				      struct tevent_context *ev)
 {
 	struct asvfs_engine *engine = NULL;
@@ -483,7 +483,7 @@ static void async_open_queue_run(struct tevent_context *ev,
 
 	for (w = async_open_queue; w != NULL; w = next) {
 		next = w->next;
-		if (before >= async_open_free_slots(w->config, ev)) {
+		if (before >= async_open_free_workers(w->config, ev)) {
 			break;
 		}
 		if (!async_open_retry_now(w->client, w->channel_id,
@@ -611,7 +611,7 @@ static bool async_open_admit(struct async_open_config *config,
 {
 	unsigned before = async_open_waiters_before(w);
 
-	if (before < async_open_free_slots(config, ev)) {
+	if (before < async_open_free_workers(config, ev)) {
 		TALLOC_FREE(w);
 		return true;
 	}

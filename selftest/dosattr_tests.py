@@ -48,7 +48,7 @@ NARROW = {
         'smbd async dosmode': 'yes', 'async_dosattr:mode': 'async',
         'async_dosattr:prefetch': 'yes',
         'async_dosattr:ctime granularity msec': '20'}),
-    # smbd lists no EA names: the ring is kept without room for them
+    # smbd lists no EA names: the readahead window has no room for them
     'async_dosattr_noea': ('async_dosattr', {
         'ea support': 'no', 'async_dosattr:prefetch': 'yes',
         'async_dosattr:ctime granularity msec': '20'}),
@@ -691,7 +691,7 @@ def open_and_list(rc, user, n):
 
 def hold_listed_dirs(smbd, env, bound):
     """HANDLES handles of one directory on one connection, each listed in
-    part (a prefetch reads ahead and keeps its ring until the listing
+    part (a prefetch reads ahead and keeps its window until the listing
     ends or the handle is closed), opened in pipelined batches while the
     connection's smbd is watched.  Stops early once its RSS exceeds
     bound, so that a prefetch without a budget cannot exhaust the

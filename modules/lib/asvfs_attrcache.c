@@ -109,7 +109,7 @@ static void attrcache_list_first(struct asvfs_attrcache *c,
 	}
 }
 
-static struct attrcache_entry **attrcache_slot(struct asvfs_attrcache *c,
+static struct attrcache_entry **attrcache_link(struct asvfs_attrcache *c,
 					       dev_t dev, ino_t ino)
 {
 	struct attrcache_entry **p = &c->buckets[attrcache_hash(c, dev, ino)];
@@ -123,7 +123,7 @@ static struct attrcache_entry **attrcache_slot(struct asvfs_attrcache *c,
 static void attrcache_drop(struct asvfs_attrcache *c,
 			   struct attrcache_entry *e)
 {
-	struct attrcache_entry **p = attrcache_slot(c, e->key.dev,
+	struct attrcache_entry **p = attrcache_link(c, e->key.dev,
 						    e->key.ino);
 
 	*p = e->hnext;
@@ -154,7 +154,7 @@ static bool attrcache_same_key(const struct asvfs_attrcache_key *a,
 static struct attrcache_entry *attrcache_entry_for(
 	struct asvfs_attrcache *c, const struct asvfs_attrcache_key *k)
 {
-	struct attrcache_entry **p = attrcache_slot(c, k->dev, k->ino);
+	struct attrcache_entry **p = attrcache_link(c, k->dev, k->ino);
 	struct attrcache_entry *e = *p;
 
 	if (e != NULL && !attrcache_same_key(&e->key, k)) {
@@ -172,7 +172,7 @@ static struct attrcache_entry *attrcache_entry_for(
 		return NULL;
 	}
 	e->key = *k;
-	p = attrcache_slot(c, k->dev, k->ino);	/* the drop may move it */
+	p = attrcache_link(c, k->dev, k->ino);	/* the drop may move it */
 	e->hnext = *p;
 	*p = e;
 	attrcache_list_first(c, e);
@@ -230,7 +230,7 @@ static bool attrcache_get(struct asvfs_attrcache *c,
 	if (c == NULL) {
 		return false;
 	}
-	e = *attrcache_slot(c, k->dev, k->ino);
+	e = *attrcache_link(c, k->dev, k->ino);
 	if (e == NULL || !attrcache_same_key(&e->key, k)) {
 		return false;
 	}

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 struct asvfs_personality {
-	int id;			/* 0: free slot */
+	int id;			/* 0: unused */
 	uid_t uid;
 	gid_t gid;
 	int ngroups;
@@ -73,8 +73,8 @@ static struct asvfs_personality *find_entry(
 	return NULL;
 }
 
-/* A free slot, or the least recently used one nobody holds, emptied. */
-static struct asvfs_personality *free_slot(
+/* An unused entry, or the least recently used one nobody holds, emptied. */
+static struct asvfs_personality *unused_entry(
 	struct asvfs_personality_cache *cache)
 {
 	struct asvfs_personality *victim = NULL;
@@ -120,7 +120,7 @@ int asvfs_personality_current(struct asvfs_personality_cache *cache)
 			return p->id;
 		}
 	}
-	p = free_slot(cache);
+	p = unused_entry(cache);
 	if (p == NULL) {
 		return -EBUSY;
 	}
