@@ -137,6 +137,30 @@ def reads_at_and_past_eof(smbd, env):
     os.unlink(os.path.join(smbd.share_path(env), 'eof.bin'))
 
 
+def write_past_eof_leaves_zeros_before_it(smbd, env):
+    """A write far past the end of a file extends it: the gap reads as
+    zeros over SMB, and the file on disk has the new size."""
+    head, tail, gap = b'h' * 100, os.urandom(5000), 3 * 1024 * 1024
+    c = smb2client.Client(smbd, env)
+    try:
+        fid = c.create('gap.bin')
+        assert c.write(fid, head, 0) == len(head)
+        assert c.write(fid, tail, gap) == len(tail)
+        got = c.read(fid, 0, 65536)
+        assert got == head + bytes(65536 - len(head)), \
+            'the start of the gap reads %r' % got[100:116]
+        got = c.read(fid, gap - 1000, 6000)
+        assert got == bytes(1000) + tail, 'around the write: %d bytes, ' \
+            'zeros %s' % (len(got), got[:1000] == bytes(1000))
+        c.close(fid)
+    finally:
+        c.logoff()
+    path = os.path.join(smbd.share_path(env), 'gap.bin')
+    size = os.path.getsize(path)
+    os.unlink(path)
+    assert size == gap + len(tail), 'on disk: %d bytes' % size
+
+
 def write_through_completes(smbd, env):
     """Asynchronous writes followed by fsyncs on smbd's event context."""
     before = smbd.counters('async_uring', 'fsync').get('submitted', 0)
@@ -167,6 +191,7 @@ SHARED = [
     (canary_module_loads_by_name, ['canary']),
     (concurrent_clients_write_and_read_back_exact_bytes, EVERY_ENV),
     (reads_at_and_past_eof, EVERY_ENV),
+    (write_past_eof_leaves_zeros_before_it, EVERY_ENV),
     (write_through_completes, EVERY_ENV),
     (sync_write_through_completes, EVERY_ENV),
 ]
