@@ -394,14 +394,21 @@ class Server:
             for name in self.planned(prefix):
                 res.add('skip', name, skip)
             return
-        with tempfile.TemporaryDirectory(prefix='asvfs-%s-' % prefix) as tmp:
-            storage, root, undo = self._storage(tmp)
-            try:
-                smbd = harness.Smbd(envs=dict(self.envs), share_root=root,
-                                    **self.smbd_args)
-                self._run_on(res, prefix, smbd, storage)
-            finally:
-                undo()
+        try:
+            with tempfile.TemporaryDirectory(prefix='asvfs-%s-' %
+                                             prefix) as tmp:
+                storage, root, undo = self._storage(tmp)
+                try:
+                    smbd = harness.Smbd(envs=dict(self.envs),
+                                        share_root=root, **self.smbd_args)
+                    self._run_on(res, prefix, smbd, storage)
+                finally:
+                    undo()
+        except Exception as e:
+            # its storage or its smbd did not start: the tests not run
+            # fail with this
+            res.add('fail', '%s.%s' % (prefix, self.label), 'error: %s: %s' % (
+                e, traceback.format_exc(limit=-3).replace('\n', ' | ')[-400:]))
 
     def _storage(self, tmp):
         """(what tests get as storage, the share root, its undo)."""
