@@ -2,9 +2,6 @@
 """async_dosattr beyond the listing comparison every environment gets
 (listing_tests):
 
-- smbd in a container that refuses unshare(2): smbd turns "smbd async
-  dosmode" off by itself, the asynchronous path is never asked, and the
-  prefetch still lists exactly what the default environment lists;
 - a listing changed between two QUERY_DIRECTORY calls (attributes set on
   the server and over SMB, entries renamed, entries replaced by
   symlinks) never shows an attribute the object does not have now;
@@ -16,7 +13,15 @@
   answers smbd's asynchronous listing (issue 26);
 - a client holding 10,000 partly listed directory handles keeps smbd
   within the default environment's memory plus the prefetch memory
-  (issue 20).
+  (issue 20);
+- on slowfs, mode auto steers smbd's async dosmode as it should: slow
+  listings go asynchronous, fast ones synchronous, a lone slow read
+  steers nothing, the admin's "no" after a reload and a tree reconnect
+  are told from the module's own, and a listing turned asynchronous in
+  its middle reads each entry once.
+
+The listing comparison under a container that refuses unshare(2) is in
+listing_tests.
 """
 import os
 import pwd
@@ -664,9 +669,7 @@ def prefetch_memory_exceeded_is_logged_once(smbd):
     assert len(lines) == 1, 'logged %d times: %s' % (len(lines), lines[:2])
 
 
-
-
-# --- mode auto steering smbd's async dosmode, on slowfs ------------------------
+# --- mode auto steering smbd's async dosmode, on slowfs --------------------
 
 # mode auto, asynchronous path and prefetch, finding out by itself that
 # the storage is slow

@@ -6,7 +6,11 @@ to a share, on the default VFS and on each of our modules side by side.
   I/O goes to the next module, the refusal is logged once per process;
 - slowfs under the share: EIO and ENOSPC come back as errors, short reads
   and writes are continued without losing data, a client that disconnects
-  in the middle of a slow read leaves smbd healthy.
+  in the middle of a slow read leaves smbd healthy; getxattr failing or
+  slow lists as on the default, in every mode of async_xattr and
+  async_dosattr.
+
+How mode auto steers smbd's async dosmode is in dosattr_tests.
 """
 import errno
 import os

@@ -624,13 +624,14 @@ def exit_with_creates_in_flight_leaves_no_file(smbd, env, storage):
     a second one in the same directory would wait for it before it
     reaches slowfs, and only a fixed pause could let the client go while
     both are out.  In two directories the client goes once slowfs holds
-    both."""
+    both.  Their delay leaves the second create 3 s to arrive, and ends
+    within the 5 s its smbd waits at exit (ASYNC_OPEN_EXIT_WAIT_MSEC)."""
     dirs = ['exitd%d' % i for i in range(2)]
     for d in dirs:
         path = storage.backing(smbd, env, d)
         os.mkdir(path)
         chown_u1(path)
-    storage.set('create.delay_ms = 1000', 'path_filter = exitc')
+    storage.set('create.delay_ms = 3000', 'path_filter = exitc')
     before = smbd.children()
     try:
         rc = RawConn(smbd, env)
