@@ -488,25 +488,25 @@ def fail_with(problems):
 
 
 # The outside tree of the running smbd, and the default's answers
-OUTSIDE = {}
+PROBED = {}
 
 
 def build_outside_and_shares(smbd, storage):
     """The outside tree, built once per smbd, and the links in every
     share."""
-    OUTSIDE.clear()
-    OUTSIDE['dir'] = build_outside(smbd, dosattrib_hidden_system(smbd))
+    PROBED.clear()
+    PROBED['dir'] = build_outside(smbd, dosattrib_hidden_system(smbd))
     for env in smbd.envs:
-        build_share(smbd.share_path(env), OUTSIDE['dir'])
+        build_share(smbd.share_path(env), PROBED['dir'])
 
 
 def symlink_problems(smbd, env):
     """What the symlink probes found wrong on env, compared with the
     default environment's answers (probed first)."""
-    got, problems = check_symlinks(smbd, env, OUTSIDE['dir'],
-                                   OUTSIDE.get('default'))
+    got, problems = check_symlinks(smbd, env, PROBED['dir'],
+                                   PROBED.get('default'))
     if env == 'default':
-        OUTSIDE['default'] = got
+        PROBED['default'] = got
     return problems
 
 
@@ -515,7 +515,7 @@ def symlinks_stay_inside(smbd, env):
 
 
 def exchanged_dir_stays_inside(smbd, env):
-    fail_with(check_race(smbd, env, OUTSIDE['dir']))
+    fail_with(check_race(smbd, env, PROBED['dir']))
 
 
 def probes_see_wide_links(smbd):
@@ -526,7 +526,7 @@ def probes_see_wide_links(smbd):
     for env in ('default', 'wide_links'):
         got['symlinks', env] = symlink_problems(smbd, env)
     for env in ('default', 'wide_links'):
-        got['race', env] = check_race(smbd, env, OUTSIDE['dir'])
+        got['race', env] = check_race(smbd, env, PROBED['dir'])
     for (probe, env), problems in sorted(got.items()):
         # what the probes saw where smbd lets clients out
         print('escape: insecure %s/%s: %s' % (
