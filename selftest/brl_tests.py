@@ -13,7 +13,6 @@ import fcntl
 import os
 import re
 import subprocess
-import tempfile
 import struct
 import threading
 import time
@@ -22,7 +21,9 @@ import harness
 import smb2client
 from smb2client import (LOCK_EXCLUSIVE, LOCK_FAIL_IMMEDIATELY, LOCK_SHARED,
                         LOCK_UNLOCK)
-from fault_tests import SlowStorage, check_panics, record
+from testlib import Server
+
+PREFIX = 'brl'		# of the test names: brl.<test>/<env>
 
 F_OFD_GETLK = 36
 F_OFD_SETLK = 37
@@ -491,7 +492,7 @@ def second_user_cannot_lock_a_private_file(smbd, env):
 
 
 def module_counted_waits_and_wakeups(smbd, env):
-    smbd.stop()     # the counters are logged at disconnect
+    """Counted at disconnect."""
     c = smbd.counters('async_brl', 'lock')
     for k in ('waits', 'woken', 'cancelled', 'unlocks'):
         assert c.get(k, 0) > 0, 'no %s counted: %s' % (k, c)
@@ -686,37 +687,10 @@ def cancel_during_slow_decision_leaves_nothing_locked(smbd, env,
 
 
 def late_grant_was_undone(smbd):
-    smbd.stop()     # the counters are logged at disconnect
+    """Counted at disconnect."""
     d = smbd.counters('async_brl', 'decision')
     # one after the timeout, one after the cancel
     assert d.get('timeouts', 0) >= 1 and d.get('undone', 0) >= 2, d
-
-
-def run_slowfs(res):
-    with tempfile.TemporaryDirectory(prefix='asvfs-brl-') as tmp:
-        storage = SlowStorage(tmp)
-        smbd = harness.Smbd(envs=dict(SLOW_ENVS), share_root=storage.mnt,
-                            log_level='1 async_brl:5')
-        try:
-            smbd.start()
-            for env in ('default', 'async_brl_decide'):
-                record(res, 'brl.slow_lock_decision_leaves_the_connection_'
-                       'responsive(%s)' % env,
-                       slow_lock_decision_leaves_the_connection_responsive,
-                       smbd, env, storage)
-            record(res, 'brl.decision_timeout_bounds_the_answer',
-                   decision_timeout_bounds_the_answer, smbd,
-                   'async_brl_decide_short', storage)
-            record(res, 'brl.cancel_during_slow_decision_leaves_nothing_'
-                   'locked', cancel_during_slow_decision_leaves_nothing_locked,
-                   smbd, 'async_brl_decide', storage)
-            record(res, 'brl.late_grant_was_undone',
-                   late_grant_was_undone, smbd)
-        finally:
-            smbd.stop()
-            check_panics(res, smbd, 'brl-slowfs')
-            smbd.cleanup()
-            storage.umount()
 
 
 def waiting_on_one_handle_keeps_the_others_locks(smbd, env):
@@ -884,95 +858,60 @@ def smb1_cancelled_two_range_lock_remembers_the_conflict(smbd, env,
 
 def smb1_single_range_locks_still_decided_on_a_thread(smbd):
     """Only the earlier ranges of a multi-range SMB1 request are decided
-    at once: the single-range locks above went to a thread."""
-    smbd.stop()     # the counters are logged at disconnect
+    at once: the single-range locks above went to a thread (counted at
+    disconnect)."""
     d = smbd.counters('async_brl', 'decision')
     assert d.get('decisions', 0) >= 2, d
 
 
-def run_smb1(res):
-    """An smbd that speaks SMB1 (the harness's shared one starts at
-    SMB2), its shares on slowfs."""
-    with tempfile.TemporaryDirectory(prefix='asvfs-brl1-') as tmp:
-        storage = SlowStorage(tmp)
-        smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]
-                                  for e in SMB1_ENVS},
-                            share_root=storage.mnt,
-                            extra_global={'server min protocol': 'NT1'},
-                            log_level='1 async_brl:5')
-        try:
-            smbd.start()
-            for env in SMB1_ENVS:
-                record(res, 'brl.smb1_raw_lock_async_as_the_default(%s)' %
-                       env, smb1_raw_lock_async_as_the_default, smbd, env)
-                record(res, 'brl.smb1_cancelled_two_range_lock_remembers_'
-                       'the_conflict(%s)' % env,
-                       smb1_cancelled_two_range_lock_remembers_the_conflict,
-                       smbd, env, storage)
-            record(res, 'brl.smb1_single_range_locks_still_decided_on_a_'
-                   'thread', smb1_single_range_locks_still_decided_on_a_thread,
-                   smbd)
-        finally:
-            smbd.stop()
-            check_panics(res, smbd, 'brl-smb1')
-            smbd.cleanup()
-            storage.umount()
-
-
-def run_wake(res):
-    """What wakes a request, told apart without timing it: on this smbd
-    the first poll comes SPIN_MS after a request, so a grant before that
-    was woken, a grant after it polled."""
-    envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
-    envs.update((e, OPTION_ENVS[e])
-                for e in ('async_brl_badopts', 'async_brl_nowake'))
-    smbd = harness.Smbd(envs=envs, log_level='1 async_brl:5',
-                        extra_global={'lock spin time': str(SPIN_MS)})
-    smbd.start()
-    try:
-        for test in (blocking_lock_granted_soon_after_local_holder_releases,
-                     bad_options_are_logged_and_defaults_used,
-                     wake_no_polls_like_the_default):
-            record(res, 'brl.%s' % test.__name__, test, smbd, None)
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'brl-wake')
-        smbd.cleanup()
-
-
-def run_all(res):
-    envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
+SEMANTIC_TESTS = [
+    non_blocking_lock_on_held_range_fails_at_once,
+    cancel_during_wait_ends_the_wait,
+    close_during_wait_ends_the_wait,
+    disconnect_during_wait_ends_the_wait,
+    two_clients_and_a_local_holder_lose_no_lock,
+    local_process_cannot_take_a_granted_range,
+    second_user_cannot_lock_a_private_file,
+    waiting_on_one_handle_keeps_the_others_locks,
+]
+MAIN_ENVS = dict({e: harness.ENVIRONMENTS[e] for e in ENVS}, **{
     # no decision times out here (the most allowed): a refusal comes
     # from the decision, whatever the load
-    envs['async_brl_decide'] = ('async_brl', {
+    'async_brl_decide': ('async_brl', {
         'async_brl:decision': 'async',
-        'async_brl:decision timeout': '600000'})
-    envs.update(OPTION_ENVS)
-    smbd = harness.Smbd(envs=envs, log_level='1 async_brl:5')
-    smbd.start()
-    try:
-        record(res, 'brl.over_max_waits_smbd_polls',
-               over_max_waits_smbd_polls, smbd, None)
-        for test in (non_blocking_lock_on_held_range_fails_at_once,
-                     cancel_during_wait_ends_the_wait,
-                     close_during_wait_ends_the_wait,
-                     disconnect_during_wait_ends_the_wait,
-                     two_clients_and_a_local_holder_lose_no_lock,
-                     local_process_cannot_take_a_granted_range,
-                     second_user_cannot_lock_a_private_file,
-                     waiting_on_one_handle_keeps_the_others_locks):
-            for env in SEMANTIC_ENVS:
-                record(res, 'brl.%s(%s)' % (test.__name__, env), test,
-                       smbd, env)
-        for env in DATA_PATH_ENVS:
-            record(res, 'brl.reads_and_writes_keep_the_locks(%s)' % env,
-                   reads_and_writes_keep_the_locks, smbd, env)
-        record(res, 'brl.module_counted_waits_and_wakeups',
-               module_counted_waits_and_wakeups, smbd, 'async_brl')
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'brl')
-        smbd.cleanup()
-    run_wake(res)
-    run_slowfs(res)
-    run_smb1(res)
+        'async_brl:decision timeout': '600000'})}, **OPTION_ENVS)
+SERVERS = [
+    Server('brl', MAIN_ENVS,
+           [(over_max_waits_smbd_polls, [None])] +
+           [(test, SEMANTIC_ENVS) for test in SEMANTIC_TESTS] +
+           [(reads_and_writes_keep_the_locks, DATA_PATH_ENVS)],
+           after=[(module_counted_waits_and_wakeups, ['async_brl'])],
+           log_level='1 async_brl:5'),
+    # What wakes a request, told apart without timing it: on this smbd
+    # the first poll comes SPIN_MS after a request, so a grant before
+    # that was woken, a grant after it polled.
+    Server('brl-wake', dict({e: harness.ENVIRONMENTS[e] for e in ENVS},
+                            **{e: OPTION_ENVS[e] for e in (
+                                'async_brl_badopts', 'async_brl_nowake')}),
+           [(test, [None]) for test in (
+               blocking_lock_granted_soon_after_local_holder_releases,
+               bad_options_are_logged_and_defaults_used,
+               wake_no_polls_like_the_default)],
+           log_level='1 async_brl:5',
+           extra_global={'lock spin time': str(SPIN_MS)}),
+    Server('brl-slowfs', SLOW_ENVS, [
+        (slow_lock_decision_leaves_the_connection_responsive,
+         ['default', 'async_brl_decide']),
+        (decision_timeout_bounds_the_answer, ['async_brl_decide_short']),
+        (cancel_during_slow_decision_leaves_nothing_locked,
+         ['async_brl_decide']),
+    ], after=[(late_grant_was_undone, [None])], storage='slowfs',
+        log_level='1 async_brl:5'),
+    # an smbd that speaks SMB1 (the shared one starts at SMB2)
+    Server('brl-smb1', SMB1_ENVS, [
+        (smb1_raw_lock_async_as_the_default, SMB1_ENVS),
+        (smb1_cancelled_two_range_lock_remembers_the_conflict, SMB1_ENVS),
+    ], after=[(smb1_single_range_locks_still_decided_on_a_thread, [None])],
+        storage='slowfs', extra_global={'server min protocol': 'NT1'},
+        log_level='1 async_brl:5'),
+]

@@ -26,9 +26,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import harness
+from testlib import Skip
+
+PREFIX = 'clients'		# of the test names: clients.<test>/<env>
 
 # The plain share and the full stack, with its defaults and with every
 # asynchronous path forced on, compared with each other.
@@ -97,12 +99,11 @@ class Mount:
             ['smbnetfs', self.point, '-f', '-o', 'config=' + conf],
             env=dict(os.environ, HOME=self.home), stdout=self.out,
             stderr=subprocess.STDOUT)
-        deadline = time.time() + MOUNT_TIMEOUT
-        while not os.path.ismount(self.point):
-            if self.proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError('smbnetfs did not mount (rc %s), see %s'
-                                   % (self.proc.poll(), self.log))
-            time.sleep(0.1)
+        harness.wait_until(lambda: os.path.ismount(self.point) or
+                           self.proc.poll() is not None, MOUNT_TIMEOUT, 0.1)
+        if not os.path.ismount(self.point):
+            raise RuntimeError('smbnetfs did not mount (rc %s), see %s'
+                               % (self.proc.poll(), self.log))
         return self
 
     def share(self, name):
@@ -162,6 +163,13 @@ def file_hashes(root):
     return hashes
 
 
+def command(argv):
+    """{'rc': exit status, 'out': the end of its output}."""
+    p = subprocess.run(argv, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, universal_newlines=True)
+    return {'rc': p.returncode, 'out': p.stdout[-800:]}
+
+
 def worker(args):
     work = args.work
     envs = args.envs.split(',')
@@ -172,23 +180,15 @@ def worker(args):
             os.makedirs(os.path.join(top, 'fio'))
             result[env]['fio'] = run_fio(work, os.path.join(top, 'fio'),
                                          env)
-            p = subprocess.run(['cp', '-r', args.tree,
-                                os.path.join(top, 'tree')],
-                               stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT,
-                               universal_newlines=True)
-            result[env]['copy'] = {'rc': p.returncode, 'out': p.stdout[-800:]}
+            result[env]['copy'] = command(['cp', '-r', args.tree,
+                                           os.path.join(top, 'tree')])
     # A new mount: what follows reads from the server, not from pages the
     # writes left in this client's cache.
     with Mount(work, args.port) as m:
         for env in envs:
             top = os.path.join(m.share(env), TOPDIR)
-            p = subprocess.run(['diff', '-r', args.tree,
-                                os.path.join(top, 'tree')],
-                               stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT,
-                               universal_newlines=True)
-            result[env]['diff'] = {'rc': p.returncode, 'out': p.stdout[-800:]}
+            result[env]['diff'] = command(['diff', '-r', args.tree,
+                                           os.path.join(top, 'tree')])
             result[env]['listing'] = tree_listing(top)
             result[env]['hashes'] = file_hashes(top)
     print(json.dumps(result))
@@ -237,19 +237,58 @@ def run_worker(smbd, envs, work, tree):
     return json.loads(lines[-1])
 
 
-def fio_verified(r):
+# What the worker saw, per smbd: {env: result} or the reason it has none
+RESULTS = {}
+
+
+def result(smbd, env):
+    """What the client did and saw on env: the worker runs once per smbd,
+    on every environment of ENVS it serves."""
+    if smbd.dir not in RESULTS:
+        RESULTS[smbd.dir] = run_clients(smbd)
+    got = RESULTS[smbd.dir]
+    assert isinstance(got, dict), got
+    return got[env]
+
+
+def run_clients(smbd):
+    envs = [e for e in ENVS if e in smbd.envs]
+    missing = [t for t in ('smbnetfs', 'fio') if shutil.which(t) is None]
+    if missing or not os.path.exists('/dev/fuse'):
+        return 'missing %s (make bootstrap installs them)' % (
+            ' '.join(missing) or '/dev/fuse')
+    work = tempfile.mkdtemp(prefix='asvfs-clients-')
+    try:
+        tree = os.path.join(work, 'tree')
+        make_tree(tree)
+        got = run_worker(smbd, envs, work, tree)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        return 'smbnetfs: %s' % str(e)[:600]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    # what the server stored, and the trees removed again
+    for env in envs:
+        top = os.path.join(smbd.share_path(env), TOPDIR)
+        got[env]['on_disk'] = file_hashes(top)
+        shutil.rmtree(top, ignore_errors=True)
+    return got
+
+
+def smbnetfs_fio_writes_verify(smbd, env):
+    r = result(smbd, env)
     assert r['fio']['rc'] == 0, 'fio rc %d: %s' % (r['fio']['rc'],
                                                    r['fio']['out'])
 
 
-def tree_copy_diff_clean(r):
+def smbnetfs_tree_copy_diff_clean(smbd, env):
+    r = result(smbd, env)
     assert r['copy']['rc'] == 0, 'cp: %s' % r['copy']['out']
     assert r['diff']['rc'] == 0, 'diff -r: %s' % r['diff']['out']
 
 
-def client_reads_what_server_stored(r, disk_top):
-    on_disk = file_hashes(disk_top)
-    seen = r['hashes']
+def smbnetfs_reads_what_server_stored(smbd, env):
+    r = result(smbd, env)
+    on_disk, seen = r['on_disk'], r['hashes']
     assert set(on_disk) == set(seen), 'names differ: only on disk %s, ' \
         'only through the client %s' % (sorted(set(on_disk) - set(seen))[:5],
                                          sorted(set(seen) - set(on_disk))[:5])
@@ -257,7 +296,10 @@ def client_reads_what_server_stored(r, disk_top):
     assert not bad, 'content differs: %s' % bad[:5]
 
 
-def same_as_default(r, default):
+def smbnetfs_same_as_default(smbd, env):
+    if 'default' not in smbd.envs:
+        raise Skip('no default environment in this run')
+    r, default = result(smbd, env), result(smbd, 'default')
     a = [tuple(x) for x in r['listing']]
     b = [tuple(x) for x in default['listing']]
     assert a == b, 'names or sizes differ from default: %s' % \
@@ -269,51 +311,13 @@ def same_as_default(r, default):
     assert not bad, 'content differs from default: %s' % bad[:5]
 
 
-def record(res, name, fn, *args):
-    try:
-        fn(*args)
-    except AssertionError as e:
-        res.add('fail', name, str(e).strip().replace('\n', ' | ')[:400])
-        return
-    res.add('pass', name)
-
-
-def run_all(res, smbd):
-    envs = [e for e in ENVS if e in smbd.envs]
-    if not envs:
-        return
-    missing = [t for t in ('smbnetfs', 'fio') if shutil.which(t) is None]
-    if missing or not os.path.exists('/dev/fuse'):
-        res.add('fail', 'clients.smbnetfs',
-                'missing %s (make bootstrap installs them)' %
-                (' '.join(missing) or '/dev/fuse'))
-        return
-    work = tempfile.mkdtemp(prefix='asvfs-clients-')
-    try:
-        tree = os.path.join(work, 'tree')
-        make_tree(tree)
-        try:
-            result = run_worker(smbd, envs, work, tree)
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            res.add('fail', 'clients.smbnetfs', str(e)[:600])
-            return
-        for env in envs:
-            r = result[env]
-            record(res, 'clients.smbnetfs_fio_writes_verify/%s' % env,
-                   fio_verified, r)
-            record(res, 'clients.smbnetfs_tree_copy_diff_clean/%s' % env,
-                   tree_copy_diff_clean, r)
-            record(res, 'clients.smbnetfs_reads_what_server_stored/%s' % env,
-                   client_reads_what_server_stored, r,
-                   os.path.join(smbd.share_path(env), TOPDIR))
-            if env != 'default' and 'default' in result:
-                record(res, 'clients.smbnetfs_same_as_default/%s' % env,
-                       same_as_default, r, result['default'])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        for env in envs:
-            shutil.rmtree(os.path.join(smbd.share_path(env), TOPDIR),
-                          ignore_errors=True)
+# On the shared smbd, on the environments of ENVS it serves
+SHARED = [
+    (smbnetfs_fio_writes_verify, ENVS),
+    (smbnetfs_tree_copy_diff_clean, ENVS),
+    (smbnetfs_reads_what_server_stored, ENVS),
+    (smbnetfs_same_as_default, ENVS[1:]),
+]
 
 
 def main():

@@ -24,7 +24,7 @@ import brl_tests
 import ctdb_cluster
 import harness
 import smb2client
-from fault_tests import SLOWFS, SlowStorage, record
+from testlib import SLOWFS, SlowStorage, record
 from smb2client import (FILE_CREATE, FILE_OPEN_IF, LOCK_EXCLUSIVE,
                         LOCK_FAIL_IMMEDIATELY, LOCK_UNLOCK, RawConn)
 from impacket import smb3structs

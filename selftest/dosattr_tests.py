@@ -3,9 +3,6 @@
 """async_dosattr beyond the listing comparison every environment gets
 (listing_tests):
 
-- smbd in a container that refuses unshare(2): smbd turns "smbd async
-  dosmode" off by itself, the asynchronous path is never asked, and the
-  prefetch still lists exactly what the default environment lists;
 - a listing changed between two QUERY_DIRECTORY calls (attributes set on
   the server and over SMB, entries renamed, entries replaced by
   symlinks) never shows an attribute the object does not have now;
@@ -17,25 +14,34 @@
   answers smbd's asynchronous listing (issue 26);
 - a client holding 10,000 partly listed directory handles keeps smbd
   within the default environment's memory plus the prefetch memory
-  (issue 20).
+  (issue 20);
+- on slowfs, mode auto steers smbd's async dosmode as it should: slow
+  listings go asynchronous, fast ones synchronous, a lone slow read
+  steers nothing, the admin's "no" after a reload and a tree reconnect
+  are told from the module's own, and a listing turned asynchronous in
+  its middle reads each entry once.
+
+The listing comparison under a container that refuses unshare(2) is in
+listing_tests.
 """
 import os
 import pwd
+import re
 import resource
 import struct
-import time
+import subprocess
 
 from impacket import smb, smb3structs
 
 import harness
-import listing_tests
-from listing_tests import share_counters
 import smb2client
+import testlib
 from smb2client import open_dir, query_step, rest_of_listing
-from fault_tests import check_panics, record
-from smbd_tests import smbclient
+from testlib import (Server, differing, make_listing_dir, reference_blobs,
+                     share_counters, smbclient, wait_older_than)
 
-NO_UNSHARE = os.path.join(harness.BIN, 'selftest', 'tools', 'no_unshare')
+PREFIX = 'dosattr'		# of the test names: dosattr.<test>/<env>
+
 ENVS = ['default', 'async_dosattr', 'async_dosattr_prefetch', 'full_stack']
 # a tight bound, so that most reads of a listing wait for a slot; and the
 # asynchronous path with the prefetch forced on, which there lists only
@@ -104,51 +110,6 @@ SMB1_ENVS[SMB1_ASYNC_ENV] = ('async_dosattr', {
 SMB1_FILES = 40
 
 
-class Prefixed:
-    """Results of a shared test file under another name."""
-
-    def __init__(self, res, prefix):
-        self.res = res
-        self.prefix = prefix
-
-    def add(self, status, name, detail=''):
-        self.res.add(status, self.prefix + name, detail)
-
-
-# --- unshare refused ---------------------------------------------------------
-
-def run_unshare_refused(res):
-    envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
-    # the owner's and a second user's listings, with the cache on
-    envs['async_dosattr_cache'] = CACHE['async_dosattr_cache']
-    smbd = harness.Smbd(envs=envs, wrapper=[NO_UNSHARE],
-                        log_level=harness.LOG_LEVEL)
-    smbd.start()
-    try:
-        listing_tests.run_all(Prefixed(res, 'dosattr.no_unshare.'), smbd)
-        smbd.stop()
-        record(res, 'dosattr.no_unshare.async_path_never_asked',
-               async_path_never_asked, smbd)
-        record(res, 'dosattr.no_unshare.prefetch_answered',
-               prefetch_answered, smbd, 'async_dosattr_prefetch')
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'no_unshare')
-        smbd.cleanup()
-
-
-def async_path_never_asked(smbd):
-    c = share_counters(smbd, 'async_dosattr')
-    assert c and c.get('async', 0) == 0 and c.get('next', 0) == 0, \
-        'smbd still used async dosmode without unshare: %s' % c
-
-
-def prefetch_answered(smbd, share):
-    c = share_counters(smbd, share)
-    assert c.get('hits', 0) >= listing_tests.ENTRIES // 2, \
-        'the prefetch answered too little: %s' % c
-
-
 # --- a listing changed between two QUERY_DIRECTORY calls --------------------
 
 def make_changing_dir(smbd, env, blobs, count, name='chg', tgt='tgt'):
@@ -198,11 +159,11 @@ def change_the_rest(smbd, env, d, rest):
     return groups
 
 
-def changed_listing_is_never_stale(smbd, env, blobs):
-    d = make_changing_dir(smbd, env, blobs, 400)
+def changed_listing_is_never_stale(smbd, env):
+    d = make_changing_dir(smbd, env, reference_blobs(smbd), 400)
     # older than the prefetch environment's 20 ms ctime granularity: the
     # first QUERY_DIRECTORY reads a window ahead with the old values
-    time.sleep(0.2)
+    wait_older_than(d, 0.1)
     client = smb2client.Client(smbd, env)
     conn, fid = open_dir(client, 'chg')
     try:
@@ -265,15 +226,17 @@ def wrong_entries(listing, groups, count):
     return wrong
 
 
-def cached_listing_is_never_stale(smbd, env, blobs, counted=True):
+def cached_listing_is_never_stale(smbd, env):
     """List (the cache fills), change attributes on the server and over
     SMB and add EAs, list again at once and again later, all on one
     connection (the cache is its tree connect's): every listing shows
-    what the objects are now, and the later ones come from the
-    cache."""
+    what the objects are now, and the later ones come from the cache
+    (but on the default environment, which has none)."""
     count = 300
-    d = make_changing_dir(smbd, env, blobs, count, 'cached', 'ctgt')
-    time.sleep(0.2)     # older than the environment's 20 ms granularity
+    counted = env != 'default'
+    d = make_changing_dir(smbd, env, reference_blobs(smbd), count,
+                          'cached', 'ctgt')
+    wait_older_than(d, 0.1)    # the environment's 20 ms granularity
     # the asynchronous path keeps only EA names: smbd reads the DOS
     # attributes through get_dos_attributes_send there
     counter = 'cached_names' if 'async' in env else 'cached'
@@ -308,13 +271,14 @@ def listings_stay_right(smbd, env, client, d, count):
         os.setxattr(os.path.join(d, name), 'user.note', b'changed')
     wrong = wrong_entries(list_whole(client, 'cached'), groups, count)
     assert not wrong, 'right after the changes: %s' % wrong[:5]
-    time.sleep(0.2)     # the new values may be kept now
+    wait_older_than(d, 0.1)    # the new values may be kept now
     for _ in range(2):
         wrong = wrong_entries(list_whole(client, 'cached'), groups, count)
         assert not wrong, 'later: %s' % wrong[:5]
 
 
 def bad_options_are_logged_and_defaults_used(smbd):
+    """On async_dosattr_badopts and async_dosattr_cache_nogran."""
     rc, out = smbclient(smbd, 'async_dosattr_badopts', 'ls')
     assert rc == 0, out
     for line in (r"async_dosattr:max inflight: .*; using 4096",
@@ -347,51 +311,17 @@ def cache_refused_without_granularity(smbd):
     assert counters.get('cached', 0) == 0, counters
 
 
-def run_changes(res):
-    envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
-    envs.update(BADOPTS)
-    envs.update(NARROW)
-    envs.update(CACHE)
-    smbd = harness.Smbd(envs=envs, log_level=harness.LOG_LEVEL)
-    smbd.start()
-    try:
-        blobs = listing_tests.reference_blobs(smbd)
-        for env in ENVS + list(NARROW) + list(CACHE):
-            record(res, 'dosattr.changed_listing_is_never_stale/%s' % env,
-                   changed_listing_is_never_stale, smbd, env, blobs)
-        for env in ['default'] + list(CACHE):
-            record(res, 'dosattr.cached_listing_is_never_stale/%s' % env,
-                   cached_listing_is_never_stale, smbd, env, blobs,
-                   env != 'default')
-        record(res, 'dosattr.bad_options_are_logged_and_defaults_used',
-               bad_options_are_logged_and_defaults_used, smbd)
-        smbd.stop()
-        record(res, 'dosattr.changed_listing_used_the_prefetch',
-               lambda: share_counters(smbd, 'async_dosattr_prefetch')
-               .get('hits', 0) > 0 or
-               fail('no prefetch hits: %s' %
-                    share_counters(smbd, 'async_dosattr_prefetch')))
-        record(res, 'dosattr.prefetch_without_ea_support',
-               prefetched_without_names, smbd, 'async_dosattr_noea')
-        for share in ('async_dosattr_prefetch', 'async_dosattr_async_names'):
-            record(res, 'dosattr.prefetch_listed_ea_names_ahead/' + share,
-                   names_listed_ahead, smbd, share)
-        # full_stack has the defaults: on a local disk mode auto turns
-        # smbd's async dosmode off and the listing is synchronous
-        record(res, 'dosattr.auto_lists_a_fast_disk_synchronously',
-               auto_listed_synchronously, smbd, 'full_stack')
-        record(res, 'dosattr.max_inflight_queues_the_rest',
-               lambda: share_counters(smbd, 'async_dosattr_narrow')
-               .get('queued', 0) > 100 or
-               fail('too few reads waited: %s' %
-                    share_counters(smbd, 'async_dosattr_narrow')))
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'dosattr')
-        smbd.cleanup()
+def changed_listing_used_the_prefetch(smbd, share):
+    c = share_counters(smbd, share)
+    assert c.get('hits', 0) > 0, 'no prefetch hits: %s' % c
 
 
-def names_listed_ahead(smbd, share):
+def max_inflight_queues_the_rest(smbd, share):
+    c = share_counters(smbd, share)
+    assert c.get('queued', 0) > 100, 'too few reads waited: %s' % c
+
+
+def prefetch_listed_ea_names_ahead(smbd, share):
     c = share_counters(smbd, share)
     assert c.get('names', 0) > 0, 'no EA names from the prefetch: %s' % c
     if share == 'async_dosattr_async_names':
@@ -400,13 +330,15 @@ def names_listed_ahead(smbd, share):
             'prefetched: %s' % c
 
 
-def prefetched_without_names(smbd, share):
+def prefetch_without_ea_support(smbd, share):
     c = share_counters(smbd, share)
     assert c.get('hits', 0) > 0 and c.get('names', 0) == 0, \
         'with ea support = no: no prefetch hits, or EA names: %s' % c
 
 
-def auto_listed_synchronously(smbd, share):
+def auto_lists_a_fast_disk_synchronously(smbd, share):
+    """full_stack has the defaults: on a local disk mode auto turns
+    smbd's async dosmode off and the listing is synchronous."""
     c = share_counters(smbd, share)
     assert c.get('steered', 0) > 0 and c.get('misses', 0) > 0, \
         'smbd was not steered to its synchronous listing: %s' % c
@@ -435,7 +367,7 @@ def make_ea_dir(smbd, env, hidden):
             os.setxattr(path, 'user.DOSATTRIB', hidden)
         os.chown(path, owner.pw_uid, owner.pw_gid)
         os.chmod(path, 0o600 if i % 2 == 0 else 0o644)
-    time.sleep(0.2)		# older than the ctime granularity
+    wait_older_than(top, 0.1)	# older than the ctime granularity
 
 
 def smb1_find(conn, tid, pattern):
@@ -491,61 +423,49 @@ def smb1_shared_tree(smbd, env):
         conn.close_session()
 
 
+# what the default environment lists to each user
+SMB1_DEFAULT = {}
+
+
+def smb1_default_tells_the_users_apart(smbd, env):
+    """The same directory on every share; on the default one the users
+    see different EaSizes, and some entries are hidden: an answer given
+    to the wrong user shows."""
+    hidden = reference_blobs(smbd)['h']
+    for e in smbd.envs:
+        make_ea_dir(smbd, e, hidden)
+    admin, other = smb1_shared_tree(smbd, env)
+    assert len(other) == SMB1_FILES + 2, 'default: %s' % other
+    assert admin['f000'][1] != other['f000'][1] and \
+        admin['f000'][0] & ATTR_HIDDEN, 'default: %s' % ((admin, other),)
+    SMB1_DEFAULT['listings'] = admin, other
+
+
+def smb1_sessions_sharing_a_tree_match_default(smbd, env):
+    assert SMB1_DEFAULT, 'no listing of the default environment'
+    smb1_listings_match(SMB1_DEFAULT['listings'], smb1_shared_tree(smbd, env))
+
+
 def smb1_listings_match(expected, got):
     for who, exp, act in zip(('admin', 'other'), expected, got):
-        diff = listing_tests.differing(exp, act)
+        diff = differing(exp, act)
         assert not diff, '%s: %d entries differ from default, e.g. %s' % (
             who, len(diff), ['%s: %s vs %s' % (n, act.get(n), exp.get(n))
                              for n in diff[:3]])
 
 
-def smb1_cache_changed_reader(smbd, share):
+def smb1_cache_was_warm_when_the_user_changed(smbd, share):
     c = share_counters(smbd, share)
     assert c.get('cached', 0) > 0 and c.get('reader_changes', 0) > 0, \
         'the cache was not warm when the reader changed: %s' % c
 
 
-def smb1_prefetch_served(smbd, share):
+def smb1_listing_is_prefetched_under_async_dosmode(smbd, share):
     c = share_counters(smbd, share)
     # each listing's entries, but for . and .., answered from the prefetch
     assert c.get('prefetched', 0) >= SMB1_FILES and \
         c.get('hits', 0) >= SMB1_FILES, \
         'the SMB1 listing was not prefetched: %s' % c
-
-
-def run_smb1_shared_tree(res):
-    smbd = harness.Smbd(envs=dict(SMB1_ENVS), extra_global=SMB1_GLOBAL,
-                        log_level=harness.LOG_LEVEL)
-    smbd.start()
-    try:
-        hidden = listing_tests.reference_blobs(smbd)['h']
-        for env in SMB1_ENVS:
-            make_ea_dir(smbd, env, hidden)
-        expected = smb1_shared_tree(smbd, 'default')
-        admin, other = expected
-        assert len(other) == SMB1_FILES + 2, 'default: %s' % other
-        # the users see different EaSizes, and some entries are hidden:
-        # an answer given to the wrong user shows
-        assert admin['f000'][1] != other['f000'][1] and \
-            admin['f000'][0] & ATTR_HIDDEN, \
-            'default: %s' % (expected,)
-        record(res, 'dosattr.smb1_sessions_sharing_a_tree_match_default/'
-               'async_dosattr_cache', lambda: smb1_listings_match(
-                   expected, smb1_shared_tree(smbd, 'async_dosattr_cache')))
-        record(res, 'dosattr.smb1_sessions_sharing_a_tree_match_default/' +
-               SMB1_ASYNC_ENV, lambda: smb1_listings_match(
-                   expected, smb1_shared_tree(smbd, SMB1_ASYNC_ENV)))
-        smbd.stop()
-        record(res, 'dosattr.smb1_cache_was_warm_when_the_user_changed',
-               smb1_cache_changed_reader, smbd, 'async_dosattr_cache')
-        record(res, 'dosattr.smb1_listing_is_prefetched_under_async_dosmode',
-               smb1_prefetch_served, smbd, SMB1_ASYNC_ENV)
-    except AssertionError as e:
-        res.add('fail', 'dosattr.smb1_setup', str(e)[:400])
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'dosattr_smb1')
-        smbd.cleanup()
 
 
 # --- create times set over SMB, listed ------------------------------------
@@ -624,19 +544,6 @@ def listed_create_time_is_the_one_set(smbd, env):
              for n, t in sorted(want.items()) if got.get(n) != t]
     assert not wrong, '%d of %d create times listed wrong, e.g. %s' % (
         len(wrong), len(want), wrong[:3])
-
-
-def run_create_times(res):
-    smbd = harness.Smbd(envs=dict(BTIME_ENVS), log_level=harness.LOG_LEVEL)
-    smbd.start()
-    try:
-        for env in BTIME_ENVS:
-            record(res, 'dosattr.listed_create_time_is_the_one_set/' + env,
-                   listed_create_time_is_the_one_set, smbd, env)
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'dosattr_btime')
-        smbd.cleanup()
 
 
 # --- the prefetch's memory, with many directory handles open ---------------
@@ -729,13 +636,10 @@ def make_many(smbd, env):
 
 def wait_for_counters(smbd, share, timeout=120):
     """The counters of a share once its connection has logged them."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        c = share_counters(smbd, share)
-        if c:
-            return c
-        time.sleep(0.2)
-    fail('no counters of %s logged within %d s' % (share, timeout))
+    if not harness.wait_until(lambda: share_counters(smbd, share), timeout,
+                              0.2):
+        fail('no counters of %s logged within %d s' % (share, timeout))
+    return share_counters(smbd, share)
 
 
 def prefetch_memory_stays_bounded(smbd, env):
@@ -745,7 +649,8 @@ def prefetch_memory_stays_bounded(smbd, env):
     them."""
     for e in ('default', env):
         make_many(smbd, e)
-    time.sleep(0.2)     # older than the environment's ctime granularity
+    # older than the environment's 20 ms ctime granularity
+    wait_older_than(os.path.join(smbd.share_path(env), 'many'), 0.1)
     held, base = hold_listed_dirs(smbd, 'default', 1 << 62)
     assert held == HANDLES, 'default: %d handles' % held
     bound = base + PREFETCH_MEMORY + RSS_SLACK
@@ -759,36 +664,359 @@ def prefetch_memory_stays_bounded(smbd, env):
         'the prefetch served none, or never met its budget: %s' % c
 
 
-def prefetch_budget_logged_once(smbd):
+def prefetch_memory_exceeded_is_logged_once(smbd):
     lines = smbd.log_lines(r'prefetch memory of \d+ bytes in use: more '
                            r'directories are listed without prefetch')
     assert len(lines) == 1, 'logged %d times: %s' % (len(lines), lines[:2])
 
 
-def run_prefetch_memory(res):
-    env = 'async_dosattr_prefetch'
-    envs = {e: harness.ENVIRONMENTS[e] for e in ('default', env)}
-    name = 'dosattr.prefetch_memory_stays_bounded_with_%d_handles' % HANDLES
-    # smbd raises its descriptor limit only up to the hard one it inherits
+# --- mode auto steering smbd's async dosmode, on slowfs --------------------
+
+# mode auto, asynchronous path and prefetch, finding out by itself that
+# the storage is slow
+AUTO_ENVS = {
+    'async_dosattr_async_auto': ('async_dosattr',
+                                 {'smbd async dosmode': 'yes'}),
+    'async_dosattr_auto': ('async_dosattr',
+                           {'async_dosattr:ctime granularity msec': '20'}),
+}
+# the asynchronous path in mode auto, for one test alone: its counters
+# are per tree connect, in order.  The threshold puts slowfs's own
+# latency (some 40 usec a read) clearly below it, 2 ms clearly above.
+RETCON_ENV = 'async_dosattr_retcon'
+RETCON_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
+                                'async_dosattr:async threshold usec': '500'})
+# the same, for the reload test, which rewrites its section
+RELOAD_ENV = 'async_dosattr_reload'
+# mode auto with thresholds far above slowfs's own latency (40-70 usec,
+# some ms on a machine at load 10-18, which at thresholds of 1 and 2 ms
+# steered it): a lone slow read, capped at twice the larger threshold,
+# moves the estimate by half the async threshold (by all of it at the
+# former cap).  The spike is 5 times that cap, as 10 ms were at 1/2 ms.
+SPIKY_ENV = 'async_dosattr_spiky'
+SPIKY_ASYNC_USEC = 20000
+SPIKY_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
+                               'async_dosattr:async threshold usec':
+                               str(SPIKY_ASYNC_USEC),
+                               'async_dosattr:prefetch threshold usec':
+                               str(2 * SPIKY_ASYNC_USEC)})
+SPIKE_MS = 10 * SPIKY_ASYNC_USEC // 1000
+# the asynchronous path with every default, for one test alone: a new
+# connection to slow storage
+COLD_ENV = 'async_dosattr_cold'
+COLD_DEF = ('async_dosattr', {'smbd async dosmode': 'yes'})
+# smbd's synchronous listing with the prefetch on, turned asynchronous
+# by the admin in the middle of a listing (mode async: nothing steers)
+TURNED_ENV = 'async_dosattr_turned'
+TURNED_DEF = ('async_dosattr', {'smbd async dosmode': 'no',
+                                'async_dosattr:mode': 'async',
+                                'async_dosattr:prefetch': 'yes',
+                                'async_dosattr:ctime granularity msec':
+                                '20'})
+STEERING_ENVS = dict(AUTO_ENVS, **{
+    'default': harness.ENVIRONMENTS['default'],
+    RETCON_ENV: RETCON_DEF,
+    RELOAD_ENV: (RETCON_DEF[0], dict(RETCON_DEF[1])),
+    SPIKY_ENV: SPIKY_DEF,
+    COLD_ENV: COLD_DEF,
+    TURNED_ENV: (TURNED_DEF[0], dict(TURNED_DEF[1])),
+})
+
+
+def slow_listing_twice(smbd, env, storage):
+    """Two listings in one connection: the first teaches mode auto that
+    the storage is slow, so the second is asynchronous (checked on the
+    counters when smbd has stopped)."""
+    make_listing_dir(storage, smbd, env, 'twicelist', 100)
+    out = list_slowly(smbd, env, storage, 'twicelist/',
+                      'ls twicelist\\*; ls twicelist\\*')
+    assert out.count('f0099') == 2, out[-500:]
+
+
+def list_slowly(smbd, env, storage, path_filter, commands):
+    """smbclient's output for commands while getxattr takes 2 ms on
+    paths containing path_filter."""
+    storage.set('getxattr.delay_ms = 2', 'path_filter = ' + path_filter)
+    try:
+        rc, out = smbclient(smbd, env, commands)
+    finally:
+        storage.set()
+    assert rc == 0, out
+    return out
+
+
+def slow_entries_in_fast_directories(smbd, env, storage):
+    """Two listings in one connection of directories whose own
+    attributes are read fast and whose entries slowly: the fast read
+    of the second directory asks mode auto to measure again, and that
+    measurement must not end the listing before its first entry."""
+    for d in ('fastdir1', 'fastdir2'):
+        make_listing_dir(storage, smbd, env, d, 60)
+    out = list_slowly(smbd, env, storage, '/f00',
+                      'ls fastdir1\\*; ls fastdir2\\*')
+    listed = len(re.findall(r'^\s+f00\d\d\s', out, re.M))
+    assert listed == 120, '%d of 120 entries listed: %s' % (listed,
+                                                           out[-500:])
+
+
+def listing_after_tree_reconnect(smbd, env, storage):
+    """One connection lists a fast directory (mode auto steers smbd's
+    async dosmode off for the share), disconnects the tree, connects it
+    again and lists a slow directory twice: the second tree connect must
+    know the "no" it finds for the module's, not the admin's, and list
+    asynchronously (checked on the counters when smbd has stopped)."""
+    for d in ('quickdir', 'slowdir'):
+        make_listing_dir(storage, smbd, env, d, 60)
+    out = list_slowly(smbd, env, storage, 'slowdir/',
+                      'ls quickdir\\*; tdis; tcon %s; ls slowdir\\*; '
+                      'ls slowdir\\*' % env)
+    listed = len(re.findall(r'^\s+f00\d\d\s', out, re.M))
+    assert listed == 180, '%d of 180 entries listed: %s' % (listed,
+                                                           out[-500:])
+
+
+def set_and_reload(smbd, env, pid, option, value):
+    """Set an option of env's share in smb.conf, and have the smbd
+    child pid reload it.  reload-config is asynchronous; the child
+    handles its messages in order, reloading within the handler, so its
+    answer to a ping that follows says the reload is done."""
+    smbd.envs[env][1][option] = value
+    smbd.write_conf()
+    subprocess.run(harness.runtime_cmd(['smbcontrol', '-s', smbd.conf,
+                                        str(pid), 'reload-config'],
+                                       binds=[smbd.dir]), check=True)
+    subprocess.run(harness.runtime_cmd(['smbcontrol', '-s', smbd.conf, '-t',
+                                        str(harness.WAIT_SECS), str(pid),
+                                        'ping'], binds=[smbd.dir]),
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+def listing_after_reload(smbd, env, storage):
+    """A listing on fast storage steers smbd's async dosmode off for the
+    share; then the admin sets it to no and smbd reloads.  The module
+    must take that no for the admin's (the reload clears the share's
+    parametric options, the module's note of its own no with them) and
+    leave the slow listings that follow synchronous on the same tree
+    connect (checked on the counters when smbd has stopped)."""
+    for d in ('quickdir', 'slowdir'):
+        make_listing_dir(storage, smbd, env, d, 60)
+    opts = smbd.envs[env][1]
+    baseline = smbd.children()
+    c = smb2client.Client(smbd, env)
+    try:
+        pid = (smbd.children() - baseline).pop()
+        got = c.conn.listPath(env, 'quickdir\\*')
+        assert len(got) == 62, '%d entries listed' % len(got)
+        set_and_reload(smbd, env, pid, 'smbd async dosmode', 'no')
+        storage.set('getxattr.delay_ms = 2', 'path_filter = slowdir/')
+        try:
+            for _ in range(2):
+                got = c.conn.listPath(env, 'slowdir\\*')
+                assert len(got) == 62, '%d entries listed' % len(got)
+        finally:
+            storage.set()
+    finally:
+        c.logoff()
+        opts['smbd async dosmode'] = 'yes'
+        smbd.write_conf()
+
+
+def listing_with_lone_slow_reads(smbd, env, storage):
+    """A fast directory with four entries that read slowly (SPIKE_MS, 10
+    times the async threshold), as a busy machine's preempted reads look
+    to mode auto: after steering smbd's async dosmode off at its first
+    read, the listing must not steer it again (checked on the counters
+    when smbd has stopped)."""
+    make_listing_dir(storage, smbd, env, 'spikydir', 196)
+    make_listing_dir(storage, smbd, env, 'spikydir', 4, prefix='spike')
+    storage.set('getxattr.delay_ms = %d' % SPIKE_MS,
+                'path_filter = spikydir/spike')
+    try:
+        rc, out = smbclient(smbd, env, 'ls spikydir\\*')
+    finally:
+        storage.set()
+    assert rc == 0, out
+    listed = len(re.findall(r'^\s+(f|spike)\d{4}\s', out, re.M))
+    assert listed == 200, '%d of 200 entries listed: %s' % (listed,
+                                                           out[-500:])
+
+
+def slow_share_keeps_async_dosmode(smbd, env, storage):
+    """A new connection to a share whose every read is slow (2 ms, far
+    above the default thresholds): mode auto must keep smbd's async
+    dosmode on from the first read, and no entry's DOS attributes may be
+    read twice, by the prefetch and by the asynchronous path (checked on
+    the counters when smbd has stopped)."""
+    make_listing_dir(storage, smbd, env, 'colddir', 200)
+    out = list_slowly(smbd, env, storage, '/' + env, 'ls colddir\\*')
+    listed = len(re.findall(r'^\s+f0\d{3}\s', out, re.M))
+    assert listed == 200, '%d of 200 entries listed: %s' % (listed,
+                                                           out[-500:])
+
+
+def listing_turned_async(smbd, env, storage):
+    """A listing that smbd begins synchronously (the prefetch reads DOS
+    attributes ahead) and, after the admin turned smbd's async dosmode on
+    and smbd reloaded, goes on asynchronously on the same handle: from
+    then on the prefetch must leave the DOS attributes to the
+    asynchronous path (checked on the counters when smbd has
+    stopped)."""
+    make_listing_dir(storage, smbd, env, 'turndir', 600)
+    wait_older_than(storage.backing(smbd, env, 'turndir'), 0.1)
+    opts = smbd.envs[env][1]
+    baseline = smbd.children()
+    client = smb2client.Client(smbd, env)
+    try:
+        pid = (smbd.children() - baseline).pop()
+        conn, fid = smb2client.open_dir(client, 'turndir')
+        try:
+            listed = dict(smb2client.query_step(conn, client.tid, fid))
+            assert 0 < len(listed) < 100, '%d listed' % len(listed)
+            set_and_reload(smbd, env, pid, 'smbd async dosmode', 'yes')
+            listed.update(smb2client.rest_of_listing(conn, client.tid,
+                                                     fid))
+        finally:
+            conn.close(client.tid, fid)
+    finally:
+        client.logoff()
+        opts['smbd async dosmode'] = 'no'
+        smbd.write_conf()
+    assert len(listed) == 600, '%d of 600 listed' % len(listed)
+
+
+def tree_counters(smbd, share):
+    """async_dosattr's listing counters of share, one dict per tree
+    connect, in order."""
+    lines = smbd.log_lines('async_dosattr counters listing: share=%s ' %
+                           share)
+    return [{k: int(v) for k, v in re.findall(r' (\w+)=(\d+)', ln)}
+            for ln in lines]
+
+
+def counted(smbd, share, counter, what):
+    """counter, summed over share's connections, is above zero."""
+    total, lines = testlib.counter_total(
+        smbd, 'async_dosattr counters listing: share=%s ' % share, counter)
+    assert total > 0, 'no %s: %s' % (what, lines[-3:])
+
+
+def async_dosattr_auto_goes_async_on_slow_storage(smbd):
+    counted(smbd, 'async_dosattr_async_auto', 'async', 'asynchronous read')
+
+
+def async_dosattr_auto_prefetches_on_slow_storage(smbd):
+    counted(smbd, 'async_dosattr_auto', 'hits', 'prefetch hits')
+
+
+def async_dosattr_auto_leaves_async_dosmode_off_alone(smbd):
+    """Slow reads, but the admin left smbd async dosmode off there."""
+    steered, lines = testlib.counter_total(
+        smbd, 'async_dosattr counters listing: share=async_dosattr_auto ',
+        'steered')
+    assert lines and steered == 0, 'steered %d times: %s' % (steered,
+                                                             lines[-3:])
+
+
+def tree_counters_hold(smbd, share, holds):
+    counts = tree_counters(smbd, share)
+    assert holds(counts), 'counters per tree connect: %s' % counts
+
+
+def tree_reconnect_finds_async_dosmode_again(smbd, env):
+    tree_counters_hold(smbd, env, lambda c: len(c) == 2 and
+                       c[0].get('steered', 0) > 0 and
+                       c[1].get('async', 0) > 0)
+
+
+def reload_to_no_is_the_admins(smbd, env):
+    """Steered once, by the fast listing, and never back on."""
+    tree_counters_hold(smbd, env, lambda c: len(c) == 1 and
+                       c[0].get('steered', 0) == 1 and
+                       c[0].get('async', 0) == 0)
+
+
+def lone_slow_reads_steer_nothing(smbd, env):
+    tree_counters_hold(smbd, env, lambda c: len(c) == 1 and
+                       c[0].get('steered', 0) == 1)
+
+
+def slow_share_kept_async_dosmode(smbd, env):
+    tree_counters_hold(smbd, env, lambda c: len(c) == 1 and
+                       c[0].get('steered', 1) == 0 and
+                       c[0].get('prefetched', 1) == 0 and
+                       c[0].get('async', 0) >= 150)
+
+
+def turned_async_reads_each_entry_once(smbd, env):
+    """Before the reload at most the first top-ups (a window of 64
+    each)."""
+    tree_counters_hold(smbd, env, lambda c: len(c) == 1 and
+                       0 < c[0].get('prefetched', 0) <= 192 and
+                       c[0].get('async', 0) >= 400)
+
+
+STEERING_TESTS = [
+    (slow_listing_twice, ['async_dosattr_async_auto']),
+    (slow_entries_in_fast_directories,
+     ['async_dosattr_auto', 'async_dosattr_async_auto']),
+    (listing_after_tree_reconnect, [RETCON_ENV]),
+    (listing_after_reload, [RELOAD_ENV]),
+    (listing_with_lone_slow_reads, [SPIKY_ENV]),
+    (slow_share_keeps_async_dosmode, [COLD_ENV]),
+    (listing_turned_async, [TURNED_ENV]),
+]
+# the steering tests' checks, on the counters of their tree connects
+STEERING_AFTER = [
+    (async_dosattr_auto_goes_async_on_slow_storage, [None]),
+    (async_dosattr_auto_prefetches_on_slow_storage, [None]),
+    (async_dosattr_auto_leaves_async_dosmode_off_alone, [None]),
+    (tree_reconnect_finds_async_dosmode_again, [RETCON_ENV]),
+    (reload_to_no_is_the_admins, [RELOAD_ENV]),
+    (lone_slow_reads_steer_nothing, [SPIKY_ENV]),
+    (slow_share_kept_async_dosmode, [COLD_ENV]),
+    (turned_async_reads_each_entry_once, [TURNED_ENV]),
+]
+
+
+def files_hard_limit():
+    """Why the memory test cannot run here, or None: smbd raises its
+    descriptor limit only up to the hard one it inherits."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard < HANDLES + 1000:
-        res.add('skip', name, 'open files hard limit %d' % hard)
-        return
-    smbd = harness.Smbd(envs=envs, log_level=harness.LOG_LEVEL)
-    smbd.start()
-    try:
-        record(res, name, prefetch_memory_stays_bounded, smbd, env)
-        record(res, 'dosattr.prefetch_memory_exceeded_is_logged_once',
-               prefetch_budget_logged_once, smbd)
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'dosattr_memory')
-        smbd.cleanup()
+        return 'open files hard limit %d' % hard
+    return None
 
 
-def run_all(res):
-    run_create_times(res)
-    run_smb1_shared_tree(res)
-    run_unshare_refused(res)
-    run_changes(res)
-    run_prefetch_memory(res)
+CHANGES_ENVS = dict({e: harness.ENVIRONMENTS[e] for e in ENVS},
+                    **BADOPTS, **NARROW, **CACHE)
+SERVERS = [
+    Server('dosattr_btime', BTIME_ENVS,
+           [(listed_create_time_is_the_one_set, list(BTIME_ENVS))]),
+    Server('dosattr_smb1', SMB1_ENVS, [
+        (smb1_default_tells_the_users_apart, ['default']),
+        (smb1_sessions_sharing_a_tree_match_default,
+         ['async_dosattr_cache', SMB1_ASYNC_ENV]),
+    ], after=[
+        (smb1_cache_was_warm_when_the_user_changed, ['async_dosattr_cache']),
+        (smb1_listing_is_prefetched_under_async_dosmode, [SMB1_ASYNC_ENV]),
+    ], extra_global=SMB1_GLOBAL),
+    Server('dosattr', CHANGES_ENVS, [
+        (changed_listing_is_never_stale, ENVS + list(NARROW) + list(CACHE)),
+        (cached_listing_is_never_stale, ['default'] + list(CACHE)),
+        (bad_options_are_logged_and_defaults_used, [None]),
+    ], after=[
+        (changed_listing_used_the_prefetch, ['async_dosattr_prefetch']),
+        (prefetch_without_ea_support, ['async_dosattr_noea']),
+        (prefetch_listed_ea_names_ahead,
+         ['async_dosattr_prefetch', 'async_dosattr_async_names']),
+        (auto_lists_a_fast_disk_synchronously, ['full_stack']),
+        (max_inflight_queues_the_rest, ['async_dosattr_narrow']),
+    ]),
+    Server('dosattr_memory', ['default', 'async_dosattr_prefetch'], [
+        (prefetch_memory_stays_bounded, ['async_dosattr_prefetch']),
+        (prefetch_memory_exceeded_is_logged_once, [None]),
+    ], skip=files_hard_limit()),
+    Server('dosattr_steering', STEERING_ENVS, STEERING_TESTS,
+           STEERING_AFTER, storage='slowfs'),
+]
+

@@ -37,7 +37,9 @@ import sys
 import harness
 import smb2client
 from impacket import smb3, smb3structs
-from fault_tests import check_panics, record
+from testlib import Server
+
+PREFIX = 'escape'		# of the test names: escape.<test>/<env>
 
 SMB_ERRORS = (smb3.SessionError, smb2client.SessionError)
 OUTSIDE = 'outside'		# in the smbd's work dir, beside shares/
@@ -486,74 +488,67 @@ def fail_with(problems):
     assert not problems, ' | '.join(problems)
 
 
-def run_probes(res, smbd, envs, prefix):
-    """Symlink probes on every env, the default first; then the race on
-    the envs of RACE_ENVS.  The outside tree is built once."""
-    outside = build_outside(smbd, dosattrib_hidden_system(smbd))
-    for env in envs:
-        build_share(smbd.share_path(env), outside)
-    default = None
-    for env in envs:
-        got, problems = check_symlinks(smbd, env, outside, default)
-        if env == 'default':
-            default = got
-        record(res, '%s.symlinks_stay_inside/%s' % (prefix, env),
-               fail_with, problems)
-    for env in envs:
-        if env in RACE_ENVS or prefix != 'escape':
-            record(res, '%s.exchanged_dir_stays_inside/%s' % (prefix, env),
-                   fail_with, check_race(smbd, env, outside))
+# The outside tree of the running smbd, and the default's answers
+PROBED = {}
 
 
-def run_main(res):
-    smbd = harness.Smbd(envs=ENVS, log_level=harness.LOG_LEVEL)
-    try:
-        smbd.start()
-        run_probes(res, smbd, ['default'] +
-                   [e for e in ENVS if e != 'default'], 'escape')
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'escape')
-        smbd.cleanup()
+def build_outside_and_shares(smbd, storage):
+    """The outside tree, built once per smbd, and the links in every
+    share."""
+    PROBED.clear()
+    PROBED['dir'] = build_outside(smbd, dosattrib_hidden_system(smbd))
+    for env in smbd.envs:
+        build_share(smbd.share_path(env), PROBED['dir'])
 
 
-def run_insecure(res):
+def symlink_problems(smbd, env):
+    """What the symlink probes found wrong on env, compared with the
+    default environment's answers (probed first)."""
+    got, problems = check_symlinks(smbd, env, PROBED['dir'],
+                                   PROBED.get('default'))
+    if env == 'default':
+        PROBED['default'] = got
+    return problems
+
+
+def symlinks_stay_inside(smbd, env):
+    fail_with(symlink_problems(smbd, env))
+
+
+def exchanged_dir_stays_inside(smbd, env):
+    fail_with(check_race(smbd, env, PROBED['dir']))
+
+
+def probes_see_wide_links(smbd):
     """The probes must see an escape where smbd allows one: a share with
     wide links (which smbd 4.17 allows only with "allow insecure wide
     links" while SMB1 unix extensions are on)."""
-    envs = {'default': ('', {}),
-            'wide_links': ('', {'wide links': 'yes'})}
-    smbd = harness.Smbd(envs=envs, log_level='1',
-                        extra_global={'allow insecure wide links': 'yes'})
-    results = []
-
-    class Collect:
-        def add(self, status, name, detail=''):
-            results.append((status, name, detail))
-    try:
-        smbd.start()
-        run_probes(Collect(), smbd, ['default', 'wide_links'], 'insecure')
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'escape-insecure')
-        smbd.cleanup()
-    verdict = {name: status for status, name, _ in results}
-    want = {'insecure.symlinks_stay_inside/default': 'pass',
-            'insecure.symlinks_stay_inside/wide_links': 'fail',
-            'insecure.exchanged_dir_stays_inside/default': 'pass',
-            'insecure.exchanged_dir_stays_inside/wide_links': 'fail'}
-    for status, name, detail in results:
+    got = {}
+    for env in ('default', 'wide_links'):
+        got['symlinks', env] = symlink_problems(smbd, env)
+    for env in ('default', 'wide_links'):
+        got['race', env] = check_race(smbd, env, PROBED['dir'])
+    for (probe, env), problems in sorted(got.items()):
         # what the probes saw where smbd lets clients out
-        print('escape: %s: %s %s' % (name, status, detail[:300]),
-              flush=True)
-    wrong = ['%s: %s, want %s' % (k, verdict.get(k), v)
-             for k, v in sorted(want.items()) if verdict.get(k) != v]
-    if wrong:
-        res.add('fail', 'escape.probes_see_wide_links', '; '.join(wrong))
-    else:
-        res.add('pass', 'escape.probes_see_wide_links')
+        print('escape: insecure %s/%s: %s' % (
+            probe, env, ' | '.join(problems)[:300] or 'nothing'),
+            flush=True)
+    wrong = ['%s/%s: %s' % (probe, env, 'nothing found' if env ==
+                            'wide_links' else 'found ' + problems[0][:200])
+             for (probe, env), problems in sorted(got.items())
+             if bool(problems) != (env == 'wide_links')]
+    assert not wrong, '; '.join(wrong)
 
 
-def run_all(res):
-    run_main(res)
-    run_insecure(res)
+SERVERS = [
+    Server('escape', ENVS, [
+        (symlinks_stay_inside, ['default'] +
+         [e for e in ENVS if e != 'default']),
+        (exchanged_dir_stays_inside, RACE_ENVS),
+    ], setup=build_outside_and_shares),
+    Server('escape-insecure', {'default': ('', {}),
+                               'wide_links': ('', {'wide links': 'yes'})},
+           [(probes_see_wide_links, [None])],
+           setup=build_outside_and_shares, log_level='1',
+           extra_global={'allow insecure wide links': 'yes'}),
+]

@@ -7,26 +7,27 @@ to a share, on the default VFS and on each of our modules side by side.
   I/O goes to the next module, the refusal is logged once per process;
 - slowfs under the share: EIO and ENOSPC come back as errors, short reads
   and writes are continued without losing data, a client that disconnects
-  in the middle of a slow read leaves smbd healthy.
+  in the middle of a slow read leaves smbd healthy; getxattr failing or
+  slow lists as on the default, in every mode of async_xattr and
+  async_dosattr.
+
+How mode auto steers smbd's async dosmode is in dosattr_tests.
 """
 import errno
 import os
-import pwd
 import re
 import signal
 import subprocess
 import tempfile
-import time
-import traceback
 
 import harness
 import smb2client
-from listing_tests import listing
-from smbd_tests import put_get_roundtrip, sha256, smbclient
+import testlib
+from testlib import (NO_IO_URING, Server, file_fds, listing,
+                     make_listing_dir, put_get_roundtrip, same_as_default,
+                     sha256, smbclient)
 
-BIN = harness.BIN
-NO_IO_URING = os.path.join(BIN, 'selftest', 'tools', 'no_io_uring')
-SLOWFS = os.path.join(BIN, 'selftest', 'slowfs', 'slowfs')
+PREFIX = 'faults'		# of the test names: faults.<test>/<env>
 
 # Environments compared under faults: the default and ours.
 FAULT_ENVS = ['default', 'async_uring']
@@ -34,7 +35,14 @@ FAULT_ENVS = ['default', 'async_uring']
 
 # --- io_uring refused -------------------------------------------------------
 
-def refused_io_uring_falls_back_to_the_next_module(smbd, env, reason):
+def refusal(smbd):
+    """How no_io_uring refuses io_uring_setup to this smbd."""
+    if '--enosys' in smbd.wrapper:
+        return 'Function not implemented'
+    return 'Operation not permitted'
+
+
+def refused_io_uring_falls_back_to_the_next_module(smbd, env):
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, 'src')
         with open(src, 'wb') as f:
@@ -43,7 +51,8 @@ def refused_io_uring_falls_back_to_the_next_module(smbd, env, reason):
                             (src, tmp))
         assert rc == 0, out
         assert sha256(src) == sha256(os.path.join(tmp, 'dst'))
-    refusals = smbd.log_lines(r'io_uring unavailable \(%s\)' % reason)
+    refusals = smbd.log_lines(r'io_uring unavailable \(%s\)' %
+                              refusal(smbd))
     assert refusals, 'no log line about the refused ring'
     # once per process: the header line before each message has the pid
     with open(smbd.log, errors='replace') as f:
@@ -57,7 +66,7 @@ def refused_io_uring_falls_back_to_the_next_module(smbd, env, reason):
         'no fallback counted'
 
 
-def refused_io_uring_passes_smbtorture_rw(smbd, env, reason):
+def refused_io_uring_passes_smbtorture_rw(smbd, env):
     for suite in ('smb2.rw', 'smb2.read'):
         p = subprocess.run(['smbtorture', smbd.unc(env), '-p',
                             str(smbd.port), '-U', smbd.creds(),
@@ -69,7 +78,7 @@ def refused_io_uring_passes_smbtorture_rw(smbd, env, reason):
         assert not bad and p.returncode == 0, '%s: %s' % (suite, bad)
 
 
-def fallback_no_refuses_the_connect(smbd, env, reason):
+def fallback_no_refuses_the_connect(smbd, env):
     rc, out = smbclient(smbd, 'async_uring_strict', 'ls')
     assert rc != 0, 'connected without io_uring: ' + out
     assert smbd.log_lines(r'refusing to connect \[async_uring_strict\]: '
@@ -128,77 +137,7 @@ def smbstatus_profile_counts_ring_io(smbd, env):
             '%s did not move: %s' % (key, after)
 
 
-def run_options(res):
-    envs = dict(OPTION_ENVS)
-    smbd = harness.Smbd(envs=envs, log_level='1 async_uring:5',
-                        extra_global=dict(OPTION_GLOBAL))
-    smbd.start()
-    try:
-        for test in (fallback_no_connects_where_io_uring_works,
-                     bad_options_are_logged_and_defaults_used,
-                     sqpoll_serves_data,
-                     engine_takes_its_settings_from_global,
-                     smbstatus_profile_counts_ring_io):
-            record(res, 'faults.%s' % test.__name__, test, smbd, None)
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'options')
-        smbd.cleanup()
-
-
 # --- slowfs -------------------------------------------------------------------
-
-class SlowStorage:
-    """slowfs mounted over a backing dir, with its config file."""
-
-    def __init__(self, tmp, fuse_options=''):
-        self.back = os.path.join(tmp, 'back')
-        self.mnt = os.path.join(tmp, 'mnt')
-        self.conf = os.path.join(tmp, 'slowfs.conf')
-        self.generation = 0
-        os.makedirs(self.back)
-        os.makedirs(self.mnt)
-        os.chmod(tmp, 0o755)
-        text = self._write()
-        subprocess.run([SLOWFS, self.back, self.mnt, '-o',
-                        'allow_other,default_permissions' + fuse_options,
-                        '--config=' + self.conf], check=True)
-        self._wait_loaded(text)
-
-    def _write(self, *lines):
-        # direct_io: every read reaches slowfs, no page cache in between;
-        # the generation makes each version's text differ
-        self.generation += 1
-        text = '# generation %d\ndirect_io = 1\n%s' % (
-            self.generation, ''.join(line + '\n' for line in lines))
-        with open(self.conf + '.new', 'w') as f:
-            f.write(text)
-        os.rename(self.conf + '.new', self.conf)
-        return text
-
-    def _wait_loaded(self, text):
-        """slowfs copies each config it put in force to FILE.loaded."""
-        def loaded():
-            try:
-                with open(self.conf + '.loaded') as f:
-                    return f.read() == text
-            except FileNotFoundError:
-                return False
-        if not harness.wait_until(loaded):
-            raise RuntimeError('slowfs did not load its config within '
-                               '%d s' % harness.WAIT_SECS)
-
-    def set(self, *lines):
-        self._wait_loaded(self._write(*lines))
-
-    def backing(self, smbd, env, name):
-        rel = os.path.relpath(smbd.share_path(env), self.mnt)
-        return os.path.join(self.back, rel, name)
-
-    def umount(self):
-        subprocess.run(['fusermount3', '-u', self.mnt],
-                       stderr=subprocess.DEVNULL)
-
 
 def make_backing_file(storage, smbd, env, name, size):
     path = storage.backing(smbd, env, name)
@@ -206,18 +145,6 @@ def make_backing_file(storage, smbd, env, name, size):
         f.write(os.urandom(size))
     os.chmod(path, 0o644)
     return path
-
-
-# What each fault test saw on the default environment, which runs first
-ON_DEFAULT = {}
-
-
-def same_as_default(test, env, value):
-    if env == 'default':
-        ON_DEFAULT[test] = value
-        return
-    assert value == ON_DEFAULT.get(test), '%s here, %s on default' % (
-        value, ON_DEFAULT.get(test))
 
 
 def same_status_as_default(test, env, out):
@@ -300,21 +227,6 @@ def short_writes_are_continued(smbd, env, storage):
         assert sha256(src) == sha256(dst), 'data lost in short writes'
 
 
-def file_fds(pid):
-    """A process's fds other than sockets (which smbd's messaging opens
-    and closes as peers come and go): files, pipes, rings."""
-    d = '/proc/%s/fd' % pid
-    out = set()
-    for fd in os.listdir(d):
-        try:
-            target = os.readlink(os.path.join(d, fd))
-        except OSError:
-            continue
-        if not target.startswith('socket:'):
-            out.add('%s->%s' % (fd, target))
-    return out
-
-
 def opened_by_a_child(smbd, baseline, name):
     """Whether an smbd child that is not in baseline has name open."""
     for pid in smbd.children() - baseline:
@@ -343,12 +255,11 @@ def disconnect_mid_read_leaves_smbd_healthy(smbd, env, storage):
                              stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
         # killed in the middle of its read: once its smbd has the file
-        # open (a condition), and a while into the 300 ms reads (if that
-        # while is not enough on a busy machine, the test is weaker,
-        # never wrong)
+        # open and slowfs sleeps out the delay of one of its reads
         assert harness.wait_until(lambda: opened_by_a_child(
             smbd, baseline, 'slow.bin')), 'smbclient never opened slow.bin'
-        time.sleep(1)
+        assert harness.wait_until(storage.delaying), \
+            'no read of slow.bin reached the storage'
         p.send_signal(signal.SIGKILL)
         p.wait()
         smbd.wait_children(baseline, timeout=harness.WAIT_SECS)
@@ -495,66 +406,6 @@ XATTR_ENV_DEFS = {
     'async_dosattr_auto': ('async_dosattr',
                            {'async_dosattr:ctime granularity msec': '20'}),
 }
-# the asynchronous path in mode auto, for one test alone: its counters
-# are per tree connect, in order.  The threshold puts slowfs's own
-# latency (some 40 usec a read) clearly below it, 2 ms clearly above.
-RETCON_ENV = 'async_dosattr_retcon'
-RETCON_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
-                                'async_dosattr:async threshold usec': '500'})
-# the same, for the reload test, which rewrites its section
-RELOAD_ENV = 'async_dosattr_reload'
-# mode auto with thresholds far above slowfs's own latency (40-70 usec,
-# some ms on a machine at load 10-18, which at thresholds of 1 and 2 ms
-# steered it): a lone slow read, capped at twice the larger threshold,
-# moves the estimate by half the async threshold (by all of it at the
-# former cap).  The spike is 5 times that cap, as 10 ms were at 1/2 ms.
-SPIKY_ENV = 'async_dosattr_spiky'
-SPIKY_ASYNC_USEC = 20000
-SPIKY_DEF = ('async_dosattr', {'smbd async dosmode': 'yes',
-                               'async_dosattr:async threshold usec':
-                               str(SPIKY_ASYNC_USEC),
-                               'async_dosattr:prefetch threshold usec':
-                               str(2 * SPIKY_ASYNC_USEC)})
-SPIKE_MS = 10 * SPIKY_ASYNC_USEC // 1000
-# the asynchronous path with every default, for one test alone: a new
-# connection to slow storage
-COLD_ENV = 'async_dosattr_cold'
-COLD_DEF = ('async_dosattr', {'smbd async dosmode': 'yes'})
-# smbd's synchronous listing with the prefetch on, turned asynchronous
-# by the admin in the middle of a listing (mode async: nothing steers)
-TURNED_ENV = 'async_dosattr_turned'
-TURNED_DEF = ('async_dosattr', {'smbd async dosmode': 'no',
-                                'async_dosattr:mode': 'async',
-                                'async_dosattr:prefetch': 'yes',
-                                'async_dosattr:ctime granularity msec':
-                                '20'})
-HIDDEN_BLOB = {}
-
-
-def make_listing_dir(storage, smbd, env, name, count, prefix='f'):
-    blob = hidden_blob(smbd, storage)
-    d = storage.backing(smbd, env, name)
-    os.makedirs(d, exist_ok=True)
-    owner = pwd.getpwnam(harness.USERS[0])
-    for i in range(count):
-        path = os.path.join(d, '%s%04d' % (prefix, i))
-        with open(path, 'w'):
-            pass
-        os.chown(path, owner.pw_uid, owner.pw_gid)
-        os.setxattr(path, 'user.DOSATTRIB', blob)
-
-
-def hidden_blob(smbd, storage):
-    """The DOSATTRIB value smbd writes for a hidden file."""
-    if 'hidden' not in HIDDEN_BLOB:
-        rc, out = smbclient(smbd, 'default', 'put /etc/hostname hblob; '
-                            'setmode hblob +h')
-        assert rc == 0, out
-        HIDDEN_BLOB['hidden'] = os.getxattr(
-            storage.backing(smbd, 'default', 'hblob'), 'user.DOSATTRIB')
-    return HIDDEN_BLOB['hidden']
-
-
 def getxattr_eio_lists_like_default(smbd, env, storage):
     make_listing_dir(storage, smbd, env, 'eiolist', 20)
     storage.set('getxattr.error = EIO', 'path_filter = eiolist/')
@@ -615,395 +466,88 @@ def failed_read_of_the_module_is_read_again(smbd, env, storage):
     assert after == errno.EMFILE, \
         'the listing read f0007 an odd number of times (%s)' % after
 
-
-def slow_listing_twice(smbd, env, storage):
-    """Two listings in one connection: the first teaches mode auto that
-    the storage is slow, so the second is asynchronous (checked on the
-    counters when smbd has stopped)."""
-    make_listing_dir(storage, smbd, env, 'twicelist', 100)
-    out = list_slowly(smbd, env, storage, 'twicelist/',
-                      'ls twicelist\\*; ls twicelist\\*')
-    assert out.count('f0099') == 2, out[-500:]
-
-
-def list_slowly(smbd, env, storage, path_filter, commands):
-    """smbclient's output for commands while getxattr takes 2 ms on
-    paths containing path_filter."""
-    storage.set('getxattr.delay_ms = 2', 'path_filter = ' + path_filter)
-    try:
-        rc, out = smbclient(smbd, env, commands)
-    finally:
-        storage.set()
-    assert rc == 0, out
-    return out
-
-
-def slow_entries_in_fast_directories(smbd, env, storage):
-    """Two listings in one connection of directories whose own
-    attributes are read fast and whose entries slowly: the fast read
-    of the second directory asks mode auto to measure again, and that
-    measurement must not end the listing before its first entry."""
-    for d in ('fastdir1', 'fastdir2'):
-        make_listing_dir(storage, smbd, env, d, 60)
-    out = list_slowly(smbd, env, storage, '/f00',
-                      'ls fastdir1\\*; ls fastdir2\\*')
-    listed = len(re.findall(r'^\s+f00\d\d\s', out, re.M))
-    assert listed == 120, '%d of 120 entries listed: %s' % (listed,
-                                                           out[-500:])
-
-
-def listing_after_tree_reconnect(smbd, env, storage):
-    """One connection lists a fast directory (mode auto steers smbd's
-    async dosmode off for the share), disconnects the tree, connects it
-    again and lists a slow directory twice: the second tree connect must
-    know the "no" it finds for the module's, not the admin's, and list
-    asynchronously (checked on the counters when smbd has stopped)."""
-    for d in ('quickdir', 'slowdir'):
-        make_listing_dir(storage, smbd, env, d, 60)
-    out = list_slowly(smbd, env, storage, 'slowdir/',
-                      'ls quickdir\\*; tdis; tcon %s; ls slowdir\\*; '
-                      'ls slowdir\\*' % env)
-    listed = len(re.findall(r'^\s+f00\d\d\s', out, re.M))
-    assert listed == 180, '%d of 180 entries listed: %s' % (listed,
-                                                           out[-500:])
-
-
-def set_and_reload(smbd, env, pid, option, value):
-    """Set an option of env's share in smb.conf, and have the smbd
-    child pid reload it.  reload-config is asynchronous; the child
-    handles its messages in order, reloading within the handler, so its
-    answer to a ping that follows says the reload is done."""
-    smbd.envs[env][1][option] = value
-    smbd.write_conf()
-    subprocess.run(harness.runtime_cmd(['smbcontrol', '-s', smbd.conf,
-                                        str(pid), 'reload-config'],
-                                       binds=[smbd.dir]), check=True)
-    subprocess.run(harness.runtime_cmd(['smbcontrol', '-s', smbd.conf, '-t',
-                                        str(harness.WAIT_SECS), str(pid),
-                                        'ping'], binds=[smbd.dir]),
-                   check=True, stdout=subprocess.DEVNULL)
-
-
-def reload_to_no_is_the_admins(smbd, env, storage):
-    """A listing on fast storage steers smbd's async dosmode off for the
-    share; then the admin sets it to no and smbd reloads.  The module
-    must take that no for the admin's (the reload clears the share's
-    parametric options, the module's note of its own no with them) and
-    leave the slow listings that follow synchronous on the same tree
-    connect (checked on the counters when smbd has stopped)."""
-    for d in ('quickdir', 'slowdir'):
-        make_listing_dir(storage, smbd, env, d, 60)
-    opts = smbd.envs[env][1]
-    baseline = smbd.children()
-    c = smb2client.Client(smbd, env)
-    try:
-        pid = (smbd.children() - baseline).pop()
-        got = c.conn.listPath(env, 'quickdir\\*')
-        assert len(got) == 62, '%d entries listed' % len(got)
-        set_and_reload(smbd, env, pid, 'smbd async dosmode', 'no')
-        storage.set('getxattr.delay_ms = 2', 'path_filter = slowdir/')
-        try:
-            for _ in range(2):
-                got = c.conn.listPath(env, 'slowdir\\*')
-                assert len(got) == 62, '%d entries listed' % len(got)
-        finally:
-            storage.set()
-    finally:
-        c.logoff()
-        opts['smbd async dosmode'] = 'yes'
-        smbd.write_conf()
-
-
-def lone_slow_reads_steer_nothing(smbd, env, storage):
-    """A fast directory with four entries that read slowly (SPIKE_MS, 10
-    times the async threshold), as a busy machine's preempted reads look
-    to mode auto: after steering smbd's async dosmode off at its first
-    read, the listing must not steer it again (checked on the counters
-    when smbd has stopped)."""
-    make_listing_dir(storage, smbd, env, 'spikydir', 196)
-    make_listing_dir(storage, smbd, env, 'spikydir', 4, prefix='spike')
-    storage.set('getxattr.delay_ms = %d' % SPIKE_MS,
-                'path_filter = spikydir/spike')
-    try:
-        rc, out = smbclient(smbd, env, 'ls spikydir\\*')
-    finally:
-        storage.set()
-    assert rc == 0, out
-    listed = len(re.findall(r'^\s+(f|spike)\d{4}\s', out, re.M))
-    assert listed == 200, '%d of 200 entries listed: %s' % (listed,
-                                                           out[-500:])
-
-
-def slow_share_keeps_async_dosmode(smbd, env, storage):
-    """A new connection to a share whose every read is slow (2 ms, far
-    above the default thresholds): mode auto must keep smbd's async
-    dosmode on from the first read, and no entry's DOS attributes may be
-    read twice, by the prefetch and by the asynchronous path (checked on
-    the counters when smbd has stopped)."""
-    make_listing_dir(storage, smbd, env, 'colddir', 200)
-    out = list_slowly(smbd, env, storage, '/' + env, 'ls colddir\\*')
-    listed = len(re.findall(r'^\s+f0\d{3}\s', out, re.M))
-    assert listed == 200, '%d of 200 entries listed: %s' % (listed,
-                                                           out[-500:])
-
-
-def listing_turned_async(smbd, env, storage):
-    """A listing that smbd begins synchronously (the prefetch reads DOS
-    attributes ahead) and, after the admin turned smbd's async dosmode on
-    and smbd reloaded, goes on asynchronously on the same handle: from
-    then on the prefetch must leave the DOS attributes to the
-    asynchronous path (checked on the counters when smbd has
-    stopped)."""
-    make_listing_dir(storage, smbd, env, 'turndir', 600)
-    time.sleep(0.1)         # older than the 20 ms ctime granularity
-    opts = smbd.envs[env][1]
-    baseline = smbd.children()
-    client = smb2client.Client(smbd, env)
-    try:
-        pid = (smbd.children() - baseline).pop()
-        conn, fid = smb2client.open_dir(client, 'turndir')
-        try:
-            listed = dict(smb2client.query_step(conn, client.tid, fid))
-            assert 0 < len(listed) < 100, '%d listed' % len(listed)
-            set_and_reload(smbd, env, pid, 'smbd async dosmode', 'yes')
-            listed.update(smb2client.rest_of_listing(conn, client.tid,
-                                                     fid))
-        finally:
-            conn.close(client.tid, fid)
-    finally:
-        client.logoff()
-        opts['smbd async dosmode'] = 'no'
-        smbd.write_conf()
-    assert len(listed) == 600, '%d of 600 listed' % len(listed)
-
-
-def tree_counters(smbd, share):
-    """async_dosattr's listing counters of share, one dict per tree
-    connect, in order."""
-    lines = smbd.log_lines('async_dosattr counters listing: share=%s ' %
-                           share)
-    return [{k: int(v) for k, v in re.findall(r' (\w+)=(\d+)', ln)}
-            for ln in lines]
-
-
-def tree_counters_hold(res, smbd, test, share, holds):
-    """test/share passes when holds(counters per tree connect)."""
-    name = 'faults.%s/%s' % (test, share)
-    counts = tree_counters(smbd, share)
-    if holds(counts):
-        res.add('pass', name)
-    else:
-        res.add('fail', name, 'counters per tree connect: %s' % counts)
-
-
-def steering_kept_its_course(res, smbd):
-    """The steering tests' checks, on the counters of their tree
-    connects."""
-    tree_counters_hold(
-        res, smbd, 'tree_reconnect_finds_async_dosmode_again', RETCON_ENV,
-        lambda c: len(c) == 2 and c[0].get('steered', 0) > 0 and
-        c[1].get('async', 0) > 0)
-    # steered once, by the fast listing, and never back on
-    tree_counters_hold(
-        res, smbd, 'reload_to_no_is_the_admins', RELOAD_ENV,
-        lambda c: len(c) == 1 and c[0].get('steered', 0) == 1 and
-        c[0].get('async', 0) == 0)
-    tree_counters_hold(
-        res, smbd, 'lone_slow_reads_steer_nothing', SPIKY_ENV,
-        lambda c: len(c) == 1 and c[0].get('steered', 0) == 1)
-    tree_counters_hold(
-        res, smbd, 'slow_share_kept_async_dosmode', COLD_ENV,
-        lambda c: len(c) == 1 and c[0].get('steered', 1) == 0 and
-        c[0].get('prefetched', 1) == 0 and c[0].get('async', 0) >= 150)
-    # before the reload at most the first top-ups (a window of 64 each)
-    tree_counters_hold(
-        res, smbd, 'turned_async_reads_each_entry_once', TURNED_ENV,
-        lambda c: len(c) == 1 and 0 < c[0].get('prefetched', 0) <= 192 and
-        c[0].get('async', 0) >= 400)
-
-
 SLOW_TESTS = [
-    reopened_file_reads_its_new_content,
-    read_eio_is_an_error_not_a_crash,
-    write_enospc_is_reported,
-    failed_write_writes_nothing,
-    short_reads_are_continued,
-    short_writes_are_continued,
-    disconnect_mid_read_leaves_smbd_healthy,
+    (reopened_file_reads_its_new_content, FAULT_ENVS),
+    (read_eio_is_an_error_not_a_crash, FAULT_ENVS),
+    (write_enospc_is_reported, FAULT_ENVS),
+    (failed_write_writes_nothing, FAULT_ENVS),
+    (short_reads_are_continued, FAULT_ENVS),
+    (short_writes_are_continued, FAULT_ENVS),
+    (disconnect_mid_read_leaves_smbd_healthy, FAULT_ENVS),
+    (held_slot_is_used_when_the_table_is_full, ['async_uring']),
+    (closed_file_leaves_the_ring, ['async_uring']),
+    (getxattr_eio_lists_like_default, XATTR_ENVS),
+    (slow_getxattr_lists_like_default, XATTR_ENVS),
+    (failed_read_of_the_module_is_read_again, REREAD_ENVS),
 ]
 
 
-def counter_total(smbd, prefix, counter):
-    """(counter summed over the log lines that start with prefix, one per
-    connection; those lines)."""
-    lines = smbd.log_lines(prefix)
-    return sum(int(x) for ln in lines
-               for x in re.findall(r' %s=(\d+)' % counter, ln)), lines
+def async_xattr_auto_goes_async_on_slow_storage(smbd):
+    """Mode auto changed its way once getxattr was slow."""
+    total, lines = testlib.counter_total(
+        smbd, 'async_xattr counters getxattrat: share=async_xattr_auto ',
+        'async')
+    assert total > 0, 'no asynchronous getxattr: %s' % lines[-3:]
 
 
-def counted(res, smbd, name, prefix, counter, what):
-    """name passes when counter, summed over its lines, is above zero."""
-    total, lines = counter_total(smbd, prefix, counter)
-    if total > 0:
-        res.add('pass', name)
-    else:
-        res.add('fail', name, 'no %s: %s' % (what, lines[-3:]))
+def async_uring_counted_short_reads(smbd):
+    c = smbd.counters('async_uring', 'pread')
+    assert c.get('short', 0) > 0 and c.get('resubmitted', 0) > 0, \
+        'counters: %s' % c
 
 
-def auto_modes_adapted(res, smbd):
-    """Each auto mode changed its way once getxattr was slow."""
-    counted(res, smbd, 'faults.async_xattr_auto_goes_async_on_slow_storage',
-            'async_xattr counters getxattrat: share=async_xattr_auto ',
-            'async', 'asynchronous getxattr')
-    counted(res, smbd,
-            'faults.async_dosattr_auto_goes_async_on_slow_storage',
-            'async_dosattr counters listing: '
-            'share=async_dosattr_async_auto ', 'async', 'asynchronous read')
-    counted(res, smbd, 'faults.async_dosattr_auto_prefetches_on_slow_storage',
-            'async_dosattr counters listing: share=async_dosattr_auto ',
-            'hits', 'prefetch hits')
-    # slow reads, but the admin left smbd async dosmode off there
-    steered, lines = counter_total(
-        smbd, 'async_dosattr counters listing: share=async_dosattr_auto ',
-        'steered')
-    name = 'faults.async_dosattr_auto_leaves_async_dosmode_off_alone'
-    if lines and steered == 0:
-        res.add('pass', name)
-    else:
-        res.add('fail', name, 'steered %d times: %s' % (steered, lines[-3:]))
-
-
-def held_slots_used(res, smbd):
+def async_uring_registers_a_file_once_not_per_request(smbd):
     """An open file is registered in a fixed slot once, not per request:
     far fewer registrations than data requests completed (with a slot
     per request there would be as many)."""
-    name = 'faults.async_uring_registers_a_file_once_not_per_request'
     ring = smbd.counters('async_uring', 'ring')
     data = sum(smbd.counters('async_uring', op).get('completed', 0)
                for op in ('pread', 'pwrite', 'fsync'))
     regs = ring.get('slot_registrations', 0)
     print('    async_uring: %d slot registrations for %d data requests' %
           (regs, data), flush=True)
-    if data > 0 and 0 < regs and regs * 2 < data:
-        res.add('pass', name)
-    else:
-        res.add('fail', name, '%d registrations for %d data requests' %
-                (regs, data))
+    assert data > 0 and 0 < regs and regs * 2 < data, \
+        '%d registrations for %d data requests' % (regs, data)
 
 
-def record(res, name, fn, *args):
-    """One test's result; any other exception (a client timeout or
-    reset) fails that test, not the run."""
-    try:
-        fn(*args)
-    except AssertionError as e:
-        res.add('fail', name, str(e).strip().replace('\n', ' | ')[:400])
-        return
-    except Exception as e:
-        res.add('fail', name, 'error: %s: %s' % (
-            e, traceback.format_exc(limit=-3).replace('\n', ' | ')[-400:]))
-        return
-    res.add('pass', name)
+# checked on the counters once smbd has stopped
+SLOW_AFTER = [
+    (async_xattr_auto_goes_async_on_slow_storage, [None]),
+    (async_uring_counted_short_reads, [None]),
+    (async_uring_registers_a_file_once_not_per_request, [None]),
+]
 
 
-def check_panics(res, smbd, label):
-    for line in smbd.panics():
-        res.add('fail', 'faults.%s-panic' % label, line)
+def refused_envs():
+    envs = {e: harness.ENVIRONMENTS[e] for e in FAULT_ENVS}
+    envs['async_uring_strict'] = OPTION_ENVS['async_uring_strict']
+    return envs
 
 
-def run_refused(res):
-    """io_uring_setup refused as by docker's seccomp profile (EPERM) and
-    as by a kernel without io_uring (ENOSYS)."""
-    for flag, reason in (([], 'Operation not permitted'),
-                         (['--enosys'], 'Function not implemented')):
-        envs = {e: harness.ENVIRONMENTS[e] for e in FAULT_ENVS}
-        envs['async_uring_strict'] = OPTION_ENVS['async_uring_strict']
-        smbd = harness.Smbd(envs=envs, wrapper=[NO_IO_URING] + flag,
-                            log_level='1 async_uring:5')
-        smbd.start()
-        label = 'eperm' if not flag else 'enosys'
-        try:
-            for test in (refused_io_uring_falls_back_to_the_next_module,
-                         refused_io_uring_passes_smbtorture_rw,
-                         fallback_no_refuses_the_connect):
-                record(res, 'faults.%s/async_uring_%s' %
-                       (test.__name__, label), test, smbd, 'async_uring',
-                       reason)
-        finally:
-            smbd.stop()
-            check_panics(res, smbd, 'refused')
-            smbd.cleanup()
+REFUSED_TESTS = [
+    (refused_io_uring_falls_back_to_the_next_module, ['async_uring']),
+    (refused_io_uring_passes_smbtorture_rw, ['async_uring']),
+    (fallback_no_refuses_the_connect, ['async_uring']),
+]
 
+SERVERS = [
+    Server('options', OPTION_ENVS,
+           [(test, [None]) for test in (
+               fallback_no_connects_where_io_uring_works,
+               bad_options_are_logged_and_defaults_used,
+               sqpoll_serves_data,
+               engine_takes_its_settings_from_global,
+               smbstatus_profile_counts_ring_io)],
+           log_level='1 async_uring:5', extra_global=OPTION_GLOBAL),
+    # io_uring_setup refused as by docker's seccomp profile (EPERM) and
+    # as by a kernel without io_uring (ENOSYS)
+    Server('refused', refused_envs(), REFUSED_TESTS, suffix='_eperm',
+           wrapper=[NO_IO_URING], log_level='1 async_uring:5'),
+    Server('refused', refused_envs(), REFUSED_TESTS, suffix='_enosys',
+           wrapper=[NO_IO_URING, '--enosys'], log_level='1 async_uring:5'),
+    Server('slowfs', dict({e: harness.ENVIRONMENTS[e] for e in FAULT_ENVS},
+                          **{e: XATTR_ENV_DEFS.get(e) or
+                             harness.ENVIRONMENTS[e] for e in XATTR_ENVS}),
+           SLOW_TESTS, SLOW_AFTER, storage='slowfs'),
+]
 
-def run_slowfs(res):
-    with tempfile.TemporaryDirectory(prefix='asvfs-faults-') as tmp:
-        storage = SlowStorage(tmp)
-        envs = {e: harness.ENVIRONMENTS[e] for e in FAULT_ENVS}
-        envs.update({e: XATTR_ENV_DEFS.get(e) or harness.ENVIRONMENTS[e]
-                     for e in XATTR_ENVS})
-        envs[RETCON_ENV] = RETCON_DEF
-        envs[RELOAD_ENV] = (RETCON_DEF[0], dict(RETCON_DEF[1]))
-        envs[SPIKY_ENV] = SPIKY_DEF
-        envs[COLD_ENV] = COLD_DEF
-        envs[TURNED_ENV] = (TURNED_DEF[0], dict(TURNED_DEF[1]))
-        smbd = harness.Smbd(envs=envs, share_root=storage.mnt,
-                            log_level=harness.LOG_LEVEL)
-        try:
-            smbd.start()
-            for test in SLOW_TESTS:
-                for env in FAULT_ENVS:
-                    record(res, 'faults.%s/%s' % (test.__name__, env),
-                           test, smbd, env, storage)
-            record(res, 'faults.held_slot_is_used_when_the_table_is_full/'
-                   'async_uring', held_slot_is_used_when_the_table_is_full,
-                   smbd, 'async_uring', storage)
-            record(res, 'faults.closed_file_leaves_the_ring/async_uring',
-                   closed_file_leaves_the_ring, smbd, 'async_uring',
-                   storage)
-            for test in XATTR_TESTS:
-                for env in XATTR_ENVS:
-                    record(res, 'faults.%s/%s' % (test.__name__, env),
-                           test, smbd, env, storage)
-            for env in REREAD_ENVS:
-                record(res, 'faults.failed_read_of_the_module_is_read_'
-                       'again/' + env, failed_read_of_the_module_is_read_again,
-                       smbd, env, storage)
-            record(res, 'faults.slow_listing_twice/async_dosattr_async_auto',
-                   slow_listing_twice, smbd, 'async_dosattr_async_auto',
-                   storage)
-            for env in ('async_dosattr_auto', 'async_dosattr_async_auto'):
-                record(res, 'faults.slow_entries_in_fast_directories/' +
-                       env, slow_entries_in_fast_directories, smbd, env,
-                       storage)
-            record(res, 'faults.listing_after_tree_reconnect/' + RETCON_ENV,
-                   listing_after_tree_reconnect, smbd, RETCON_ENV, storage)
-            record(res, 'faults.listing_after_reload/' + RELOAD_ENV,
-                   reload_to_no_is_the_admins, smbd, RELOAD_ENV, storage)
-            record(res, 'faults.listing_with_lone_slow_reads/' + SPIKY_ENV,
-                   lone_slow_reads_steer_nothing, smbd, SPIKY_ENV, storage)
-            record(res, 'faults.slow_share_keeps_async_dosmode/' +
-                   COLD_ENV, slow_share_keeps_async_dosmode, smbd, COLD_ENV,
-                   storage)
-            record(res, 'faults.listing_turned_async/' + TURNED_ENV,
-                   listing_turned_async, smbd, TURNED_ENV, storage)
-            smbd.stop()
-            auto_modes_adapted(res, smbd)
-            steering_kept_its_course(res, smbd)
-            c = smbd.counters('async_uring', 'pread')
-            if c.get('short', 0) == 0 or c.get('resubmitted', 0) == 0:
-                res.add('fail', 'faults.async_uring_counted_short_reads',
-                        'counters: %s' % c)
-            else:
-                res.add('pass', 'faults.async_uring_counted_short_reads')
-            held_slots_used(res, smbd)
-        finally:
-            smbd.stop()
-            check_panics(res, smbd, 'slowfs')
-            smbd.cleanup()
-            storage.umount()
-
-
-def run_all(res):
-    run_options(res)
-    run_refused(res)
-    run_slowfs(res)

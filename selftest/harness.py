@@ -563,19 +563,21 @@ class Smbd:
             cmd,
             stdout=self.stdout, stderr=subprocess.STDOUT,
             start_new_session=True)
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError('smbd exited at start (rc %d); see %s' %
-                                   (self.proc.returncode, self.dir))
-            try:
-                with socket.create_connection((self.address, self.port),
-                                              timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.2)
+        if wait_until(self._listening, timeout, 0.2):
+            return self
         self.stop()
         raise RuntimeError('smbd did not listen on port %d' % self.port)
+
+    def _listening(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError('smbd exited at start (rc %d); see %s' %
+                               (self.proc.returncode, self.dir))
+        try:
+            with socket.create_connection((self.address, self.port),
+                                          timeout=1):
+                return True
+        except OSError:
+            return False
 
     def cpu_children_seconds(self):
         """CPU time of reaped children (the per-connection smbds) of the
@@ -599,12 +601,7 @@ class Smbd:
         """Wait until no child beyond baseline is left (connections
         ended and reaped, so their CPU time is in the parent's cutime).
         True when that happened within timeout seconds."""
-        deadline = time.time() + timeout
-        while self.children() - baseline:
-            if time.time() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        return wait_until(lambda: not (self.children() - baseline), timeout)
 
     def profile_counts(self):
         """smbd's profile counters (smbd profiling level = on) that end
@@ -661,15 +658,11 @@ class Smbd:
     def _wait_group_gone(self, timeout=WAIT_SECS):
         """Children may outlive the parent while LeakSanitizer checks
         them at exit; a generous bound, then they are killed."""
-        deadline = time.time() + timeout
-        while self.group_members():
-            if time.time() > deadline:
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                return
-            time.sleep(0.1)
+        if not wait_until(lambda: not self.group_members(), timeout, 0.1):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
     def panics(self):
         """Lines that show an smbd panic or crash, from all our logs."""

@@ -20,8 +20,9 @@ import tempfile
 
 import harness
 import smb2client
-from fault_tests import record, check_panics
-from smbd_tests import smbclient
+from testlib import Server, smbclient
+
+PREFIX = 'identity'		# of the test names: identity.<test>/<env>
 
 # user -> number of supplementary groups of its own
 MANY_GROUP_USERS = {'asvfs_g300': 300, 'asvfs_g2000': 2000}
@@ -154,27 +155,21 @@ def only_the_last_group_reads(smbd, env):
         os.unlink(path)
 
 
-def run_all(res):
-    ensure_many_groups()
-    valid = ' '.join(harness.USERS + list(MANY_GROUP_USERS))
-    envs = {}
-    for e in ENVS:
-        vfs, opts = harness.ENVIRONMENTS[e]
-        envs[e] = (vfs, dict(opts, **{'valid users': valid}))
+def setup(smbd, storage):
+    add_smb_users(smbd)
+
+
+VALID_USERS = ' '.join(harness.USERS + list(MANY_GROUP_USERS))
+SERVERS = [
     # smbd checks its log size (as root) only after 100 messages: the
     # smb2 class at level 10 logs several per request
-    smbd = harness.Smbd(envs=envs, log_level='1 smb2:10',
-                        extra_global={'max log size': '100000'})
-    smbd.start()
-    try:
-        add_smb_users(smbd)
-        for test in (setid_bit_is_cleared_by_every_write,
-                     many_group_users_list_dos_attributes,
-                     only_the_last_group_reads):
-            for env in ENVS:
-                record(res, 'identity.%s/%s' % (test.__name__, env), test,
-                       smbd, env)
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, 'identity')
-        smbd.cleanup()
+    Server('identity', {e: (harness.ENVIRONMENTS[e][0],
+                            dict(harness.ENVIRONMENTS[e][1],
+                                 **{'valid users': VALID_USERS}))
+                        for e in ENVS}, [
+        (setid_bit_is_cleared_by_every_write, ENVS),
+        (many_group_users_list_dos_attributes, ENVS),
+        (only_the_last_group_reads, ENVS),
+    ], prepare=ensure_many_groups, setup=setup, log_level='1 smb2:10',
+        extra_global={'max log size': '100000'}),
+]

@@ -15,13 +15,13 @@ import grp
 import itertools
 import os
 import pwd
-import tempfile
-import time
 
 import harness
 import smb2client
-from fault_tests import SlowStorage, check_panics, record
 from smb2client import FILE_CREATE, FILE_OPEN, RawConn
+from testlib import Server
+
+PREFIX = 'inflight'		# of the test names: inflight.<test>/<env>
 
 U1 = harness.USERS[0]
 
@@ -44,6 +44,11 @@ FILE_DIRECTORY_FILE = 0x1
 DIR_ACCESS = 0x81		# FILE_READ_DATA | FILE_READ_ATTRIBUTES
 # names of the files created in flight, new in every batch
 CREATED = itertools.count()
+
+
+def prepare_shares(smbd, storage):
+    for env in ENVS:
+        prepare_share(smbd, env, storage)
 
 
 def prepare_share(smbd, env, storage):
@@ -162,15 +167,6 @@ def logoff_with_requests_in_flight(smbd, env, storage):
         smbd, env, storage, lambda rc: rc.send_logoff(U1))
 
 
-def wait_until(cond, seconds):
-    deadline = time.monotonic() + seconds
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 def connection_drop_with_requests_in_flight(smbd, env, storage):
     """The client goes away: the connection's smbd exits with its
     requests still out."""
@@ -184,14 +180,14 @@ def connection_drop_with_requests_in_flight(smbd, env, storage):
         # answer is back: all of the batch is in flight or done
         conn.rc.wait(conn.rc.send_echo(U1), timeout=120)
         conn.rc.disconnect()
-        gone = wait_until(lambda: not (smbd.children() & mine), 120)
+        gone = harness.wait_until(lambda: not (smbd.children() & mine), 120)
     finally:
         storage.set()
     assert gone, 'the connection\'s smbd did not exit'
     healthy(smbd, env)
 
 
-def server_stop_with_requests_in_flight(smbd, storage):
+def server_stop_with_requests_in_flight(smbd, env, storage):
     """smbd is stopped while a connection to every share has requests in
     flight: every process of smbd exits."""
     conns = [InFlight(smbd, env) for env in ENVS]
@@ -202,7 +198,7 @@ def server_stop_with_requests_in_flight(smbd, storage):
         for conn in conns:
             conn.rc.wait(conn.rc.send_echo(U1), timeout=120)
         smbd.stop()
-        gone = wait_until(lambda: not smbd.group_members(), 120)
+        gone = harness.wait_until(lambda: not smbd.group_members(), 120)
     finally:
         storage.set()
         for conn in conns:
@@ -210,30 +206,14 @@ def server_stop_with_requests_in_flight(smbd, storage):
     assert gone, 'smbd processes left: %s' % smbd.group_members()
 
 
-TESTS = [cancel_of_requests_in_flight,
-         tree_disconnect_with_requests_in_flight,
-         logoff_with_requests_in_flight,
-         connection_drop_with_requests_in_flight]
-
-
-def run_all(res):
-    with tempfile.TemporaryDirectory(prefix='asvfs-inflight-') as tmp:
-        storage = SlowStorage(tmp)
-        smbd = harness.Smbd(envs={e: ENV_DEFS[e] for e in ENVS},
-                            share_root=storage.mnt,
-                            log_level=harness.LOG_LEVEL)
-        try:
-            smbd.start()
-            for env in ENVS:
-                prepare_share(smbd, env, storage)
-            for test in TESTS:
-                for env in ENVS:
-                    record(res, 'inflight.%s/%s' % (test.__name__, env),
-                           test, smbd, env, storage)
-            record(res, 'inflight.server_stop_with_requests_in_flight',
-                   server_stop_with_requests_in_flight, smbd, storage)
-        finally:
-            smbd.stop()
-            check_panics(res, smbd, 'inflight')
-            smbd.cleanup()
-            storage.umount()
+TESTS = [
+    (cancel_of_requests_in_flight, ENVS),
+    (tree_disconnect_with_requests_in_flight, ENVS),
+    (logoff_with_requests_in_flight, ENVS),
+    (connection_drop_with_requests_in_flight, ENVS),
+    (server_stop_with_requests_in_flight, [None]),	# the last: it stops smbd
+]
+SERVERS = [
+    Server('inflight', {e: ENV_DEFS[e] for e in ENVS}, TESTS,
+           storage='slowfs', setup=prepare_shares),
+]

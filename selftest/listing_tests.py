@@ -4,33 +4,25 @@
 names and DOS attributes of entries with every kind of DOSATTRIB xattr
 (hidden, system, read-only, archive, none, corrupt), directories, and
 entries the listing user may not read, for the owner and for a second
-user."""
+user: on every environment of the shared smbd, and on an smbd in a
+container that refuses unshare(2), where smbd turns "smbd async dosmode"
+off by itself, the asynchronous path is never asked, and the prefetch
+still lists what the default environment lists."""
 import os
 import pwd
 import re
 
 import harness
 import smb2client
-from smbd_tests import smbclient
+import testlib
+from testlib import (KnownFail, Server, differing, listing,
+                     reference_blobs, share_counters)
+
+PREFIX = 'listing'		# of the test names: listing.<test>/<env>
 
 ENTRIES = 2000
 KINDS = ['h', 's', 'r', 'a', 'hsr', 'none', 'corrupt', 'dir']
-
-
-def reference_blobs(smbd):
-    """DOSATTRIB values as smbd writes them, made on the default share."""
-    names = [k for k in KINDS if k not in ('none', 'corrupt', 'dir')]
-    cmds = ['mkdir ref', 'cd ref']
-    for k in names:
-        cmds.append('put /etc/hostname %s' % k)
-        cmds.append('setmode %s +%s' % (k, k if k != 'a' else 'h'))
-        if k == 'a':
-            cmds.append('setmode a -h')
-    rc, out = smbclient(smbd, 'default', '; '.join(cmds))
-    assert rc == 0, out
-    d = os.path.join(smbd.share_path('default'), 'ref')
-    return {k: os.getxattr(os.path.join(d, k), 'user.DOSATTRIB')
-            for k in names}
+NO_UNSHARE = os.path.join(harness.BIN, 'selftest', 'tools', 'no_unshare')
 
 
 def populate(smbd, env, blobs):
@@ -58,23 +50,6 @@ def populate(smbd, env, blobs):
                  else (0o755 if kind == 'dir' else 0o644))
 
 
-def listing(smbd, env, user, mask):
-    rc, out = smbclient(smbd, env, 'ls "%s"' % mask, user=user)
-    entries = {}
-    for line in out.splitlines():
-        m = re.match(r'^  (\S+)\s+([A-Za-z]*)\s*\d+\s+\w{3} ', line)
-        if m and m.group(1) not in ('.', '..'):
-            entries[m.group(1)] = m.group(2)
-    status = re.findall(r'NT_STATUS_\w+', out)
-    return rc, status, entries
-
-
-def differing(exp, act):
-    """Names whose entry is not the same in both listings."""
-    return sorted(n for n in set(exp) | set(act)
-                  if exp.get(n) != act.get(n))
-
-
 def compare(smbd, env, user, path, expected):
     got = listing(smbd, env, user, path)
     rc, status, entries = got
@@ -87,50 +62,6 @@ def compare(smbd, env, user, path, expected):
         len(diff), ['%s: %s vs %s' % (n, entries.get(n),
                                       exp_entries.get(n))
                     for n in diff[:5]])
-
-
-def run_all(res, smbd):
-    try:
-        blobs = reference_blobs(smbd)
-        for env in smbd.envs:
-            populate(smbd, env, blobs)
-    except AssertionError as e:
-        res.add('fail', 'listing.setup', str(e)[:300])
-        return
-    cases = []
-    for user in harness.USERS:
-        cases.append((user, 'mixed\\*'))
-        cases.append((user, 'mixed\\e00000-h'))	# one of A's private
-        cases.append((user, 'mixed\\e00015-dir\\*'))	# A's 0700 dir
-    expected = {c: listing(smbd, 'default', *c) for c in cases}
-    assert len(expected[(harness.USERS[0], 'mixed\\*')][2]) == ENTRIES, \
-        'the default listing is incomplete'
-    for env in smbd.envs:
-        if env == 'default':
-            continue
-        for user, path in cases:
-            name = 'listing.%s_%s_matches_default/%s' % (
-                'owner' if user == harness.USERS[0] else 'other',
-                re.sub(r'\W+', '_', path).strip('_'), env)
-            try:
-                compare(smbd, env, user, path, expected[(user, path)])
-            except AssertionError as e:
-                res.add('fail', name, str(e)[:400])
-                continue
-            res.add('pass', name)
-    one_connection_cases(res, smbd)
-    ring_was_used(res, smbd)
-
-
-def share_counters(smbd, share):
-    """The async_dosattr counters of one share, summed over its
-    connections (logged at tree disconnect)."""
-    total = {}
-    for line in smbd.log_lines(r'async_dosattr counters listing: '
-                               r'share=%s ' % share):
-        for k, v in re.findall(r'(\w+)=(\d+)', line):
-            total[k] = total.get(k, 0) + int(v)
-    return total
 
 
 # Samba 4.22 keeps FILE_ATTRIBUTE_REPARSE_POINT from a DOSATTRIB blob; for
@@ -167,7 +98,45 @@ def one_connection(smbd, env):
         conn.disconnect()
 
 
-def one_connection_cases(res, smbd):
+# What the default environment lists, per case, and per environment what
+# the second user saw on the owner's connection
+EXPECTED = {}
+SHARED_CONNECTION = {}
+
+
+def default_lists_every_entry(smbd, env):
+    """The same tree on every share; the default environment's listings
+    are what the others must show."""
+    blobs = reference_blobs(smbd)
+    for e in smbd.envs:
+        populate(smbd, e, blobs)
+    for case in CASES:
+        EXPECTED[case] = listing(smbd, env, *case)
+    assert len(EXPECTED[(harness.USERS[0], 'mixed\\*')][2]) == ENTRIES, \
+        'the default listing is incomplete'
+    EXPECTED['shared'] = one_connection(smbd, env)
+    assert len(EXPECTED['shared'][1]) == ENTRIES, \
+        'default listing on a shared connection is incomplete'
+
+
+CASES = [(user, path) for user in harness.USERS
+         for path in ('mixed\\*',
+                      'mixed\\e00000-h',		# one of A's private
+                      'mixed\\e00015-dir\\*')]	# A's 0700 dir
+
+
+def case_test(user, path):
+    """A test of one listing case: user lists path as on default."""
+    def test(smbd, env):
+        assert EXPECTED, 'no listing of the default environment'
+        compare(smbd, env, user, path, EXPECTED[(user, path)])
+    test.__name__ = '%s_%s_matches_default' % (
+        'owner' if user == harness.USERS[0] else 'other',
+        re.sub(r'\W+', '_', path).strip('_'))
+    return test
+
+
+def owner_on_a_shared_connection_matches_default(smbd, env):
     """Both sessions of one connection see what they see on the default
     environment, the second while the owner's cache is warm.
 
@@ -176,54 +145,84 @@ def one_connection_cases(res, smbd):
     not (dosmode.c), and lists user.* EA names, which need no read
     permission, so both users are shown the same values anyway (checked
     with a process-wide cache: all pass)."""
-    expected = one_connection(smbd, 'default')
-    assert len(expected[1]) == ENTRIES, 'default listing is incomplete'
-    for env in smbd.envs:
-        if env == 'default':
-            continue
-        got = one_connection(smbd, env)
-        for who, exp, act in zip(('owner', 'other'), expected, got):
-            name = 'listing.%s_on_a_shared_connection_matches_default/%s' % (
-                who, env)
-            diff = differing(exp, act)
-            if ASYNC_DOSMODE_DIFFERS and env != 'async_dosmode':
-                # smbd's own async dosmode answer is smbd's answer too
-                diff = [n for n in diff if not (
-                    reparse_tag_only(exp.get(n), act.get(n)) and
-                    act[n][1] == 0)]
-            if diff and env == 'async_dosmode' and ASYNC_DOSMODE_DIFFERS and \
-                    all(reparse_tag_only(exp.get(n), act.get(n))
-                        for n in diff):
-                res.add('knownfail', name, ASYNC_DOSMODE_DIFFERS)
-            elif diff:
-                res.add('fail', name, '%d entries differ, e.g. %s' % (
-                    len(diff), ['%s: %s vs %s' % (n, act.get(n), exp.get(n))
-                                for n in diff[:5]]))
-            else:
-                res.add('pass', name)
-        if 'cache' in env:
-            cache_answered(res, smbd, env)
+    assert EXPECTED, 'no listing of the default environment'
+    mine, SHARED_CONNECTION[env] = one_connection(smbd, env)
+    same_on_shared_connection(env, EXPECTED['shared'][0], mine)
 
 
-def cache_answered(res, smbd, env):
+def other_on_a_shared_connection_matches_default(smbd, env):
+    assert env in SHARED_CONNECTION, 'the owner\'s listing failed'
+    same_on_shared_connection(env, EXPECTED['shared'][1],
+                              SHARED_CONNECTION[env])
+
+
+def same_on_shared_connection(env, exp, act):
+    diff = differing(exp, act)
+    if ASYNC_DOSMODE_DIFFERS and env != 'async_dosmode':
+        # smbd's own async dosmode answer is smbd's answer too
+        diff = [n for n in diff if not (
+            reparse_tag_only(exp.get(n), act.get(n)) and act[n][1] == 0)]
+    if diff and env == 'async_dosmode' and ASYNC_DOSMODE_DIFFERS and \
+            all(reparse_tag_only(exp.get(n), act.get(n)) for n in diff):
+        raise KnownFail(ASYNC_DOSMODE_DIFFERS)
+    assert not diff, '%d entries differ, e.g. %s' % (
+        len(diff), ['%s: %s vs %s' % (n, act.get(n), exp.get(n))
+                    for n in diff[:5]])
+
+
+def cache_was_warm_on_the_shared_connection(smbd, env):
     """The owner's second listing came from the cache, so the second
     user's session listed while the owner's cache was warm."""
-    name = 'listing.cache_was_warm_on_the_shared_connection/%s' % env
     # logged at tree disconnect, which may come after our logoff
-    if harness.wait_until(
-            lambda: share_counters(smbd, env).get('cached', 0) > 0):
-        res.add('pass', name)
-        return
-    res.add('fail', name, 'no cache answer: %s' % share_counters(smbd, env))
+    assert harness.wait_until(
+        lambda: share_counters(smbd, env).get('cached', 0) > 0), \
+        'no cache answer: %s' % share_counters(smbd, env)
 
 
-def ring_was_used(res, smbd):
+def async_xattr_read_through_the_ring(smbd, env):
     """The async_xattr environment's listings went through io_uring."""
-    if 'async_xattr' not in smbd.envs:
-        return
     c = smbd.counters('async_xattr', 'getxattrat')
-    if c.get('async', 0) > 0:
-        res.add('pass', 'listing.async_xattr_read_through_the_ring')
-    else:
-        res.add('fail', 'listing.async_xattr_read_through_the_ring',
-                'counters: %s' % c)
+    assert c.get('async', 0) > 0, 'counters: %s' % c
+
+
+def not_default(env):
+    return env != 'default'
+
+
+# On the shared smbd, on each of its environments: the default first
+SHARED = [(default_lists_every_entry, ['default'])] + \
+    [(case_test(*case), not_default) for case in CASES] + [
+    (owner_on_a_shared_connection_matches_default, not_default),
+    (other_on_a_shared_connection_matches_default, not_default),
+    (cache_was_warm_on_the_shared_connection, lambda e: 'cache' in e),
+    (async_xattr_read_through_the_ring, ['async_xattr']),
+]
+
+
+def async_path_never_asked(smbd, env):
+    c = share_counters(smbd, env)
+    assert c and c.get('async', 0) == 0 and c.get('next', 0) == 0, \
+        'smbd still used async dosmode without unshare: %s' % c
+
+
+def prefetch_answered(smbd, env):
+    c = share_counters(smbd, env)
+    assert c.get('hits', 0) >= ENTRIES // 2, \
+        'the prefetch answered too little: %s' % c
+
+
+# The owner's and a second user's listings, with the cache on, where
+# smbd may not unshare
+NO_UNSHARE_ENVS = dict({e: harness.ENVIRONMENTS[e] for e in (
+    'default', 'async_dosattr', 'async_dosattr_prefetch', 'full_stack')},
+    async_dosattr_cache=('async_dosattr', {
+        'async_dosattr:prefetch': 'yes',
+        'async_dosattr:ctime granularity msec': '20',
+        'async_dosattr:cache entries': '65536'}))
+SERVERS = [
+    Server('no_unshare', NO_UNSHARE_ENVS, SHARED, [
+        (async_path_never_asked, ['async_dosattr']),
+        (prefetch_answered, ['async_dosattr_prefetch']),
+    ], suffix='_no_unshare', wrapper=[NO_UNSHARE]),
+]
+

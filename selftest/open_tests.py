@@ -18,9 +18,7 @@
 """
 import os
 import pwd
-import re
 import subprocess
-import tempfile
 import time
 
 import harness
@@ -29,8 +27,10 @@ from smb2client import (FILE_CREATE, FILE_OPEN, FILE_OPEN_IF,
                         FILE_OVERWRITE, FILE_OVERWRITE_IF, FILE_SUPERSEDE,
                         RawConn)
 
-from fault_tests import (NO_IO_URING, SlowStorage, check_panics, file_fds,
-                         record, same_as_default)
+import testlib
+from testlib import NO_IO_URING, Server, file_fds, same_as_default
+
+PREFIX = 'open'		# of the test names: open.<test>/<env>
 
 U1, U2 = harness.USERS
 ACCESS_DENIED = 0xC0000022
@@ -117,20 +117,8 @@ def reconnect_tree(rc, user, env):
 def in_storage(pid):
     """How many tasks of process pid (its threads, io_uring's workers)
     wait for slowfs to answer: slow opens still out."""
-    n = 0
-    try:
-        tids = os.listdir('/proc/%s/task' % pid)
-    except OSError:
-        return 0
-    for tid in tids:
-        try:
-            with open('/proc/%s/task/%s/wchan' % (pid, tid)) as f:
-                wchan = f.read()
-        except OSError:
-            continue
-        if wchan == 'request_wait_answer' or wchan.startswith('fuse'):
-            n += 1
-    return n
+    return sum(wchan == 'request_wait_answer' or wchan.startswith('fuse')
+               for _, wchan in testlib.task_wchans(pid))
 
 
 def tasks(pid):
@@ -151,21 +139,6 @@ def tasks(pid):
     return ' '.join(out)
 
 
-def slowfs_pids(storage):
-    pids = []
-    for pid in os.listdir('/proc'):
-        try:
-            with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                args = f.read().decode(errors='replace').split('\0')
-        except OSError:
-            continue
-        if storage.mnt in args and \
-                os.path.basename(args[0]) == 'slowfs':
-            pids.append(pid)
-    assert pids, 'no slowfs serves ' + storage.mnt
-    return pids
-
-
 def held_in_storage(storage, smbd, env, prefix):
     """The files (backing paths) starting with prefix, or made under
     async_open's temporary names, in env's directory that slowfs holds
@@ -174,7 +147,7 @@ def held_in_storage(storage, smbd, env, prefix):
     after its open came back is one a client of slowfs still holds."""
     d = os.path.dirname(storage.backing(smbd, env, 'x')) + '/'
     held = []
-    for pid in slowfs_pids(storage):
+    for pid in storage.pids():
         fd_dir = '/proc/%s/fd' % pid
         try:
             fds = os.listdir(fd_dir)
@@ -193,28 +166,13 @@ def held_in_storage(storage, smbd, env, prefix):
     return held
 
 
-def slowfs_delaying(storage):
-    """How many of slowfs's threads sleep out an operation's delay (it
-    makes the file after that: a create still to land)."""
-    n = 0
-    for pid in slowfs_pids(storage):
-        for tid in os.listdir('/proc/%s/task' % pid):
-            try:
-                with open('/proc/%s/task/%s/wchan' % (pid, tid)) as f:
-                    if f.read() == 'hrtimer_nanosleep':
-                        n += 1
-            except OSError:
-                continue
-    return n
-
-
 def came_back(storage, child):
     """The slow operations of child came back from slowfs: slowfs sleeps
     out no delay any more, and no task of child waits for its answer.
     (A task woken by a signal, as io_uring's cancel sends its worker,
     runs for a moment while slowfs still has its request; slowfs's sleep
     cannot be cut short.)"""
-    return not slowfs_delaying(storage) and not in_storage(child)
+    return not storage.delaying() and not in_storage(child)
 
 
 def late_open_leaves_no_fd(storage, smbd, env, prefix, child, baseline):
@@ -573,14 +531,11 @@ def other_client_cannot_make_a_creator_smbd_exit(smbd, env, storage):
         create = victim.send_create(U1, 'gap.bin', FILE_CREATE)
         victim.send_create(U1, 'gapdir', FILE_OPEN, access=GENERIC_READ,
                            options=DIRECTORY_FILE)
-        end = time.monotonic() + 30
-        while time.monotonic() < end:
-            status = other.wait(other.send_create(
-                U2, 'gap.bin', FILE_OPEN, access=GENERIC_READ,
-                oplock=OPLOCK_BATCH))[0]
-            if status == 0:
-                break		# and never acknowledges the break
-            time.sleep(0.02)
+        # opened (and the break never acknowledged) once the file is
+        # there
+        harness.wait_until(lambda: other.wait(other.send_create(
+            U2, 'gap.bin', FILE_OPEN, access=GENERIC_READ,
+            oplock=OPLOCK_BATCH))[0] == 0, 30)
         # smbd's timer fires 20 s after the deferral; a break to U2 would
         # wait up to 70 s
         status, action, _ = smb2client.create_result(
@@ -663,31 +618,40 @@ def cancelled_create_leaves_no_file(smbd, env, storage):
 def exit_with_creates_in_flight_leaves_no_file(smbd, env, storage):
     """Issue 20, item 5.  The client goes while two slow creates are in
     the kernel: its smbd exits, and before it does it waits (bounded) for
-    them and removes what they made; nothing is left in the directory."""
-    storage.set('create.delay_ms = 1000', 'path_filter = exitc')
+    them and removes what they made; nothing is left in the directories.
+
+    Each create is in a directory of its own: a create holds its
+    directory's lock in the kernel for as long as the storage takes, so
+    a second one in the same directory would wait for it before it
+    reaches slowfs, and only a fixed pause could let the client go while
+    both are out.  In two directories the client goes once slowfs holds
+    both.  Their delay leaves the second create 3 s to arrive, and ends
+    within the 5 s its smbd waits at exit (ASYNC_OPEN_EXIT_WAIT_MSEC)."""
+    dirs = ['exitd%d' % i for i in range(2)]
+    for d in dirs:
+        path = storage.backing(smbd, env, d)
+        os.mkdir(path)
+        chown_u1(path)
+    storage.set('create.delay_ms = 3000', 'path_filter = exitc')
     before = smbd.children()
     try:
         rc = RawConn(smbd, env)
         rc.login(U1)
         child_of(smbd, before)
-        for i in range(2):
-            rc.send_create(U1, 'exitc-%d' % i, FILE_CREATE)
-        # Not an echo round trip: the echo came back only after the
-        # first create had completed (seen 2026-12-06, both backends),
-        # likely because smbd's synchronous lookup of the second name
-        # waits for the directory lock the first create holds; the
-        # client then went with a completed create, whose file stays.
-        # Creates in two directories would allow a round trip here.
-        time.sleep(0.2)
+        for i, d in enumerate(dirs):
+            rc.send_create(U1, '%s\\exitc-%d' % (d, i), FILE_CREATE)
+        assert harness.wait_until(lambda: storage.delaying() == 2), \
+            'the creates did not both reach the storage: %d there' % \
+            storage.delaying()
         rc.disconnect()
         assert smbd.wait_children(before), 'the smbd child did not exit'
         # an unwaited create would land once slowfs ends its delay
-        assert harness.wait_until(lambda: not slowfs_delaying(storage)), \
+        assert harness.wait_until(lambda: not storage.delaying()), \
             'slowfs still delays an operation after %d s' % WAIT
     finally:
         storage.set()
-    d = os.path.dirname(storage.backing(smbd, env, 'x'))
-    left = [n for n in os.listdir(d) if 'exitc' in n]
+    left = [n for d in dirs
+            for n in os.listdir(storage.backing(smbd, env, d))]
     assert not left, 'left: %s' % left
 
 
@@ -701,12 +665,7 @@ def lease_breaking4_like_default(smbd, env, storage):
 
 
 def share_counters(smbd, share):
-    total = {}
-    for line in smbd.log_lines(r'async_open counters openat: share=%s ' %
-                               share):
-        for k, v in re.findall(r'(\w+)=(\d+)', line):
-            total[k] = total.get(k, 0) + int(v)
-    return total
+    return testlib.share_counters(smbd, share, 'async_open', 'openat')
 
 
 def creates_on_one_connection(smbd, env, prefix, count):
@@ -860,40 +819,6 @@ def patched_smbd_completes_a_slow_create(smbd, env, storage):
         'the patched smbd timed an open of ours out'
 
 
-def run_on_smbd(res, label, smbd, storage, during, after=()):
-    """Start smbd, record each (name, test, env) of during, stop it (its
-    counters are logged at disconnect), record each one of after."""
-    try:
-        smbd.start()
-        for name, test, env in during:
-            record(res, 'open.' + name, test, smbd, env, storage)
-        smbd.stop()
-        for name, test, env in after:
-            record(res, 'open.' + name, test, smbd, env, storage)
-    finally:
-        smbd.stop()
-        check_panics(res, smbd, label)
-        smbd.cleanup()
-
-
-def each_env(tests, suffix=''):
-    """(name, test, env) for tests given as (test, environments)."""
-    return [('%s/%s%s' % (test.__name__, env, suffix), test, env)
-            for test, envs in tests for env in envs]
-
-
-def run_patched(res, tmp, binary):
-    storage = SlowStorage(tmp)
-    smbd = harness.Smbd(envs=dict(PATCHED_ENVS), share_root=storage.mnt,
-                        binary=binary, log_level=harness.LOG_LEVEL)
-    test = patched_smbd_completes_a_slow_create
-    try:
-        run_on_smbd(res, 'open_patched', smbd, storage,
-                    [(test.__name__, test, 'async_open_patched')])
-    finally:
-        storage.umount()
-
-
 # smb2.multichannel: its second channel binds the session, so replays
 # must find their open by channel and message id.  On a tmpfs share: on
 # the usual share file system a new file reports an allocation (its xattr
@@ -919,29 +844,10 @@ def multichannel_like_default(smbd, env, storage):
     same_as_default('multichannel', env, got)
 
 
-def multichannel_opens_were_asynchronous(smbd, env, storage):
+def multichannel_opens_were_asynchronous(smbd, env):
     c = share_counters(smbd, env)
     assert c.get('handed', 0) > 0 and \
         c.get('creates', 0) + c.get('existing', 0) > 0, c
-
-
-def run_multichannel(res, tmp):
-    mnt = os.path.join(tmp, 'tmpfs')
-    os.makedirs(mnt)
-    os.chmod(tmp, 0o755)	# the test users walk through it
-    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256m,mode=755',
-                    'tmpfs', mnt], check=True)
-    smbd = harness.Smbd(envs=dict(MULTICHANNEL_ENVS),
-                        share_root=os.path.join(mnt, 'shares'),
-                        log_level=harness.LOG_LEVEL)
-    after = multichannel_opens_were_asynchronous
-    try:
-        run_on_smbd(res, 'open_multichannel', smbd, None,
-                    each_env([(multichannel_like_default,
-                               list(MULTICHANNEL_ENVS))]),
-                    [(after.__name__, after, 'async_open')])
-    finally:
-        subprocess.run(['umount', mnt])
 
 
 # io_uring refused by a seccomp filter: async_open goes to worker threads
@@ -954,50 +860,11 @@ REFUSED_TESTS = [
 ]
 
 
-def refused_io_uring_sends_opens_to_threads(smbd, env, storage):
+def refused_io_uring_sends_opens_to_threads(smbd, env):
     assert smbd.log_lines(r'async_open: io_uring unavailable \(.*\): '
                           r'opens go to worker threads'), 'no log line'
     c = share_counters(smbd, env)
     assert c.get('threads', 0) > 0, 'no open on a thread: %s' % c
-
-
-def run_refused(res, tmp):
-    storage = SlowStorage(tmp)	# fresh names: the first run's files stay
-    smbd = harness.Smbd(envs=dict(REFUSED_ENVS), share_root=storage.mnt,
-                        wrapper=[NO_IO_URING], log_level=harness.LOG_LEVEL)
-    after = refused_io_uring_sends_opens_to_threads
-    try:
-        run_on_smbd(res, 'open_no_io_uring', smbd, storage,
-                    each_env([(t, list(REFUSED_ENVS))
-                              for t in REFUSED_TESTS], '_no_io_uring'),
-                    [(after.__name__, after, 'async_open')])
-    finally:
-        storage.umount()
-
-
-def run_main(res, tmp):
-    storage = SlowStorage(tmp)
-    smbd = harness.Smbd(envs=dict(ENVS), share_root=storage.mnt,
-                        log_level=harness.LOG_LEVEL)
-    after = async_open_counted_its_opens
-    try:
-        run_on_smbd(res, 'open', smbd, storage, each_env(TESTS),
-                    [(after.__name__, after, None)])
-    finally:
-        storage.umount()
-
-
-def run_all(res):
-    runs = [run_main, run_refused, run_multichannel, run_load]
-    patched = harness.patched_smbd()
-    if patched is None:
-        res.add('skip', 'open.patched_smbd_completes_a_slow_create',
-                'no patched smbd built (buildtools/build-patched-smbd.sh)')
-    else:
-        runs.append(lambda res, tmp: run_patched(res, tmp, patched))
-    for run in runs:
-        with tempfile.TemporaryDirectory(prefix='asvfs-open-') as tmp:
-            run(res, tmp)
 
 
 # --- overload -----------------------------------------------------------------
@@ -1131,18 +998,30 @@ def opens_beyond_the_workers_wait_or_go_synchronous(smbd, env, storage):
         assert smbd.log_lines(line), 'no log line like: ' + line
 
 
-def run_load(res, tmp):
+SERVERS = [
+    Server('open', ENVS, TESTS, [(async_open_counted_its_opens, [None])],
+           storage='slowfs'),
+    # fresh names: the first run's files stay
+    Server('open_no_io_uring', REFUSED_ENVS,
+           [(t, list(REFUSED_ENVS)) for t in REFUSED_TESTS],
+           [(refused_io_uring_sends_opens_to_threads, ['async_open'])],
+           storage='slowfs', suffix='_no_io_uring', wrapper=[NO_IO_URING]),
+    Server('open_multichannel', MULTICHANNEL_ENVS,
+           [(multichannel_like_default, list(MULTICHANNEL_ENVS))],
+           [(multichannel_opens_were_asynchronous, ['async_open'])],
+           storage='tmpfs'),
     # slowfs must run every open at once too (its default is 64 threads)
-    storage = SlowStorage(tmp, ',max_threads=1024')
-    try:
-        for envs, extra, test in (
-                (LOAD_ENVS, {}, overload_of_slow_opens_fails_none),
-                (SPILL_ENVS, SPILL_GLOBAL,
-                 opens_beyond_the_workers_wait_or_go_synchronous)):
-            smbd = harness.Smbd(envs=dict(envs), share_root=storage.mnt,
-                                extra_global=extra,
-                                log_level=harness.LOG_LEVEL)
-            run_on_smbd(res, 'open_load', smbd, storage,
-                        each_env([(test, list(envs))]))
-    finally:
-        storage.umount()
+    Server('open_load', LOAD_ENVS,
+           [(overload_of_slow_opens_fails_none, list(LOAD_ENVS))],
+           storage='slowfs', fuse_options=',max_threads=1024'),
+    Server('open_load', SPILL_ENVS,
+           [(opens_beyond_the_workers_wait_or_go_synchronous,
+             list(SPILL_ENVS))],
+           storage='slowfs', fuse_options=',max_threads=1024',
+           extra_global=SPILL_GLOBAL),
+    Server('open_patched', PATCHED_ENVS,
+           [(patched_smbd_completes_a_slow_create, list(PATCHED_ENVS))],
+           storage='slowfs', binary=harness.patched_smbd(),
+           skip=None if harness.patched_smbd() else
+           'no patched smbd built (buildtools/build-patched-smbd.sh)'),
+]

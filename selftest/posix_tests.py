@@ -15,6 +15,9 @@ import os
 import subprocess
 
 import harness
+from testlib import Server
+
+PREFIX = 'posix'		# of the test names: posix.<test>/<env>
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT = os.path.join(HERE, 'tools', 'smb3_posix_append.py')
@@ -45,31 +48,18 @@ def appends_go_to_the_end(smbd, env):
         assert f.read() == want.encode(), 'on disk: not %d bytes' % len(want)
 
 
-def run_all(res):
+def before_4_22():
     if harness.samba_series() < (4, 22):
-        res.add('skip', 'posix.appends_go_to_the_end',
-                'SMB3 POSIX append-only writes are new in Samba 4.22 '
+        return ('SMB3 POSIX append-only writes are new in Samba 4.22 '
                 '(make test SAMBA=4.22)')
-        return
-    envs = {}
-    for e in ENVS:
-        vfs, opts = harness.ENVIRONMENTS[e]
-        envs[e] = (vfs, dict(opts, **POSIX))
+    return None
+
+
+SERVERS = [
     # negotiation asks [global], the create the share
-    smbd = harness.Smbd(envs=envs, log_level=harness.LOG_LEVEL,
-                        extra_global=dict(POSIX))
-    smbd.start()
-    try:
-        for env in ENVS:
-            name = 'posix.appends_go_to_the_end/%s' % env
-            try:
-                appends_go_to_the_end(smbd, env)
-            except AssertionError as e:
-                res.add('fail', name, str(e).replace('\n', ' | ')[:400])
-                continue
-            res.add('pass', name)
-    finally:
-        smbd.stop()
-        for line in smbd.panics():
-            res.add('fail', 'posix.smbd-panic', line)
-        smbd.cleanup()
+    Server('posix', {e: (harness.ENVIRONMENTS[e][0],
+                         dict(harness.ENVIRONMENTS[e][1], **POSIX))
+                     for e in ENVS},
+           [(appends_go_to_the_end, ENVS)], extra_global=dict(POSIX),
+           skip=before_4_22),
+]

@@ -43,13 +43,15 @@ import package_tests  # noqa: E402
 import posix_tests  # noqa: E402
 import slowfs_identity_tests  # noqa: E402
 import smbd_tests  # noqa: E402
+import testlib  # noqa: E402
 import uring_tests  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Test files: run_all(res, smbd) on the shared smbd of the environments
-# (part "smbd"), and run_all(res) ones that start smbds of their own with
-# other settings (part "faults").  One line per file.
+# Test files (selftest/README.md): those with tests on the shared smbd of
+# the environments (part "smbd": their table SHARED), and those that
+# start smbds of their own with other settings (part "faults": their
+# SERVERS).  One line per file; a file may be in both.
 SHARED_SMBD_TESTS = [
     smbd_tests,
     listing_tests,
@@ -59,6 +61,7 @@ OWN_SMBD_TESTS = [
     identity_tests,
     fault_tests,
     dosattr_tests,
+    listing_tests,
     brl_tests,
     open_tests,
     escape_tests,
@@ -467,6 +470,43 @@ def every_suite_is_listed(res):
         res.add('pass', 'torture.every_suite_is_listed')
 
 
+def run_own_smbds(res, mod):
+    if hasattr(mod, 'SERVERS'):
+        testlib.run_all(res, mod.PREFIX, mod.SERVERS)
+    if hasattr(mod, 'run_all') and mod not in SHARED_SMBD_TESTS:
+        mod.run_all(res)		# not declared as tables yet
+
+
+def run_on_shared_smbd(res, mod, smbd):
+    if hasattr(mod, 'SHARED'):
+        testlib.run_tests(res, mod.PREFIX, smbd, mod.SHARED,
+                          known=getattr(mod, 'KNOWN', None))
+    else:
+        mod.run_all(res, smbd)		# not declared as tables yet
+
+
+def planned(parts, chosen, envs):
+    """The names of the smbd and faults parts' tests, in the order they
+    run; a file not declared as tables yet is named in a comment."""
+    names = []
+    if 'faults' in parts:
+        for mod in chosen(OWN_SMBD_TESTS):
+            if hasattr(mod, 'SERVERS'):
+                names += testlib.planned(mod.PREFIX, mod.SERVERS)
+            if hasattr(mod, 'run_all') and mod not in SHARED_SMBD_TESTS:
+                names.append('# %s: names known only when run' %
+                             mod.__name__)
+    if 'smbd' in parts:
+        for mod in chosen(SHARED_SMBD_TESTS):
+            if hasattr(mod, 'SHARED'):
+                names += [testlib.test_name(mod.PREFIX, t, e) for t, e in
+                          testlib.each_env(mod.SHARED, envs)]
+            else:
+                names.append('# %s: names known only when run' %
+                             mod.__name__)
+    return names
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--bindir', default=harness.BIN)
@@ -492,8 +532,12 @@ def main():
                     'environment)')
     ap.add_argument('--keep', action='store_true',
                     help='keep the smbd work dir')
+    ap.add_argument('--list', action='store_true',
+                    help='print the names of the smbd and faults parts\' '
+                    'tests this run would run (with --only, --files, '
+                    '--env), and run nothing')
     args = ap.parse_args()
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and not args.list:
         sys.exit('selftest: must run as root (it creates test users and '
                  'a mount namespace)')
 
@@ -549,9 +593,13 @@ def main():
     files = args.files.split(',') if args.files else None
     chosen = lambda mods: [m for m in mods
                            if files is None or m.__name__ in files]
+    if args.list:
+        for name in planned(parts, chosen, envs):
+            print(name)
+        return 0
     if 'faults' in parts:
         for mod in chosen(OWN_SMBD_TESTS):
-            mod.run_all(res)
+            run_own_smbds(res, mod)
             check_sanitizers(res, mod.__name__)
     if 'cluster' in parts:
         # three CTDB nodes, an smbd each (selftest/cluster_tests.py)
@@ -569,7 +617,7 @@ def main():
     try:
         if 'smbd' in parts:
             for mod in chosen(SHARED_SMBD_TESTS):
-                mod.run_all(res, smbd)
+                run_on_shared_smbd(res, mod, smbd)
         if 'torture' in parts:
             if not args.suites:
                 every_suite_is_listed(res)

@@ -19,12 +19,11 @@ import grp
 import os
 import pwd
 import stat
-import tempfile
-
 import harness
 import smb2client
-from fault_tests import SlowStorage, check_panics, record
-from open_tests import share_counters
+from testlib import Server, share_counters
+
+PREFIX = 'slowfs_identity'	# of the test names: slowfs_identity.<test>/<env>
 
 U1 = harness.USERS[0]
 OUTSIDER = harness.OUTSIDER
@@ -54,8 +53,7 @@ def burst(rc, user, names, disposition):
     return got
 
 
-def group_only_share_root_opens_through_io_uring(smbd, storage):
-    env = 'async_open'
+def group_only_share_root_opens_through_io_uring(smbd, env, storage):
     root = storage.backing(smbd, env, '.')
     st = os.stat(root)
     gid = grp.getgrnam(harness.GROUP).gr_gid
@@ -97,7 +95,7 @@ def group_only_share_root_opens_through_io_uring(smbd, storage):
     finally:
         storage.set()
         rc.disconnect()
-    c = share_counters(smbd, env)
+    c = share_counters(smbd, env, 'async_open', 'openat')
     assert c.get('creates', 0) >= COUNT and \
         c.get('existing', 0) >= COUNT, 'not asynchronous: %s' % c
     assert c.get('sync_again', 0) == 0 and c.get('failed', 0) == 0 and \
@@ -106,18 +104,8 @@ def group_only_share_root_opens_through_io_uring(smbd, storage):
     assert c.get('handed', 0) >= 2 * COUNT, 'not handed over: %s' % c
 
 
-def run_all(res):
-    with tempfile.TemporaryDirectory() as tmp:
-        storage = SlowStorage(tmp, ',max_threads=256')
-        smbd = harness.Smbd(envs=dict(ENVS), share_root=storage.mnt,
-                            log_level=harness.LOG_LEVEL)
-        try:
-            smbd.start()
-            test = group_only_share_root_opens_through_io_uring
-            record(res, 'slowfs_identity.' + test.__name__, test, smbd,
-                   storage)
-        finally:
-            smbd.stop()
-            check_panics(res, smbd, 'slowfs_identity')
-            smbd.cleanup()
-            storage.umount()
+SERVERS = [
+    Server('slowfs_identity', ENVS,
+           [(group_only_share_root_opens_through_io_uring, ['async_open'])],
+           storage='slowfs', fuse_options=',max_threads=256'),
+]

@@ -6,7 +6,6 @@ Each test takes (smbd, env) and raises AssertionError with the reason; it
 runs on every environment, so a module that changes what a user may do
 shows up as a failure on its share.
 """
-import hashlib
 import os
 import pwd
 import subprocess
@@ -14,24 +13,9 @@ import tempfile
 
 import harness
 import smb2client
+from testlib import EVERY_ENV, put_get_roundtrip, sha256, smbclient
 
-
-def smbclient(smbd, env, commands, user=None, password=None):
-    creds = smbd.creds(user) if password is None else \
-        '%s%%%s' % (user, password)
-    p = subprocess.run(['smbclient', smbd.unc(env), '-p', str(smbd.port),
-                        '-mSMB3', '-U', creds, '-c', commands],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       universal_newlines=True, timeout=120)
-    return p.returncode, p.stdout
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
+PREFIX = 'smbd'		# of the test names: smbd.<test>/<env>
 
 
 def put_then_get_returns_same_bytes(smbd, env):
@@ -96,8 +80,6 @@ def files_are_created_as_the_requesting_user(smbd, env):
 
 
 def canary_module_loads_by_name(smbd, env):
-    if env != 'canary':
-        raise NotImplementedError
     rc, out = smbclient(smbd, env, 'ls')
     assert rc == 0, out
     with open(smbd.log, errors='replace') as f:
@@ -156,15 +138,28 @@ def reads_at_and_past_eof(smbd, env):
     os.unlink(os.path.join(smbd.share_path(env), 'eof.bin'))
 
 
-def put_get_roundtrip(smbd, share):
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, 'src')
-        with open(src, 'wb') as f:
-            f.write(os.urandom(2 * 1024 * 1024 + 5))
-        rc, out = smbclient(smbd, share, 'put %s wt.bin; get wt.bin %s/dst;'
-                            ' del wt.bin' % (src, tmp))
-        assert rc == 0, out
-        assert sha256(src) == sha256(os.path.join(tmp, 'dst'))
+def write_past_eof_leaves_zeros_before_it(smbd, env):
+    """A write far past the end of a file extends it: the gap reads as
+    zeros over SMB, and the file on disk has the new size."""
+    head, tail, gap = b'h' * 100, os.urandom(5000), 3 * 1024 * 1024
+    c = smb2client.Client(smbd, env)
+    try:
+        fid = c.create('gap.bin')
+        assert c.write(fid, head, 0) == len(head)
+        assert c.write(fid, tail, gap) == len(tail)
+        got = c.read(fid, 0, 65536)
+        assert got == head + bytes(65536 - len(head)), \
+            'the start of the gap reads %r' % got[100:116]
+        got = c.read(fid, gap - 1000, 6000)
+        assert got == bytes(1000) + tail, 'around the write: %d bytes, ' \
+            'zeros %s' % (len(got), got[:1000] == bytes(1000))
+        c.close(fid)
+    finally:
+        c.logoff()
+    path = os.path.join(smbd.share_path(env), 'gap.bin')
+    size = os.path.getsize(path)
+    os.unlink(path)
+    assert size == gap + len(tail), 'on disk: %d bytes' % size
 
 
 def write_through_completes(smbd, env):
@@ -187,45 +182,29 @@ def sync_write_through_completes(smbd, env):
             'smbd\'s temporary event context'
 
 
-TESTS = [
-    put_then_get_returns_same_bytes,
-    outsider_is_refused_at_tree_connect,
-    wrong_password_is_refused,
-    second_user_cannot_read_private_file,
-    files_are_created_as_the_requesting_user,
-    canary_module_loads_by_name,
-    concurrent_clients_write_and_read_back_exact_bytes,
-    reads_at_and_past_eof,
-    write_through_completes,
-    sync_write_through_completes,
+# On the shared smbd: each test on every environment it serves
+SHARED = [
+    (put_then_get_returns_same_bytes, EVERY_ENV),
+    (outsider_is_refused_at_tree_connect, EVERY_ENV),
+    (wrong_password_is_refused, EVERY_ENV),
+    (second_user_cannot_read_private_file, EVERY_ENV),
+    (files_are_created_as_the_requesting_user, EVERY_ENV),
+    (canary_module_loads_by_name, ['canary']),
+    (concurrent_clients_write_and_read_back_exact_bytes, EVERY_ENV),
+    (reads_at_and_past_eof, EVERY_ENV),
+    (write_past_eof_leaves_zeros_before_it, EVERY_ENV),
+    (write_through_completes, EVERY_ENV),
+    (sync_write_through_completes, EVERY_ENV),
 ]
 
 
 # Failures of Samba's own modules that ours exist to fix. They are not
 # run (they hang a connection until the client times out) and are
 # reported as known failures with the reason.
-ANCHOR_BUGS = {
+KNOWN = {
     ('sync_write_through_completes', 'io_uring'):
         "Samba's vfs_io_uring (4.17, unchanged in 4.22) ignores the "
         "temporary event context smb_vfs_fsync_sync() polls and completes "
         "the fsync on smbd's main one: the write hangs until the client "
         "gives up (NT_STATUS_IO_TIMEOUT); async_uring completes it",
 }
-
-
-def run_all(res, smbd):
-    for test in TESTS:
-        for env in smbd.envs:
-            name = 'smbd.%s/%s' % (test.__name__, env)
-            if (test.__name__, env) in ANCHOR_BUGS:
-                res.add('knownfail', name, ANCHOR_BUGS[(test.__name__, env)])
-                continue
-            try:
-                test(smbd, env)
-            except NotImplementedError:
-                continue
-            except AssertionError as e:
-                res.add('fail', name, str(e).strip().replace('\n', ' | ')
-                        [:400])
-                continue
-            res.add('pass', name)

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
@@ -133,10 +134,10 @@ static void free_range_completes_at_once(void **state)
 }
 
 /*
- * Threads of this process that are blocked in fcntl(F_OFD_SETLKW): a
- * wait the kernel ends when the range is free, not a poll.
+ * How many threads of this process have a first line in
+ * /proc/self/task/<tid>/<file> for which matches() is true.
  */
-static int threads_blocked_in_setlkw(void)
+static int count_threads(const char *file, bool (*matches)(const char *line))
 {
 	char path[300], line[256];
 	struct dirent *e = NULL;
@@ -146,27 +147,41 @@ static int threads_blocked_in_setlkw(void)
 	assert_non_null(d);
 	while ((e = readdir(d)) != NULL) {
 		FILE *f = NULL;
-		long nr;
-		unsigned long fd, cmd;
 
 		if (e->d_name[0] == '.') {
 			continue;
 		}
-		snprintf(path, sizeof(path), "/proc/self/task/%s/syscall",
-			 e->d_name);
+		snprintf(path, sizeof(path), "/proc/self/task/%s/%s",
+			 e->d_name, file);
 		f = fopen(path, "r");
 		if (f == NULL) {
-			continue;
+			continue;	/* the thread has exited */
 		}
-		if (fgets(line, sizeof(line), f) != NULL &&
-		    sscanf(line, "%ld 0x%lx 0x%lx", &nr, &fd, &cmd) == 3 &&
-		    nr == SYS_fcntl && cmd == F_OFD_SETLKW) {
+		if (fgets(line, sizeof(line), f) != NULL && matches(line)) {
 			n++;
 		}
 		fclose(f);
 	}
 	closedir(d);
 	return n;
+}
+
+static bool in_setlkw(const char *syscall_line)
+{
+	long nr;
+	unsigned long fd, cmd;
+
+	return sscanf(syscall_line, "%ld 0x%lx 0x%lx", &nr, &fd, &cmd) == 3 &&
+	       nr == SYS_fcntl && cmd == F_OFD_SETLKW;
+}
+
+/*
+ * Threads of this process that are blocked in fcntl(F_OFD_SETLKW): a
+ * wait the kernel ends when the range is free, not a poll.
+ */
+static int threads_blocked_in_setlkw(void)
+{
+	return count_threads("syscall", in_setlkw);
 }
 
 static void wakes_when_the_holder_releases_and_leaves_nothing_locked(
@@ -248,35 +263,15 @@ static void freeing_in_flight_interrupts_the_thread(void **state)
 	}
 }
 
+static bool is_lockwait_thread(const char *comm)
+{
+	return strncmp(comm, ASVFS_LOCKWAIT_THREAD,
+		       strlen(ASVFS_LOCKWAIT_THREAD)) == 0;
+}
+
 static int lockwait_threads(void)
 {
-	char path[300], comm[32];
-	struct dirent *e = NULL;
-	DIR *d = opendir("/proc/self/task");
-	int n = 0;
-
-	assert_non_null(d);
-	while ((e = readdir(d)) != NULL) {
-		FILE *f = NULL;
-
-		if (e->d_name[0] == '.') {
-			continue;
-		}
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
-			 e->d_name);
-		f = fopen(path, "r");
-		if (f == NULL) {
-			continue;
-		}
-		if (fgets(comm, sizeof(comm), f) != NULL &&
-		    strncmp(comm, ASVFS_LOCKWAIT_THREAD,
-			    strlen(ASVFS_LOCKWAIT_THREAD)) == 0) {
-			n++;
-		}
-		fclose(f);
-	}
-	closedir(d);
-	return n;
+	return count_threads("comm", is_lockwait_thread);
 }
 
 static void freed_waits_leave_no_thread_behind(void **state)
