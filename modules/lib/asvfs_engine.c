@@ -22,6 +22,7 @@
 #include "asvfs_personality.h"
 #include "asvfs_procfd.h"
 #include "asvfs_uring_probe.h"
+#include "lib/util/dlinklist.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -84,7 +85,7 @@ struct asvfs_op {
 	mode_t mode;
 	int personality;		/* 0: the ring creator's credentials */
 	bool holds_personality;		/* until freed: the id must stay */
-	bool in_kernel;
+	struct asvfs_op **list;		/* the engine list it is on, or NULL */
 	unsigned retries;		/* EAGAIN/EINTR in a row */
 };
 
@@ -126,34 +127,25 @@ static struct asvfs_engine_stats stats;
 static unsigned refused_submits;	/* asvfs_engine_refuse_submits() */
 static int refused_submit_err;
 
-#define DLIST_PUSH_BACK(head, p) do {					\
-	(p)->next = NULL;						\
-	if ((head) == NULL) {						\
-		(p)->prev = (p);					\
-		(head) = (p);						\
-	} else {							\
-		(p)->prev = (head)->prev;				\
-		(head)->prev->next = (p);				\
-		(head)->prev = (p);					\
-	}								\
-} while (0)
+/*
+ * An op is on one list at a time: waiting for an SQE (backlog), owned by
+ * the kernel (inflight), or none.
+ */
+static void op_move_to(struct asvfs_op *op, struct asvfs_op **list)
+{
+	if (op->list != NULL) {
+		DLIST_REMOVE(*op->list, op);
+	}
+	op->list = list;
+	if (list != NULL) {
+		DLIST_ADD_END(*list, op);
+	}
+}
 
-#define DLIST_UNLINK(head, p) do {					\
-	if ((p) == (head)) {						\
-		if ((p)->next != NULL) {				\
-			(p)->next->prev = (p)->prev;			\
-		}							\
-		(head) = (p)->next;					\
-	} else {							\
-		(p)->prev->next = (p)->next;				\
-		if ((p)->next != NULL) {				\
-			(p)->next->prev = (p)->prev;			\
-		} else {						\
-			(head)->prev = (p)->prev;			\
-		}							\
-	}								\
-	(p)->next = (p)->prev = NULL;					\
-} while (0)
+static bool op_in_kernel(const struct asvfs_op *op)
+{
+	return op->list == &op->engine->inflight;
+}
 
 const char *asvfs_op_kind_name(enum asvfs_op_kind kind)
 {
@@ -402,15 +394,10 @@ static int op_destructor(struct asvfs_op *op)
 		state->op = NULL;
 		op->req = NULL;
 	}
-	/* Linked ops have prev != NULL (the head points at the tail). */
-	if (op->prev != NULL) {
-		if (op->in_kernel) {
-			DLIST_UNLINK(op->engine->inflight, op);
-			stats.inflight--;
-		} else {
-			DLIST_UNLINK(op->engine->backlog, op);
-		}
+	if (op_in_kernel(op)) {
+		stats.inflight--;
 	}
+	op_move_to(op, NULL);
 	op_release_personality(op);
 	/* Only ops the kernel is done with are ever freed (see drain). */
 	if (!op->buf_is_callers) {
@@ -438,15 +425,10 @@ static void engine_schedule_submit(struct asvfs_engine *engine);
 static void op_start(struct asvfs_op *op)
 {
 	op_hold_personality(op);
-	DLIST_PUSH_BACK(op->engine->backlog, op);
+	op_move_to(op, &op->engine->backlog);
 	engine_schedule_submit(op->engine);
 }
 
-/*
- * The caller freed its request.  Nothing of the caller's is referenced by
- * the op, so only the kernel's view matters: not submitted yet means we
- * can forget it; submitted means we wait for its completion.
- */
 static unsigned engine_reap(struct asvfs_engine *engine);
 
 /*
@@ -506,6 +488,11 @@ static void engine_wait_orphan(struct asvfs_engine *engine,
 	}
 }
 
+/*
+ * The caller freed its request.  Nothing of the caller's is referenced by
+ * the op, so only the kernel's view matters: not submitted yet means we
+ * can forget it; submitted means we wait for its completion.
+ */
 static void op_orphan(struct asvfs_op *op)
 {
 	struct asvfs_engine *engine = op->engine;
@@ -517,7 +504,7 @@ static void op_orphan(struct asvfs_op *op)
 	 * In a child of fork() the kernel side is the parent's: a cancel
 	 * or a wait would go to the parent's ring and reap its completions.
 	 */
-	if (!op->in_kernel || engine->pid != getpid()) {
+	if (!op_in_kernel(op) || engine->pid != getpid()) {
 		talloc_free(op);	/* unlinks itself */
 		return;
 	}
@@ -819,9 +806,7 @@ static void engine_submit(struct asvfs_engine *engine)
 			}
 		}
 		op_prep(op, sqe);
-		DLIST_UNLINK(engine->backlog, op);
-		DLIST_PUSH_BACK(engine->inflight, op);
-		op->in_kernel = true;
+		op_move_to(op, &engine->inflight);
 		stats.inflight++;
 		stats.op[op->kind].submitted++;
 	}
@@ -878,8 +863,7 @@ static void engine_handle_cqe(struct asvfs_engine *engine,
 	if (op == NULL) {
 		return;		/* the completion of a cancel request */
 	}
-	DLIST_UNLINK(engine->inflight, op);
-	op->in_kernel = false;
+	op_move_to(op, NULL);
 	stats.inflight--;
 	if (op->req == NULL) {
 		/* orphan: the result goes nowhere, an opened fd is closed */
@@ -991,8 +975,7 @@ static void engine_drain(struct asvfs_engine *engine)
 	 */
 	while (engine->inflight != NULL) {
 		op = engine->inflight;
-		DLIST_UNLINK(engine->inflight, op);
-		op->in_kernel = false;
+		op_move_to(op, NULL);
 		talloc_set_destructor(op, NULL);
 		talloc_steal(NULL, op);
 	}
