@@ -56,8 +56,9 @@ static int vfs_async_dosattr_debug_level = DBGC_VFS;
 
 #define MODULE "async_dosattr"
 
-/* What smbd's own fget_ea_dos_attribute() reads: sizeof(fstring). */
-#define DOSATTR_VALUE_MAX 256
+#if ASVFS_DOSATTR_VALUE_MAX != FSTRING_LEN
+#error "ASVFS_DOSATTR_VALUE_MAX must be fget_ea_dos_attribute()'s fstring"
+#endif
 
 enum async_dosattr_prefetch {
 	ASYNC_DOSATTR_PREFETCH_NO,
@@ -495,7 +496,7 @@ struct async_dosattr_get_state {
 	struct smb_filename *smb_fname;
 	struct timespec start;
 	struct vfs_aio_state aio_state;
-	uint8_t value[DOSATTR_VALUE_MAX];
+	uint8_t value[ASVFS_DOSATTR_VALUE_MAX];
 	bool waits, holds_inflight, as_root;
 	uint32_t dosmode;
 };

@@ -210,7 +210,7 @@ void asvfs_attrcache_put_value(struct asvfs_attrcache *c,
 			       const struct asvfs_attrcache_key *k,
 			       const struct asvfs_attrcache_read *r)
 {
-	attrcache_put(c, k, r, false, ASVFS_ATTRCACHE_VALUE_MAX);
+	attrcache_put(c, k, r, false, ASVFS_DOSATTR_VALUE_MAX);
 }
 
 void asvfs_attrcache_put_names(struct asvfs_attrcache *c,

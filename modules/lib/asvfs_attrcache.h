@@ -25,8 +25,13 @@
 #include <time.h>
 #include <talloc.h>
 
-/* Longer values and name lists are not kept (smbd reads them itself). */
-#define ASVFS_ATTRCACHE_VALUE_MAX 256
+/*
+ * The longest DOS attribute value read for smbd: its
+ * fget_ea_dos_attribute() reads into an fstring.  A longer one is smbd's
+ * to read; neither the read-ahead nor this cache holds it.
+ */
+#define ASVFS_DOSATTR_VALUE_MAX 256
+/* Longer name lists are not kept (smbd lists them itself). */
 #define ASVFS_ATTRCACHE_NAMES_MAX 256
 
 struct asvfs_attrcache_key {

@@ -2,10 +2,12 @@
 /*
  * samba-async-vfs: a small cache of bounce buffers.
  *
- * Every read and write goes through an engine-owned buffer (the kernel
- * must never touch memory smbd may free).  Allocating a fresh multi-MiB
- * buffer per request costs page faults on every first touch; keeping a
- * few freed buffers for reuse makes the bounce a plain memcpy.
+ * Reads and writes use the caller's buffer (freeing one in flight waits
+ * for the kernel).  The ops whose caller may go without waiting, a
+ * getxattr's value, have the kernel fill an engine-owned buffer instead,
+ * copied out on completion: the kernel never touches memory smbd may
+ * have freed.  Keeping a few freed buffers for reuse spares an
+ * allocation, and the page faults of its first touch, per request.
  */
 #ifndef ASVFS_BUFCACHE_H
 #define ASVFS_BUFCACHE_H

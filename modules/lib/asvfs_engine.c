@@ -14,8 +14,10 @@
  *
  * The caller may free its request at any point.  Before submission the op
  * just goes away; after it the op is orphaned: it stays on the inflight
- * list with its dup()ed fd and bounce buffer until the kernel reports it,
- * and an IORING_OP_ASYNC_CANCEL asks the kernel to hurry.
+ * list with its dup()ed fd (or fixed-file slot) and bounce buffer until
+ * the kernel reports it, and an IORING_OP_ASYNC_CANCEL asks the kernel to
+ * hurry.  A read or write uses the caller's buffer instead, so freeing
+ * it waits for the kernel (engine_wait_orphan()).
  */
 #include "asvfs_engine.h"
 #include "asvfs_bufcache.h"
@@ -376,7 +378,7 @@ static void op_set_file(struct asvfs_op *op, struct io_uring_sqe *sqe)
 struct asvfs_io_state {
 	struct asvfs_op *op;
 	struct asvfs_fd_guard *fd_guard;	/* openat: until received */
-	void *user_buf;			/* pread: where the data goes */
+	void *user_buf;			/* getxattr: where the value goes */
 	ssize_t result;
 	int err;
 };

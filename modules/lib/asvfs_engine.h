@@ -4,12 +4,14 @@
  *
  * One io_uring per process, created lazily on first use after fork and
  * bound to the event context it was first asked for (smbd's main one).
- * Operations are tevent_reqs.  Everything the kernel reads or writes after
- * submission (a dup() of the fd, engine-owned bounce buffers) belongs to
- * the engine, not to the request: when the caller frees a request in
- * flight (client cancel, disconnect, shutdown) the engine adopts the
- * orphan, asks the kernel to cancel it, and drops its result; nothing the
- * caller owns is touched after the free.
+ * Operations are tevent_reqs.  What the kernel uses after submission (a
+ * dup() of the fd or a fixed-file slot, a path, a getxattr's bounce
+ * buffer) belongs to the engine, not to the request: when the caller frees
+ * a request in flight (client cancel, disconnect, shutdown) the engine
+ * adopts the orphan, asks the kernel to cancel it, and drops its result.
+ * The one exception is a pread/pwrite buffer, the caller's own: freeing
+ * such a request waits until the kernel is done with it.  Nothing the
+ * caller owns is touched after the free returns.
  *
  * The engine does not depend on Samba: modules translate its results into
  * VFS ones, and it can be unit tested on a plain tevent loop.

@@ -36,9 +36,6 @@
 
 struct tevent_req;
 
-/* Longer values are not read ahead (sizeof(fstring), as smbd reads). */
-#define ASVFS_READAHEAD_VALUE_MAX 256
-
 /* An entry's value, in the order an entry goes through. */
 enum asvfs_readahead_state {
 	ASVFS_READAHEAD_READ = 0,	/* from the directory, nothing more */
@@ -73,7 +70,7 @@ struct asvfs_readahead_entry {
 	struct tevent_req *subreq;	/* FETCHING: the value's read */
 	ssize_t size;			/* FETCHED, CACHED: value or -1 */
 	int err;			/* ... with this errno */
-	uint8_t value[ASVFS_READAHEAD_VALUE_MAX];
+	uint8_t value[ASVFS_DOSATTR_VALUE_MAX];
 	struct asvfs_readahead_batch *batch;	/* lists its names */
 	unsigned batch_idx;		/* its place in the batch */
 	ssize_t names_len;

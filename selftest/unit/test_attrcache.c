@@ -108,12 +108,12 @@ static void long_values_are_not_kept(void **state)
 {
 	struct asvfs_attrcache *c = asvfs_attrcache_new(NULL, 8);
 	struct asvfs_attrcache_key k = key(1);
-	char big[ASVFS_ATTRCACHE_VALUE_MAX + 1] = { 0 };
+	char big[ASVFS_DOSATTR_VALUE_MAX + 1] = { 0 };
 	struct asvfs_attrcache_read r = { .len = sizeof(big), .data = big };
 
 	asvfs_attrcache_put_value(c, &k, &r);
 	assert_false(asvfs_attrcache_get_value(c, &k, &r));
-	r.len = ASVFS_ATTRCACHE_VALUE_MAX;
+	r.len = ASVFS_DOSATTR_VALUE_MAX;
 	asvfs_attrcache_put_value(c, &k, &r);
 	assert_true(asvfs_attrcache_get_value(c, &k, &r));
 	talloc_free(c);
