@@ -75,10 +75,16 @@ struct async_brl_wait;
 struct async_brl_decision;
 struct async_brl_call;
 
+/* Where a lock's POSIX fcntl() runs: async_brl:decision. */
+enum async_brl_decision_mode {
+	ASYNC_BRL_DECIDE_SYNC,		/* smbd's own, on the event loop */
+	ASYNC_BRL_DECIDE_ASYNC,		/* on a thread; smbd retries */
+};
+
 struct async_brl_config {
 	bool wake;		/* async_brl:wake */
 	unsigned max_waits;	/* async_brl:max waits, per process */
-	bool decide_async;	/* async_brl:decision = async */
+	enum async_brl_decision_mode decision;	/* async_brl:decision */
 	uint32_t decision_timeout_msec;	/* async_brl:decision timeout */
 	struct async_brl_wait *waits;
 	struct async_brl_decision *decisions;
@@ -108,7 +114,9 @@ struct async_brl_wait {
 /* --- options ------------------------------------------------------------ */
 
 static const struct asvfs_enum_value async_brl_decision_modes[] = {
-	{ "sync", false }, { "async", true }, { NULL, 0 },
+	{ "sync", ASYNC_BRL_DECIDE_SYNC },
+	{ "async", ASYNC_BRL_DECIDE_ASYNC },
+	{ NULL, 0 },
 };
 
 static void async_brl_parse_options(struct async_brl_config *config,
@@ -117,9 +125,9 @@ static void async_brl_parse_options(struct async_brl_config *config,
 	config->wake = asvfs_conf_bool(snum, MODULE, "wake", true);
 	config->max_waits = asvfs_conf_uint(snum, MODULE, "max waits", 256,
 					    1, 65536);
-	config->decide_async = asvfs_conf_enum(snum, MODULE, "decision",
-					       async_brl_decision_modes,
-					       false);
+	config->decision = asvfs_conf_enum(snum, MODULE, "decision",
+					   async_brl_decision_modes,
+					   ASYNC_BRL_DECIDE_SYNC);
 	config->decision_timeout_msec = asvfs_conf_uint(
 		snum, MODULE, "decision timeout", 5000, 1, 600000);
 }
@@ -151,12 +159,12 @@ static int async_brl_connect(vfs_handle_struct *handle,
 		return -1;
 	}
 	async_brl_parse_options(config, SNUM(handle->conn));
-	if (config->decide_async &&
+	if (config->decision == ASYNC_BRL_DECIDE_ASYNC &&
 	    asvfs_lower_module(handle, async_brl_takes_locks)) {
 		DBG_WARNING(MODULE ": [%s]: a module after " MODULE " takes "
 			    "POSIX locks itself; lock decisions stay "
 			    "synchronous\n", service);
-		config->decide_async = false;
+		config->decision = ASYNC_BRL_DECIDE_SYNC;
 	}
 	if (config->wake && !lp_posix_locking(handle->conn->params)) {
 		DBG_INFO(MODULE ": [%s]: posix locking = no, nothing to "
@@ -797,7 +805,8 @@ static enum async_brl_route async_brl_route(struct async_brl_config *config,
 	bool first;
 
 	/* async_brl:decision = sync, a lock test, or an unlock. */
-	if (!config->decide_async || op != F_SETLK || type == F_UNLCK) {
+	if (config->decision != ASYNC_BRL_DECIDE_ASYNC || op != F_SETLK ||
+	    type == F_UNLCK) {
 		return ASYNC_BRL_NEXT;
 	}
 	if (call != NULL && call->fsp != fsp) {
@@ -981,7 +990,7 @@ static NTSTATUS async_brl_lock_windows(struct vfs_handle_struct *handle,
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_brl_config,
 				return NT_STATUS_INTERNAL_ERROR);
 	config->n_lock++;
-	if (!config->decide_async ||
+	if (config->decision != ASYNC_BRL_DECIDE_ASYNC ||
 	    brl_req_mem_ctx(br_lck) == (TALLOC_CTX *)br_lck) {
 		status = SMB_VFS_NEXT_BRL_LOCK_WINDOWS(handle, br_lck, plock);
 	} else {
