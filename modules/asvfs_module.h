@@ -7,8 +7,9 @@
  * It lives beside the modules, not in modules/lib/, because it includes
  * Samba's headers (through the module that includes it) and modules/lib/
  * builds without them, as Samba keeps vfs_acl_common.h beside the
- * modules that share it. Header-only on purpose, and DBG_ERR here logs through the debug class of
- * the module that includes this file (define DBGC_CLASS first).
+ * modules that share it.  Header-only on purpose: DBG_ERR here logs
+ * through the debug class of the module that includes this file (define
+ * DBGC_CLASS first).
  *
  * Every reader follows one rule: an unset option gives the default, an
  * invalid one gives the default and one log line naming the option, the
@@ -128,11 +129,10 @@ static inline int asvfs_conf_enum(int snum, const char *module,
  * The engine is one per smbd process, shared by every module and share
  * of that process, so its settings cannot be per share: they are
  * [global] options of their own, "async_vfs:<option>".  Precedence, for
- * each setting: async_vfs:<option> in [global]; else the name earlier
- * versions read in a share (async_uring:entries, async_uring:sqpoll),
- * now read in [global] only; else the default.  In a share section both
- * are ignored, with a log line: the first share to use the engine used
- * to decide for the whole process.
+ * each setting: async_vfs:<option> in [global]; else its older name
+ * (async_uring:entries, async_uring:sqpoll), read in [global] only;
+ * else the default.  In a share section both are ignored, with a log
+ * line: no share decides for the whole process.
  */
 #define ASVFS_ENGINE_OPTIONS "async_vfs"
 

@@ -35,8 +35,8 @@
  * v49 (4.19): readdir_fn lost its stat buffer, and seekdir_fn/telldir_fn
  * are gone: smbd lists forward only and keeps the entry that did not fit
  * a QUERY_DIRECTORY answer itself (dptr->overflow).  A module's readdir_fn
- * is written with ASVFS_READDIR_SBUF_PARAM and calls the next module with
- * ASVFS_NEXT_READDIR(); on v49+ sbuf is a NULL local.
+ * keeps 4.17's arguments (registered on v49+ through a wrapper that
+ * passes a NULL sbuf) and calls the next module with ASVFS_NEXT_READDIR().
  */
 #if SMB_VFS_INTERFACE_VERSION >= 49
 #define ASVFS_HAVE_SEEKDIR 0

@@ -174,9 +174,7 @@ static const struct asvfs_enum_value async_dosattr_modes[] = {
  * the larger threshold: one slow answer (smbd preempted on a busy
  * machine) moves a settled fast estimate by a quarter of the larger
  * threshold, which switches nothing; on slow storage every answer is
- * slow.  (At four times, one preemption alone crossed the lower
- * threshold: a listing on a busy machine steered smbd's async dosmode
- * up to 27 times.)  A sample under either threshold is fast.
+ * slow.  A sample under either threshold is fast.
  */
 static void async_dosattr_estimate_init(struct async_dosattr_config *c)
 {
@@ -1156,8 +1154,8 @@ static int async_dosattr_fetch(vfs_handle_struct *handle,
 /*
  * smbd lists each entry's EA names (for its EaSize) right after its DOS
  * attributes: list the names of a top-up's entries on one thread while
- * smbd works through the entries before them (threads of 8 entries each
- * measured slower on two cores: more CPU for the same listings).  Takes
+ * smbd works through the entries before them (one thread for the whole
+ * top-up: smaller batches cost more CPU for the same listing).  Takes
  * the fds.
  */
 static void async_dosattr_fetch_names(struct async_dosattr_dir *d,

@@ -200,8 +200,8 @@ static void async_open_parse_options(struct async_open_config *config,
 					  AO_BACKEND_AUTO);
 	/*
 	 * Milliseconds.  The maximum keeps an answer inside smbd's 70 s
-	 * retry of an open (the 20 s exit timer of an EINPROGRESS deferral,
-	 * which bounded it once, is never armed any more).
+	 * retry of an open (no open is deferred with EINPROGRESS, so the
+	 * 20 s exit timer of smbd's schedule_async_open() is never armed).
 	 */
 	config->timeout_msec = asvfs_conf_uint(snum, MODULE, "timeout", 10000,
 					       100, 60000);

@@ -298,7 +298,7 @@ static int async_uring_io_fd(vfs_handle_struct *handle,
 		ext = VFS_ADD_FSP_EXTENSION(handle, fsp, struct async_uring_fsp,
 					    async_uring_fsp_destroy);
 		if (ext == NULL) {
-			return fd;	/* a slot per request, as before */
+			return fd;	/* a slot per request */
 		}
 	}
 	if (!async_uring_holds_slot(handle, fsp)) {

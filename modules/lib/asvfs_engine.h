@@ -122,7 +122,7 @@ bool asvfs_engine_has_free_slot(const struct asvfs_engine *engine);
  * with no registration of its own, instead of registering and releasing
  * a slot per request (two syscalls).  NULL when no slot is free, fd
  * already has one, or without memory: data I/O then takes a slot per
- * request as before.  Once the engine is gone the object holds nothing.
+ * request.  Once the engine is gone the object holds nothing.
  */
 struct asvfs_file_slot;
 struct asvfs_file_slot *asvfs_file_slot_get(TALLOC_CTX *mem_ctx,

@@ -45,7 +45,8 @@ struct asvfs_estimate {
 	uint64_t cap_nsec;		/* a sample counts at most this */
 	/* when the last slow sample was taken; 0: the next one is due */
 	uint64_t slow_at_nsec;
-	bool async;		/* want_async()'s last answer, for hysteresis */
+	/* asvfs_estimate_want_async()'s last answer, for hysteresis */
+	bool async;
 };
 
 /*

@@ -49,7 +49,8 @@ enum asvfs_readahead_state {
 /* An entry's xattr names; while a batch lists them, batch says which. */
 enum asvfs_readahead_names {
 	ASVFS_READAHEAD_NAMES_NONE = 0,	/* none at hand */
-	ASVFS_READAHEAD_NAMES_LISTED,	/* names_len bytes at names_of() */
+	/* names_len bytes at asvfs_readahead_names_of() */
+	ASVFS_READAHEAD_NAMES_LISTED,
 	ASVFS_READAHEAD_NAMES_CACHED,	/* ... and the cache holds them */
 	/* given out, or refused: never again */
 	ASVFS_READAHEAD_NAMES_ANSWERED,
