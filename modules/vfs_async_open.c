@@ -2,7 +2,7 @@
  * vfs_async_open: client opens that may block go through io_uring while
  * smbd serves the connection's other requests.
  *
- * smbd 4.17 has two ways to defer an open from openat_fn:
+ * smbd (4.17 and 4.22) has two ways to defer an open from openat_fn:
  *
  * - EINPROGRESS (NT_STATUS_MORE_PROCESSING_REQUIRED) defers the request
  *   until someone calls schedule_deferred_open_message_smb(); the replay
@@ -1671,10 +1671,25 @@ static bool async_open_meets_breaking_lease(files_struct *fsp)
 	return !ok || state.breaking;
 }
 
-static int async_open_openat(vfs_handle_struct *handle,
-			     const struct files_struct *dirfsp,
-			     const struct smb_filename *smb_fname,
-			     files_struct *fsp, const struct vfs_open_how *how)
+/*
+ * A create smbd asks for by name (O_CREAT|O_EXCL: it made sure the name
+ * was free), the only kind of create this module defers.
+ */
+static bool async_open_is_create_call(vfs_handle_struct *handle,
+				      const struct files_struct *dirfsp,
+				      const struct smb_filename *smb_fname,
+				      files_struct *fsp,
+				      const struct vfs_open_how *how)
+{
+	return (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
+	       !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
+}
+
+static int async_open_openat_once(vfs_handle_struct *handle,
+				  const struct files_struct *dirfsp,
+				  const struct smb_filename *smb_fname,
+				  files_struct *fsp,
+				  const struct vfs_open_how *how)
 {
 	struct async_open_config *config = NULL;
 	struct smbXsrv_connection *xconn = NULL;
@@ -1717,10 +1732,8 @@ static int async_open_openat(vfs_handle_struct *handle,
 					 how);
 	}
 
-	/* creates only where smbd's retry opens them by name (4.17) */
-	create = ASVFS_REOPEN_FALLS_BACK_BY_NAME &&
-		 (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
-		 !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
+	create = async_open_is_create_call(handle, dirfsp, smb_fname, fsp,
+					   how);
 	existing = !create &&
 		   (config->mode == AO_ALL || config->mode == AO_AUTO) &&
 		   async_open_is_reopen(handle, dirfsp, smb_fname, fsp) &&
@@ -1771,6 +1784,90 @@ static int async_open_openat(vfs_handle_struct *handle,
 		return -1;
 	}
 	return async_open_next(handle, config, dirfsp, smb_fname, fsp, how);
+}
+
+/* --- a create asked twice in one pass (4.22) ------------------------------ */
+
+/*
+ * smbd 4.22's fd_openat() asks again when a create by name fails
+ * (asvfs_samba_version.h, ASVFS_OPENAT_ASKS_AGAIN).  The second call must
+ * get the first one's answer: EINTR while our create is in flight, the
+ * timeout's sharing violation, the create's own error.  Asked afresh, it
+ * would find no pending create for its request (the first answer took
+ * it) and start another one.  The answer is kept on the fsp, so it goes
+ * with this attempt's fsp; the retry of the request has a new one.
+ */
+struct async_open_asked {
+	uint64_t mid;
+	int flags;
+	int err;
+};
+
+static struct async_open_asked *async_open_asked_before(
+	vfs_handle_struct *handle, files_struct *fsp,
+	const struct vfs_open_how *how)
+{
+	struct async_open_asked *asked = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+
+	if (asked == NULL || asked->mid != fsp->mid ||
+	    asked->flags != how->flags) {
+		return NULL;
+	}
+	return asked;
+}
+
+static void async_open_remember_answer(vfs_handle_struct *handle,
+				       files_struct *fsp,
+				       const struct vfs_open_how *how,
+				       int err)
+{
+	struct async_open_asked *asked = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+
+	if (asked == NULL) {
+		asked = VFS_ADD_FSP_EXTENSION(handle, fsp,
+					      struct async_open_asked, NULL);
+	}
+	if (asked == NULL) {
+		return;		/* the second call is asked afresh */
+	}
+	*asked = (struct async_open_asked) {
+		.mid = fsp->mid, .flags = how->flags, .err = err,
+	};
+}
+
+static int async_open_openat(vfs_handle_struct *handle,
+			     const struct files_struct *dirfsp,
+			     const struct smb_filename *smb_fname,
+			     files_struct *fsp, const struct vfs_open_how *how)
+{
+	struct async_open_asked *asked = NULL;
+	bool create;
+	int fd;
+
+	create = ASVFS_OPENAT_ASKS_AGAIN && !fsp->fsp_flags.is_pathref &&
+		 dirfsp != NULL &&
+		 async_open_is_create_call(handle, dirfsp, smb_fname, fsp,
+					   how);
+	if (!create) {
+		return async_open_openat_once(handle, dirfsp, smb_fname, fsp,
+					      how);
+	}
+	asked = async_open_asked_before(handle, fsp, how);
+	if (asked != NULL) {
+		int err = asked->err;
+
+		VFS_REMOVE_FSP_EXTENSION(handle, fsp);
+		errno = err;
+		return -1;
+	}
+	fd = async_open_openat_once(handle, dirfsp, smb_fname, fsp, how);
+	if (fd == -1) {
+		int err = errno;
+
+		async_open_remember_answer(handle, fsp, how, err);
+		errno = err;
+	}
+	return fd;
 }
 
 static struct vfs_fn_pointers vfs_async_open_fns = {
