@@ -1835,13 +1835,34 @@ static void async_open_remember_answer(vfs_handle_struct *handle,
 	};
 }
 
+/*
+ * Does a create of ours wait for this call's request?  (Message ids
+ * repeat across the channels of a session: a create of another channel
+ * only makes smbd's own failure repeated, not a different answer.)
+ */
+static bool async_open_has_create_for(vfs_handle_struct *handle,
+				      const files_struct *fsp)
+{
+	struct async_open_config *config = NULL;
+	struct async_open_pending *p = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
+				return false);
+	for (p = async_open_pending_list; p != NULL; p = p->next) {
+		if (p->config == config && p->create && p->mid == fsp->mid) {
+			return true;
+		}
+	}
+	return false;
+}
+
 static int async_open_openat(vfs_handle_struct *handle,
 			     const struct files_struct *dirfsp,
 			     const struct smb_filename *smb_fname,
 			     files_struct *fsp, const struct vfs_open_how *how)
 {
 	struct async_open_asked *asked = NULL;
-	bool create;
+	bool create, had_create;
 	int fd;
 
 	create = ASVFS_OPENAT_ASKS_AGAIN && !fsp->fsp_flags.is_pathref &&
@@ -1860,8 +1881,13 @@ static int async_open_openat(vfs_handle_struct *handle,
 		errno = err;
 		return -1;
 	}
+	had_create = async_open_has_create_for(handle, fsp);
 	fd = async_open_openat_once(handle, dirfsp, smb_fname, fsp, how);
-	if (fd == -1) {
+	/*
+	 * Only our answers are repeated: smbd's own failure (a synchronous
+	 * open) gets smbd's own second attempt.
+	 */
+	if (fd == -1 && (errno == EINTR || had_create)) {
 		int err = errno;
 
 		async_open_remember_answer(handle, fsp, how, err);
