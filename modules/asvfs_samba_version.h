@@ -85,9 +85,9 @@
  * v50 (4.22): fd_openat() asks openat_fn a second time, in the same pass,
  * when its open of a name without '/' fails: again after a path walk
  * (filename_convert_dirfsp_rel(), for a symlink in the last component).
- * 4.17's non_widelink_open() asks once.  A module that answers a create
- * with an error or EINTR gives the second call the same answer
- * (async_open: otherwise the second call would start another create).
+ * 4.17's non_widelink_open() asks once.  A module that answered the
+ * first call itself (an error or EINTR) gives the second one the same
+ * answer (async_open: asked afresh, it would start another create).
  */
 #if SMB_VFS_INTERFACE_VERSION >= 50
 #define ASVFS_OPENAT_ASKS_AGAIN 1
