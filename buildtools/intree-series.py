@@ -17,9 +17,12 @@ git format-patch runs in a scratch repository holding only the Samba
 files the series touches, at their content in the prepared tree, with
 fixed dates and --zero-commit, so the output depends on the sources alone.
 
-Usage: intree-series.py [--samba-source DIR] [--out DIR]
+Usage: intree-series.py [--samba-source DIR | --samba SERIES] [--out DIR]
   defaults: the prepared tree of the installed samba, and
-  patches/<major.minor>/in-tree/
+  patches/<major.minor>/in-tree/; then, without arguments, also every
+  other series that has a patches/<series>/in-tree/ and whose prepared
+  tree is in its chroot (make SAMBA=<series>), e.g. 4.22.  A series whose
+  chroot is missing is left as it is, with a warning.
 """
 import argparse
 import os
@@ -226,9 +229,19 @@ def selftest_patch(repo):
              '\tread only = no\n'
              '\tsmbd async dosmode = yes\n'
              '\tvfs objects = %s\n' % stack)
-    text = insert_before(text, '\n[homes]\n\tcomment = Home directories\n'
-                         '\tbrowseable = No\n\tread only = No\n";\n\n'
-                         '\tif (defined($more_conf))', share, 'Samba3.pm')
+    homes = ('\n[homes]\n\tcomment = Home directories\n'
+             '\tbrowseable = No\n\tread only = No\n";\n\n'
+             '\tif (defined($more_conf))')
+    if homes not in text:
+        # 4.22: setup_fileserver's last share is another one; the end of
+        # its smb.conf text is the first such end after its share dirs
+        start = text.find('push(@dirs, $async_vfs_sharedir);')
+        end = text.find('\n";\n\n\tif (defined($more_conf))', start)
+        if start == -1 or end == -1:
+            die('Samba3.pm: no end of setup_fileserver\'s shares')
+        text = text[:end] + share + text[end:]
+    else:
+        text = insert_before(text, homes, share, 'Samba3.pm')
     write(path, text)
     path = os.path.join(repo, 'source3/selftest/tests.py')
     block = ('\nif is_module_enabled("vfs_async_uring"):\n'
@@ -250,19 +263,67 @@ def selftest_patch(repo):
            'compound_async and oplock/brl suites against it.')
 
 
+def runtime_tree(series):
+    """The host path of the prepared tree in series' chroot, or None."""
+    root = subprocess.run(
+        ['bash', os.path.join(TOP, 'buildtools', 'prepare-chroot.sh'),
+         '--samba', series, '--print-root'], stdout=subprocess.PIPE,
+        universal_newlines=True, check=True).stdout.strip()
+    try:
+        inside = read(os.path.join(root, '.asvfs-samba-tree')).strip()
+    except OSError:
+        return None
+    tree = root + inside
+    return tree if os.path.isfile(os.path.join(tree, 'VERSION')) else None
+
+
+def series_of(tree):
+    kv = dict(re.findall(r'^SAMBA_VERSION_(MAJOR|MINOR)=(\d+)$',
+                         read(os.path.join(tree, 'VERSION')), re.M))
+    return '%s.%s' % (kv['MAJOR'], kv['MINOR'])
+
+
+def other_series(done):
+    """The series with a committed in-tree series other than done."""
+    top = os.path.join(TOP, 'patches')
+    return sorted(d for d in os.listdir(top)
+                  if d != done and
+                  os.path.isdir(os.path.join(top, d, 'in-tree')))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--samba-source')
+    ap.add_argument('--samba', help='a series prepared in its chroot '
+                    '(make SAMBA=<series>), e.g. 4.22')
     ap.add_argument('--out')
     args = ap.parse_args()
-    tree = args.samba_source or subprocess.run(
-        ['bash', os.path.join(TOP, 'buildtools', 'prepare-samba.sh')],
-        stdout=subprocess.PIPE, universal_newlines=True,
-        check=True).stdout.strip().splitlines()[-1]
-    kv = dict(re.findall(r'^SAMBA_VERSION_(MAJOR|MINOR)=(\d+)$',
-                         read(os.path.join(tree, 'VERSION')), re.M))
-    out = args.out or os.path.join(TOP, 'patches', '%s.%s' % (
-        kv['MAJOR'], kv['MINOR']), 'in-tree')
+    if args.samba:
+        tree = runtime_tree(args.samba)
+        if tree is None:
+            die('no prepared tree for Samba %s: make SAMBA=%s' %
+                (args.samba, args.samba))
+    else:
+        tree = args.samba_source or subprocess.run(
+            ['bash', os.path.join(TOP, 'buildtools', 'prepare-samba.sh')],
+            stdout=subprocess.PIPE, universal_newlines=True,
+            check=True).stdout.strip().splitlines()[-1]
+    write_series(tree, args.out or os.path.join(
+        TOP, 'patches', series_of(tree), 'in-tree'))
+    if args.samba or args.samba_source or args.out:
+        return
+    for series in other_series(series_of(tree)):
+        other = runtime_tree(series)
+        if other is None:
+            print('intree-series: patches/%s/in-tree left as it is: no '
+                  'prepared tree (make SAMBA=%s)' % (series, series),
+                  file=sys.stderr)
+            continue
+        write_series(other, os.path.join(TOP, 'patches', series,
+                                         'in-tree'))
+
+
+def write_series(tree, out):
     with tempfile.TemporaryDirectory(prefix='asvfs-series-') as repo:
         git(repo, 'init', '-q')
         for f in EDITED:

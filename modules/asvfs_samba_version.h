@@ -83,16 +83,17 @@
 #endif
 
 /*
- * v50 (4.22): reopen_from_fsp() no longer falls back to an open by name
- * when the /proc/self/fd reopen answers EINPROGRESS (4.17's
- * reopen_from_procfd() did; async_open's create replay relies on it).
- * Until async_open has a create replay for 4.22, creates stay
- * synchronous there; opens of existing files are unaffected.
+ * v50 (4.22): fd_openat() asks openat_fn a second time, in the same pass,
+ * when its open of a name without '/' fails: again after a path walk
+ * (filename_convert_dirfsp_rel(), for a symlink in the last component).
+ * 4.17's non_widelink_open() asks once.  A module that answered the
+ * first call itself (an error or EINTR) gives the second one the same
+ * answer (async_open: asked afresh, it would start another create).
  */
 #if SMB_VFS_INTERFACE_VERSION >= 50
-#define ASVFS_REOPEN_FALLS_BACK_BY_NAME 0
+#define ASVFS_OPENAT_ASKS_AGAIN 1
 #else
-#define ASVFS_REOPEN_FALLS_BACK_BY_NAME 1
+#define ASVFS_OPENAT_ASKS_AGAIN 0
 #endif
 
 #endif /* ASVFS_SAMBA_VERSION_H */

@@ -3,7 +3,7 @@
  * vfs_async_open: client opens that may block go through io_uring while
  * smbd serves the connection's other requests.
  *
- * smbd 4.17 has two ways to defer an open from openat_fn:
+ * smbd (4.17 and 4.22) has two ways to defer an open from openat_fn:
  *
  * - EINPROGRESS (NT_STATUS_MORE_PROCESSING_REQUIRED) defers the request
  *   until someone calls schedule_deferred_open_message_smb(); the replay
@@ -1653,6 +1653,20 @@ static bool async_open_meets_breaking_lease(files_struct *fsp)
 	return !ok || state.breaking;
 }
 
+/*
+ * A create smbd asks for by name (O_CREAT|O_EXCL: it made sure the name
+ * was free), the only kind of create this module defers.
+ */
+static bool async_open_is_create_call(vfs_handle_struct *handle,
+				      const struct files_struct *dirfsp,
+				      const struct smb_filename *smb_fname,
+				      files_struct *fsp,
+				      const struct vfs_open_how *how)
+{
+	return (how->flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) &&
+	       !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
+}
+
 enum async_open_route {
 	ASYNC_OPEN_PASS,	/* not an open we defer: the next module */
 	ASYNC_OPEN_NEXT,	/* the next module, counted */
@@ -1684,11 +1698,8 @@ static bool async_open_kind(vfs_handle_struct *handle,
 {
 	bool existing;
 
-	/* creates only where smbd's retry opens them by name (4.17) */
-	call->create = ASVFS_REOPEN_FALLS_BACK_BY_NAME &&
-		       (how->flags & (O_CREAT | O_EXCL)) ==
-		       (O_CREAT | O_EXCL) &&
-		       !async_open_is_reopen(handle, dirfsp, smb_fname, fsp);
+	call->create = async_open_is_create_call(handle, dirfsp, smb_fname,
+						 fsp, how);
 	existing = !call->create &&
 		   (config->mode == AO_ALL || config->mode == AO_AUTO) &&
 		   async_open_is_reopen(handle, dirfsp, smb_fname, fsp) &&
@@ -1818,10 +1829,11 @@ static int async_open_defer(vfs_handle_struct *handle,
 	return async_open_next(handle, config, dirfsp, smb_fname, fsp, how);
 }
 
-static int async_open_openat(vfs_handle_struct *handle,
-			     const struct files_struct *dirfsp,
-			     const struct smb_filename *smb_fname,
-			     files_struct *fsp, const struct vfs_open_how *how)
+static int async_open_openat_once(vfs_handle_struct *handle,
+				  const struct files_struct *dirfsp,
+				  const struct smb_filename *smb_fname,
+				  files_struct *fsp,
+				  const struct vfs_open_how *how)
 {
 	struct async_open_config *config = NULL;
 	struct async_open_call call = { .xconn = NULL };
@@ -1848,6 +1860,116 @@ static int async_open_openat(vfs_handle_struct *handle,
 	}
 	return async_open_defer(handle, config, &call, dirfsp, smb_fname,
 				fsp, how);
+}
+
+/* --- a create asked twice in one pass (4.22) ------------------------------ */
+
+/*
+ * smbd 4.22's fd_openat() asks again when a create by name fails
+ * (asvfs_samba_version.h, ASVFS_OPENAT_ASKS_AGAIN).  The second call must
+ * get the first one's answer: EINTR while our create is in flight, the
+ * timeout's sharing violation, the create's own error.  Asked afresh, it
+ * would find no pending create for its request (the first answer took
+ * it) and start another one.  The answer is kept on the fsp, so it goes
+ * with this attempt's fsp; the retry of the request has a new one.
+ */
+struct async_open_asked {
+	uint64_t mid;
+	int flags;
+	int err;
+};
+
+static struct async_open_asked *async_open_asked_before(
+	vfs_handle_struct *handle, files_struct *fsp,
+	const struct vfs_open_how *how)
+{
+	struct async_open_asked *asked = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+
+	if (asked == NULL || asked->mid != fsp->mid ||
+	    asked->flags != how->flags) {
+		return NULL;
+	}
+	return asked;
+}
+
+static void async_open_remember_answer(vfs_handle_struct *handle,
+				       files_struct *fsp,
+				       const struct vfs_open_how *how,
+				       int err)
+{
+	struct async_open_asked *asked = VFS_FETCH_FSP_EXTENSION(handle, fsp);
+
+	if (asked == NULL) {
+		asked = VFS_ADD_FSP_EXTENSION(handle, fsp,
+					      struct async_open_asked, NULL);
+	}
+	if (asked == NULL) {
+		return;		/* the second call is asked afresh */
+	}
+	*asked = (struct async_open_asked) {
+		.mid = fsp->mid, .flags = how->flags, .err = err,
+	};
+}
+
+/*
+ * Does a create of ours wait for this call's request?  (Message ids
+ * repeat across the channels of a session: a create of another channel
+ * only makes smbd's own failure repeated, not a different answer.)
+ */
+static bool async_open_has_create_for(vfs_handle_struct *handle,
+				      const files_struct *fsp)
+{
+	struct async_open_config *config = NULL;
+	struct async_open_pending *p = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
+				return false);
+	for (p = async_open_pending_list; p != NULL; p = p->next) {
+		if (p->config == config && p->create && p->mid == fsp->mid) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static int async_open_openat(vfs_handle_struct *handle,
+			     const struct files_struct *dirfsp,
+			     const struct smb_filename *smb_fname,
+			     files_struct *fsp, const struct vfs_open_how *how)
+{
+	struct async_open_asked *asked = NULL;
+	bool create, had_create;
+	int fd;
+
+	create = ASVFS_OPENAT_ASKS_AGAIN && !fsp->fsp_flags.is_pathref &&
+		 dirfsp != NULL &&
+		 async_open_is_create_call(handle, dirfsp, smb_fname, fsp,
+					   how);
+	if (!create) {
+		return async_open_openat_once(handle, dirfsp, smb_fname, fsp,
+					      how);
+	}
+	asked = async_open_asked_before(handle, fsp, how);
+	if (asked != NULL) {
+		int err = asked->err;
+
+		VFS_REMOVE_FSP_EXTENSION(handle, fsp);
+		errno = err;
+		return -1;
+	}
+	had_create = async_open_has_create_for(handle, fsp);
+	fd = async_open_openat_once(handle, dirfsp, smb_fname, fsp, how);
+	/*
+	 * Only our answers are repeated: smbd's own failure (a synchronous
+	 * open) gets smbd's own second attempt.
+	 */
+	if (fd == -1 && (errno == EINTR || had_create)) {
+		int err = errno;
+
+		async_open_remember_answer(handle, fsp, how, err);
+		errno = err;
+	}
+	return fd;
 }
 
 static struct vfs_fn_pointers vfs_async_open_fns = {

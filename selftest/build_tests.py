@@ -160,14 +160,9 @@ def patched_smbd_builds_and_runs(tmp):
         'patched smbd says %r, installed %r' % (v.stdout, installed)
 
 
-def intree_series_is_current(tmp):
-    """patches/<version>/in-tree/ is what buildtools/intree-series.py
-    writes from today's modules/ and docs/manpages/: a module change
-    without the series regenerated would send Samba stale code."""
-    tree = samba_tree()
-    version = re.search(r'samba-\d+_(\d+\.\d+)\.', tree).group(1)
+def series_is_current(tmp, tree, version):
     committed = os.path.join(TOP, 'patches', version, 'in-tree')
-    fresh = os.path.join(tmp, 'in-tree')
+    fresh = os.path.join(tmp, 'in-tree-' + version)
     p = subprocess.run([PY, os.path.join(TOP, 'buildtools',
                                          'intree-series.py'),
                         '--samba-source', tree, '--out', fresh],
@@ -180,9 +175,34 @@ def intree_series_is_current(tmp):
              open(os.path.join(fresh, f)).read() !=
              open(os.path.join(committed, f)).read()]
     stale += [f for f in have if f not in want]
-    assert not stale, ('the in-tree series is stale (%s): run '
+    assert not stale, ('the %s in-tree series is stale (%s): run '
                        'buildtools/intree-series.py and commit' %
-                       ', '.join(stale))
+                       (version, ', '.join(stale)))
+
+
+def intree_series_is_current(tmp):
+    """patches/<version>/in-tree/ is what buildtools/intree-series.py
+    writes from today's modules/ and docs/manpages/: a module change
+    without the series regenerated would send Samba stale code.  The
+    installed release's series always; another release's (4.22) where
+    its tree is prepared (make SAMBA=<series>)."""
+    tree = samba_tree()
+    version = re.search(r'samba-\d+_(\d+\.\d+)\.', tree).group(1)
+    series_is_current(tmp, tree, version)
+    for other in sorted(os.listdir(os.path.join(TOP, 'patches'))):
+        if other == version or not os.path.isdir(
+                os.path.join(TOP, 'patches', other, 'in-tree')):
+            continue
+        root = subprocess.run(
+            ['bash', os.path.join(TOP, 'buildtools', 'prepare-chroot.sh'),
+             '--samba', other, '--print-root'], stdout=subprocess.PIPE,
+            universal_newlines=True, check=True).stdout.strip()
+        try:
+            with open(os.path.join(root, '.asvfs-samba-tree')) as f:
+                other_tree = root + f.read().strip()
+        except OSError:
+            continue	# not prepared here: nothing to compare with
+        series_is_current(tmp, other_tree, other)
 
 
 def every_source_file_carries_a_licence_line(tmp):

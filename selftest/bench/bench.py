@@ -422,7 +422,8 @@ def main():
     args = parse_args()
     if os.geteuid() != 0:
         sys.exit('bench: must run as root (test users, mount namespace)')
-    smbd_version = subprocess.run(['smbd', '--version'],
+    # the smbd under test: the installed one, or make bench SAMBA=<series>'s
+    smbd_version = subprocess.run(harness.runtime_cmd(['smbd', '--version']),
                                   stdout=subprocess.PIPE,
                                   universal_newlines=True).stdout.strip()
     out = ['samba-async-vfs bench, %s, %s, %s, %d CPUs' % (
