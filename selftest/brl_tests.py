@@ -19,14 +19,13 @@ import time
 
 import harness
 import smb2client
+from brllib import (SPIN_MS, WAIT, Holder, grant_latency_ms, local_can_lock,
+                    new_file, round_trip)
 from smb2client import (LOCK_EXCLUSIVE, LOCK_FAIL_IMMEDIATELY, LOCK_SHARED,
                         LOCK_UNLOCK)
 from testlib import Server
 
 PREFIX = 'brl'		# of the test names: brl.<test>/<env>
-
-F_OFD_GETLK = 36
-F_OFD_SETLK = 37
 
 ENVS = ['default', 'async_brl']
 # where every lock behaves the same, whatever the latency
@@ -57,74 +56,15 @@ DATA_PATH_ENVS = ['default_proclocks', 'async_uring_proclocks',
 THREAD = 'asvfs-lockwait'
 # envs where a blocked request gets a lock-waiting thread
 THREAD_ENVS = ('async_brl', 'async_brl_decide')
-# "lock spin time" of the smbd that tells a wake from smbd's poll: its
-# first poll of a blocked request comes this long after the request (the
-# most smbd allows); a grant before it can only come from a wake
-SPIN_MS = 20000
-# A wake grants within moments of the release, smbd's poll SPIN_MS after
-# the request: half of SPIN_MS tells them apart with seconds to spare
-# either way (and a retry smbd makes when the file's share mode record
-# changes for another reason, seen at 19.9 s, is not a wake either).
+# A wake grants within moments of the release, smbd's poll SPIN_MS (the
+# "lock spin time" of the brl-wake smbd, brllib) after the request: half
+# of SPIN_MS tells them apart with seconds to spare either way (and a
+# retry smbd makes when the file's share mode record changes for another
+# reason, seen at 19.9 s, is not a wake either).
 WOKEN_MS = SPIN_MS / 2
-# no verdict may depend on the machine's load: answers and conditions are
-# waited for this long (a load that slow would fail everything anyway)
-WAIT = harness.WAIT_SECS
-
-
-# --- a local (non-SMB) lock holder ------------------------------------------
-
-def _flock(ltype, start, length):
-    return struct.pack('hhqqi4x', ltype, 0, start, length, 0)
-
-
-def ofd_lock(fd, ltype, start, length):
-    """F_OFD_SETLK; True when granted."""
-    try:
-        fcntl.fcntl(fd, F_OFD_SETLK, _flock(ltype, start, length))
-        return True
-    except OSError:
-        return False
-
-
-class Holder:
-    """An open file description of this process holding a range."""
-
-    def __init__(self, path, start=0, length=100, ltype=fcntl.F_WRLCK):
-        self.fd = os.open(path, os.O_RDWR)
-        self.range = (start, length)
-        try:
-            fcntl.fcntl(self.fd, F_OFD_SETLK, _flock(ltype, start, length))
-        except OSError as e:
-            os.close(self.fd)
-            raise AssertionError('holder refused: %s' % e)
-        self.released_at = None
-
-    def release(self):
-        # the time first: the grant may arrive before fcntl() returns
-        self.released_at = time.monotonic()
-        ofd_lock(self.fd, fcntl.F_UNLCK, *self.range)
-
-    def close(self):
-        os.close(self.fd)
-
-
-def local_can_lock(path, start, length, ltype=fcntl.F_WRLCK):
-    """Whether another local process could take the range now (a fresh
-    description; released again at once)."""
-    fd = os.open(path, os.O_RDWR)
-    try:
-        return ofd_lock(fd, ltype, start, length)
-    finally:
-        os.close(fd)
 
 
 # --- helpers -----------------------------------------------------------------
-
-def new_file(smbd, env, client, name):
-    fid = smb2client.open_shared(client, name, create=True)
-    client.write(fid, b'x' * 4096, 0)
-    return fid, os.path.join(smbd.share_path(env), name)
-
 
 def waiting_threads(smbd):
     """Lock-waiting threads in all of smbd's children."""
@@ -174,15 +114,6 @@ def wait_for(cond, timeout=WAIT):
     return harness.wait_until(cond, timeout, 0.01)
 
 
-def round_trip(client):
-    """An echo answered on client's connection: smbd handles a
-    connection's requests in order, so every request sent before has had
-    its first try (a blocked lock is pending now)."""
-    status = smb2client.recv_status(client, smb2client.echo_send(client),
-                                    timeout=WAIT)
-    assert status == 'STATUS_SUCCESS', 'echo: ' + status
-
-
 def wait_pending(smbd, env, client, threads=1):
     """Until the lock requests sent on client are blocked: answered
     echo, and in the envs that wait on a thread, the threads there."""
@@ -199,41 +130,6 @@ def answered_first(client, first, other):
     assert status == 'STATUS_SUCCESS', status
     smb = client.conn.getSMBServer()
     return other in smb._Connection['OutstandingResponses']
-
-
-def grant_latency_ms(smbd, env, name, hold=0):
-    """A blocking SMB2 lock on a range a local process holds until the
-    request is blocked, and `hold` seconds more (the benchmark's): the
-    milliseconds (from the release, from the request) to the grant.  On
-    the smbd of run_wake(), a grant sooner than SPIN_MS after the request
-    cannot come from smbd's poll."""
-    # made here, not written over SMB: smbd's delayed write time update
-    # (500 ms after a write) changes the file's share mode record, which
-    # retries the request as a wake does
-    path = os.path.join(smbd.share_path(env), name)
-    with open(path, 'wb') as f:
-        f.write(b'x' * 4096)
-    os.chmod(path, 0o666)
-    c = smb2client.Client(smbd, env)
-    try:
-        fid = smb2client.open_shared(c, name)
-        holder = Holder(path)
-        sent = time.monotonic()
-        msgid = smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE)
-        round_trip(c)
-        time.sleep(hold)	# a measurement's hold, never a verdict's
-        holder.release()
-        status = smb2client.recv_status(c, msgid,
-                                        timeout=SPIN_MS / 1000 + WAIT +
-                                        hold)
-        granted = time.monotonic()
-        holder.close()
-        assert status == 'STATUS_SUCCESS', status
-        c.close(fid)
-        return ((granted - holder.released_at) * 1000,
-                (granted - sent) * 1000)
-    finally:
-        c.logoff()
 
 
 # --- tests -------------------------------------------------------------------

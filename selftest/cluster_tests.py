@@ -8,26 +8,27 @@ smbds see each other's POSIX locks, files and extended attributes as
 they would on GPFS or CephFS, while share modes, byte-range locks and
 leases go between them through CTDB's databases.
 
+A test is a function of (cluster, env) or (cluster, env, storage) in the
+table of the one ClusterServer below; cluster.smbds[n] is node n's smbd.
 Every verdict waits for its condition (harness.WAIT_SECS); latencies are
 printed as information, never judged.
 """
 import os
 import re
 import struct
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 
-import brl_tests
-import ctdb_cluster
+import brllib
 import harness
 import smb2client
-from testlib import SLOWFS, SlowStorage, record
-from smb2client import (FILE_CREATE, FILE_OPEN_IF, LOCK_EXCLUSIVE,
-                        LOCK_FAIL_IMMEDIATELY, LOCK_UNLOCK, RawConn)
+from smb2client import FILE_CREATE, FILE_OPEN_IF, RawConn
 from impacket import smb3structs
+from testlib import (ClusterServer, Skip, judge, match, parse_subunit,
+                     read_patterns)
+
+PREFIX = 'cluster'		# of the test names: cluster.<test>/<env>
 
 WAIT = harness.WAIT_SECS
 FULL_VFS, FULL_OPTS = harness.ENVIRONMENTS['full_stack']
@@ -95,81 +96,35 @@ def shared_path(cluster, env, name=''):
 
 # --- async_brl ---------------------------------------------------------------
 
-def pending(client, msgid):
-    """After an answered echo (all requests sent before have had their
-    first try), whether msgid is still unanswered."""
-    brl_tests.round_trip(client)
-    smb = client.conn.getSMBServer()
-    return msgid not in smb._Connection['OutstandingResponses']
+# grants measured in a row on each environment (their latencies printed)
+GRANT_ROUNDS = 3
 
 
-def blocking_lock_behind_smb_holder_on_other_node(cluster, env, lat):
+def info(what, lat):
+    print('    cluster: %s: %s ms' % (what, ' '.join('%.1f' % x
+                                                    for x in lat)),
+          flush=True)
+
+
+def blocking_lock_behind_smb_holder_on_other_node(cluster, env):
     """Node 1 holds a range over SMB; a blocking lock on node 0 waits and
-    is granted after the release.  The wake-up travels through smbd's
-    cluster-wide watch of the file's records in CTDB."""
-    a = smb2client.Client(cluster.smbds[0], env)
-    b = smb2client.Client(cluster.smbds[1], env)
-    name = 'brl-smb-%s.bin' % env
-    try:
-        fb = smb2client.open_shared(b, name, create=True)
-        b.write(fb, b'x' * 4096, 0)
-        st = smb2client.lock(b, fb, 0, 100, LOCK_EXCLUSIVE |
-                             LOCK_FAIL_IMMEDIATELY, timeout=WAIT)
-        assert st == 'STATUS_SUCCESS', 'holder on node 1: ' + st
-        fa = smb2client.open_shared(a, name)
-        st = smb2client.lock(a, fa, 0, 100, LOCK_EXCLUSIVE |
-                             LOCK_FAIL_IMMEDIATELY, timeout=WAIT)
-        assert st == 'STATUS_LOCK_NOT_GRANTED', \
-            'node 0 got a range node 1 holds: ' + st
-        msgid = smb2client.lock_send(a, fa, 0, 100, LOCK_EXCLUSIVE)
-        assert pending(a, msgid), 'blocking lock on node 0 answered ' \
-            'while node 1 holds the range'
-        released = time.monotonic()
-        st = smb2client.lock(b, fb, 0, 100, LOCK_UNLOCK, timeout=WAIT)
-        assert st == 'STATUS_SUCCESS', 'unlock on node 1: ' + st
-        st = smb2client.recv_status(a, msgid, timeout=WAIT)
-        lat.append((time.monotonic() - released) * 1000)
-        assert st == 'STATUS_SUCCESS', 'blocking lock on node 0: ' + st
-        st = smb2client.lock(b, fb, 0, 100, LOCK_EXCLUSIVE |
-                             LOCK_FAIL_IMMEDIATELY, timeout=WAIT)
-        assert st == 'STATUS_LOCK_NOT_GRANTED', \
-            'node 1 got the range granted to node 0: ' + st
-        a.close(fa)
-        b.close(fb)
-    finally:
-        a.logoff()
-        b.logoff()
+    is granted after the release, GRANT_ROUNDS times.  The wake-up
+    travels through smbd's cluster-wide watch of the file's records in
+    CTDB."""
+    lat = []
+    for _ in range(GRANT_ROUNDS):
+        lat.append(brllib.grant_after_unlock_on_other_node_ms(cluster, env))
+    info('brl grant on node 0 after node 1 unlocks (%s)' % env, lat)
 
 
-def blocking_lock_behind_local_holder(cluster, env, lat):
+def blocking_lock_behind_local_holder(cluster, env):
     """A local process (an OFD lock, as another node's kernel client of a
     cluster file system would hold it) holds a range; a blocking lock on
     node 2 is granted after the release (async_brl wakes it, the default
     VFS polls)."""
-    name = 'brl-local-%s.bin' % env
-    path = shared_path(cluster, env, name)
-    with open(path, 'wb') as f:
-        f.write(b'x' * 4096)
-    os.chmod(path, 0o666)
-    c = smb2client.Client(cluster.smbds[2], env)
-    try:
-        fid = smb2client.open_shared(c, name)
-        holder = brl_tests.Holder(path)
-        try:
-            msgid = smb2client.lock_send(c, fid, 0, 100, LOCK_EXCLUSIVE)
-            assert pending(c, msgid), 'answered while a local process ' \
-                'holds the range'
-            holder.release()
-            st = smb2client.recv_status(c, msgid, timeout=WAIT)
-            lat.append((time.monotonic() - holder.released_at) * 1000)
-        finally:
-            holder.close()
-        assert st == 'STATUS_SUCCESS', st
-        assert not brl_tests.local_can_lock(path, 0, 100), \
-            'granted range not held in the kernel'
-        c.close(fid)
-    finally:
-        c.logoff()
+    lat = [brllib.grant_after_local_release_ms(cluster, env)]
+    info('brl grant on node 2 after a local holder releases (%s)' % env,
+         lat)
 
 
 # --- async_open --------------------------------------------------------------
@@ -179,7 +134,11 @@ def temp_names(cluster, env):
             if n.startswith(TEMP_PREFIX)]
 
 
-def creates_race_across_nodes(cluster, env, rounds=12):
+# rounds of creates_race_across_nodes
+RACE_ROUNDS = 12
+
+
+def creates_race_across_nodes(cluster, env):
     """Creates of one name sent at once through node 0 and node 1: one
     creates it, the other finds it (FILE_OPEN_IF), or gets a name
     collision (FILE_CREATE) or a sharing violation (no sharing); never two
@@ -191,7 +150,7 @@ def creates_race_across_nodes(cluster, env, rounds=12):
             rc = RawConn(cluster.smbds[n], env)
             rc.login(U1)
             conns.append(rc)
-        for i in range(rounds):
+        for i in range(RACE_ROUNDS):
             disp, share = [(FILE_OPEN_IF, 7), (FILE_CREATE, 7),
                            (FILE_OPEN_IF, 0)][i % 3]
             name = 'race-%d' % i
@@ -261,6 +220,8 @@ def other_node_cannot_make_a_creator_smbd_exit(cluster, env, storage):
     CTDB, U1's open would have to break U2's oplock across the nodes, and
     on a create deferred with EINPROGRESS smbd's 20 s exit timer would
     take U1's smbd down.  U1's create must succeed and its smbd stay."""
+    if storage is None:
+        raise Skip('slowfs not built (libfuse3-dev missing?)')
     smbd = cluster.smbds[0]
     os.makedirs(storage.backing(smbd, env, 'gapdir'), exist_ok=True)
     storage.set('create.delay_ms = 1000', 'opendir.delay_ms = 4000',
@@ -339,11 +300,16 @@ ATTRS = [FILE_ATTRIBUTE_HIDDEN, FILE_ATTRIBUTE_READONLY,
          FILE_ATTRIBUTE_SYSTEM]
 
 
-def attributes_set_on_one_node_listed_on_another(cluster, env, files=40):
+# files listed by attributes_set_on_one_node_listed_on_another
+LISTED_FILES = 40
+
+
+def attributes_set_on_one_node_listed_on_another(cluster, env):
     """Files made through node 1 and listed on node 0 (the prefetch reads
     them, the cache keeps them); node 1 sets attributes on some; node 0
     lists again on the same tree connect and a new connection on node 2
     lists: both show the new attributes."""
+    files = LISTED_FILES
     a = smb2client.Client(cluster.smbds[0], env)
     b = smb2client.Client(cluster.smbds[1], env)
     d = 'attrs'
@@ -429,39 +395,43 @@ def run_torture(cluster, env, suite, tests):
     return out, rc
 
 
-def torture_across_nodes(res, cluster, selftest):
-    """The subset on the default VFS and on the full stack; the full
-    stack must give the default's results (selftest.judge), and known
+# each smbtorture result on the default VFS, which runs first, to judge
+# the full stack's by
+TORTURE_ON_DEFAULT = {}
+
+
+def torture(cluster, env):
+    """The smbtorture subset of TORTURE, its second connection on node 1:
+    each result is cluster.torture/<env>/<suite>.<test>.  The full stack
+    must give the default's results (as in the torture part), and known
     failures are the single smbd's (selftest/knownfail)."""
     os.makedirs(os.path.join(harness.BIN, 'selftest-results'),
                 exist_ok=True)
-    knownfail = selftest.read_patterns(os.path.join(
+    knownfail = read_patterns(os.path.join(
         os.path.dirname(os.path.abspath(__file__)), 'knownfail'))
-    runs = {}
-    for env in PAIR:
-        start = time.monotonic()
-        for suite, tests in TORTURE:
-            out, rc = run_torture(cluster, env, suite, tests)
-            results = {'%s.%s' % (suite, name): st for name, st in
-                       selftest.parse_subunit(out).items()}
-            runs[(env, suite)] = (results, rc)
-        print('ran cluster smbtorture subset on %-10s %5.1fs %3d tests' %
-              (env, time.monotonic() - start,
-               sum(len(runs[(env, s)][0]) for s, _ in TORTURE)),
-              flush=True)
-    default = {}
-    for suite, _ in TORTURE:
-        default.update(runs[('default', suite)][0])
-    for (env, suite), (results, rc) in sorted(runs.items()):
+    start = time.monotonic()
+    runs = []
+    for suite, tests in TORTURE:
+        out, rc = run_torture(cluster, env, suite, tests)
+        runs.append((suite, {'%s.%s' % (suite, name): st for name, st in
+                             parse_subunit(out).items()}, rc))
+    print('ran cluster smbtorture subset on %-10s %5.1fs %3d tests' %
+          (env, time.monotonic() - start,
+           sum(len(results) for _, results, _ in runs)), flush=True)
+    if env == 'default':
+        for _, results, _ in runs:
+            TORTURE_ON_DEFAULT.update(results)
+    judged = []
+    for suite, results, rc in sorted(runs, key=lambda run: run[0]):
         if rc == 'timeout' or not results or (
                 rc != 0 and 'fail' not in results.values()):
-            res.add('fail', 'cluster.torture/%s/%s' % (env, suite),
-                    'smbtorture %s after %d results' % (rc, len(results)))
+            judged.append(('fail', suite, 'smbtorture %s after %d results' %
+                           (rc, len(results))))
         for name, st in sorted(results.items()):
-            status, why = selftest.judge(env, st, default.get(name),
-                                         selftest.match(knownfail, name),
-                                         None)
-            res.add(status, 'cluster.torture/%s/%s' % (env, name), why)
+            status, why = judge(env, st, TORTURE_ON_DEFAULT.get(name),
+                                match(knownfail, name), None)
+            judged.append((status, name, why))
+    return judged
 
 
 # --- a node killed in the middle of the work ---------------------------------
@@ -577,90 +547,24 @@ def common_prefix(a, b):
     return n
 
 
-# --- the part ----------------------------------------------------------------
+# --- the cluster and its tests ----------------------------------------------
 
-def info(what, lat):
-    print('    cluster: %s: %s ms' % (what, ' '.join('%.1f' % x
-                                                    for x in lat)),
-          flush=True)
+def print_counters(cluster):
+    print('    cluster: async_open %s; async_dosattr %s' % (
+        open_counters(cluster, 'full_stack_async'),
+        dosattr_counters(cluster, 'full_stack_cache')), flush=True)
 
 
-def run_all(res, selftest):
-    why = ctdb_cluster.unavailable()
-    if why:
-        res.add('skip', 'cluster', why)
-        return
-    storage = None
-    envs = dict(ENVS)
-    if os.path.exists(SLOWFS):
-        storage = SlowStorage(tempfile.mkdtemp(prefix='asvfs-cluster-fs-'))
-        envs.update(SLOW_ENVS)
-    cluster = ctdb_cluster.Cluster(
-        envs, log_level=harness.LOG_LEVEL,
-        share_paths={e: storage.mnt for e in SLOW_ENVS} if storage else None)
-    started = time.monotonic()
-    try:
-        cluster.start()
-    except Exception as e:
-        res.add('fail', 'cluster.start', '%s (work dir %s)' % (
-            e, cluster.dir))
-        if storage:
-            storage.umount()
-        return
-    print('selftest: cluster of %s on port %d up in %.1f s (ctdb %.1f s), '
-          'work dir %s' % (', '.join(cluster.addresses), cluster.port,
-                           time.monotonic() - started, cluster.ctdb_secs,
-                           cluster.dir), flush=True)
-    failed = res.failed
-    try:
-        for env in PAIR:
-            lat = []
-            for i in range(3):
-                record(res, 'cluster.blocking_lock_behind_smb_holder_on_'
-                       'other_node(%s)#%d' % (env, i),
-                       blocking_lock_behind_smb_holder_on_other_node,
-                       cluster, '%s' % env, lat)
-            info('brl grant on node 0 after node 1 unlocks (%s)' % env,
-                 lat)
-            lat = []
-            record(res, 'cluster.blocking_lock_behind_local_holder(%s)' %
-                   env, blocking_lock_behind_local_holder, cluster, env,
-                   lat)
-            info('brl grant on node 2 after a local holder releases '
-                 '(%s)' % env, lat)
-        for env in PAIR + ['full_stack_async']:
-            record(res, 'cluster.creates_race_across_nodes(%s)' % env,
-                   creates_race_across_nodes, cluster, env)
-        for env in PAIR + ['full_stack_prefetch', 'full_stack_cache']:
-            record(res, 'cluster.attributes_set_on_one_node_listed_on_'
-                   'another(%s)' % env,
-                   attributes_set_on_one_node_listed_on_another, cluster,
-                   env)
-        for env in SLOW_ENVS:
-            name = 'cluster.other_node_cannot_make_a_creator_smbd_exit' \
-                '(%s)' % env
-            if storage is None:
-                res.add('skip', name, 'slowfs not built (libfuse3-dev '
-                        'missing?)')
-                continue
-            record(res, name, other_node_cannot_make_a_creator_smbd_exit,
-                   cluster, env, storage)
-        torture_across_nodes(res, cluster, selftest)
-        record(res, 'cluster.node_killed_mid_work_survivors_serve',
-               node_killed_mid_work_survivors_serve, cluster, 'full_stack')
-    finally:
-        cluster.stop()
-        for line in cluster.panics():
-            res.add('fail', 'cluster-panic', line)
-        print('    cluster: async_open %s; async_dosattr %s' % (
-            open_counters(cluster, 'full_stack_async'),
-            dosattr_counters(cluster, 'full_stack_cache')), flush=True)
-        if storage:
-            storage.umount()
-        if res.failed == failed:
-            cluster.cleanup()
-            if storage:
-                shutil.rmtree(os.path.dirname(storage.mnt),
-                              ignore_errors=True)
-        else:
-            print('selftest: cluster work dir kept: %s' % cluster.dir)
+SERVERS = [
+    ClusterServer('cluster', dict(ENVS, **SLOW_ENVS), [
+        (blocking_lock_behind_smb_holder_on_other_node, PAIR),
+        (blocking_lock_behind_local_holder, PAIR),
+        (creates_race_across_nodes, PAIR + ['full_stack_async']),
+        (attributes_set_on_one_node_listed_on_another,
+         PAIR + ['full_stack_prefetch', 'full_stack_cache']),
+        (other_node_cannot_make_a_creator_smbd_exit, list(SLOW_ENVS)),
+        (torture, PAIR),
+        # last: it kills node 2
+        (node_killed_mid_work_survivors_serve, ['full_stack']),
+    ], slow_envs=SLOW_ENVS, report=print_counters),
+]

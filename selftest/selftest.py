@@ -45,13 +45,16 @@ import slowfs_identity_tests  # noqa: E402
 import smbd_tests  # noqa: E402
 import testlib  # noqa: E402
 import uring_tests  # noqa: E402
+from testlib import (judge, match, parse_subunit,  # noqa: E402
+                     read_patterns)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Test files (selftest/README.md): those with tests on the shared smbd of
-# the environments (part "smbd": their table SHARED), and those that
-# start smbds of their own with other settings (part "faults": their
-# SERVERS).  One line per file; a file may be in both.
+# the environments (part "smbd": their table SHARED), those that start
+# smbds of their own with other settings (part "faults": their SERVERS),
+# and those whose SERVERS are CTDB clusters (part "cluster").  One line
+# per file; a file may be in the first two.
 SHARED_SMBD_TESTS = [
     smbd_tests,
     listing_tests,
@@ -70,6 +73,9 @@ OWN_SMBD_TESTS = [
     uring_tests,
     slowfs_identity_tests,
 ]
+CLUSTER_TESTS = [
+    cluster_tests,
+]
 PARTS = ['build', 'unit', 'slowfs', 'smbd', 'faults', 'torture', 'bench',
          'package', 'cluster']
 # smbtorture suites: the quick set (every environment), the full set
@@ -86,8 +92,6 @@ FULL_SET_ENVS = ['default', 'full_stack', 'full_stack_async', 'async_uring',
                  'async_open']
 # raw.* and base.* speak SMB1
 SMBD_GLOBAL = {'server min protocol': 'NT1'}
-RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
-                       r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')
 
 
 class Results:
@@ -116,47 +120,6 @@ class Results:
         self.lines.append(line)
         if status != 'pass':
             print(line, flush=True)
-
-
-def read_patterns(path):
-    """Lines "regex  # reason"; a reason is required."""
-    pats = []
-    if not os.path.exists(path):
-        return pats
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith('#'):
-                continue
-            regex, _, reason = line.partition('#')
-            if not reason.strip():
-                sys.exit('%s:%d: a known failure needs a reason' % (path, n))
-            pats.append((re.compile(regex.strip()), reason.strip()))
-    return pats
-
-
-def match(pats, name):
-    for regex, reason in pats:
-        if regex.search(name):
-            return reason
-    return None
-
-
-def parse_subunit(text):
-    """name -> 'pass' | 'fail' | 'skip' from subunit v1 lines."""
-    out = {}
-    for line in text.splitlines():
-        m = RESULT_RE.match(line)
-        if not m:
-            continue
-        kind, name = m.group(1), m.group(2).strip()
-        if kind in ('success', 'successful'):
-            out[name] = 'pass'
-        elif kind in ('skip', 'xfail'):
-            out[name] = 'skip'
-        else:
-            out[name] = 'fail'
-    return out
 
 
 def run_unit_tests(res, bindir):
@@ -339,26 +302,6 @@ def classify_torture(res, runs, knownfail, flapping):
             res.add(status, '%s/%s' % (env, full), why)
 
 
-def judge(env, st, default_st, kf, flap):
-    """(status, reason) of one smbtorture result on one environment."""
-    if st == 'skip':
-        return 'skip', ''
-    if flap:
-        # Timing dependent anywhere: its result proves nothing either way.
-        return ('pass', '') if st == 'pass' else ('knownfail', flap)
-    if st == 'pass':
-        if env == 'default' and kf:
-            return 'fail', 'UNEXPECTED SUCCESS of a known failure (%s)' % kf
-        return 'pass', ''
-    if env == 'default':
-        return ('knownfail', kf) if kf else ('fail', '')
-    if default_st == 'fail' and kf:
-        return 'knownfail', 'fails on default too: %s' % kf
-    if default_st == 'fail':
-        return 'fail', 'fails on default too, not in selftest/knownfail'
-    return 'fail', 'passes on default'
-
-
 def run_env_suites(smbd, env, suites, timeout):
     """Suites of one environment run one after the other: they share its
     directory, and timing-sensitive tests (notify) must not compete."""
@@ -470,40 +413,24 @@ def every_suite_is_listed(res):
         res.add('pass', 'torture.every_suite_is_listed')
 
 
-def run_own_smbds(res, mod):
-    if hasattr(mod, 'SERVERS'):
-        testlib.run_all(res, mod.PREFIX, mod.SERVERS)
-    if hasattr(mod, 'run_all') and mod not in SHARED_SMBD_TESTS:
-        mod.run_all(res)		# not declared as tables yet
-
-
 def run_on_shared_smbd(res, mod, smbd):
-    if hasattr(mod, 'SHARED'):
-        testlib.run_tests(res, mod.PREFIX, smbd, mod.SHARED,
-                          known=getattr(mod, 'KNOWN', None))
-    else:
-        mod.run_all(res, smbd)		# not declared as tables yet
+    testlib.run_tests(res, mod.PREFIX, smbd, mod.SHARED,
+                      known=getattr(mod, 'KNOWN', None))
 
 
 def planned(parts, chosen, envs):
-    """The names of the smbd and faults parts' tests, in the order they
-    run; a file not declared as tables yet is named in a comment."""
+    """The names of the smbd, faults and cluster parts' tests, in the
+    order they run."""
     names = []
-    if 'faults' in parts:
-        for mod in chosen(OWN_SMBD_TESTS):
-            if hasattr(mod, 'SERVERS'):
+    for part, mods in (('faults', OWN_SMBD_TESTS),
+                       ('cluster', CLUSTER_TESTS)):
+        if part in parts:
+            for mod in chosen(mods):
                 names += testlib.planned(mod.PREFIX, mod.SERVERS)
-            if hasattr(mod, 'run_all') and mod not in SHARED_SMBD_TESTS:
-                names.append('# %s: names known only when run' %
-                             mod.__name__)
     if 'smbd' in parts:
         for mod in chosen(SHARED_SMBD_TESTS):
-            if hasattr(mod, 'SHARED'):
-                names += [testlib.test_name(mod.PREFIX, t, e) for t, e in
-                          testlib.each_env(mod.SHARED, envs)]
-            else:
-                names.append('# %s: names known only when run' %
-                             mod.__name__)
+            names += [testlib.test_name(mod.PREFIX, t, e) for t, e in
+                      testlib.each_env(mod.SHARED, envs)]
     return names
 
 
@@ -523,7 +450,8 @@ def main():
                     help='run only these parts (comma-separated or given '
                     'more than once): %s' % ','.join(PARTS))
     ap.add_argument('--files', help='comma-separated test files of the '
-                    'smbd and faults parts, e.g. fault_tests (default: all)')
+                    'smbd, faults and cluster parts, e.g. fault_tests '
+                    '(default: all)')
     ap.add_argument('--jobs', type=int, default=2)
     ap.add_argument('--timeout', type=int,
                     help='per smbtorture suite, seconds (default 300, with '
@@ -533,9 +461,9 @@ def main():
     ap.add_argument('--keep', action='store_true',
                     help='keep the smbd work dir')
     ap.add_argument('--list', action='store_true',
-                    help='print the names of the smbd and faults parts\' '
-                    'tests this run would run (with --only, --files, '
-                    '--env), and run nothing')
+                    help='print the names of the smbd, faults and '
+                    'cluster parts\' tests this run would run (with --only, '
+                    '--files, --env), and run nothing')
     args = ap.parse_args()
     if os.geteuid() != 0 and not args.list:
         sys.exit('selftest: must run as root (it creates test users and '
@@ -545,15 +473,22 @@ def main():
     for p in parts:
         if p not in PARTS:
             ap.error('--only: no part %r (parts: %s)' % (p, ','.join(PARTS)))
+    envs = args.env.split(',') if args.env else list(harness.ENVIRONMENTS)
+    if 'default' not in envs and 'torture' in parts:
+        envs.insert(0, 'default')
+    files = args.files.split(',') if args.files else None
+    chosen = lambda mods: [m for m in mods
+                           if files is None or m.__name__ in files]
+    if args.list:
+        for name in planned(parts, chosen, envs):
+            print(name)
+        return 0
     if harness.SANITIZER_RUNTIMES:
         # what this run's processes reported, and nothing older
         shutil.rmtree(harness.SANITIZER_KEEP, ignore_errors=True)
         print('selftest: sanitized build %s: smbd runs with %s preloaded' %
               (args.bindir, ' '.join(harness.SANITIZER_RUNTIMES)),
               flush=True)
-    envs = args.env.split(',') if args.env else list(harness.ENVIRONMENTS)
-    if 'default' not in envs and 'torture' in parts:
-        envs.insert(0, 'default')
     if args.suites:
         plan = torture_plan(envs, args.suites.split(','), [], [])
     else:
@@ -590,21 +525,12 @@ def main():
                 'Samba; make deb builds only that flavour today')
     elif 'package' in parts:
         package_tests.run_all(res)
-    files = args.files.split(',') if args.files else None
-    chosen = lambda mods: [m for m in mods
-                           if files is None or m.__name__ in files]
-    if args.list:
-        for name in planned(parts, chosen, envs):
-            print(name)
-        return 0
-    if 'faults' in parts:
-        for mod in chosen(OWN_SMBD_TESTS):
-            run_own_smbds(res, mod)
-            check_sanitizers(res, mod.__name__)
-    if 'cluster' in parts:
-        # three CTDB nodes, an smbd each (selftest/cluster_tests.py)
-        cluster_tests.run_all(res, sys.modules[__name__])
-        check_sanitizers(res, 'cluster')
+    for part, mods in (('faults', OWN_SMBD_TESTS),
+                       ('cluster', CLUSTER_TESTS)):
+        if part in parts:
+            for mod in chosen(mods):
+                testlib.run_all(res, mod.PREFIX, mod.SERVERS)
+                check_sanitizers(res, mod.__name__)
     smbd = None
     if 'smbd' in parts or 'torture' in parts:
         smbd = harness.Smbd(envs={e: harness.ENVIRONMENTS[e]

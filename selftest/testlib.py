@@ -3,11 +3,12 @@
 under a share, and the one way tests are declared and run.
 
 A test file declares its smbds, each a Server with its environments and
-a table of (test, environments); run_all() starts each smbd, runs every
-test on each of its environments, stops it and runs the checks that read
-its logs, and planned() names the same tests without running anything
-(selftest.py --list).  A test is a function of (smbd, env) or (smbd, env,
-storage) that raises AssertionError with the reason; its name is
+a table of (test, environments) (or a ClusterServer: the smbds of a CTDB
+cluster); run_all() starts each smbd, runs every test on each of its
+environments, stops it and runs the checks that read its logs, and
+planned() names the same tests without running anything (selftest.py
+--list).  A test is a function of (smbd, env) or (smbd, env, storage)
+that raises AssertionError with the reason; its name is
 <file prefix>.<function name>/<environment><suffix>.  See
 selftest/README.md.
 """
@@ -17,10 +18,12 @@ import os
 import pwd
 import re
 import subprocess
+import sys
 import tempfile
 import time
 import traceback
 
+import ctdb_cluster
 import harness
 
 NO_IO_URING = os.path.join(harness.BIN, 'selftest', 'tools', 'no_io_uring')
@@ -298,13 +301,86 @@ def hidden_blob(smbd, storage):
     return HIDDEN_BLOB['hidden']
 
 
+# --- smbtorture's results -----------------------------------------------------
+
+RESULT_RE = re.compile(r'^(success|successful|failure|fail|error|skip|'
+                       r'xfail|uxsuccess):\s*(.+?)(\s*\[.*)?$')
+
+
+def parse_subunit(text):
+    """name -> 'pass' | 'fail' | 'skip' from subunit v1 lines."""
+    out = {}
+    for line in text.splitlines():
+        m = RESULT_RE.match(line)
+        if not m:
+            continue
+        kind, name = m.group(1), m.group(2).strip()
+        if kind in ('success', 'successful'):
+            out[name] = 'pass'
+        elif kind in ('skip', 'xfail'):
+            out[name] = 'skip'
+        else:
+            out[name] = 'fail'
+    return out
+
+
+def read_patterns(path):
+    """Lines "regex  # reason" (knownfail, flapping); a reason is
+    required."""
+    pats = []
+    if not os.path.exists(path):
+        return pats
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith('#'):
+                continue
+            regex, _, reason = line.partition('#')
+            if not reason.strip():
+                sys.exit('%s:%d: a known failure needs a reason' % (path, n))
+            pats.append((re.compile(regex.strip()), reason.strip()))
+    return pats
+
+
+def match(pats, name):
+    """The reason of the first pattern that matches name, or None."""
+    for regex, reason in pats:
+        if regex.search(name):
+            return reason
+    return None
+
+
+def judge(env, st, default_st, kf, flap):
+    """(status, reason) of one smbtorture result on one environment,
+    given its result on the default environment, its known failure's
+    reason (kf) and its flapping reason (flap)."""
+    if st == 'skip':
+        return 'skip', ''
+    if flap:
+        # Timing dependent anywhere: its result proves nothing either way.
+        return ('pass', '') if st == 'pass' else ('knownfail', flap)
+    if st == 'pass':
+        if env == 'default' and kf:
+            return 'fail', 'UNEXPECTED SUCCESS of a known failure (%s)' % kf
+        return 'pass', ''
+    if env == 'default':
+        return ('knownfail', kf) if kf else ('fail', '')
+    if default_st == 'fail' and kf:
+        return 'knownfail', 'fails on default too: %s' % kf
+    if default_st == 'fail':
+        return 'fail', 'fails on default too, not in selftest/knownfail'
+    return 'fail', 'passes on default'
+
+
 # --- recording results --------------------------------------------------------
 
 def record(res, name, fn, *args):
     """One test's result; any other exception (a client timeout or
-    reset) fails that test, not the run."""
+    reset) fails that test, not the run.  A test that runs a suite of
+    its own (smbtorture) returns that suite's results, [(status, name,
+    reason)], each recorded as <its name>/<name> in place of its pass."""
     try:
-        fn(*args)
+        results = fn(*args)
     except KnownFail as e:
         res.add('knownfail', name, str(e))
         return
@@ -318,7 +394,11 @@ def record(res, name, fn, *args):
         res.add('fail', name, 'error: %s: %s' % (
             e, traceback.format_exc(limit=-3).replace('\n', ' | ')[-400:]))
         return
-    res.add('pass', name)
+    if results is None:
+        res.add('pass', name)
+        return
+    for status, sub, why in results:
+        res.add(status, '%s/%s' % (name, sub), why)
 
 
 def check_panics(res, smbd, label):
@@ -399,9 +479,7 @@ class Server:
                                              prefix) as tmp:
                 storage, root, undo = self._storage(tmp)
                 try:
-                    smbd = harness.Smbd(envs=dict(self.envs),
-                                        share_root=root, **self.smbd_args)
-                    self._run_on(res, prefix, smbd, storage)
+                    self._run_on(res, prefix, self._make(root), storage)
                 finally:
                     undo()
         except Exception as e:
@@ -425,6 +503,11 @@ class Server:
                 lambda: subprocess.run(['umount', mnt])
         return None, None, lambda: None
 
+    def _make(self, root):
+        """What the tests run against, its shares under root."""
+        return harness.Smbd(envs=dict(self.envs), share_root=root,
+                            **self.smbd_args)
+
     def _run_on(self, res, prefix, smbd, storage):
         try:
             if self.prepare:
@@ -444,6 +527,69 @@ class Server:
             smbd.stop()
             check_panics(res, smbd, self.label)
             smbd.cleanup()
+
+
+class ClusterServer(Server):
+    """A CTDB cluster on this machine (ctdb_cluster.Cluster): a ctdbd and
+    an smbd per node, all nodes exporting the same directories.  Its
+    tests get the cluster where a Server's get an smbd (cluster.smbds[n]
+    is node n's).
+
+    slow_envs: the environments whose shares are on slowfs, the tests'
+    storage (None where slowfs is not built); report(cluster): prints
+    what is information, once the cluster has stopped.  Skipped where
+    CTDB cannot run; a failure to start is <prefix>.start's; its work
+    dir is kept when a test failed.  label, envs, tests, after, suffix,
+    skip and log_level as a Server's."""
+
+    def __init__(self, label, envs, tests, slow_envs=(), report=None,
+                 **kw):
+        kw.setdefault('skip', ctdb_cluster.unavailable)
+        super().__init__(label, envs, tests, **kw)
+        self.slow_envs = list(slow_envs)
+        self.report = report
+
+    def _storage(self, tmp):
+        if not self.slow_envs or not os.path.exists(SLOWFS):
+            return None, None, lambda: None
+        storage = SlowStorage(tmp, self.fuse_options)
+        return storage, storage.mnt, storage.umount
+
+    def _make(self, root):
+        return ctdb_cluster.Cluster(
+            dict(self.envs), share_paths={e: root for e in self.slow_envs}
+            if root else None, **self.smbd_args)
+
+    def _run_on(self, res, prefix, cluster, storage):
+        failed = res.failed
+        started = time.monotonic()
+        try:
+            cluster.start()
+        except Exception as e:
+            res.add('fail', '%s.start' % prefix, '%s (work dir %s)' % (
+                e, cluster.dir))
+            return
+        print('selftest: %s of %s on port %d up in %.1f s (ctdb %.1f s), '
+              'work dir %s' % (prefix, ', '.join(cluster.addresses),
+                               cluster.port, time.monotonic() - started,
+                               cluster.ctdb_secs, cluster.dir), flush=True)
+        try:
+            run_tests(res, prefix, cluster, self.tests, storage,
+                      self.suffix)
+            cluster.stop()
+            run_tests(res, prefix, cluster, self.after, storage,
+                      self.suffix)
+        finally:
+            cluster.stop()
+            for line in cluster.panics():
+                res.add('fail', '%s-panic' % prefix, line)
+            if self.report:
+                self.report(cluster)
+            if res.failed == failed:
+                cluster.cleanup()
+            else:
+                print('selftest: %s work dir kept: %s' % (prefix,
+                                                          cluster.dir))
 
 
 def run_tests(res, prefix, smbd, tests, storage=None, suffix='',

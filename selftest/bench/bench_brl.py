@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import harness  # noqa: E402
 import smb2client  # noqa: E402
-from brl_tests import grant_latency_ms, new_file  # noqa: E402
+from brllib import grant_latency_ms, new_file  # noqa: E402
 
 ENVS = ['default', 'async_brl']
 

@@ -28,16 +28,16 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-import cluster_tests  # noqa: E402
+import brllib  # noqa: E402
 import ctdb_cluster  # noqa: E402
 import harness  # noqa: E402
 
 ENVS = ['default', 'full_stack']
 MEASURES = [
     ('grant on node 0 after node 1 unlocks',
-     cluster_tests.blocking_lock_behind_smb_holder_on_other_node),
+     brllib.grant_after_unlock_on_other_node_ms),
     ('grant on node 2 after a local release',
-     cluster_tests.blocking_lock_behind_local_holder),
+     brllib.grant_after_local_release_ms),
 ]
 
 
@@ -49,7 +49,7 @@ def percentile(values, p):
 
 
 def measure(runs):
-    envs = {e: cluster_tests.ENVS[e] for e in ENVS}
+    envs = {e: harness.ENVIRONMENTS[e] for e in ENVS}
     cluster = ctdb_cluster.Cluster(envs, log_level='1')
     lat = {(m, e): [] for m, _ in MEASURES for e in ENVS}
     try:
@@ -57,7 +57,7 @@ def measure(runs):
         for i in range(runs):
             for m, fn in MEASURES:
                 for e in ENVS:
-                    fn(cluster, e, lat[(m, e)])
+                    lat[(m, e)].append(fn(cluster, e))
             print('bench_cluster: run %d/%d' % (i + 1, runs),
                   file=sys.stderr, flush=True)
     finally:
