@@ -251,7 +251,16 @@ def other_node_cannot_make_a_creator_smbd_exit(cluster, env, storage):
         # wait up to 70 s
         status, action, _ = smb2client.create_result(
             *victim.wait(create, timeout=90)[:2])
-        assert status == 0 and action == CREATED, (hex(status), action)
+        if env == 'slow_default' and \
+                status == STATUS_OBJECT_NAME_COLLISION:
+            # Stock smbd makes the file under the client's name before
+            # its share-mode entry exists: node 1 can open it in that gap
+            # (seen: U2's batch oplock, then U1's create answered
+            # NAME_COLLISION).  The modules' temporary name closes it.
+            print('    cluster: stock smbd lost its own create to the '
+                  'other node (the create gap)', flush=True)
+        else:
+            assert status == 0 and action == CREATED, (hex(status), action)
         assert victim.wait(victim.send_echo(U1))[0] == 0
         assert child in smbd.children(), 'the smbd child exited'
     finally:
