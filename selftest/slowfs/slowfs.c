@@ -1902,6 +1902,16 @@ static void *sfs_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 		conn->want |= FUSE_CAP_DONT_MASK;
 	}
 	/*
+	 * With default_permissions the kernel decides access with the
+	 * caller's real credentials and slowfs's own checks are overridden
+	 * (sfs_become_owner()): the kernel must then see POSIX ACLs too, or a
+	 * "u:someone:---" entry would be ignored.  It reads them through our
+	 * getxattr of system.posix_acl_*.
+	 */
+	if (sfs.kernel_checks && (conn->capable & FUSE_CAP_POSIX_ACL)) {
+		conn->want |= FUSE_CAP_POSIX_ACL;
+	}
+	/*
 	 * Started here, not in main(): fuse_main() forks into the
 	 * background after parsing, which would lose the thread.
 	 */

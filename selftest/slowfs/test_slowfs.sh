@@ -882,6 +882,18 @@ $(stat -c %a "$BACK/shared/um_d"), want 640 750"; return 1; }
 	}
 	check "group-only directory: kernel's decision, caller owns" \
 		t_group_dir
+
+	# The kernel's decision includes POSIX ACLs (FUSE_CAP_POSIX_ACL): an
+	# entry that denies one user holds although the mode bits allow.
+	t_acl_denies() {
+		echo acl > "$BACK/aclfile" && chmod 664 "$BACK/aclfile" &&
+		setfacl -m u:slowfs_t2:--- "$BACK/aclfile" || return 1
+		as_user slowfs_t1 cat "$MNT/aclfile" >/dev/null ||
+			{ echo "t1 cannot read a 0664 file"; return 1; }
+		! as_user slowfs_t2 cat "$MNT/aclfile" 2>/dev/null ||
+			{ echo "t2 read a file its ACL entry denies"; return 1; }
+	}
+	check "a POSIX ACL entry that denies a user holds" t_acl_denies
 fi
 
 # --- locks ----------------------------------------------------------------
