@@ -1212,10 +1212,14 @@ static void async_dosattr_fetch_names(struct async_dosattr_dir *d,
 	unsigned i;
 
 	async_dosattr_prune_batches(d);
+	if (!asvfs_worker_available()) {
+		goto none;	/* smbd lists them itself */
+	}
 	b = talloc_zero(d, struct async_dosattr_batch);
 	if (b == NULL) {
 		goto none;
 	}
+	/* one that fails has no names to hand out: smbd lists them */
 	b->req = asvfs_worker_names_send(b, ev, fds, n);
 	if (b->req == NULL) {
 		TALLOC_FREE(b);
@@ -1745,9 +1749,7 @@ static bool async_dosattr_collect_names(struct async_dosattr_dir *d,
 	if (b == NULL) {
 		return s->names_ready;
 	}
-	if (!asvfs_worker_wait(b->req)) {
-		return false;
-	}
+	asvfs_worker_wait(b->req);
 	for (k = 0; k < d->count; k++) {
 		struct async_dosattr_slot *t = DIR_SLOT(d, k);
 		const struct asvfs_names *r = NULL;

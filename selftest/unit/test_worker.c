@@ -56,6 +56,12 @@ static int setup(void **state)
 	f->mem = talloc_new(NULL);
 	f->ev = tevent_context_init(f->mem);
 	assert_non_null(f->ev);
+	/*
+	 * The loop's own wakeup fd, which tevent opens once per event
+	 * context for the first threaded context: here now, so that the
+	 * tests count only the descriptors the requests hold.
+	 */
+	talloc_free(tevent_threaded_context_create(f->mem, f->ev));
 	f->nobody = (struct asvfs_creds) { .uid = NOBODY, .gid = NOBODY };
 	*state = f;
 	return 0;
@@ -326,6 +332,21 @@ static void freed_request_leaves_no_fd(void **state)
 	assert_int_equal(count_fds(), baseline);
 }
 
+struct open_result {
+	bool called;
+	int fd;
+	int err;
+};
+
+static void note_open(struct tevent_req *req)
+{
+	struct open_result *r = tevent_req_callback_data_void(req);
+
+	r->fd = asvfs_worker_open_recv(req, &r->err);
+	r->called = true;
+	TALLOC_FREE(req);
+}
+
 static void too_many_workers_say_eagain(void **state)
 {
 	struct fixture *f = fixture(state);
@@ -340,12 +361,91 @@ static void too_many_workers_say_eagain(void **state)
 						   "many", O_RDONLY, 0, NULL);
 		assert_non_null(reqs[i]);
 	}
+	assert_false(asvfs_worker_available());
 	extra = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "many",
 					 O_RDONLY, 0, NULL);
-	assert_null(extra);
-	assert_int_equal(errno, EAGAIN);
+	assert_non_null(extra);
+	assert_false(tevent_req_is_in_progress(extra));	/* refused at once */
+	assert_int_equal(run_open(f, extra, &err), -1);
+	assert_int_equal(err, EAGAIN);
 	w = fifo_writer(f, "many");
 	for (i = 0; i < ASVFS_WORKER_MAX; i++) {
+		int fd = run_open(f, reqs[i], &err);
+
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	close(w);
+	wait_workers_gone();
+	assert_int_equal(count_fds(), baseline);
+}
+
+/*
+ * As tevent's requests do, a worker that cannot start fails through its
+ * request: EAGAIN reaches the caller's callback from the loop, where it
+ * falls back to the synchronous call.
+ */
+static void eagain_comes_through_the_callback(void **state)
+{
+	struct fixture *f = fixture(state);
+	struct tevent_req *reqs[ASVFS_WORKER_MAX];
+	struct open_result r = { .fd = -2 };
+	struct tevent_req *extra = NULL;
+	int i, w, err = 0;
+
+	assert_int_equal(mkfifoat(f->dirfd, "full", 0666), 0);
+	for (i = 0; i < ASVFS_WORKER_MAX; i++) {
+		reqs[i] = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd,
+						   "full", O_RDONLY, 0, NULL);
+		assert_non_null(reqs[i]);
+	}
+	extra = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "full",
+					 O_RDONLY | O_NONBLOCK, 0, NULL);
+	assert_non_null(extra);
+	tevent_req_set_callback(extra, note_open, &r);
+	assert_false(r.called);		/* never from inside _send */
+	while (!r.called) {
+		assert_int_equal(tevent_loop_once(f->ev), 0);
+	}
+	assert_int_equal(r.fd, -1);
+	assert_int_equal(r.err, EAGAIN);
+	/* the caller's fallback: the same open, synchronously */
+	r.fd = openat(f->dirfd, "full", O_RDONLY | O_NONBLOCK);
+	assert_true(r.fd >= 0);
+	close(r.fd);
+	w = fifo_writer(f, "full");
+	for (i = 0; i < ASVFS_WORKER_MAX; i++) {
+		int fd = run_open(f, reqs[i], &err);
+
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	close(w);
+	wait_workers_gone();
+	assert_true(asvfs_worker_available());
+}
+
+/*
+ * A job reports through the loop's own wakeup fd (a threaded immediate):
+ * in flight it holds nothing but the dup of its directory, and nothing
+ * at all once it is done.
+ */
+static void jobs_hold_no_descriptor_of_their_own(void **state)
+{
+	struct fixture *f = fixture(state);
+	struct tevent_req *reqs[8];
+	int baseline, i, w, err = 0;
+
+	assert_int_equal(mkfifoat(f->dirfd, "held", 0666), 0);
+	baseline = count_fds();
+	for (i = 0; i < 8; i++) {
+		reqs[i] = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd,
+						   "held", O_RDONLY, 0, NULL);
+		assert_non_null(reqs[i]);
+	}
+	assert_int_equal(count_fds(), baseline + 8);	/* the dups */
+	w = fifo_writer(f, "held");
+	for (i = 0; i < 8; i++) {
 		int fd = run_open(f, reqs[i], &err);
 
 		assert_true(fd >= 0);
@@ -450,10 +550,10 @@ static void names_wait_without_the_loop(void **state)
 	struct tevent_req *req = names_of_three(f);
 
 	assert_non_null(req);
-	assert_true(asvfs_worker_wait(req));
+	asvfs_worker_wait(req);
 	assert_false(tevent_req_is_in_progress(req));
 	assert_string_equal(asvfs_worker_names(req, 0)->list, "user.a");
-	assert_true(asvfs_worker_wait(req));	/* done: at once */
+	asvfs_worker_wait(req);	/* done: at once */
 	TALLOC_FREE(req);
 }
 
@@ -486,7 +586,7 @@ static struct tevent_req *names_asked_as(struct fixture *f, uid_t uid,
 	assert_int_equal(syscall(SYS_setresuid, -1, 0, -1), 0);
 	assert_int_equal(syscall(SYS_setresgid, -1, 0, -1), 0);
 	assert_non_null(req);
-	assert_true(asvfs_worker_wait(req));
+	asvfs_worker_wait(req);
 	return req;
 }
 
@@ -538,6 +638,11 @@ int main(void)
 			freed_request_leaves_no_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			too_many_workers_say_eagain, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			eagain_comes_through_the_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			jobs_hold_no_descriptor_of_their_own, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(
 			unlink_removes_only_the_same_object, setup, teardown),
 		cmocka_unit_test_setup_teardown(
