@@ -420,6 +420,7 @@ static void async_brl_start_wait(vfs_handle_struct *handle,
 		/* refused at once: smbd's poll decides */
 		async_brl_no_wait_thread(config,
 					 asvfs_lockwait_recv(w->subreq));
+		TALLOC_FREE(w->subreq);
 		TALLOC_FREE(w);
 		return;
 	}

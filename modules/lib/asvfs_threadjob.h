@@ -47,7 +47,7 @@ int asvfs_thread_start(void *(*fn)(void *), void *arg, const char *name,
 /* The threads of one user of this mechanism: their name and number. */
 struct asvfs_threadjob_kind {
 	const char *thread_name;	/* comm, at most 15 characters */
-	unsigned max;			/* at most so many at once; 0: any */
+	unsigned max;			/* at most so many at once, or 0 */
 	atomic_uint running;		/* down as each thread's last act */
 };
 

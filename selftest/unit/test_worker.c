@@ -365,7 +365,8 @@ static void too_many_workers_say_eagain(void **state)
 	extra = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "many",
 					 O_RDONLY, 0, NULL);
 	assert_non_null(extra);
-	assert_false(tevent_req_is_in_progress(extra));	/* refused at once */
+	/* refused at once */
+	assert_false(tevent_req_is_in_progress(extra));
 	assert_int_equal(run_open(f, extra, &err), -1);
 	assert_int_equal(err, EAGAIN);
 	w = fifo_writer(f, "many");
