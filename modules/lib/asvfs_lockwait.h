@@ -5,8 +5,8 @@
  * only be waited for by blocking in fcntl(F_OFD_SETLKW).  A lockwait
  * request runs that wait on a thread of its own, off the event loop:
  * when the range becomes free the thread takes the lock, drops it at once
- * and reports to the caller's tevent loop (asvfs_threadjob.h: a threaded
- * immediate, no descriptor of its own), so the caller is woken when an
+ * and reports to the caller's tevent loop (asvfs_threadjob.h: the event
+ * context's one eventfd, none of its own), so the caller is woken when an
  * outside holder lets go, not when it next polls.  The caller then
  * retries its real lock on its own file description.
  *
@@ -28,7 +28,7 @@
  * every other failure finishes the request with an errno, posted to the
  * loop: EBUSY (see asvfs_lockwait_init()), EAGAIN when no thread could be
  * started, ENOMEM.  Such a request is no longer in progress when _send
- * returns (a thread never reports before the loop runs), which a caller
+ * returns (a started one finishes only from the loop), which a caller
  * that must decide at once may test.
  *
  * The thread runs no code but fcntl() on the adopted fd: no path lookup,

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
 /*
  * samba-async-vfs: one piece of blocking work on a thread of its own,
- * reported back to a tevent loop through a threaded immediate.
+ * reported back to a tevent loop through one eventfd per event context.
  *
  * Copyright (C) samba-async-vfs authors
  */
@@ -12,7 +12,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <unistd.h>
 
 #include "asvfs_threadjob.h"
 
@@ -78,25 +80,60 @@ bool asvfs_threadjob_available(struct asvfs_threadjob_kind *kind)
  * What the thread and the loop share.  Plain malloc, not talloc: talloc
  * is not thread-safe.  Two references each, the thread's and the job's:
  * the job lets go of the payload when its requester does (detach), and
- * of the rest when it is freed itself; the last one to go frees.
+ * of the rest when it is freed itself; the last one to go frees.  The
+ * thread's reference to the rest goes with the report, to the loop.
  */
 struct threadjob_shared {
 	void (*work)(void *payload);
 	void (*free_fn)(void *payload);
 	void *payload;
 	struct asvfs_threadjob_kind *kind;
-	/* the loop's objects, which the thread only hands to tevent */
-	struct tevent_threaded_context *tctx;
-	struct tevent_immediate *im;
-	struct asvfs_threadjob *job;
+	struct threadjob_hub *hub;
+	struct asvfs_threadjob *job;	/* the loop's: only the loop looks */
+	struct threadjob_shared *next;	/* in the hub's queue */
 	pthread_t thread;
 	pthread_mutex_t mutex;	/* with cond: asvfs_threadjob_wait() */
 	pthread_cond_t cond;
 	atomic_bool finished;	/* work() returned */
-	atomic_bool let_go;	/* the thread is done with tctx and im */
 	atomic_int payload_refs;
 	atomic_int refs;
 };
+
+/*
+ * The reports of one event context's threads: a queue and the eventfd
+ * that says it is not empty.  Malloc'ed too, with a reference for the
+ * event context and one for each thread, so that a thread that reports
+ * after the event context went finds it gone rather than freed.
+ *
+ * One eventfd per event context, not tevent's threaded immediates
+ * (tevent_threaded_schedule_immediate): an immediate runs before any fd
+ * event of the same loop turn, so a report would overtake a client's
+ * socket that became readable before it (a disconnect, say), where a
+ * descriptor is served in the order the kernel saw them ready.
+ */
+struct threadjob_hub {
+	int efd;
+	pthread_mutex_t mutex;	/* guards queue and loop_gone */
+	struct threadjob_shared *queue;	/* newest first */
+	bool loop_gone;
+	atomic_int refs;
+};
+
+/*
+ * The loop side of a hub, a talloc child of its event context.  A child
+ * of fork() inherits it with the parent's eventfd: it leaves that alone
+ * (a read would take the parent's wake-up) and makes a hub of its own.
+ */
+struct threadjob_link {
+	struct threadjob_link *next;	/* threadjob_links */
+	pid_t pid;			/* whose hub */
+	struct tevent_context *ev;
+	struct tevent_fd *fde;
+	struct threadjob_hub *hub;
+};
+
+/* The links of this process's event contexts (loop threads only). */
+static struct threadjob_link *threadjob_links;
 
 /* The loop side, a talloc child of the event context. */
 struct asvfs_threadjob {
@@ -104,19 +141,8 @@ struct asvfs_threadjob {
 	void (*done)(void *private_data);	/* NULL: detached */
 	void *private_data;
 	bool holds_payload;
-	bool started;
 	bool reported;
 };
-
-/*
- * Where the threaded context and immediate of a job go whose event
- * context went before its thread reported: the thread still reads the
- * immediate and takes the context's mutex, finds the event context gone
- * and drops the report.  Left for the process to end (a few hundred
- * bytes a thread, reachable, and only where an event context goes with
- * threads still out: at exit, in tests).
- */
-static TALLOC_CTX *threadjob_leftovers;
 
 static void threadjob_payload_unref(struct threadjob_shared *s)
 {
@@ -144,12 +170,36 @@ static void threadjob_shared_unref(struct threadjob_shared *s)
 	free(s);
 }
 
-static void threadjob_reported(struct tevent_context *ev,
-			       struct tevent_immediate *im,
-			       void *private_data)
+static void threadjob_hub_unref(struct threadjob_hub *hub)
 {
-	struct asvfs_threadjob *job = talloc_get_type_abort(
-		private_data, struct asvfs_threadjob);
+	if (atomic_fetch_sub(&hub->refs, 1) != 1) {
+		return;
+	}
+	close(hub->efd);
+	pthread_mutex_destroy(&hub->mutex);
+	free(hub);
+}
+
+/* The hub's queue, oldest first; 0 or more reports. */
+static struct threadjob_shared *threadjob_hub_take(struct threadjob_hub *hub)
+{
+	struct threadjob_shared *s = NULL, *next = NULL, *fifo = NULL;
+
+	pthread_mutex_lock(&hub->mutex);
+	s = hub->queue;
+	hub->queue = NULL;
+	pthread_mutex_unlock(&hub->mutex);
+	for (; s != NULL; s = next) {
+		next = s->next;
+		s->next = fifo;
+		fifo = s;
+	}
+	return fifo;
+}
+
+static void threadjob_reported(struct threadjob_shared *s)
+{
+	struct asvfs_threadjob *job = s->job;
 	void (*done)(void *private_data) = job->done;
 
 	job->reported = true;
@@ -157,6 +207,133 @@ static void threadjob_reported(struct tevent_context *ev,
 		done(job->private_data);
 	}
 	TALLOC_FREE(job);	/* and the payload, unless the thread has it */
+	threadjob_shared_unref(s);	/* the thread's, from the queue */
+}
+
+static void threadjob_link_ready(struct tevent_context *ev,
+				 struct tevent_fd *fde, uint16_t flags,
+				 void *private_data)
+{
+	struct threadjob_link *link = talloc_get_type_abort(
+		private_data, struct threadjob_link);
+	struct threadjob_shared *s = NULL, *next = NULL;
+	uint64_t n;
+
+	if (link->pid != getpid()) {
+		TALLOC_FREE(link->fde);		/* the parent's */
+		return;
+	}
+	if (read(link->hub->efd, &n, sizeof(n)) != sizeof(n)) {
+		return;		/* spurious */
+	}
+	for (s = threadjob_hub_take(link->hub); s != NULL; s = next) {
+		next = s->next;
+		threadjob_reported(s);
+	}
+}
+
+static int threadjob_link_destructor(struct threadjob_link *link)
+{
+	struct threadjob_link **pl = NULL;
+	struct threadjob_shared *s = NULL, *next = NULL;
+
+	pthread_mutex_lock(&link->hub->mutex);
+	link->hub->loop_gone = true;
+	pthread_mutex_unlock(&link->hub->mutex);
+	/* reports nobody will hear: their jobs go with the event context */
+	for (s = threadjob_hub_take(link->hub); s != NULL; s = next) {
+		next = s->next;
+		threadjob_shared_unref(s);
+	}
+	for (pl = &threadjob_links; *pl != NULL; pl = &(*pl)->next) {
+		if (*pl == link) {
+			*pl = link->next;
+			break;
+		}
+	}
+	threadjob_hub_unref(link->hub);
+	return 0;
+}
+
+static struct threadjob_hub *threadjob_hub_new(void)
+{
+	struct threadjob_hub *hub = calloc(1, sizeof(*hub));
+
+	if (hub == NULL) {
+		return NULL;
+	}
+	hub->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (hub->efd == -1) {
+		free(hub);
+		return NULL;
+	}
+	if (pthread_mutex_init(&hub->mutex, NULL) != 0) {
+		close(hub->efd);
+		free(hub);
+		return NULL;
+	}
+	atomic_store(&hub->refs, 1);
+	return hub;
+}
+
+/* The hub of ev, made on first use; NULL with errno set. */
+static struct threadjob_hub *threadjob_hub_of(struct tevent_context *ev)
+{
+	struct threadjob_link *link = NULL;
+
+	for (link = threadjob_links; link != NULL; link = link->next) {
+		if (link->ev == ev && link->pid == getpid()) {
+			return link->hub;
+		}
+	}
+	link = talloc_zero(ev, struct threadjob_link);
+	if (link == NULL) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	link->hub = threadjob_hub_new();
+	if (link->hub == NULL) {
+		TALLOC_FREE(link);
+		return NULL;
+	}
+	link->ev = ev;
+	link->pid = getpid();
+	link->fde = tevent_add_fd(ev, link, link->hub->efd, TEVENT_FD_READ,
+				  threadjob_link_ready, link);
+	if (link->fde == NULL) {
+		threadjob_hub_unref(link->hub);
+		TALLOC_FREE(link);
+		errno = ENOMEM;
+		return NULL;
+	}
+	link->next = threadjob_links;
+	threadjob_links = link;
+	talloc_set_destructor(link, threadjob_link_destructor);
+	return link->hub;
+}
+
+/* Queue s's report for the loop, unless the loop is gone. */
+static void threadjob_report(struct threadjob_shared *s)
+{
+	struct threadjob_hub *hub = s->hub;
+	uint64_t one = 1;
+	bool queued = false;
+	ssize_t n;
+
+	pthread_mutex_lock(&hub->mutex);
+	if (!hub->loop_gone) {
+		s->next = hub->queue;
+		hub->queue = s;
+		queued = true;
+		do {
+			n = write(hub->efd, &one, sizeof(one));
+		} while (n == -1 && errno == EINTR);
+	}
+	pthread_mutex_unlock(&hub->mutex);
+	if (!queued) {
+		threadjob_shared_unref(s);
+	}
+	threadjob_hub_unref(hub);
 }
 
 static void *threadjob_thread(void *arg)
@@ -171,11 +348,7 @@ static void *threadjob_thread(void *arg)
 	pthread_mutex_unlock(&s->mutex);
 	/* a requester gone already: its descriptors close now */
 	threadjob_payload_unref(s);
-	/* does nothing once the event context is gone */
-	tevent_threaded_schedule_immediate(s->tctx, s->im, threadjob_reported,
-					   s->job);
-	atomic_store(&s->let_go, true);
-	threadjob_shared_unref(s);
+	threadjob_report(s);
 	/* last: tests wait for it to know the thread let go of everything */
 	atomic_fetch_sub(&kind->running, 1);
 	return NULL;
@@ -183,28 +356,8 @@ static void *threadjob_thread(void *arg)
 
 static int threadjob_destructor(struct asvfs_threadjob *job)
 {
-	struct threadjob_shared *s = job->shared;
-
-	if (job->started && !job->reported) {
-		/*
-		 * Only with the event context, whose own destructor has
-		 * already told the threaded context that it is gone.  The
-		 * immediate may sit in that context's list of scheduled
-		 * ones, which went with it: tevent's guard against freeing
-		 * it scheduled no longer applies.
-		 */
-		talloc_set_destructor(s->im, NULL);
-		if (!atomic_load(&s->let_go)) {
-			if (threadjob_leftovers == NULL) {
-				threadjob_leftovers = talloc_named_const(
-					NULL, 0, "asvfs_threadjob leftovers");
-			}
-			(void)talloc_steal(threadjob_leftovers, s->tctx);
-			(void)talloc_steal(threadjob_leftovers, s->im);
-		}
-	}
 	threadjob_let_go_of_payload(job);
-	threadjob_shared_unref(s);
+	threadjob_shared_unref(job->shared);
 	return 0;
 }
 
@@ -249,15 +402,16 @@ static int threadjob_launch(struct asvfs_threadjob *job,
 	s->kind = kind;
 	atomic_store(&s->payload_refs, 2);
 	atomic_store(&s->refs, 2);
+	atomic_fetch_add(&s->hub->refs, 1);
 	ret = asvfs_thread_start(threadjob_thread, s, kind->thread_name,
 				 &s->thread);
 	if (ret != 0) {
+		atomic_fetch_sub(&s->hub->refs, 1);	/* not the last */
 		atomic_store(&s->payload_refs, 1);
 		atomic_store(&s->refs, 1);
 		atomic_fetch_sub(&kind->running, 1);
 		return ret;
 	}
-	job->started = true;
 	return 0;
 }
 
@@ -289,10 +443,9 @@ struct asvfs_threadjob *asvfs_threadjob_start(
 	job->private_data = private_data;
 	talloc_set_destructor(job, threadjob_destructor);
 	s->job = job;
-	s->tctx = tevent_threaded_context_create(job, ev);
-	s->im = tevent_create_immediate(job);
-	if (s->tctx == NULL || s->im == NULL) {
-		*err = ENOMEM;
+	s->hub = threadjob_hub_of(ev);
+	if (s->hub == NULL) {
+		*err = errno;
 		TALLOC_FREE(job);
 		return NULL;
 	}

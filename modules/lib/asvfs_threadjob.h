@@ -4,11 +4,14 @@
  * reported back to a tevent loop.  The mechanism under asvfs_worker and
  * asvfs_lockwait.
  *
- * The work runs on a fresh detached thread with every signal blocked;
- * when it is done the thread schedules a threaded immediate
- * (tevent_threaded_schedule_immediate) on the caller's event context,
- * which wakes the loop through the context's own wakeup fd: a job costs
- * no descriptor of its own.
+ * The work runs on a fresh detached thread with every signal blocked.
+ * When it is done the thread queues its report for the caller's event
+ * context and writes that context's eventfd: one eventfd and tevent_fd
+ * per event context, shared by all its jobs, so a job costs no
+ * descriptor of its own.  (Not tevent's threaded immediates, which would
+ * do without even that: an immediate runs before the fd events of its
+ * loop turn, so a report would overtake a client's disconnect that came
+ * first, which a descriptor does not.)
  *
  * Two parts, so that the thread never touches talloc memory:
  * - the payload, malloc'ed by the caller, is what the thread works on;
@@ -19,8 +22,7 @@
  *   outlives its requester (asvfs_threadjob_detach()) until its thread
  *   has reported, so that a cancelled request never frees memory the
  *   thread still uses.  Should the event context go first (process exit,
- *   a test's teardown), the thread's report finds the context gone and
- *   is dropped.
+ *   a test's teardown), the thread's report finds it gone and is dropped.
  *
  * After fork() a child has none of its parent's threads: its copies of
  * the parent's jobs never report, and go with the event context.

@@ -6,10 +6,10 @@
  * Each request runs on a fresh detached thread (asvfs_threadjob.h) that
  * takes on the credentials captured when the request was made
  * (asvfs_creds.h: raw per-thread syscalls, never the process's, any
- * number of groups) and reports to the caller's tevent loop through a
- * threaded immediate, with no descriptor of its own.  Threads never
- * change their working directory: paths are relative to a dup() of the
- * caller's directory fd, which the request owns.
+ * number of groups) and reports to the caller's tevent loop through the
+ * event context's one eventfd, with no descriptor of its own.  Threads
+ * never change their working directory: paths are relative to a dup()
+ * of the caller's directory fd, which the request owns.
  *
  * The caller may free a request at any time: the thread finishes on
  * memory of its own, and an fd it opened for nobody is closed.
@@ -19,9 +19,8 @@
  * loop: EAGAIN when ASVFS_WORKER_MAX threads run already (then the
  * caller does the work synchronously, in its callback), or why the work
  * could not start.  A request that failed so is no longer in progress
- * when _send returns (its thread never finishes before the loop runs);
- * a caller that must decide before it sends asks
- * asvfs_worker_available().
+ * when _send returns (a started one finishes only from the loop); a
+ * caller that must decide before it sends asks asvfs_worker_available().
  *
  * Samba-free: usable and tested on a plain tevent loop.
  */

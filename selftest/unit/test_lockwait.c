@@ -374,8 +374,7 @@ static int count_fds(void)
 }
 
 /*
- * A wait reports through the loop's own wakeup fd (a threaded
- * immediate, opened by tevent once per event context): in flight it
+ * A wait reports through its event context's one eventfd: in flight it
  * holds only the description it adopted, and nothing once it is done.
  */
 static void waits_hold_no_descriptor_of_their_own(void **state)
@@ -384,7 +383,7 @@ static void waits_hold_no_descriptor_of_their_own(void **state)
 	struct tevent_req *reqs[4];
 	int baseline, i;
 
-	/* a first one, for the event context's wakeup fd */
+	/* a first one, for the event context's eventfd */
 	reqs[0] = wait_on(f, true, 0, 10);
 	assert_true(loop_until_done(f, reqs[0], WAIT_MS));
 	talloc_free(reqs[0]);

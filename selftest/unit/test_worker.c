@@ -42,6 +42,7 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = NULL;
+	struct tevent_req *req = NULL;
 
 	*state = NULL;
 	if (geteuid() != 0) {
@@ -57,11 +58,15 @@ static int setup(void **state)
 	f->ev = tevent_context_init(f->mem);
 	assert_non_null(f->ev);
 	/*
-	 * The loop's own wakeup fd, which tevent opens once per event
-	 * context for the first threaded context: here now, so that the
-	 * tests count only the descriptors the requests hold.
+	 * The event context's report eventfd (asvfs_threadjob.h), opened
+	 * for its first job: here now, so that the tests count only the
+	 * descriptors the requests hold.
 	 */
-	talloc_free(tevent_threaded_context_create(f->mem, f->ev));
+	req = asvfs_worker_unlink_send(f->mem, f->ev, f->dirfd, "none", 0, 0,
+				       NULL);
+	assert_true(tevent_req_poll(req, f->ev));
+	assert_int_equal(asvfs_worker_unlink_recv(req), ENOENT);
+	TALLOC_FREE(req);
 	f->nobody = (struct asvfs_creds) { .uid = NOBODY, .gid = NOBODY };
 	*state = f;
 	return 0;
@@ -427,9 +432,9 @@ static void eagain_comes_through_the_callback(void **state)
 }
 
 /*
- * A job reports through the loop's own wakeup fd (a threaded immediate):
- * in flight it holds nothing but the dup of its directory, and nothing
- * at all once it is done.
+ * A job reports through its event context's one eventfd: in flight it
+ * holds nothing but the dup of its directory, and nothing at all once it
+ * is done.
  */
 static void jobs_hold_no_descriptor_of_their_own(void **state)
 {
