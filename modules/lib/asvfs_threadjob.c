@@ -120,9 +120,11 @@ struct threadjob_hub {
 };
 
 /*
- * The loop side of a hub, a talloc child of its event context.  A child
- * of fork() inherits it with the parent's eventfd: it leaves that alone
- * (a read would take the parent's wake-up) and makes a hub of its own.
+ * The loop side of a hub, a talloc child of its event context and the
+ * parent of its jobs.  It goes with its last job, so that an idle
+ * process holds no descriptor of ours.  A child of fork() inherits it
+ * with the parent's eventfd: it leaves that alone (a read would take the
+ * parent's wake-up) and makes a hub of its own.
  */
 struct threadjob_link {
 	struct threadjob_link *next;	/* threadjob_links */
@@ -130,13 +132,16 @@ struct threadjob_link {
 	struct tevent_context *ev;
 	struct tevent_fd *fde;
 	struct threadjob_hub *hub;
+	unsigned jobs;
+	bool going;
 };
 
 /* The links of this process's event contexts (loop threads only). */
 static struct threadjob_link *threadjob_links;
 
-/* The loop side, a talloc child of the event context. */
+/* The loop side, a talloc child of its event context's link. */
 struct asvfs_threadjob {
+	struct threadjob_link *link;
 	struct threadjob_shared *shared;
 	void (*done)(void *private_data);	/* NULL: detached */
 	void *private_data;
@@ -237,6 +242,7 @@ static int threadjob_link_destructor(struct threadjob_link *link)
 	struct threadjob_link **pl = NULL;
 	struct threadjob_shared *s = NULL, *next = NULL;
 
+	link->going = true;	/* its jobs go next, not it again */
 	pthread_mutex_lock(&link->hub->mutex);
 	link->hub->loop_gone = true;
 	pthread_mutex_unlock(&link->hub->mutex);
@@ -276,14 +282,15 @@ static struct threadjob_hub *threadjob_hub_new(void)
 	return hub;
 }
 
-/* The hub of ev, made on first use; NULL with errno set. */
-static struct threadjob_hub *threadjob_hub_of(struct tevent_context *ev)
+/* The link of ev, made for its first job; NULL with errno set. */
+static struct threadjob_link *threadjob_link_of(struct tevent_context *ev)
 {
 	struct threadjob_link *link = NULL;
 
 	for (link = threadjob_links; link != NULL; link = link->next) {
-		if (link->ev == ev && link->pid == getpid()) {
-			return link->hub;
+		if (link->ev == ev && link->pid == getpid() &&
+		    !link->going) {
+			return link;
 		}
 	}
 	link = talloc_zero(ev, struct threadjob_link);
@@ -309,7 +316,7 @@ static struct threadjob_hub *threadjob_hub_of(struct tevent_context *ev)
 	link->next = threadjob_links;
 	threadjob_links = link;
 	talloc_set_destructor(link, threadjob_link_destructor);
-	return link->hub;
+	return link;
 }
 
 /* Queue s's report for the loop, unless the loop is gone. */
@@ -356,8 +363,13 @@ static void *threadjob_thread(void *arg)
 
 static int threadjob_destructor(struct asvfs_threadjob *job)
 {
+	struct threadjob_link *link = job->link;
+
 	threadjob_let_go_of_payload(job);
 	threadjob_shared_unref(job->shared);
+	if (--link->jobs == 0 && !link->going) {
+		TALLOC_FREE(link);	/* its thread reported: idle */
+	}
 	return 0;
 }
 
@@ -424,37 +436,45 @@ struct asvfs_threadjob *asvfs_threadjob_start(
 	struct asvfs_threadjob *job = NULL;
 	struct threadjob_shared *s = NULL;
 
+	struct threadjob_link *link = NULL;
+
 	s = threadjob_shared_new(work, free_fn, payload);
-	if (s == NULL) {
-		free_fn(payload);
-		*err = ENOMEM;
-		return NULL;
+	link = threadjob_link_of(ev);
+	if (s == NULL || link == NULL) {
+		*err = s == NULL ? ENOMEM : errno;
+		goto fail;
 	}
-	job = talloc_zero(ev, struct asvfs_threadjob);
+	job = talloc_zero(link, struct asvfs_threadjob);
 	if (job == NULL) {
-		threadjob_payload_unref(s);
-		threadjob_shared_unref(s);
 		*err = ENOMEM;
-		return NULL;
+		goto fail;
 	}
+	job->link = link;
+	link->jobs++;
 	job->shared = s;
 	job->holds_payload = true;
 	job->done = done;
 	job->private_data = private_data;
 	talloc_set_destructor(job, threadjob_destructor);
 	s->job = job;
-	s->hub = threadjob_hub_of(ev);
-	if (s->hub == NULL) {
-		*err = errno;
-		TALLOC_FREE(job);
-		return NULL;
-	}
+	s->hub = link->hub;
 	*err = threadjob_launch(job, kind);
 	if (*err != 0) {
-		TALLOC_FREE(job);
+		TALLOC_FREE(job);	/* with the payload, and an idle link */
 		return NULL;
 	}
 	return job;
+fail:
+	if (s != NULL) {
+		threadjob_payload_unref(s);
+		threadjob_shared_unref(s);
+	} else {
+		free_fn(payload);
+	}
+	if (link != NULL && link->jobs == 0) {
+		TALLOC_FREE(link);
+	}
+	return NULL;
 }
 
 struct asvfs_threadjob *asvfs_threadjob_detach(struct asvfs_threadjob *job)

@@ -373,9 +373,21 @@ static int count_fds(void)
 	return n - 1;		/* opendir's own */
 }
 
+/* Until no lockwait thread is left (they let go of the eventfd last). */
+static void wait_threads_gone(void)
+{
+	double end = now_ms() + WAIT_MS;
+
+	while (lockwait_threads() > 0 && now_ms() < end) {
+		usleep(1000);
+	}
+	assert_int_equal(lockwait_threads(), 0);
+}
+
 /*
- * A wait reports through its event context's one eventfd: in flight it
- * holds only the description it adopted, and nothing once it is done.
+ * A wait reports through its event context's one eventfd, there while
+ * waits are out: in flight each holds only the description it adopted,
+ * and nothing once they are done.
  */
 static void waits_hold_no_descriptor_of_their_own(void **state)
 {
@@ -383,10 +395,7 @@ static void waits_hold_no_descriptor_of_their_own(void **state)
 	struct tevent_req *reqs[4];
 	int baseline, i;
 
-	/* a first one, for the event context's eventfd */
-	reqs[0] = wait_on(f, true, 0, 10);
-	assert_true(loop_until_done(f, reqs[0], WAIT_MS));
-	talloc_free(reqs[0]);
+	wait_threads_gone();
 	baseline = count_fds();
 
 	assert_int_equal(hold(f->holder, F_WRLCK, 0, 10), 0);
@@ -394,13 +403,15 @@ static void waits_hold_no_descriptor_of_their_own(void **state)
 		reqs[i] = wait_on(f, true, 0, 10);
 		assert_non_null(reqs[i]);
 	}
-	assert_int_equal(count_fds(), baseline + 4);	/* adopted ones */
+	/* the adopted ones, and the one eventfd of all */
+	assert_int_equal(count_fds(), baseline + 4 + 1);
 	assert_int_equal(hold(f->holder, F_UNLCK, 0, 10), 0);
 	for (i = 0; i < 4; i++) {
 		assert_true(loop_until_done(f, reqs[i], WAIT_MS));
 		assert_int_equal(asvfs_lockwait_recv(reqs[i]), 0);
 		talloc_free(reqs[i]);
 	}
+	wait_threads_gone();
 	assert_int_equal(count_fds(), baseline);
 }
 

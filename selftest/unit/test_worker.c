@@ -42,7 +42,6 @@ struct fixture {
 static int setup(void **state)
 {
 	struct fixture *f = NULL;
-	struct tevent_req *req = NULL;
 
 	*state = NULL;
 	if (geteuid() != 0) {
@@ -57,16 +56,6 @@ static int setup(void **state)
 	f->mem = talloc_new(NULL);
 	f->ev = tevent_context_init(f->mem);
 	assert_non_null(f->ev);
-	/*
-	 * The event context's report eventfd (asvfs_threadjob.h), opened
-	 * for its first job: here now, so that the tests count only the
-	 * descriptors the requests hold.
-	 */
-	req = asvfs_worker_unlink_send(f->mem, f->ev, f->dirfd, "none", 0, 0,
-				       NULL);
-	assert_true(tevent_req_poll(req, f->ev));
-	assert_int_equal(asvfs_worker_unlink_recv(req), ENOENT);
-	TALLOC_FREE(req);
 	f->nobody = (struct asvfs_creds) { .uid = NOBODY, .gid = NOBODY };
 	*state = f;
 	return 0;
@@ -126,16 +115,35 @@ static bool before_deadline(const struct timespec *start)
 	return now.tv_sec - start->tv_sec < WAIT_SECS;
 }
 
-static void wait_workers_gone(void)
+static void tick(struct tevent_context *ev, struct tevent_timer *te,
+		 struct timeval now, void *private_data)
+{
+}
+
+/*
+ * Until every thread is gone and the loop heard their reports: then the
+ * event context's eventfd, there only while jobs are out, is gone too.
+ */
+static void wait_workers_gone(struct fixture *f)
 {
 	struct timespec pause = { .tv_nsec = 1000 * 1000 };
 	struct timespec start;
+	int i;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	while (asvfs_worker_running() > 0 && before_deadline(&start)) {
 		nanosleep(&pause, NULL);
 	}
 	assert_int_equal(asvfs_worker_running(), 0);
+	for (i = 0; i < 2; i++) {
+		/* the tick keeps the loop from sleeping for good */
+		TALLOC_CTX *tmp = talloc_new(f->mem);
+
+		tevent_add_timer(f->ev, tmp, tevent_timeval_current_ofs(0, 1000),
+				 tick, NULL);
+		tevent_loop_once(f->ev);
+		talloc_free(tmp);
+	}
 }
 
 static void mkfile(struct fixture *f, const char *name, mode_t mode)
@@ -252,7 +260,7 @@ static void unreceived_fd_is_closed(void **state)
 				       O_RDONLY, 0, NULL);
 	assert_non_null(req);
 	assert_true(tevent_req_poll(req, f->ev));
-	wait_workers_gone();
+	wait_workers_gone(f);
 	assert_int_equal(count_fds(), baseline + 1);	/* the fd, ours */
 	TALLOC_FREE(req);
 	assert_int_equal(count_fds(), baseline);
@@ -332,7 +340,7 @@ static void freed_request_leaves_no_fd(void **state)
 	assert_non_null(req);
 	TALLOC_FREE(req);	/* a client cancel while the open blocks */
 	w = fifo_writer(f, "fifo");
-	wait_workers_gone();
+	wait_workers_gone(f);
 	close(w);
 	assert_int_equal(count_fds(), baseline);
 }
@@ -382,7 +390,7 @@ static void too_many_workers_say_eagain(void **state)
 		close(fd);
 	}
 	close(w);
-	wait_workers_gone();
+	wait_workers_gone(f);
 	assert_int_equal(count_fds(), baseline);
 }
 
@@ -427,14 +435,14 @@ static void eagain_comes_through_the_callback(void **state)
 		close(fd);
 	}
 	close(w);
-	wait_workers_gone();
+	wait_workers_gone(f);
 	assert_true(asvfs_worker_available());
 }
 
 /*
- * A job reports through its event context's one eventfd: in flight it
- * holds nothing but the dup of its directory, and nothing at all once it
- * is done.
+ * A job reports through its event context's one eventfd, there while
+ * jobs are out: in flight each holds nothing but the dup of its
+ * directory, and nothing at all once they are done.
  */
 static void jobs_hold_no_descriptor_of_their_own(void **state)
 {
@@ -449,7 +457,8 @@ static void jobs_hold_no_descriptor_of_their_own(void **state)
 						   "held", O_RDONLY, 0, NULL);
 		assert_non_null(reqs[i]);
 	}
-	assert_int_equal(count_fds(), baseline + 8);	/* the dups */
+	/* the dups, and the one eventfd of all */
+	assert_int_equal(count_fds(), baseline + 8 + 1);
 	w = fifo_writer(f, "held");
 	for (i = 0; i < 8; i++) {
 		int fd = run_open(f, reqs[i], &err);
@@ -458,7 +467,7 @@ static void jobs_hold_no_descriptor_of_their_own(void **state)
 		close(fd);
 	}
 	close(w);
-	wait_workers_gone();
+	wait_workers_gone(f);
 	assert_int_equal(count_fds(), baseline);
 }
 
@@ -545,7 +554,7 @@ static void names_are_listed_per_object(void **state)
 	assert_int_equal(asvfs_worker_names(req, 2)->err, ENOENT);
 	assert_null(asvfs_worker_names(req, 3));
 	TALLOC_FREE(req);
-	wait_workers_gone();
+	wait_workers_gone(f);
 	assert_int_equal(count_fds(), baseline);	/* the fds were its */
 }
 
@@ -572,7 +581,7 @@ static void freed_names_request_leaves_no_fd(void **state)
 	req = names_of_three(f);
 	assert_non_null(req);
 	TALLOC_FREE(req);	/* the listing closed its directory */
-	wait_workers_gone();
+	wait_workers_gone(f);
 	assert_int_equal(count_fds(), baseline);
 }
 
