@@ -7,8 +7,9 @@
  * The work runs on a fresh detached thread with every signal blocked.
  * When it is done the thread queues its report for the caller's event
  * context and writes that context's eventfd: one eventfd and tevent_fd
- * per event context, shared by all its jobs, so a job costs no
- * descriptor of its own.  (Not tevent's threaded immediates, which would
+ * per event context, shared by all its jobs and there only while jobs
+ * are out, so a job costs no descriptor of its own and an idle process
+ * holds none.  (Not tevent's threaded immediates, which would
  * do without even that: an immediate runs before the fd events of its
  * loop turn, so a report would overtake a client's disconnect that came
  * first, which a descriptor does not.)
@@ -18,7 +19,7 @@
  *   the thread (until its work is done) and the requester each hold a
  *   reference, and free_fn runs on whichever lets go last (so it may only
  *   close and free);
- * - the job, a talloc child of the event context, is the loop side.  It
+ * - the job, under the event context, is the loop side.  It
  *   outlives its requester (asvfs_threadjob_detach()) until its thread
  *   has reported, so that a cancelled request never frees memory the
  *   thread still uses.  Should the event context go first (process exit,
