@@ -337,6 +337,15 @@ static int async_brl_reopen(struct files_struct *fsp)
 		    (flags & O_ACCMODE) | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 }
 
+static void async_brl_no_wait_thread(struct async_brl_config *config,
+				     int err)
+{
+	ASVFS_LOG_ONCE(DBGLVL_WARNING, DBGLVL_DEBUG,
+		       (MODULE ": no lock waiting thread (%s): smbd polls "
+			"for POSIX lock holders\n", strerror(err)));
+	config->n_fallback++;
+}
+
 static void async_brl_start_wait(vfs_handle_struct *handle,
 				 struct async_brl_config *config,
 				 struct byte_range_lock *br_lck,
@@ -409,11 +418,15 @@ static void async_brl_start_wait(vfs_handle_struct *handle,
 	w->subreq = asvfs_lockwait_send(w, handle->conn->sconn->ev_ctx, fd,
 					write, start, len);
 	if (w->subreq == NULL) {
-		ASVFS_LOG_ONCE(DBGLVL_WARNING, DBGLVL_DEBUG,
-			       (MODULE ": no lock waiting thread (%s): smbd "
-				"polls for POSIX lock holders\n",
-				strerror(errno)));
-		config->n_fallback++;
+		async_brl_no_wait_thread(config, ENOMEM);
+		TALLOC_FREE(w);
+		return;
+	}
+	if (!tevent_req_is_in_progress(w->subreq)) {
+		/* refused at once: smbd's poll decides */
+		async_brl_no_wait_thread(config,
+					 asvfs_lockwait_recv(w->subreq));
+		TALLOC_FREE(w->subreq);
 		TALLOC_FREE(w);
 		return;
 	}
@@ -727,6 +740,9 @@ static bool async_brl_start_decision(vfs_handle_struct *handle,
 						type == F_WRLCK, offset, count);
 	} else if (thread_fd != -1) {
 		close(thread_fd);
+	}
+	if (d->subreq != NULL && !tevent_req_is_in_progress(d->subreq)) {
+		TALLOC_FREE(d->subreq);	/* refused at once: no thread */
 	}
 	if (d->subreq == NULL) {
 		/*

@@ -1166,6 +1166,10 @@ static void async_dosattr_fetch_names(struct async_dosattr_dir *d,
 	struct asvfs_readahead_batch *b = NULL;
 	unsigned i;
 
+	if (!asvfs_worker_available()) {
+		goto none;	/* smbd lists them itself */
+	}
+	/* one that fails has no names to hand out: smbd lists them */
 	b = asvfs_readahead_batch_new(d->ra);
 	if (b == NULL) {
 		goto none;
@@ -1642,9 +1646,7 @@ static bool async_dosattr_collect_names(struct async_dosattr_dir *d,
 	if (b == NULL) {
 		return async_dosattr_names_ready(e);
 	}
-	if (!asvfs_worker_wait(b->subreq)) {
-		return false;
-	}
+	asvfs_worker_wait(b->subreq);
 	for (k = 0; k < d->ra->count; k++) {
 		struct asvfs_readahead_entry *t = asvfs_readahead_at(d->ra, k);
 		const struct asvfs_names *r = NULL;

@@ -18,12 +18,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "asvfs_lockwait.h"
-#include "asvfs_worker.h"
+#include "asvfs_threadjob.h"
 
 /*
  * A standard signal, not a real-time one: real-time signals are queued,
@@ -78,38 +77,32 @@ int asvfs_lockwait_init(void)
 	return lockwait_init_err;
 }
 
+static struct asvfs_threadjob_kind lockwait_kind = {
+	.thread_name = ASVFS_LOCKWAIT_THREAD,
+};
+
 /*
- * What the thread and the loop share.  Plain malloc, not talloc: the
- * thread may outlive the request (see lockwait_stop()), and talloc is not
- * thread-safe.  Two references, the thread's and the request's; the last
- * one to go closes the descriptors and frees it.
+ * What the thread works on (asvfs_threadjob's payload): malloc'ed, as the
+ * thread may outlive the request (see lockwait_stop()).
  */
 struct lockwait_job {
 	int fd;
-	int efd;
 	struct flock fl;
 	bool take;		/* one F_OFD_SETLK, kept on success */
-	pthread_t thread;
 	atomic_bool cancel;	/* the request is gone or going */
-	atomic_bool finished;
-	atomic_int refs;
 	int err;
 };
 
 struct asvfs_lockwait_state {
-	struct lockwait_job *job;
 	struct tevent_context *ev;
-	struct tevent_fd *fde;
+	struct asvfs_threadjob *thread;	/* until the thread is done */
+	struct lockwait_job *job;	/* the thread's, while it runs */
 };
 
-static void lockwait_job_unref(struct lockwait_job *job)
+static void lockwait_job_free(void *payload)
 {
-	if (atomic_fetch_sub(&job->refs, 1) != 1) {
-		return;
-	}
-	if (job->efd != -1) {
-		close(job->efd);
-	}
+	struct lockwait_job *job = payload;
+
 	if (job->fd != -1) {
 		/* the last fd of the description: drops anything it held */
 		close(job->fd);
@@ -117,23 +110,21 @@ static void lockwait_job_unref(struct lockwait_job *job)
 	free(job);
 }
 
-static void *lockwait_thread(void *arg)
+static void lockwait_work(void *payload)
 {
-	struct lockwait_job *job = arg;
+	struct lockwait_job *job = payload;
 	struct flock unlock;
 	sigset_t set;
-	uint64_t one = 1;
 	int ret = -1;
 	int err = ECANCELED;
-	ssize_t n;
 
 	sigemptyset(&set);
 	sigaddset(&set, LOCKWAIT_SIGNAL);
 	pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 
 	/*
-	 * The stopper sets cancel, then signals until finished is set (for
-	 * a while): a signal that lands just before fcntl() blocks is
+	 * The stopper sets cancel, then signals until the work is finished
+	 * (for a while): a signal that lands just before fcntl() blocks is
 	 * repeated.
 	 */
 	while (!atomic_load(&job->cancel)) {
@@ -168,12 +159,6 @@ static void *lockwait_thread(void *arg)
 	close(job->fd);
 	job->fd = -1;
 	job->err = err;
-	atomic_store(&job->finished, true);
-	do {
-		n = write(job->efd, &one, sizeof(one));
-	} while (n == -1 && errno == EINTR);
-	lockwait_job_unref(job);
-	return NULL;
 }
 
 /*
@@ -181,12 +166,12 @@ static void *lockwait_thread(void *arg)
  * just before the thread blocks in fcntl() (the thread checked cancel,
  * then lost the CPU), and some file systems finish their call before they
  * look at signals (FUSE, NFS): so the loop keeps signalling it, backing
- * off to once a second, until it is done.  It holds only its own job and
- * descriptor; smbd's loop never waits for it.
+ * off to once a second, until it is done.  A talloc child of the
+ * detached thread job, it goes when the thread has reported (or with the
+ * event context); smbd's loop never waits for it.
  */
 struct lockwait_orphan {
-	struct lockwait_job *job;
-	struct tevent_context *ev;
+	struct asvfs_threadjob *thread;
 	uint32_t interval_usec;
 };
 
@@ -197,11 +182,11 @@ static void lockwait_orphan_tick(struct tevent_context *ev,
 	struct lockwait_orphan *o = talloc_get_type_abort(
 		private_data, struct lockwait_orphan);
 
-	if (atomic_load(&o->job->finished)) {
+	if (asvfs_threadjob_finished(o->thread)) {
 		talloc_free(o);
 		return;
 	}
-	pthread_kill(o->job->thread, LOCKWAIT_SIGNAL);
+	asvfs_threadjob_signal(o->thread, LOCKWAIT_SIGNAL);
 	if (o->interval_usec < 1000 * 1000) {
 		o->interval_usec *= 2;
 	}
@@ -213,32 +198,18 @@ static void lockwait_orphan_tick(struct tevent_context *ev,
 	}
 }
 
-static int lockwait_orphan_destructor(struct lockwait_orphan *o)
-{
-	lockwait_job_unref(o->job);
-	return 0;
-}
-
 static void lockwait_adopt_orphan(struct tevent_context *ev,
-				  struct lockwait_job *job)
+				  struct asvfs_threadjob *thread)
 {
-	/*
-	 * Not under the request, which it outlives, but under the event
-	 * context its timer runs on: when that goes (a process exit), the
-	 * orphan goes with it and drops its reference, and the thread frees
-	 * the job when it finishes.  Under NULL it was left behind, seen by
-	 * LeakSanitizer in the unit tests.
-	 */
-	struct lockwait_orphan *o = talloc_zero(ev, struct lockwait_orphan);
+	struct lockwait_orphan *o = NULL;
 
+	o = talloc_zero(asvfs_threadjob_detach(thread),
+			struct lockwait_orphan);
 	if (o == NULL) {
-		lockwait_job_unref(job);
 		return;
 	}
-	o->job = job;
-	o->ev = ev;
+	o->thread = thread;
 	o->interval_usec = 10 * 1000;
-	talloc_set_destructor(o, lockwait_orphan_destructor);
 	if (tevent_add_timer(ev, o, tevent_timeval_current_ofs(0, 10000),
 			     lockwait_orphan_tick, o) == NULL) {
 		talloc_free(o);
@@ -252,26 +223,28 @@ static void lockwait_adopt_orphan(struct tevent_context *ev,
  */
 static void lockwait_stop(struct asvfs_lockwait_state *state)
 {
-	struct lockwait_job *job = state->job;
+	struct asvfs_threadjob *thread = state->thread;
 	struct timespec pause = { .tv_nsec = 50 * 1000 };
 	long waited = 0;
 
-	if (job == NULL) {
+	if (thread == NULL) {
 		return;
 	}
+	atomic_store(&state->job->cancel, true);
+	state->thread = NULL;
 	state->job = NULL;
-	atomic_store(&job->cancel, true);
-	while (!atomic_load(&job->finished) && waited < 2 * 1000 * 1000) {
-		pthread_kill(job->thread, LOCKWAIT_SIGNAL);
+	while (!asvfs_threadjob_finished(thread) &&
+	       waited < 2 * 1000 * 1000) {
+		asvfs_threadjob_signal(thread, LOCKWAIT_SIGNAL);
 		nanosleep(&pause, NULL);
 		waited += pause.tv_nsec;
 		pause.tv_nsec *= 2;
 	}
-	if (atomic_load(&job->finished)) {
-		lockwait_job_unref(job);
+	if (asvfs_threadjob_finished(thread)) {
+		asvfs_threadjob_detach(thread);
 		return;
 	}
-	lockwait_adopt_orphan(state->ev, job);
+	lockwait_adopt_orphan(state->ev, thread);
 }
 
 static void lockwait_cleanup(struct tevent_req *req,
@@ -281,49 +254,24 @@ static void lockwait_cleanup(struct tevent_req *req,
 		req, struct asvfs_lockwait_state);
 
 	/* freed, timed out or cancelled in flight */
-	TALLOC_FREE(state->fde);
 	lockwait_stop(state);
 }
 
-static void lockwait_done(struct tevent_context *ev, struct tevent_fd *fde,
-			  uint16_t flags, void *private_data)
+static void lockwait_done(void *private_data)
 {
 	struct tevent_req *req = talloc_get_type_abort(private_data,
 						       struct tevent_req);
 	struct asvfs_lockwait_state *state = tevent_req_data(
 		req, struct asvfs_lockwait_state);
-	struct lockwait_job *job = state->job;
-	uint64_t v;
-	ssize_t n;
-	int err;
+	int err = state->job->err;
 
-	n = read(job->efd, &v, sizeof(v));
-	(void)n;
-	if (!atomic_load(&job->finished)) {
-		return;
-	}
-	err = job->err;
-	TALLOC_FREE(state->fde);
+	state->thread = NULL;	/* it frees itself, with the job */
 	state->job = NULL;
-	lockwait_job_unref(job);
 	if (err != 0) {
 		tevent_req_error(req, err);
 		return;
 	}
 	tevent_req_done(req);
-}
-
-static int lockwait_start_thread(struct lockwait_job *job)
-{
-	int ret;
-
-	atomic_store(&job->refs, 2);
-	ret = asvfs_thread_start(lockwait_thread, job, ASVFS_LOCKWAIT_THREAD,
-				 &job->thread);
-	if (ret != 0) {
-		atomic_store(&job->refs, 1);
-	}
-	return ret;
 }
 
 static struct tevent_req *lockwait_send(TALLOC_CTX *mem_ctx,
@@ -336,17 +284,23 @@ static struct tevent_req *lockwait_send(TALLOC_CTX *mem_ctx,
 	struct lockwait_job *job = NULL;
 	int err;
 
+	req = tevent_req_create(mem_ctx, &state, struct asvfs_lockwait_state);
+	if (req == NULL) {
+		close(fd);
+		return NULL;
+	}
+	state->ev = ev;
 	err = asvfs_lockwait_init();
 	if (err != 0) {
 		close(fd);
-		errno = err;
-		return NULL;
+		tevent_req_error(req, err);
+		return tevent_req_post(req, ev);
 	}
 	job = calloc(1, sizeof(*job));
 	if (job == NULL) {
 		close(fd);
-		errno = ENOMEM;
-		return NULL;
+		tevent_req_oom(req);
+		return tevent_req_post(req, ev);
 	}
 	job->fd = fd;
 	job->take = take;
@@ -356,40 +310,17 @@ static struct tevent_req *lockwait_send(TALLOC_CTX *mem_ctx,
 		.l_start = start,
 		.l_len = len,
 	};
-	atomic_store(&job->refs, 1);
-	job->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (job->efd == -1) {
-		goto fail_job;
-	}
-	req = tevent_req_create(mem_ctx, &state, struct asvfs_lockwait_state);
-	if (req == NULL) {
-		errno = ENOMEM;
-		goto fail_job;
-	}
-	state->ev = ev;
-	state->fde = tevent_add_fd(ev, state, job->efd, TEVENT_FD_READ,
-				   lockwait_done, req);
-	if (state->fde == NULL) {
-		errno = ENOMEM;
-		goto fail_req;
-	}
-	err = lockwait_start_thread(job);
-	if (err != 0) {
-		errno = err;
-		goto fail_req;
-	}
 	state->job = job;
+	state->thread = asvfs_threadjob_start(ev, &lockwait_kind,
+					      lockwait_work, lockwait_job_free,
+					      job, lockwait_done, req, &err);
+	if (state->thread == NULL) {
+		state->job = NULL;
+		tevent_req_error(req, err);
+		return tevent_req_post(req, ev);
+	}
 	tevent_req_set_cleanup_fn(req, lockwait_cleanup);
 	return req;
-fail_req:
-	err = errno;
-	TALLOC_FREE(req);
-	errno = err;
-fail_job:
-	err = errno;
-	lockwait_job_unref(job);
-	errno = err;
-	return NULL;
 }
 
 struct tevent_req *asvfs_lockwait_send(TALLOC_CTX *mem_ctx,

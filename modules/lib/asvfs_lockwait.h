@@ -6,8 +6,10 @@
  * only be waited for by blocking in fcntl(F_OFD_SETLKW).  A lockwait
  * request runs that wait on a thread of its own, off the event loop:
  * when the range becomes free the thread takes the lock, drops it at once
- * and reports through an eventfd on the caller's tevent context.  The
- * caller then retries its real lock on its own file description.
+ * and reports to the caller's tevent loop (asvfs_threadjob.h: the event
+ * context's one eventfd, none of its own), so the caller is woken when an
+ * outside holder lets go, not when it next polls.  The caller then
+ * retries its real lock on its own file description.
  *
  * The fd given is adopted: it must be a file description of its own
  * (open("/proc/self/fd/N"), never a dup() of the fd whose locks matter,
@@ -22,6 +24,13 @@
  * FUSE, NFS) the free returns after about 2 ms and the event loop keeps
  * signalling the thread until it is gone; it touches only memory and a
  * descriptor of its own.  The loop never waits for a file system.
+ *
+ * As tevent's requests do, a _send returns NULL only without memory;
+ * every other failure finishes the request with an errno, posted to the
+ * loop: EBUSY (see asvfs_lockwait_init()), EAGAIN when no thread could be
+ * started, ENOMEM.  Such a request is no longer in progress when _send
+ * returns (a started one finishes only from the loop), which a caller
+ * that must decide at once may test.
  *
  * The thread runs no code but fcntl() on the adopted fd: no path lookup,
  * no credentials, nothing of another request.
@@ -40,7 +49,8 @@
  * Make the process ready for lockwait threads: installs a do-nothing
  * handler (without SA_RESTART) for the interrupt signal.  Returns 0, or
  * EBUSY when someone else already handles that signal (then no lockwait
- * can be interrupted and asvfs_lockwait_send() fails with EBUSY too).
+ * can be interrupted and asvfs_lockwait_send()'s request fails with
+ * EBUSY too).
  * Called by asvfs_lockwait_send() itself; idempotent.
  */
 int asvfs_lockwait_init(void);
@@ -55,7 +65,6 @@ int asvfs_lockwait_signal(void);
  * Wait until [start, start + len) of the file behind fd could be locked
  * for reading (write == false) or writing.  len 0 means to the end of
  * the file, as in fcntl.  fd is adopted (see above), also on failure.
- * Returns NULL with errno set when no thread could be started.
  */
 struct tevent_req *asvfs_lockwait_send(TALLOC_CTX *mem_ctx,
 				       struct tevent_context *ev,

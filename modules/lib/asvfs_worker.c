@@ -12,17 +12,11 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <poll.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -30,77 +24,31 @@
 #include "asvfs_worker.h"
 #include "asvfs_procfd.h"
 
-static atomic_uint workers_running;
+static struct asvfs_threadjob_kind worker_kind = {
+	.thread_name = ASVFS_WORKER_THREAD,
+	.max = ASVFS_WORKER_MAX,
+};
 
 unsigned asvfs_worker_running(void)
 {
-	return atomic_load(&workers_running);
+	return atomic_load(&worker_kind.running);
 }
 
-struct thread_start {
-	void *(*fn)(void *);
-	void *arg;
-	char name[16];
-};
-
-/*
- * The thread names itself: it is detached and may be gone before
- * pthread_create() returns, and with it its pthread_t.
- */
-static void *thread_trampoline(void *arg)
+bool asvfs_worker_available(void)
 {
-	struct thread_start start = *(struct thread_start *)arg;
-
-	free(arg);
-	/* visible in /proc/<pid>/task/<tid>/comm, for tests and ps */
-	(void)prctl(PR_SET_NAME, start.name, 0, 0, 0);
-	return start.fn(start.arg);
-}
-
-int asvfs_thread_start(void *(*fn)(void *), void *arg, const char *name,
-		       pthread_t *thread)
-{
-	struct thread_start *start = NULL;
-	pthread_attr_t attr;
-	sigset_t all, old;
-	int ret;
-
-	start = calloc(1, sizeof(*start));
-	if (start == NULL) {
-		return ENOMEM;
-	}
-	start->fn = fn;
-	start->arg = arg;
-	snprintf(start->name, sizeof(start->name), "%s", name);
-	ret = pthread_attr_init(&attr);
-	if (ret != 0) {
-		free(start);
-		return ret;
-	}
-	/* nobody joins: whoever finishes last cleans up */
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	ret = pthread_create(thread, &attr, thread_trampoline, start);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	if (ret != 0) {
-		free(start);
-	}
-	return ret;
+	return asvfs_threadjob_available(&worker_kind);
 }
 
 enum worker_kind { WORKER_OPEN, WORKER_UNLINK, WORKER_NAMES };
 
 /*
- * What the thread and the loop share.  Plain malloc, not talloc: the
- * thread may outlive the request, and talloc is not thread-safe.  Two
- * references, the thread's and the request's; the last one to go closes
- * the descriptors (an opened fd nobody took among them) and frees it.
+ * What the thread works on (asvfs_threadjob's payload): malloc'ed, as the
+ * thread may outlive the request.  Freed by whichever side lets go last,
+ * with the descriptors (an opened fd nobody took among them).
  */
 struct worker_job {
 	enum worker_kind kind;
-	int dirfd;		/* our dup, or AT_FDCWD */
+	int dirfd;		/* our dup, or -1 */
 	char *path;
 	int flags;
 	mode_t mode;
@@ -110,26 +58,23 @@ struct worker_job {
 	unsigned n_fds;		/* names: the objects, ours to close */
 	int *fds;
 	struct asvfs_names *names;	/* until the loop takes them */
-	int efd;
 	int result;		/* open: the fd until the loop takes it */
 	int err;
-	atomic_int refs;
 };
 
 struct asvfs_worker_state {
-	struct worker_job *job;
-	struct tevent_fd *fde;
+	struct asvfs_threadjob *thread;	/* until the thread is done */
+	struct worker_job *job;		/* the thread's, while it runs */
 	int result;
 	int err;
 	struct asvfs_names *names;	/* malloc'ed by the job */
 	unsigned n_names;
 };
 
-static void worker_job_unref(struct worker_job *job)
+static void worker_job_free(void *payload)
 {
-	if (atomic_fetch_sub(&job->refs, 1) != 1) {
-		return;
-	}
+	struct worker_job *job = payload;
+
 	if (job->kind == WORKER_OPEN && job->result != -1) {
 		close(job->result);	/* opened for a request that went */
 	}
@@ -142,9 +87,6 @@ static void worker_job_unref(struct worker_job *job)
 	free(job->fds);
 	free(job->names);
 	free(job->creds.groups);
-	if (job->efd != -1) {
-		close(job->efd);
-	}
 	free(job->path);
 	free(job);
 }
@@ -176,11 +118,10 @@ static void worker_names(struct worker_job *job)
 	}
 }
 
-static void *worker_thread(void *arg)
+/* On the job's thread, as the requester. */
+static void worker_work(void *payload)
 {
-	struct worker_job *job = arg;
-	uint64_t one = 1;
-	ssize_t n;
+	struct worker_job *job = payload;
 	int err;
 
 	err = asvfs_creds_become_thread(&job->creds);
@@ -194,41 +135,43 @@ static void *worker_thread(void *arg)
 		err = worker_unlink(job);
 	}
 	job->err = err;
-	do {
-		n = write(job->efd, &one, sizeof(one));
-	} while (n == -1 && errno == EINTR);
-	worker_job_unref(job);
-	/* last: tests wait for it to know the thread let go of everything */
-	atomic_fetch_sub(&workers_running, 1);
-	return NULL;
 }
 
-static void worker_done(struct tevent_context *ev, struct tevent_fd *fde,
-			uint16_t flags, void *private_data)
+/* The thread is done: take its results, let go of the job. */
+static void worker_take(struct asvfs_worker_state *state)
 {
-	struct tevent_req *req = talloc_get_type_abort(private_data,
-						       struct tevent_req);
-	struct asvfs_worker_state *state = tevent_req_data(
-		req, struct asvfs_worker_state);
 	struct worker_job *job = state->job;
-	uint64_t v;
 
-	if (read(job->efd, &v, sizeof(v)) != sizeof(v)) {
-		return;		/* spurious: the thread has not written */
-	}
 	state->result = job->result;
 	state->err = job->err;
 	job->result = -1;	/* ours now */
 	state->names = job->names;
 	job->names = NULL;
-	TALLOC_FREE(state->fde);
 	state->job = NULL;
-	worker_job_unref(job);
+	state->thread = NULL;	/* it frees itself, with the job */
+}
+
+static void worker_finish(struct tevent_req *req)
+{
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+
 	if (state->err != 0) {
 		tevent_req_error(req, state->err);
 		return;
 	}
 	tevent_req_done(req);
+}
+
+static void worker_done(void *private_data)
+{
+	struct tevent_req *req = talloc_get_type_abort(private_data,
+						       struct tevent_req);
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+
+	worker_take(state);
+	worker_finish(req);
 }
 
 /*
@@ -241,9 +184,10 @@ static void worker_cleanup(struct tevent_req *req,
 	struct asvfs_worker_state *state = tevent_req_data(
 		req, struct asvfs_worker_state);
 
-	TALLOC_FREE(state->fde);
-	if (state->job != NULL) {
-		worker_job_unref(state->job);	/* the thread closes its fd */
+	if (state->thread != NULL) {
+		/* the job closes what the thread still opens */
+		asvfs_threadjob_detach(state->thread);
+		state->thread = NULL;
 		state->job = NULL;
 	}
 	if (req_state == TEVENT_REQ_RECEIVED && state->result != -1) {
@@ -258,7 +202,8 @@ static void worker_cleanup(struct tevent_req *req,
 
 /*
  * The job's own copy of creds, or of the caller's now: malloc'ed, since
- * the thread frees it and talloc is not thread-safe.  0 or an errno.
+ * the job may be freed on its thread and talloc is not thread-safe.
+ * 0 or an errno.
  */
 static int worker_job_take_creds(struct worker_job *job,
 				 const struct asvfs_creds *creds)
@@ -312,81 +257,66 @@ static int worker_job_fill(struct worker_job *job, int dirfd,
 			return ENOMEM;
 		}
 	}
-	job->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (job->efd == -1) {
-		return errno;
-	}
 	return 0;
 }
 
-static struct worker_job *worker_job_new(enum worker_kind kind, int dirfd,
-					 const char *path,
-					 const struct asvfs_creds *creds)
-{
-	struct worker_job *job = NULL;
-	int err;
-
-	job = calloc(1, sizeof(*job));
-	if (job == NULL) {
-		errno = ENOMEM;
-		return NULL;
-	}
-	job->kind = kind;
-	job->result = -1;
-	job->efd = -1;
-	job->dirfd = -1;
-	atomic_store(&job->refs, 1);
-	err = worker_job_fill(job, dirfd, path, creds);
-	if (err != 0) {
-		worker_job_unref(job);
-		errno = err;
-		return NULL;
-	}
-	return job;
-}
-
-/* Start job for a new request; the job is the request's (or gone). */
-static struct tevent_req *worker_send(TALLOC_CTX *mem_ctx,
-				      struct tevent_context *ev,
-				      struct worker_job *job)
+/*
+ * A request for a new job of kind; *pjob NULL when it could not be
+ * made, and the request failed (posted) already.  NULL: no memory.
+ */
+static struct tevent_req *worker_req_create(TALLOC_CTX *mem_ctx,
+					    struct tevent_context *ev,
+					    enum worker_kind kind,
+					    struct worker_job **pjob)
 {
 	struct tevent_req *req = NULL;
 	struct asvfs_worker_state *state = NULL;
-	pthread_t thread;
-	int err = ENOMEM;
+	struct worker_job *job = NULL;
 
+	*pjob = NULL;
 	req = tevent_req_create(mem_ctx, &state, struct asvfs_worker_state);
 	if (req == NULL) {
-		worker_job_unref(job);
-		errno = ENOMEM;
 		return NULL;
 	}
 	state->result = -1;
-	state->job = job;
 	tevent_req_set_cleanup_fn(req, worker_cleanup);
-	state->fde = tevent_add_fd(ev, state, job->efd, TEVENT_FD_READ,
-				   worker_done, req);
-	if (state->fde == NULL) {
-		goto fail;
+	job = calloc(1, sizeof(*job));
+	if (tevent_req_nomem(job, req)) {
+		return tevent_req_post(req, ev);
 	}
-	if (atomic_fetch_add(&workers_running, 1) >= ASVFS_WORKER_MAX) {
-		atomic_fetch_sub(&workers_running, 1);
-		err = EAGAIN;
-		goto fail;
-	}
-	atomic_store(&job->refs, 2);
-	err = asvfs_thread_start(worker_thread, job, ASVFS_WORKER_THREAD,
-				 &thread);
+	job->kind = kind;
+	job->result = -1;
+	job->dirfd = -1;
+	*pjob = job;
+	return req;
+}
+
+/*
+ * Start job for req, whose own it is (also when it cannot start): err
+ * from the job's setup, or why no thread took it, fails the request.
+ */
+static struct tevent_req *worker_send(struct tevent_req *req,
+				      struct tevent_context *ev,
+				      struct worker_job *job, int err)
+{
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+
 	if (err != 0) {
-		atomic_store(&job->refs, 1);
-		atomic_fetch_sub(&workers_running, 1);
-		goto fail;
+		worker_job_free(job);
+		tevent_req_error(req, err);
+		return tevent_req_post(req, ev);
+	}
+	state->job = job;
+	state->thread = asvfs_threadjob_start(ev, &worker_kind, worker_work,
+					      worker_job_free, job,
+					      worker_done, req, &err);
+	if (state->thread == NULL) {
+		state->job = NULL;
+		tevent_req_error(req, err);
+		return tevent_req_post(req, ev);
 	}
 	return req;
-fail:
-	TALLOC_FREE(req);	/* unrefs the job */
-	errno = err;
-	return NULL;
 }
 
 struct tevent_req *asvfs_worker_openat_send(TALLOC_CTX *mem_ctx,
@@ -396,14 +326,16 @@ struct tevent_req *asvfs_worker_openat_send(TALLOC_CTX *mem_ctx,
 					    const struct asvfs_creds *creds)
 {
 	struct worker_job *job = NULL;
+	struct tevent_req *req = NULL;
 
-	job = worker_job_new(WORKER_OPEN, dirfd, path, creds);
+	req = worker_req_create(mem_ctx, ev, WORKER_OPEN, &job);
 	if (job == NULL) {
-		return NULL;
+		return req;
 	}
 	job->flags = flags;
 	job->mode = mode;
-	return worker_send(mem_ctx, ev, job);
+	return worker_send(req, ev, job,
+			   worker_job_fill(job, dirfd, path, creds));
 }
 
 /*
@@ -416,22 +348,23 @@ struct tevent_req *asvfs_worker_reopen_send(TALLOC_CTX *mem_ctx,
 {
 	struct worker_job *job = NULL;
 	struct asvfs_proc_fd_path path;
+	struct tevent_req *req = NULL;
+	int err;
 
-	/* the dup of fd is the "directory"; the path names it absolutely */
-	job = worker_job_new(WORKER_OPEN, fd, "", NULL);
+	req = worker_req_create(mem_ctx, ev, WORKER_OPEN, &job);
 	if (job == NULL) {
-		return NULL;
-	}
-	free(job->path);
-	job->path = strdup(asvfs_proc_fd_path(job->dirfd, &path));
-	if (job->path == NULL) {
-		worker_job_unref(job);
-		errno = ENOMEM;
-		return NULL;
+		return req;
 	}
 	job->flags = flags;
 	job->mode = mode;
-	return worker_send(mem_ctx, ev, job);
+	/* the dup of fd is the "directory"; the path names it absolutely */
+	err = worker_job_fill(job, fd, "", NULL);
+	if (err == 0) {
+		free(job->path);
+		job->path = strdup(asvfs_proc_fd_path(job->dirfd, &path));
+		err = job->path == NULL ? ENOMEM : 0;
+	}
+	return worker_send(req, ev, job, err);
 }
 
 /* The request's errno, or 0 when it succeeded. */
@@ -474,14 +407,16 @@ struct tevent_req *asvfs_worker_unlink_send(TALLOC_CTX *mem_ctx,
 					    const struct asvfs_creds *creds)
 {
 	struct worker_job *job = NULL;
+	struct tevent_req *req = NULL;
 
-	job = worker_job_new(WORKER_UNLINK, dirfd, name, creds);
+	req = worker_req_create(mem_ctx, ev, WORKER_UNLINK, &job);
 	if (job == NULL) {
-		return NULL;
+		return req;
 	}
 	job->dev = dev;
 	job->ino = ino;
-	return worker_send(mem_ctx, ev, job);
+	return worker_send(req, ev, job,
+			   worker_job_fill(job, dirfd, name, creds));
 }
 
 int asvfs_worker_unlink_recv(struct tevent_req *req)
@@ -492,41 +427,51 @@ int asvfs_worker_unlink_recv(struct tevent_req *req)
 	return err;
 }
 
+/* The names job's credentials and result slots; 0 or an errno. */
+static int worker_job_fill_names(struct worker_job *job, unsigned n)
+{
+	int err = worker_job_take_creds(job, NULL);
+
+	if (err != 0) {
+		return err;
+	}
+	job->names = calloc(n, sizeof(struct asvfs_names));
+	if (job->names == NULL) {
+		return ENOMEM;
+	}
+	return 0;
+}
+
 struct tevent_req *asvfs_worker_names_send(TALLOC_CTX *mem_ctx,
 					   struct tevent_context *ev,
 					   int *fds, unsigned n)
 {
+	struct asvfs_worker_state *state = NULL;
 	struct worker_job *job = NULL;
 	struct tevent_req *req = NULL;
 	unsigned i;
 
-	job = worker_job_new(WORKER_NAMES, -1, NULL, NULL);
-	if (job == NULL) {
-		goto fail;
+	req = worker_req_create(mem_ctx, ev, WORKER_NAMES, &job);
+	if (job != NULL) {
+		job->fds = calloc(n, sizeof(int));
 	}
-	job->fds = calloc(n, sizeof(int));
-	job->names = calloc(n, sizeof(struct asvfs_names));
-	if (job->fds == NULL || job->names == NULL) {
-		worker_job_unref(job);
-		errno = ENOMEM;
-		goto fail;
+	if (job == NULL || job->fds == NULL) {
+		for (i = 0; i < n; i++) {
+			close(fds[i]);
+		}
+		if (job != NULL) {
+			worker_job_free(job);
+			tevent_req_oom(req);
+			req = tevent_req_post(req, ev);
+		}
+		return req;
 	}
+	/* the job's now, whatever happens */
 	memcpy(job->fds, fds, n * sizeof(int));
 	job->n_fds = n;
-	n = 0;			/* the job's now, whatever happens */
-	req = worker_send(mem_ctx, ev, job);
-	if (req != NULL) {
-		struct asvfs_worker_state *state = tevent_req_data(
-			req, struct asvfs_worker_state);
-
-		state->n_names = job->n_fds;
-	}
-	return req;
-fail:
-	for (i = 0; i < n; i++) {
-		close(fds[i]);
-	}
-	return NULL;
+	state = tevent_req_data(req, struct asvfs_worker_state);
+	state->n_names = n;
+	return worker_send(req, ev, job, worker_job_fill_names(job, n));
 }
 
 const struct asvfs_names *asvfs_worker_names(struct tevent_req *req,
@@ -542,22 +487,18 @@ const struct asvfs_names *asvfs_worker_names(struct tevent_req *req,
 	return NULL;
 }
 
-bool asvfs_worker_wait(struct tevent_req *req)
+void asvfs_worker_wait(struct tevent_req *req)
 {
 	struct asvfs_worker_state *state = tevent_req_data(
 		req, struct asvfs_worker_state);
+	struct asvfs_threadjob *thread = state->thread;
 
-	while (tevent_req_is_in_progress(req)) {
-		struct pollfd pfd = { .events = POLLIN };
-
-		if (state->job == NULL) {
-			return false;
-		}
-		pfd.fd = state->job->efd;
-		if (poll(&pfd, 1, -1) == -1 && errno != EINTR) {
-			return false;
-		}
-		worker_done(NULL, NULL, 0, req);
+	if (!tevent_req_is_in_progress(req) || thread == NULL) {
+		return;
 	}
-	return true;
+	asvfs_threadjob_wait(thread);
+	worker_take(state);
+	/* finished here: the thread's report finds nobody waiting */
+	asvfs_threadjob_detach(thread);
+	worker_finish(req);
 }

@@ -4,30 +4,37 @@
  * requester's credentials, where io_uring cannot do it (io_uring refused
  * by seccomp or sysctl, or an admin's choice).
  *
- * Each request runs on a fresh detached thread that takes on the
- * credentials captured when the request was made (asvfs_creds.h: raw
- * per-thread syscalls, never the process's) and reports through an
- * eventfd on the caller's tevent context.  Threads never change their
- * working directory: paths are relative to a dup() of the caller's
- * directory fd, which the request owns.
+ * Each request runs on a fresh detached thread (asvfs_threadjob.h) that
+ * takes on the credentials captured when the request was made
+ * (asvfs_creds.h: raw per-thread syscalls, never the process's, any
+ * number of groups) and reports to the caller's tevent loop through the
+ * event context's one eventfd, with no descriptor of its own.  Threads
+ * never change their working directory: paths are relative to a dup()
+ * of the caller's directory fd, which the request owns.
  *
  * The caller may free a request at any time: the thread finishes on
- * memory of its own, and an fd it opened for nobody is closed.  At most
- * ASVFS_WORKER_MAX threads run at once; beyond that a _send fails with
- * EAGAIN and the caller does the work synchronously.
+ * memory of its own, and an fd it opened for nobody is closed.
+ *
+ * As tevent's requests do, a _send returns NULL only without memory;
+ * every other failure finishes the request with an errno, posted to the
+ * loop: EAGAIN when ASVFS_WORKER_MAX threads run already (then the
+ * caller does the work synchronously, in its callback), or why the work
+ * could not start.  A request that failed so is no longer in progress
+ * when _send returns (a started one finishes only from the loop); a
+ * caller that must decide before it sends asks asvfs_worker_available().
  *
  * Samba-free: usable and tested on a plain tevent loop.
  */
 #ifndef ASVFS_WORKER_H
 #define ASVFS_WORKER_H
 
-#include <pthread.h>
 #include <stdbool.h>
 #include <sys/types.h>
 #include <talloc.h>
 #include <tevent.h>
 
 #include "asvfs_creds.h"
+#include "asvfs_threadjob.h"
 
 #define ASVFS_WORKER_MAX 64
 
@@ -35,18 +42,9 @@
 #define ASVFS_WORKER_THREAD "asvfs-worker"
 
 /*
- * Start fn(arg) on a detached thread named name, with every signal
- * blocked (process-directed signals keep going to smbd's main thread).
- * 0 or an errno.
- */
-int asvfs_thread_start(void *(*fn)(void *), void *arg, const char *name,
-		       pthread_t *thread);
-
-/*
  * openat(dirfd, path, flags, mode) with creds (NULL: the calling
- * thread's current ones).  Returns NULL with errno set (EAGAIN: too many
- * threads) when the work cannot be started; the caller's dirfd is
- * untouched either way.  Finished with asvfs_worker_open_recv().
+ * thread's current ones).  The caller's dirfd is untouched.  Finished
+ * with asvfs_worker_open_recv().
  */
 struct tevent_req *asvfs_worker_openat_send(TALLOC_CTX *mem_ctx,
 					    struct tevent_context *ev,
@@ -92,8 +90,9 @@ struct asvfs_names {
  * listxattr("/proc/self/fd/<fd>") for each of n fds, one after the other
  * on one thread, with the calling thread's current credentials: what
  * smbd asks of a pathref fd, for a batch of directory entries at once.
- * The request owns the fds from here on (also when it cannot start:
- * NULL with errno set).  Results stay valid until the request is freed.
+ * The request owns the fds from here on (also when it fails, and they
+ * are closed when NULL says no memory).  Results stay valid until the
+ * request is freed.
  */
 struct tevent_req *asvfs_worker_names_send(TALLOC_CTX *mem_ctx,
 					   struct tevent_context *ev,
@@ -104,11 +103,16 @@ const struct asvfs_names *asvfs_worker_names(struct tevent_req *req,
 
 /*
  * Block until the request's thread is done, and finish the request
- * without its event context; false if it cannot be waited for.
+ * without its event context (at once for a finished or failed one):
+ * for a caller that needs the results now.  It waits on a condition
+ * variable, so the thread needs no eventfd for it.
  */
-bool asvfs_worker_wait(struct tevent_req *req);
+void asvfs_worker_wait(struct tevent_req *req);
 
-/* Worker threads running now (for tests). */
+/* Whether a _send now gets a thread rather than EAGAIN. */
+bool asvfs_worker_available(void);
+
+/* Worker threads running now. */
 unsigned asvfs_worker_running(void);
 
 #endif

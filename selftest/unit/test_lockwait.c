@@ -355,9 +355,105 @@ static void take_keeps_the_lock_for_the_owners_description(void **state)
 	assert_int_equal(hold(f->holder, F_WRLCK, 20, 10), 0);
 }
 
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		n += e->d_name[0] != '.';
+	}
+	closedir(d);
+	return n - 1;		/* opendir's own */
+}
+
+/* Until no lockwait thread is left (they let go of the eventfd last). */
+static void wait_threads_gone(void)
+{
+	double end = now_ms() + WAIT_MS;
+
+	while (lockwait_threads() > 0 && now_ms() < end) {
+		usleep(1000);
+	}
+	assert_int_equal(lockwait_threads(), 0);
+}
+
+/*
+ * A wait reports through its event context's one eventfd, there while
+ * waits are out: in flight each holds only the description it adopted,
+ * and nothing once they are done.
+ */
+static void waits_hold_no_descriptor_of_their_own(void **state)
+{
+	struct fixture *f = *state;
+	struct tevent_req *reqs[4];
+	int baseline, i;
+
+	wait_threads_gone();
+	baseline = count_fds();
+
+	assert_int_equal(hold(f->holder, F_WRLCK, 0, 10), 0);
+	for (i = 0; i < 4; i++) {
+		reqs[i] = wait_on(f, true, 0, 10);
+		assert_non_null(reqs[i]);
+	}
+	/* the adopted ones, and the one eventfd of all */
+	assert_int_equal(count_fds(), baseline + 4 + 1);
+	assert_int_equal(hold(f->holder, F_UNLCK, 0, 10), 0);
+	for (i = 0; i < 4; i++) {
+		assert_true(loop_until_done(f, reqs[i], WAIT_MS));
+		assert_int_equal(asvfs_lockwait_recv(reqs[i]), 0);
+		talloc_free(reqs[i]);
+	}
+	wait_threads_gone();
+	assert_int_equal(count_fds(), baseline);
+}
+
 static void ignore(int sig)
 {
 	(void)sig;
+}
+
+/*
+ * As tevent's requests do, a wait that cannot start fails through its
+ * request, from the loop: here no thread could be interrupted, as the
+ * signal is someone else's.  The adopted fd goes all the same.
+ */
+static int refused_wait_in_a_fresh_process(const char *path)
+{
+	TALLOC_CTX *mem = talloc_new(NULL);
+	struct tevent_context *ev = tevent_context_init(mem);
+	struct tevent_req *req = NULL;
+	int fd = open(path, O_RDWR);
+	int baseline = count_fds() - 1;	/* without fd */
+	int ret = 1;
+
+	signal(asvfs_lockwait_signal(), ignore);
+	req = asvfs_lockwait_send(mem, ev, fd, true, 0, 10);
+	if (req != NULL && !tevent_req_is_in_progress(req) &&
+	    tevent_req_poll(req, ev) &&
+	    asvfs_lockwait_recv(req) == EBUSY && count_fds() == baseline) {
+		ret = 0;
+	}
+	talloc_free(mem);
+	return ret;
+}
+
+static void refused_wait_fails_through_the_request(void **state)
+{
+	struct fixture *f = *state;
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		_exit(refused_wait_in_a_fresh_process(f->path));
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void someone_elses_signal_is_not_stolen(void **state)
@@ -381,6 +477,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		/* first: the process must not have initialised yet */
+		cmocka_unit_test_setup_teardown(
+			refused_wait_fails_through_the_request, setup,
+			teardown),
 		cmocka_unit_test(someone_elses_signal_is_not_stolen),
 		cmocka_unit_test_setup_teardown(free_range_completes_at_once,
 						setup, teardown),
@@ -401,6 +500,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			take_keeps_the_lock_for_the_owners_description,
 			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			waits_hold_no_descriptor_of_their_own, setup,
+			teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

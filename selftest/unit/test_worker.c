@@ -116,16 +116,35 @@ static bool before_deadline(const struct timespec *start)
 	return now.tv_sec - start->tv_sec < WAIT_SECS;
 }
 
-static void wait_workers_gone(void)
+static void tick(struct tevent_context *ev, struct tevent_timer *te,
+		 struct timeval now, void *private_data)
+{
+}
+
+/*
+ * Until every thread is gone and the loop heard their reports: then the
+ * event context's eventfd, there only while jobs are out, is gone too.
+ */
+static void wait_workers_gone(struct fixture *f)
 {
 	struct timespec pause = { .tv_nsec = 1000 * 1000 };
 	struct timespec start;
+	int i;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	while (asvfs_worker_running() > 0 && before_deadline(&start)) {
 		nanosleep(&pause, NULL);
 	}
 	assert_int_equal(asvfs_worker_running(), 0);
+	for (i = 0; i < 2; i++) {
+		/* the tick keeps the loop from sleeping for good */
+		TALLOC_CTX *tmp = talloc_new(f->mem);
+
+		tevent_add_timer(f->ev, tmp, tevent_timeval_current_ofs(0, 1000),
+				 tick, NULL);
+		tevent_loop_once(f->ev);
+		talloc_free(tmp);
+	}
 }
 
 static void mkfile(struct fixture *f, const char *name, mode_t mode)
@@ -242,7 +261,7 @@ static void unreceived_fd_is_closed(void **state)
 				       O_RDONLY, 0, NULL);
 	assert_non_null(req);
 	assert_true(tevent_req_poll(req, f->ev));
-	wait_workers_gone();
+	wait_workers_gone(f);
 	assert_int_equal(count_fds(), baseline + 1);	/* the fd, ours */
 	TALLOC_FREE(req);
 	assert_int_equal(count_fds(), baseline);
@@ -322,9 +341,24 @@ static void freed_request_leaves_no_fd(void **state)
 	assert_non_null(req);
 	TALLOC_FREE(req);	/* a client cancel while the open blocks */
 	w = fifo_writer(f, "fifo");
-	wait_workers_gone();
+	wait_workers_gone(f);
 	close(w);
 	assert_int_equal(count_fds(), baseline);
+}
+
+struct open_result {
+	bool called;
+	int fd;
+	int err;
+};
+
+static void note_open(struct tevent_req *req)
+{
+	struct open_result *r = tevent_req_callback_data_void(req);
+
+	r->fd = asvfs_worker_open_recv(req, &r->err);
+	r->called = true;
+	TALLOC_FREE(req);
 }
 
 static void too_many_workers_say_eagain(void **state)
@@ -341,10 +375,14 @@ static void too_many_workers_say_eagain(void **state)
 						   "many", O_RDONLY, 0, NULL);
 		assert_non_null(reqs[i]);
 	}
+	assert_false(asvfs_worker_available());
 	extra = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "many",
 					 O_RDONLY, 0, NULL);
-	assert_null(extra);
-	assert_int_equal(errno, EAGAIN);
+	assert_non_null(extra);
+	/* refused at once */
+	assert_false(tevent_req_is_in_progress(extra));
+	assert_int_equal(run_open(f, extra, &err), -1);
+	assert_int_equal(err, EAGAIN);
 	w = fifo_writer(f, "many");
 	for (i = 0; i < ASVFS_WORKER_MAX; i++) {
 		int fd = run_open(f, reqs[i], &err);
@@ -353,7 +391,84 @@ static void too_many_workers_say_eagain(void **state)
 		close(fd);
 	}
 	close(w);
-	wait_workers_gone();
+	wait_workers_gone(f);
+	assert_int_equal(count_fds(), baseline);
+}
+
+/*
+ * As tevent's requests do, a worker that cannot start fails through its
+ * request: EAGAIN reaches the caller's callback from the loop, where it
+ * falls back to the synchronous call.
+ */
+static void eagain_comes_through_the_callback(void **state)
+{
+	struct fixture *f = fixture(state);
+	struct tevent_req *reqs[ASVFS_WORKER_MAX];
+	struct open_result r = { .fd = -2 };
+	struct tevent_req *extra = NULL;
+	int i, w, err = 0;
+
+	assert_int_equal(mkfifoat(f->dirfd, "full", 0666), 0);
+	for (i = 0; i < ASVFS_WORKER_MAX; i++) {
+		reqs[i] = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd,
+						   "full", O_RDONLY, 0, NULL);
+		assert_non_null(reqs[i]);
+	}
+	extra = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "full",
+					 O_RDONLY | O_NONBLOCK, 0, NULL);
+	assert_non_null(extra);
+	tevent_req_set_callback(extra, note_open, &r);
+	assert_false(r.called);		/* never from inside _send */
+	while (!r.called) {
+		assert_int_equal(tevent_loop_once(f->ev), 0);
+	}
+	assert_int_equal(r.fd, -1);
+	assert_int_equal(r.err, EAGAIN);
+	/* the caller's fallback: the same open, synchronously */
+	r.fd = openat(f->dirfd, "full", O_RDONLY | O_NONBLOCK);
+	assert_true(r.fd >= 0);
+	close(r.fd);
+	w = fifo_writer(f, "full");
+	for (i = 0; i < ASVFS_WORKER_MAX; i++) {
+		int fd = run_open(f, reqs[i], &err);
+
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	close(w);
+	wait_workers_gone(f);
+	assert_true(asvfs_worker_available());
+}
+
+/*
+ * A job reports through its event context's one eventfd, there while
+ * jobs are out: in flight each holds nothing but the dup of its
+ * directory, and nothing at all once they are done.
+ */
+static void jobs_hold_no_descriptor_of_their_own(void **state)
+{
+	struct fixture *f = fixture(state);
+	struct tevent_req *reqs[8];
+	int baseline, i, w, err = 0;
+
+	assert_int_equal(mkfifoat(f->dirfd, "held", 0666), 0);
+	baseline = count_fds();
+	for (i = 0; i < 8; i++) {
+		reqs[i] = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd,
+						   "held", O_RDONLY, 0, NULL);
+		assert_non_null(reqs[i]);
+	}
+	/* the dups, and the one eventfd of all */
+	assert_int_equal(count_fds(), baseline + 8 + 1);
+	w = fifo_writer(f, "held");
+	for (i = 0; i < 8; i++) {
+		int fd = run_open(f, reqs[i], &err);
+
+		assert_true(fd >= 0);
+		close(fd);
+	}
+	close(w);
+	wait_workers_gone(f);
 	assert_int_equal(count_fds(), baseline);
 }
 
@@ -440,7 +555,7 @@ static void names_are_listed_per_object(void **state)
 	assert_int_equal(asvfs_worker_names(req, 2)->err, ENOENT);
 	assert_null(asvfs_worker_names(req, 3));
 	TALLOC_FREE(req);
-	wait_workers_gone();
+	wait_workers_gone(f);
 	assert_int_equal(count_fds(), baseline);	/* the fds were its */
 }
 
@@ -451,10 +566,10 @@ static void names_wait_without_the_loop(void **state)
 	struct tevent_req *req = names_of_three(f);
 
 	assert_non_null(req);
-	assert_true(asvfs_worker_wait(req));
+	asvfs_worker_wait(req);
 	assert_false(tevent_req_is_in_progress(req));
 	assert_string_equal(asvfs_worker_names(req, 0)->list, "user.a");
-	assert_true(asvfs_worker_wait(req));	/* done: at once */
+	asvfs_worker_wait(req);	/* done: at once */
 	TALLOC_FREE(req);
 }
 
@@ -467,7 +582,7 @@ static void freed_names_request_leaves_no_fd(void **state)
 	req = names_of_three(f);
 	assert_non_null(req);
 	TALLOC_FREE(req);	/* the listing closed its directory */
-	wait_workers_gone();
+	wait_workers_gone(f);
 	assert_int_equal(count_fds(), baseline);
 }
 
@@ -487,7 +602,7 @@ static struct tevent_req *names_asked_as(struct fixture *f, uid_t uid,
 	assert_int_equal(syscall(SYS_setresuid, -1, 0, -1), 0);
 	assert_int_equal(syscall(SYS_setresgid, -1, 0, -1), 0);
 	assert_non_null(req);
-	assert_true(asvfs_worker_wait(req));
+	asvfs_worker_wait(req);
 	return req;
 }
 
@@ -539,6 +654,11 @@ int main(void)
 			freed_request_leaves_no_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			too_many_workers_say_eagain, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			eagain_comes_through_the_callback, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			jobs_hold_no_descriptor_of_their_own, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(
 			unlink_removes_only_the_same_object, setup, teardown),
 		cmocka_unit_test_setup_teardown(
