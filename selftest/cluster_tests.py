@@ -25,8 +25,8 @@ import harness
 import smb2client
 from smb2client import FILE_CREATE, FILE_OPEN_IF, RawConn
 from impacket import smb3structs
-from testlib import (ClusterServer, Skip, judge, match, parse_subunit,
-                     read_patterns)
+from testlib import (ClusterServer, Skip, child_of, judge, match,
+                     parse_subunit, read_patterns)
 
 PREFIX = 'cluster'		# of the test names: cluster.<test>/<env>
 
@@ -231,9 +231,7 @@ def other_node_cannot_make_a_creator_smbd_exit(cluster, env, storage):
     other = None
     try:
         victim.login(U1)
-        new = smbd.children() - before
-        assert len(new) == 1, 'expected one new smbd child: %s' % new
-        child = new.pop()
+        child = child_of(smbd, before)
         other = RawConn(cluster.smbds[1], env)
         other.login(U2)
         create = victim.send_create(U1, 'gap.bin', FILE_CREATE)

@@ -28,7 +28,8 @@ from smb2client import (FILE_CREATE, FILE_OPEN, FILE_OPEN_IF,
                         RawConn)
 
 import testlib
-from testlib import NO_IO_URING, Server, file_fds, same_as_default
+from testlib import (NO_IO_URING, Server, child_of, file_fds,
+                     same_as_default)
 
 PREFIX = 'open'		# of the test names: open.<test>/<env>
 
@@ -87,12 +88,6 @@ def backing_file(storage, smbd, env, name, mode=0o644, data=b'x' * 100):
     chown_u1(path)
     os.chmod(path, mode)
     return path
-
-
-def child_of(smbd, before):
-    new = smbd.children() - before
-    assert len(new) == 1, 'expected one new smbd child: %s' % new
-    return new.pop()
 
 
 def round_trip(rc, user):

@@ -101,6 +101,13 @@ def share_counters(smbd, share, module='async_dosattr', op='listing'):
     return total
 
 
+def child_of(smbd, before):
+    """The one smbd child that appeared since before (smbd.children())."""
+    new = smbd.children() - before
+    assert len(new) == 1, 'expected one new smbd child: %s' % new
+    return new.pop()
+
+
 def file_fds(pid):
     """A process's fds other than sockets (which smbd's messaging opens
     and closes as peers come and go): files, pipes, rings."""

@@ -752,6 +752,23 @@ static int sfs_keep_dac_override(void)
 }
 
 /*
+ * Act as the caller's fsuid and fsgid in this thread.  setfsuid() cannot
+ * report failure: the values are read back.  On failure the thread is
+ * itself again.
+ */
+static int sfs_take_fsids(const struct fuse_context *ctx)
+{
+	setfsgid(ctx->gid);
+	setfsuid(ctx->uid);
+	if ((gid_t)setfsgid(-1) != ctx->gid ||
+	    (uid_t)setfsuid(-1) != ctx->uid) {
+		sfs_become_self();
+		return -EPERM;
+	}
+	return 0;
+}
+
+/*
  * Owner of what the caller creates: its fsuid and fsgid, as the kernel
  * sent them (right also for io_uring's workers, which act with the
  * credentials of the request's personality).  With default_permissions
@@ -766,12 +783,9 @@ static int sfs_become_owner(const struct fuse_context *ctx)
 	int ret;
 
 	t_switched = true;
-	setfsgid(ctx->gid);
-	setfsuid(ctx->uid);
-	if ((gid_t)setfsgid(-1) != ctx->gid ||
-	    (uid_t)setfsuid(-1) != ctx->uid) {
-		sfs_become_self();
-		return -EPERM;
+	ret = sfs_take_fsids(ctx);
+	if (ret != 0) {
+		return ret;
 	}
 	ret = sfs_keep_dac_override();
 	if (ret != 0) {
@@ -806,15 +820,7 @@ static int sfs_become_caller(void)
 		sfs_become_self();
 		return -err;
 	}
-	setfsgid(ctx->gid);
-	setfsuid(ctx->uid);
-	/* setfsuid() cannot report failure: read the values back */
-	if ((gid_t)setfsgid(-1) != ctx->gid ||
-	    (uid_t)setfsuid(-1) != ctx->uid) {
-		sfs_become_self();
-		return -EPERM;
-	}
-	return 0;
+	return sfs_take_fsids(ctx);
 }
 
 /*
