@@ -33,12 +33,20 @@ when it is on (Samba >= 4.15 defaults to on).
 
     /usr/bin/python3 selftest/bench/bench_async_open.py [--quick]
         [--rows create-1x16,...] [--rounds N] [--seconds S]
+        [--profile DIR] [--also ENV,...]
+
+--also adds environments to every row (e.g. async_open_threads).
+--profile records each measurement with perf (system-wide, call graphs)
+into DIR/<row>-<env>-r<round>.data and prints, per row and environment,
+the smbd processes' hottest symbols: where a target is missed, that is
+what bounds it.
 
 writes bin/bench-async-open.txt.  Nothing here asserts a time.
 """
 import argparse
 import os
 import pwd
+import signal
 import statistics
 import subprocess
 import sys
@@ -59,6 +67,11 @@ BENCH_ENVS = {
     'aio_pthread': ('aio_pthread', {'aio_pthread:aio open': 'yes'}),
     'async_open': ('async_open', {}),
     'async_open_all': ('async_open', {'async_open:mode': 'all'}),
+    # --also: the same on worker threads instead of io_uring
+    'async_open_threads': ('async_open', {'async_open:backend': 'threads'}),
+    'async_open_all_threads': ('async_open', {'async_open:mode': 'all',
+                                              'async_open:backend':
+                                              'threads'}),
 }
 
 
@@ -173,10 +186,45 @@ def run_generator(smbd, env, row, seconds, tag):
     return result
 
 
-def measure(smbd, env, row, seconds, tag):
+def start_perf(profile, name):
+    """perf record, system-wide with call graphs, until stop_perf()."""
+    if profile is None:
+        return None
+    os.makedirs(profile, exist_ok=True)
+    return subprocess.Popen(['perf', 'record', '-a', '-g', '-F', '499',
+                             '-o', os.path.join(profile, name + '.data')],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def stop_perf(perf):
+    if perf is not None:
+        perf.send_signal(signal.SIGINT)
+        perf.wait(timeout=120)
+
+
+def perf_summary(profile, name, top=12):
+    """smbd's hottest symbols (self time) in one recording."""
+    p = subprocess.run(['perf', 'report', '-i',
+                        os.path.join(profile, name + '.data'),
+                        '--comm', 'smbd', '--no-children', '--sort',
+                        'dso,sym', '--stdio', '-g', 'none',
+                        '--percent-limit', '0.5'],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                       universal_newlines=True)
+    lines = [ln for ln in p.stdout.splitlines()
+             if ln.strip() and not ln.startswith('#')]
+    return lines[:top]
+
+
+def measure(smbd, env, row, seconds, tag, profile=None, name=None):
     baseline = smbd.children()
     cpu0 = smbd.cpu_children_seconds()
-    r = run_generator(smbd, env, row, seconds, tag)
+    perf = start_perf(profile, name)
+    try:
+        r = run_generator(smbd, env, row, seconds, tag)
+    finally:
+        stop_perf(perf)
     smbd.wait_children(baseline)
     ops = int(r['ops'])
     per_conn = [int(n) for n in r['per_conn'].split(',')]
@@ -220,7 +268,9 @@ def run_storage(args, storage, rows, tmp, samples):
                     set_slowfs(conf, row.slowfs_conf, generation)
                 for env in row.envs:
                     tag = 'r%d-%d' % (rnd, int(time.time() * 1000))
-                    m = measure(smbd, env, row, args.seconds, tag)
+                    m = measure(smbd, env, row, args.seconds, tag,
+                                args.profile,
+                                '%s-%s-r%d' % (row.name, env, rnd))
                     samples[row.name, env].append(m)
                     print('  %-12s %-15s %8.0f ops/s  p99 %7.1f ms  '
                           'generator %4.1f%% of the machine' % (
@@ -277,6 +327,17 @@ def report(args, rows, samples, out):
                'all %d CPUs, the highest of the rounds' % os.cpu_count())
 
 
+def profile_report(args, out):
+    for row in args.rows:
+        for env in row.envs:
+            name = '%s-%s-r%d' % (row.name, env, args.rounds - 1)
+            out.append('')
+            out.append('perf, %s on %s, last round: smbd self time '
+                       '(perf report -i %s/%s.data)' % (
+                           row.name, env, args.profile, name))
+            out.extend('  ' + ln for ln in perf_summary(args.profile, name))
+
+
 def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--quick', action='store_true',
@@ -285,7 +346,19 @@ def parse_args():
     ap.add_argument('--rows', default=','.join(r.name for r in ROWS))
     ap.add_argument('--rounds', type=int)
     ap.add_argument('--seconds', type=float)
+    ap.add_argument('--profile', metavar='DIR',
+                    help='record each measurement with perf into DIR and '
+                    'print smbd\'s hottest symbols per row and environment')
+    ap.add_argument('--also', default='',
+                    help='environments added to every row: %s' %
+                    ', '.join(BENCH_ENVS))
     args = ap.parse_args()
+    also = [e for e in args.also.split(',') if e]
+    if set(also) - set(BENCH_ENVS):
+        ap.error('no environment %s' % ', '.join(set(also) -
+                                                  set(BENCH_ENVS)))
+    for row in ROWS:
+        row.envs += [e for e in also if e not in row.envs]
     names = args.rows.split(',')
     unknown = set(names) - {r.name for r in ROWS}
     if unknown:
@@ -321,6 +394,8 @@ def main():
             if rows:
                 run_storage(args, storage, rows, tmp, samples)
     report(args, args.rows, samples, out)
+    if args.profile:
+        profile_report(args, out)
     print('\n'.join(out[1:]))
     path = os.path.join(harness.BIN, 'bench-async-open.txt')
     with open(path, 'w') as f:
