@@ -32,6 +32,10 @@ log() {
 	echo "build-intree: $*" >&2
 }
 
+# WAFLOCK names this project's waf lock under make SAMBA=<series>;
+# Samba's own waf must find its own.
+unset WAFLOCK
+
 here=$(cd "$(dirname "$0")/.." && pwd)
 tree=$(bash "$here/buildtools/prepare-samba.sh" | tail -1)
 series_version=$(sed -n -e 's/^SAMBA_VERSION_MAJOR=//p' \
@@ -113,7 +117,13 @@ if [ $configure = 1 ]; then
 else
 	log "building --targets=$targets in the configured copy (log: $top/build.log)"
 fi
-unshare --mount --propagation private -- sh -c \
+# Inside a release's chroot (make SAMBA=<series>) the root is no mount
+# point, so its propagation cannot be changed; there in-runtime.sh's own
+# private namespace already keeps the bind mount from the host.
+propagation=private
+unshare --mount --propagation private true 2>/dev/null ||
+	propagation=unchanged
+unshare --mount --propagation "$propagation" -- sh -c \
 	'mount --bind "$1" "$2" && cd "$2" && targets=$3 configure=$4 &&
 	 shift 4 && export PYTHONHASHSEED=1 PYTHON=python3 &&
 	 if [ "$configure" = 1 ]; then

@@ -508,10 +508,7 @@ def main():
         print('selftest: Samba %s in its chroot (%s), build %s' %
               (harness.SAMBA, harness.runtime_root(), args.bindir),
               flush=True)
-    if 'build' in parts and harness.SAMBA:
-        res.add('skip', 'build', 'the build tests exercise the installed '
-                'Samba\'s build; plain make test runs them')
-    elif 'build' in parts:
+    if 'build' in parts:
         build_tests.run_all(res)
     if 'unit' in parts:
         run_unit_tests(res, args.bindir)
