@@ -548,7 +548,11 @@ def listed_create_time_is_the_one_set(smbd, env):
 
 # --- the prefetch's memory, with many directory handles open ---------------
 
-HANDLES = 10000
+# Samba 4.22's smbd runs out of descriptors between 7,000 and 10,000 open
+# directories on one connection, and then panics, on the default VFS too
+# (vfs_default.c:619, dirfd -1 from openat_pathref_fsp_lcomp: seen
+# 2026-12-06), where 4.17 holds 10,000.  Each release holds what it can.
+HANDLES = 7000 if harness.SAMBA == '4.22' else 10000
 HANDLE_BATCH = 250
 MANY_FILES = 100
 MiB = 1024 * 1024
