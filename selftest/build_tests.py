@@ -12,6 +12,8 @@ import re
 import subprocess
 import tempfile
 
+import harness
+
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = '/usr/bin/python3'
 
@@ -234,9 +236,9 @@ def intree_series_applies_and_builds(tmp):
     make test SAMBA=<series> it runs in that release's chroot, against
     the tree prepared there."""
     cmd = ['bash', os.path.join(TOP, 'buildtools', 'build-intree.sh')]
-    if RELEASE:
+    if harness.SAMBA:
         cmd = ['bash', os.path.join(TOP, 'buildtools', 'in-runtime.sh'),
-               '--samba', RELEASE, '--', 'env',
+               '--samba', harness.SAMBA, '--', 'env',
                'SAMBA_ASYNC_VFS_CACHE=' + RELEASE_CACHE] + cmd
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        universal_newlines=True, timeout=3600)
@@ -270,21 +272,19 @@ def run_one(test):
     return None
 
 
-# make test SAMBA=<series>: the release whose chroot the selftest runs
-# against, and where prepare-chroot.sh caches its tree inside it.  Only
-# the in-tree build runs there; the other build tests exercise the
-# installed Samba's build.
-RELEASE = os.environ.get('ASVFS_SAMBA') or None
+# make test SAMBA=<series> (harness.SAMBA): where prepare-chroot.sh
+# caches the release's tree inside its chroot.  Only the in-tree build
+# runs there; the other build tests exercise the installed Samba's build.
 RELEASE_CACHE = '/var/cache/samba-async-vfs'
 RELEASE_TESTS = [intree_series_applies_and_builds]
 
 
 def run_all(res):
-    if RELEASE:
+    if harness.SAMBA:
         res.add('skip', 'build', 'but for the in-tree series: the other '
                 'build tests exercise the installed Samba\'s build; plain '
                 'make test runs them')
-    for test in RELEASE_TESTS if RELEASE else TESTS:
+    for test in RELEASE_TESTS if harness.SAMBA else TESTS:
         why = run_one(test)
         res.add('fail' if why else 'pass', 'build.' + test.__name__,
                 why or '')

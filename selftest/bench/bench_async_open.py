@@ -247,6 +247,11 @@ def samba_module_env(env):
     return BENCH_ENVS[env][0] not in harness.MODULES
 
 
+def perf_name(row, env, rnd):
+    """The --profile recording of one measurement."""
+    return '%s-%s-r%d' % (row.name, env, rnd)
+
+
 def measure_env(smbd, env, row, seconds, tag, args, name, broken):
     """measure(), or None where one of Samba's own modules crashed smbd
     (seen: Samba 4.22's aio_pthread with aio open panics in
@@ -301,8 +306,7 @@ def run_storage(args, storage, rows, tmp, samples, broken):
                         continue
                     tag = 'r%d-%d' % (rnd, int(time.time() * 1000))
                     m = measure_env(smbd, env, row, args.seconds, tag,
-                                    args, '%s-%s-r%d' % (row.name, env,
-                                                         rnd), broken)
+                                    args, perf_name(row, env, rnd), broken)
                     if m is None:
                         continue
                     samples[row.name, env].append(m)
@@ -373,7 +377,7 @@ def report(args, rows, samples, broken, out):
 def profile_report(args, out):
     for row in args.rows:
         for env in row.envs:
-            name = '%s-%s-r%d' % (row.name, env, args.rounds - 1)
+            name = perf_name(row, env, args.rounds - 1)
             out.append('')
             out.append('perf, %s on %s, last round: smbd self time '
                        '(perf report -i %s/%s.data)' % (
