@@ -48,6 +48,18 @@ BENCHARGS ?=
 
 SAMBA ?=
 
+# make bench, for every release: bench.py (data path and listings;
+# BENCHARGS narrows it), then each module's own bench_<module>.py (only
+# --quick is passed on to them)
+define BENCH_ALL
+$(PYTHON) selftest/bench/bench.py $(BENCHARGS)
+@for b in selftest/bench/bench_*.py; do \
+	[ -e "$$b" ] || continue; \
+	echo "$(PYTHON) $$b $(filter --quick,$(BENCHARGS))"; \
+	$(PYTHON) "$$b" $(filter --quick,$(BENCHARGS)) || exit 1; \
+done
+endef
+
 .PHONY: all build configure bootstrap test test-full run bench install clean \
 	distclean build-sanitize test-sanitize test-sanitize-quick
 
@@ -84,7 +96,7 @@ run: build
 	$(PYTHON) selftest/run.py --port $(RUN_PORT)
 
 bench: build
-	$(PYTHON) selftest/bench/bench.py $(BENCHARGS)
+	$(BENCH_ALL)
 
 install:
 	@echo "make install SAMBA=$(SAMBA): the chroot's build is for tests;" \
@@ -135,15 +147,8 @@ test-full: build
 run: build
 	$(PYTHON) selftest/run.py --port $(RUN_PORT)
 
-# bench.py: data path and listings (BENCHARGS narrows it); then each
-# module's own bench_<module>.py (only --quick is passed on to them)
 bench: build
-	$(PYTHON) selftest/bench/bench.py $(BENCHARGS)
-	@for b in selftest/bench/bench_*.py; do \
-		[ -e "$$b" ] || continue; \
-		echo "$(PYTHON) $$b $(filter --quick,$(BENCHARGS))"; \
-		$(PYTHON) "$$b" $(filter --quick,$(BENCHARGS)) || exit 1; \
-	done
+	$(BENCH_ALL)
 
 install: build
 	$(WAF) install --destdir="$(DESTDIR)"

@@ -320,6 +320,13 @@ def runtime_cmd(argv, binds=(), bind_to=()):
     return cmd + ['--'] + list(argv)
 
 
+def smbd_version():
+    """The version line of the smbd under test (the chroot's for SAMBA)."""
+    return subprocess.run(runtime_cmd(['smbd', '--version']),
+                          stdout=subprocess.PIPE,
+                          universal_newlines=True).stdout.strip()
+
+
 def samba_series():
     """(major, minor) of the Samba under test, e.g. (4, 22)."""
     if SAMBA is not None:

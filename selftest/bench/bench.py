@@ -423,9 +423,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit('bench: must run as root (test users, mount namespace)')
     # the smbd under test: the installed one, or make bench SAMBA=<series>'s
-    smbd_version = subprocess.run(harness.runtime_cmd(['smbd', '--version']),
-                                  stdout=subprocess.PIPE,
-                                  universal_newlines=True).stdout.strip()
+    smbd_version = harness.smbd_version()
     out = ['samba-async-vfs bench, %s, %s, %s, %d CPUs' % (
         time.strftime('%Y-%m-%d'), smbd_version, os.uname().release,
         os.cpu_count())]

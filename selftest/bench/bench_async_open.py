@@ -95,6 +95,12 @@ ROWS = [
         ['default', 'aio_pthread', 'async_open'],
         'slowfs create +%d ms, 1 connection x 16 creates in flight' %
         DELAY_MS),
+    # what bounds create-1x16: the same creates with no latency injected,
+    # so only smbd's own walk and slowfs's round trips are left
+    Row('create-1x16-0ms', 'slowfs', 'create', 1, 16, None,
+        ['default', 'async_open'],
+        'slowfs create, no injected latency, 1 connection x 16 creates in '
+        'flight: the ceiling of the row above'),
     Row('open-1x16', 'slowfs', 'open', 1, 16,
         'open.delay_ms = %d' % DELAY_MS,
         ['default', 'aio_pthread', 'async_open_all'],
@@ -426,8 +432,7 @@ def main():
     if not os.access(GENERATOR, os.X_OK):
         sys.exit('bench_async_open: %s not built (make; nettle-dev '
                  'missing?)' % GENERATOR)
-    version = subprocess.run(['smbd', '--version'], stdout=subprocess.PIPE,
-                             universal_newlines=True).stdout.strip()
+    version = harness.smbd_version()
     out = ['samba-async-vfs bench_async_open, %s, %s, %s, %d CPUs, load '
            'average %.1f at start' % (
                time.strftime('%Y-%m-%d %H:%M'), version,

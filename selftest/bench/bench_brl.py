@@ -100,9 +100,10 @@ def main():
         smbd.cleanup()
 
     out = []
-    out.append('Byte-range locks: default VFS vs async_brl (%s; %d runs '
-               'per hold, %d x %d lock/unlock pairs)' %
-               (time.strftime('%Y-%m-%d %H:%M'), runs, rounds, pairs))
+    out.append('Byte-range locks: default VFS vs async_brl (%s, %s; %d '
+               'runs per hold, %d x %d lock/unlock pairs)' %
+               (time.strftime('%Y-%m-%d %H:%M'), harness.smbd_version(),
+                runs, rounds, pairs))
     out.append('')
     out.append('%-40s %12s %12s %10s' % ('measure', 'default', 'async_brl',
                                           'ratio'))

@@ -176,8 +176,7 @@ def main():
     args = parse_args()
     if os.geteuid() != 0:
         sys.exit('bench_open: must run as root (test users, mount namespace)')
-    version = subprocess.run(['smbd', '--version'], stdout=subprocess.PIPE,
-                             universal_newlines=True).stdout.strip()
+    version = harness.smbd_version()
     out = ['samba-async-vfs bench_open, %s, %s, %s, %d CPUs' % (
         time.strftime('%Y-%m-%d'), version, os.uname().release,
         os.cpu_count())]
