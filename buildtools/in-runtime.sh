@@ -2,10 +2,11 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Run a command inside the runtime chroot of another Samba release
 # (prepared by prepare-chroot.sh), in a private mount namespace: the
-# host's users (passwd, group, shadow), /dev, /tmp and this checkout are
-# bound in at the same paths, as are any --bind paths; --bind-to SRC DST
-# binds a host path over a path inside the chroot (the harness puts its
-# copy of the vfs dir over smbd's). The mounts vanish with the command.
+# host's users (passwd, group, shadow), its hosts file, /dev, /tmp and
+# this checkout are bound in at the same paths, as are any --bind paths;
+# --bind-to SRC DST binds a host path over a path inside the chroot (the
+# harness puts its copy of the vfs dir over smbd's). The mounts vanish
+# with the command.
 #
 # Usage: in-runtime.sh --samba SERIES [--bind PATH]... [--bind-to SRC DST]...
 #                      [--] COMMAND [ARG]...
@@ -42,7 +43,10 @@ set -e
 root=$1; n=$2; shift 2
 mount -t proc proc "$root/proc"
 mount --rbind /dev "$root/dev"
-for f in passwd group shadow; do
+# hosts: smbd resolves the host name in every NTLMSSP session setup; a
+# name the chroot cannot find goes to DNS, which cost some 5 s each
+for f in passwd group shadow hosts; do
+	[ -e "$root/etc/$f" ] || : >"$root/etc/$f"
 	mount --bind "/etc/$f" "$root/etc/$f"
 done
 while [ "$n" -gt 0 ]; do
