@@ -105,6 +105,7 @@ struct async_open_counters {
 	uint64_t discarded;	/* creates for nobody, to be removed again */
 	uint64_t queued;	/* waited for a free kernel worker or thread */
 	uint64_t late;		/* waited past smbd's limit: synchronous */
+	uint64_t lookups;	/* retries' name scans answered by a create */
 };
 
 struct async_open_pending;
@@ -145,6 +146,9 @@ struct async_open_pending {
 	 */
 	int dirfd;		/* a dup() of the directory's fd */
 	char *at_name;		/* the temporary name in it */
+	char *leaf;		/* the client's name in it */
+	dev_t dir_dev;		/* the directory, as smbd's walk saw it */
+	ino_t dir_ino;
 	struct async_open_watch *watch;	/* on the request, see there */
 	struct asvfs_creds creds;	/* the creator's */
 	/* what it got */
@@ -251,13 +255,13 @@ static void async_open_disconnect(vfs_handle_struct *handle)
 		 " mismatched=%" PRIu64 " sync_again=%" PRIu64
 		 " timeouts=%" PRIu64 " abandoned=%" PRIu64 " next=%" PRIu64
 		 " threads=%" PRIu64 " discarded=%" PRIu64
-		 " queued=%" PRIu64 " late=%" PRIu64
+		 " queued=%" PRIu64 " late=%" PRIu64 " lookups=%" PRIu64
 		 " estimate_usec=%" PRIu64 "\n",
 		 lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		 n->creates, n->existing, n->handed, n->failed,
 		 n->mismatched, n->sync_again, n->timeouts, n->abandoned,
 		 n->next, n->threads, n->discarded, n->queued, n->late,
-		 config->estimate.nsec / 1000);
+		 n->lookups, config->estimate.nsec / 1000);
 next:
 	/* pending opens go with the config: late fds are closed */
 	SMB_VFS_NEXT_DISCONNECT(handle);
@@ -1088,9 +1092,17 @@ static bool async_open_note_creator(struct async_open_pending *p,
 				    const struct files_struct *dirfsp,
 				    const struct smb_filename *smb_fname)
 {
+	const struct stat_ex *dir = &dirfsp->fsp_name->st;
+
 	p->at_name = async_open_temp_name(p, smb_fname->base_name);
-	if (p->at_name == NULL || asvfs_creds_current(p, &p->creds) != 0) {
+	p->leaf = talloc_strdup(p, smb_fname->base_name);
+	if (p->at_name == NULL || p->leaf == NULL ||
+	    asvfs_creds_current(p, &p->creds) != 0) {
 		return false;
+	}
+	if (VALID_STAT(*dir)) {
+		p->dir_dev = dir->st_ex_dev;
+		p->dir_ino = dir->st_ex_ino;
 	}
 	p->dirfd = fcntl(fsp_get_pathref_fd(dirfsp), F_DUPFD_CLOEXEC, 0);
 	return p->dirfd != -1;
@@ -1972,10 +1984,66 @@ static int async_open_openat(vfs_handle_struct *handle,
 	return fd;
 }
 
+/* --- the retry's case-insensitive lookup --------------------------------- */
+
+/*
+ * Does a create of ours, started or done, hold this name in dirfsp?  Its
+ * file waits under the temporary name, so the name itself is still free.
+ */
+static bool async_open_holds_name(struct async_open_config *config,
+				  const struct files_struct *dirfsp,
+				  const char *name)
+{
+	const struct stat_ex *dir = &dirfsp->fsp_name->st;
+	struct async_open_pending *p = NULL;
+
+	if (!VALID_STAT(*dir)) {
+		return false;
+	}
+	for (p = async_open_pending_list; p != NULL; p = p->next) {
+		if (p->config == config && p->create && !p->rerun &&
+		    !p->timed_out && (!p->done || p->fd != -1) &&
+		    p->dir_ino == dir->st_ex_ino &&
+		    p->dir_dev == dir->st_ex_dev &&
+		    strcmp(p->leaf, name) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * smbd's retry of a create walks the client's name again, finds it free
+ * (our file is still under its temporary name) and, on a case-insensitive
+ * share, reads the whole directory for a variant of it in another case:
+ * the scan its first pass made before our create started, which found
+ * none.  For a name our create holds, that answer stands: the scan is not
+ * made twice.  On slow storage it is a directory read of round trips on
+ * smbd's main thread.  A variant another client makes meanwhile is not
+ * seen, as it is not between smbd's own scan and its create; the exact
+ * name is still created only if free (async_open_move_in).
+ */
+static NTSTATUS async_open_get_real_filename_at(
+	vfs_handle_struct *handle, struct files_struct *dirfsp,
+	const char *name, TALLOC_CTX *mem_ctx, char **found_name)
+{
+	struct async_open_config *config = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
+				return NT_STATUS_INTERNAL_ERROR);
+	if (async_open_holds_name(config, dirfsp, name)) {
+		config->n.lookups++;
+		return NT_STATUS_OBJECT_NAME_NOT_FOUND;
+	}
+	return SMB_VFS_NEXT_GET_REAL_FILENAME_AT(handle, dirfsp, name,
+						 mem_ctx, found_name);
+}
+
 static struct vfs_fn_pointers vfs_async_open_fns = {
 	.connect_fn = async_open_connect,
 	.disconnect_fn = async_open_disconnect,
 	.openat_fn = async_open_openat,
+	.get_real_filename_at_fn = async_open_get_real_filename_at,
 };
 
 /* Out of tree, smbd's loader looks for this exact name. */

@@ -677,6 +677,57 @@ def creates_on_one_connection(smbd, env, prefix, count):
         rc.disconnect()
 
 
+def retry_reads_the_directory_once(smbd, env, storage):
+    """Issue 24: a deferred create's retry does not read its directory
+    again for the client's name in another case, as its first pass did
+    (async_open answers that lookup): slowfs sees no more directory reads
+    than on the default, and every create still creates."""
+    d = 'scan-' + env
+    os.makedirs(storage.backing(smbd, env, d))
+    chown_u1(storage.backing(smbd, env, d))
+    for i in range(20):
+        backing_file(storage, smbd, env, '%s/Old-%d' % (d, i))
+    storage.set('create.delay_ms = 30', 'path_filter = scan-')
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        before = storage.calls()
+        got = []
+        for i in range(10):
+            status, action, fid = rc.create(U1, '%s\\New-%d' % (d, i),
+                                            FILE_CREATE)
+            got.append((hex(status), action))
+            if fid is not None:
+                rc.close(U1, fid)
+        # a case variant of an existing name opens it, created or not
+        status, action, fid = rc.create(U1, '%s\\old-3' % d, FILE_OPEN_IF)
+        got.append((hex(status), action))
+        if fid is not None:
+            rc.close(U1, fid)
+        after = storage.calls()
+        rc.wait(rc.send_tree_disconnect(U1))	# logs the counters
+    finally:
+        rc.disconnect()
+        storage.set()
+    assert got == [('0x0', FILE_CREATED)] * 10 + [('0x0', 1)], got
+    assert sorted(os.listdir(storage.backing(smbd, env, d))) == sorted(
+        ['Old-%d' % i for i in range(20)] +
+        ['New-%d' % i for i in range(10)]), 'files: %s' % os.listdir(
+            storage.backing(smbd, env, d))
+    reads = after['opendir'] - before['opendir']
+    if env == 'default':
+        ON_DEFAULT_DIR_READS[0] = reads
+        return
+    assert reads <= ON_DEFAULT_DIR_READS[0], \
+        '%d directory reads for 11 creates, %d on the default' % (
+            reads, ON_DEFAULT_DIR_READS[0])
+    c = share_counters(smbd, env)
+    assert c.get('lookups', 0) >= 10 and c.get('creates', 0) >= 10, c
+
+
+ON_DEFAULT_DIR_READS = [None]
+
+
 def auto_goes_async_only_on_slow_storage(smbd, env, storage):
     creates_on_one_connection(smbd, env, 'fast', 20)
     fast = share_counters(smbd, env)
@@ -761,6 +812,8 @@ TESTS = [
      ['async_open_timeout', 'async_open_threads_timeout']),
     (bad_options_are_logged_and_defaults_used, ['async_open_badopts']),
     (auto_goes_async_only_on_slow_storage, ['async_open_auto']),
+    (retry_reads_the_directory_once,
+     ['default', 'async_open', 'async_open_threads']),
     (oplock_subset_like_default, ['default', 'async_open']),
     (other_client_cannot_make_a_creator_smbd_exit,
      ['default', 'async_open', 'async_open_threads']),

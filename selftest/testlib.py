@@ -17,6 +17,7 @@ import inspect
 import os
 import pwd
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -213,6 +214,7 @@ class SlowStorage:
         self.back = os.path.join(tmp, 'back')
         self.mnt = os.path.join(tmp, 'mnt')
         self.conf = os.path.join(tmp, 'slowfs.conf')
+        self.stats = os.path.join(tmp, 'slowfs.stats')
         self.generation = 0
         os.makedirs(self.back)
         os.makedirs(self.mnt)
@@ -220,8 +222,23 @@ class SlowStorage:
         text = self._write()
         subprocess.run([SLOWFS, self.back, self.mnt, '-o',
                         'allow_other,default_permissions' + fuse_options,
-                        '--config=' + self.conf], check=True)
+                        '--config=' + self.conf, '--stats=' + self.stats],
+                       check=True)
         self._wait_loaded(text)
+
+    def calls(self):
+        """slowfs's call counters so far: operation name -> count."""
+        try:
+            os.unlink(self.stats)
+        except FileNotFoundError:
+            pass
+        for pid in self.pids():
+            os.kill(int(pid), signal.SIGUSR1)
+        if not harness.wait_until(lambda: os.path.exists(self.stats)):
+            raise RuntimeError('slowfs wrote no stats within %d s' %
+                               harness.WAIT_SECS)
+        with open(self.stats) as f:
+            return {op: int(n) for op, n in (line.split() for line in f)}
 
     def _write(self, *lines):
         # direct_io: every read reaches slowfs, no page cache in between;
