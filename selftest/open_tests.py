@@ -677,6 +677,33 @@ def creates_on_one_connection(smbd, env, prefix, count):
         rc.disconnect()
 
 
+def echo_never_waits_for_its_create(smbd, env, storage):
+    """One slow create after another, an echo behind each: every echo is
+    answered before its create.  smbd 4.22 walks a create's name again
+    after async_open's first answer, which met the directory locked by a
+    create already on its worker thread now and then (5 echoes of 50
+    waited for their create, backend threads)."""
+    storage.set('create.delay_ms = 300', 'path_filter = echoc-')
+    rc = RawConn(smbd, env)
+    late = []
+    try:
+        rc.login(U1)
+        for i in range(20):
+            mid = rc.send_create(U1, 'echoc-%d' % i, FILE_CREATE)
+            status = rc.wait(rc.send_echo(U1), timeout=WAIT)[0]
+            assert status == 0, 'echo: %#x' % status
+            if mid in rc.responses:
+                late.append(i)
+            status, action, fid = smb2client.create_result(
+                *rc.wait(mid, timeout=WAIT)[:2])
+            assert status == 0 and action == FILE_CREATED, hex(status)
+            rc.close(U1, fid)
+    finally:
+        rc.disconnect()
+        storage.set()
+    assert not late, 'echoes answered after their create: %s' % late
+
+
 def retry_reads_the_directory_once(smbd, env, storage):
     """Issue 24: a deferred create's retry does not read its directory
     again for the client's name in another case, as its first pass did
@@ -812,6 +839,7 @@ TESTS = [
      ['async_open_timeout', 'async_open_threads_timeout']),
     (bad_options_are_logged_and_defaults_used, ['async_open_badopts']),
     (auto_goes_async_only_on_slow_storage, ['async_open_auto']),
+    (echo_never_waits_for_its_create, ['async_open', 'async_open_threads']),
     (retry_reads_the_directory_once,
      ['default', 'async_open', 'async_open_threads']),
     (oplock_subset_like_default, ['default', 'async_open']),

@@ -272,15 +272,8 @@ class SlowStorage:
 
     def pids(self):
         """The slowfs processes serving this mount."""
-        pids = []
-        for pid in os.listdir('/proc'):
-            try:
-                with open('/proc/%s/cmdline' % pid, 'rb') as f:
-                    args = f.read().decode(errors='replace').split('\0')
-            except OSError:
-                continue
-            if self.mnt in args and os.path.basename(args[0]) == 'slowfs':
-                pids.append(pid)
+        pids = [p for p in os.listdir('/proc') if p.isdigit() and
+                self._serves(p)]
         assert pids, 'no slowfs serves ' + self.mnt
         return pids
 
@@ -291,8 +284,30 @@ class SlowStorage:
                    for pid in self.pids() for _, wchan in task_wchans(pid))
 
     def umount(self):
+        """Unmount, and wait for slowfs to exit: at unmount it writes its
+        stats file into the directory its caller is about to remove."""
+        pids = [p for p in os.listdir('/proc') if p.isdigit() and
+                self._serves(p)]
         subprocess.run(['fusermount3', '-u', self.mnt],
                        stderr=subprocess.DEVNULL)
+        harness.wait_until(lambda: not any(running(p) for p in pids))
+
+    def _serves(self, pid):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                args = f.read().decode(errors='replace').split('\0')
+        except OSError:
+            return False
+        return self.mnt in args and os.path.basename(args[0]) == 'slowfs'
+
+
+def running(pid):
+    """Whether process pid is there and not a zombie."""
+    try:
+        with open('/proc/%s/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
 
 
 def make_listing_dir(storage, smbd, env, name, count, prefix='f'):

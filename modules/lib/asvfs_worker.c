@@ -29,14 +29,17 @@ static struct asvfs_threadjob_kind worker_kind = {
 	.max = ASVFS_WORKER_MAX,
 };
 
+/* Jobs whose thread starts at the next turn of the loop (worker_send). */
+static unsigned worker_starting;
+
 unsigned asvfs_worker_running(void)
 {
-	return atomic_load(&worker_kind.running);
+	return atomic_load(&worker_kind.running) + worker_starting;
 }
 
 bool asvfs_worker_available(void)
 {
-	return asvfs_threadjob_available(&worker_kind);
+	return asvfs_worker_running() < ASVFS_WORKER_MAX;
 }
 
 enum worker_kind { WORKER_OPEN, WORKER_UNLINK, WORKER_NAMES };
@@ -69,6 +72,7 @@ struct asvfs_worker_state {
 	int err;
 	struct asvfs_names *names;	/* malloc'ed by the job */
 	unsigned n_names;
+	bool starting;			/* counted in worker_starting */
 };
 
 static void worker_job_free(void *payload)
@@ -190,6 +194,13 @@ static void worker_cleanup(struct tevent_req *req,
 		state->thread = NULL;
 		state->job = NULL;
 	}
+	if (state->starting) {
+		/* gone before its thread started: nothing ran */
+		worker_starting--;
+		state->starting = false;
+		worker_job_free(state->job);
+		state->job = NULL;
+	}
 	if (req_state == TEVENT_REQ_RECEIVED && state->result != -1) {
 		close(state->result);
 		state->result = -1;
@@ -291,6 +302,39 @@ static struct tevent_req *worker_req_create(TALLOC_CTX *mem_ctx,
 	return req;
 }
 
+/* Hand state->job to a thread of its own; 0 or why no thread took it. */
+static int worker_start(struct tevent_req *req, struct tevent_context *ev)
+{
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+	int err = 0;
+
+	state->thread = asvfs_threadjob_start(ev, &worker_kind, worker_work,
+					      worker_job_free, state->job,
+					      worker_done, req, &err);
+	if (state->thread == NULL) {
+		state->job = NULL;	/* freed by asvfs_threadjob_start */
+	}
+	return state->thread == NULL ? err : 0;
+}
+
+static void worker_start_now(struct tevent_context *ev,
+			     struct tevent_immediate *im, void *private_data)
+{
+	struct tevent_req *req = talloc_get_type_abort(private_data,
+						       struct tevent_req);
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+	int err;
+
+	worker_starting--;
+	state->starting = false;
+	err = worker_start(req, ev);
+	if (err != 0) {
+		tevent_req_error(req, err);
+	}
+}
+
 /*
  * Start job for req, whose own it is (also when it cannot start): err
  * from the job's setup, or why no thread took it, fails the request.
@@ -308,14 +352,44 @@ static struct tevent_req *worker_send(struct tevent_req *req,
 		return tevent_req_post(req, ev);
 	}
 	state->job = job;
-	state->thread = asvfs_threadjob_start(ev, &worker_kind, worker_work,
-					      worker_job_free, job,
-					      worker_done, req, &err);
-	if (state->thread == NULL) {
-		state->job = NULL;
+	err = worker_start(req, ev);
+	if (err != 0) {
 		tevent_req_error(req, err);
 		return tevent_req_post(req, ev);
 	}
+	return req;
+}
+
+/*
+ * worker_send() for a create, whose thread starts at the next turn of the
+ * loop (as the io_uring engine submits), not while smbd is still in the
+ * request that asked: smbd 4.22 walks a create's name again after our
+ * first answer, and a create already on its thread would hold the
+ * directory's lock in the kernel against that walk for as long as the
+ * storage takes, with the whole connection waiting.
+ */
+static struct tevent_req *worker_send_next_turn(struct tevent_req *req,
+						struct tevent_context *ev,
+						struct worker_job *job,
+						int err)
+{
+	struct asvfs_worker_state *state = tevent_req_data(
+		req, struct asvfs_worker_state);
+	struct tevent_immediate *im = NULL;
+
+	if (err != 0) {
+		worker_job_free(job);
+		tevent_req_error(req, err);
+		return tevent_req_post(req, ev);
+	}
+	im = tevent_create_immediate(state);
+	if (im == NULL) {
+		return worker_send(req, ev, job, 0);	/* at once, then */
+	}
+	state->job = job;
+	state->starting = true;
+	worker_starting++;
+	tevent_schedule_immediate(im, ev, worker_start_now, req);
 	return req;
 }
 
@@ -334,6 +408,10 @@ struct tevent_req *asvfs_worker_openat_send(TALLOC_CTX *mem_ctx,
 	}
 	job->flags = flags;
 	job->mode = mode;
+	if (flags & O_CREAT) {
+		return worker_send_next_turn(
+			req, ev, job, worker_job_fill(job, dirfd, path, creds));
+	}
 	return worker_send(req, ev, job,
 			   worker_job_fill(job, dirfd, path, creds));
 }

@@ -293,6 +293,48 @@ static void create_is_owned_by_given_user(void **state)
 	assert_int_equal(getegid(), 0);
 }
 
+/*
+ * A create's thread starts at the next turn of the loop, so that nothing
+ * smbd still does in the asking request meets the directory locked by it.
+ */
+static void create_starts_at_the_next_turn(void **state)
+{
+	struct fixture *f = fixture(state);
+	struct timespec pause = { .tv_nsec = 100 * 1000 * 1000 };
+	struct tevent_req *req = NULL;
+	int err = 0, fd;
+
+	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "later",
+				       O_CREAT | O_EXCL | O_RDWR, 0644, NULL);
+	assert_non_null(req);
+	assert_int_equal(asvfs_worker_running(), 1);	/* counted already */
+	/* time for a thread started at once to create it; none is */
+	nanosleep(&pause, NULL);
+	assert_int_equal(faccessat(f->dirfd, "later", F_OK, 0), -1);
+	assert_int_equal(errno, ENOENT);
+	fd = run_open(f, req, &err);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(faccessat(f->dirfd, "later", F_OK, 0), 0);
+}
+
+/* ... and a create freed before that turn makes nothing, holds nothing. */
+static void create_freed_before_its_turn_makes_nothing(void **state)
+{
+	struct fixture *f = fixture(state);
+	struct tevent_req *req = NULL;
+	int baseline = count_fds();
+
+	req = asvfs_worker_openat_send(f->mem, f->ev, f->dirfd, "never",
+				       O_CREAT | O_EXCL | O_RDWR, 0644, NULL);
+	assert_non_null(req);
+	TALLOC_FREE(req);	/* a cancel in the same turn */
+	assert_int_equal(asvfs_worker_running(), 0);
+	wait_workers_gone(f);
+	assert_int_equal(faccessat(f->dirfd, "never", F_OK, 0), -1);
+	assert_int_equal(count_fds(), baseline);
+}
+
 static void reopen_outlives_callers_fd(void **state)
 {
 	struct fixture *f = fixture(state);
@@ -653,6 +695,11 @@ int main(void)
 			unreceived_fd_is_closed, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 			create_is_owned_by_given_user, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			create_starts_at_the_next_turn, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			create_freed_before_its_turn_makes_nothing, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(
 			reopen_outlives_callers_fd, setup, teardown),
 		cmocka_unit_test_setup_teardown(
