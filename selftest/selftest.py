@@ -286,6 +286,8 @@ def classify_torture(res, runs, knownfail, flapping):
         if env == 'default':
             for name, st in results.items():
                 default[test_name(suite, name)] = st
+    # lines "<env>/<suite>.<test>": known failures of one environment
+    per_env = [(rx, why) for rx, why in knownfail if '/' in rx.pattern]
     for (env, suite), (results, rc) in sorted(runs.items()):
         if rc == 'timeout':
             # The tests after the one that hung never ran: a known failure
@@ -298,7 +300,8 @@ def classify_torture(res, runs, knownfail, flapping):
         for name, st in sorted(results.items()):
             full = test_name(suite, name)
             status, why = judge(env, st, default.get(full),
-                                match(knownfail, full), match(flapping, full))
+                                match(knownfail, full), match(flapping, full),
+                                match(per_env, '%s/%s' % (env, full)))
             res.add(status, '%s/%s' % (env, full), why)
 
 

@@ -389,10 +389,13 @@ def match(pats, name):
     return None
 
 
-def judge(env, st, default_st, kf, flap):
+def judge(env, st, default_st, kf, flap, kf_env=None):
     """(status, reason) of one smbtorture result on one environment,
     given its result on the default environment, its known failure's
-    reason (kf) and its flapping reason (flap)."""
+    reason (kf), its flapping reason (flap) and the reason of a known
+    failure of this environment only (kf_env: a knownfail line
+    "<env>/<suite>.<test>", for Samba's own modules where they differ
+    from its default)."""
     if st == 'skip':
         return 'skip', ''
     if flap:
@@ -401,7 +404,12 @@ def judge(env, st, default_st, kf, flap):
     if st == 'pass':
         if env == 'default' and kf:
             return 'fail', 'UNEXPECTED SUCCESS of a known failure (%s)' % kf
+        if kf_env:
+            return 'fail', 'UNEXPECTED SUCCESS of a known failure on %s ' \
+                '(%s)' % (env, kf_env)
         return 'pass', ''
+    if kf_env:
+        return 'knownfail', kf_env
     if env == 'default':
         return ('knownfail', kf) if kf else ('fail', '')
     if default_st == 'fail' and kf:
