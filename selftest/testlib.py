@@ -17,6 +17,7 @@ import inspect
 import os
 import pwd
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -214,7 +215,11 @@ class SlowStorage:
         self.back = os.path.join(tmp, 'back')
         self.mnt = os.path.join(tmp, 'mnt')
         self.conf = os.path.join(tmp, 'slowfs.conf')
-        self.stats = os.path.join(tmp, 'slowfs.stats')
+        # Not in tmp: slowfs writes its stats again when it exits, which
+        # can come after its caller removes tmp (a CI run's teardown
+        # failed so, the mount busy at unmount).  umount() removes it.
+        self.stats_dir = tempfile.mkdtemp(prefix='asvfs-slowfs-stats-')
+        self.stats = os.path.join(self.stats_dir, 'slowfs.stats')
         self.generation = 0
         os.makedirs(self.back)
         os.makedirs(self.mnt)
@@ -291,6 +296,7 @@ class SlowStorage:
         subprocess.run(['fusermount3', '-u', self.mnt],
                        stderr=subprocess.DEVNULL)
         harness.wait_until(lambda: not any(running(p) for p in pids))
+        shutil.rmtree(self.stats_dir, ignore_errors=True)
 
     def _serves(self, pid):
         try:
