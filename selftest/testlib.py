@@ -277,10 +277,13 @@ class SlowStorage:
 
     def pids(self):
         """The slowfs processes serving this mount."""
-        pids = [p for p in os.listdir('/proc') if p.isdigit() and
-                self._serves(p)]
+        pids = self._pids()
         assert pids, 'no slowfs serves ' + self.mnt
         return pids
+
+    def _pids(self):
+        return [p for p in os.listdir('/proc') if p.isdigit() and
+                self._serves(p)]
 
     def delaying(self):
         """How many of slowfs's threads sleep out an operation's delay
@@ -291,8 +294,7 @@ class SlowStorage:
     def umount(self):
         """Unmount, and wait for slowfs to exit: at unmount it writes its
         stats file into the directory its caller is about to remove."""
-        pids = [p for p in os.listdir('/proc') if p.isdigit() and
-                self._serves(p)]
+        pids = self._pids()
         subprocess.run(['fusermount3', '-u', self.mnt],
                        stderr=subprocess.DEVNULL)
         harness.wait_until(lambda: not any(running(p) for p in pids))
