@@ -151,6 +151,7 @@ struct async_open_pending {
 	ino_t dir_ino;
 	struct async_open_watch *watch;	/* on the request, see there */
 	struct asvfs_creds creds;	/* the creator's */
+	uint64_t started_nsec;	/* for the estimate of mode auto */
 	/* what it got */
 	struct tevent_req *subreq;	/* NULL once completed */
 	struct tevent_timer *te;	/* timeout, then unclaimed */
@@ -198,7 +199,7 @@ static void async_open_parse_options(struct async_open_config *config,
 	uint64_t threshold_nsec;
 
 	config->mode = asvfs_conf_enum(snum, MODULE, "mode", async_open_modes,
-				       AO_CREATES);
+				       AO_AUTO);
 	config->backend = asvfs_conf_enum(snum, MODULE, "backend",
 					  async_open_backends,
 					  AO_BACKEND_AUTO);
@@ -211,9 +212,14 @@ static void async_open_parse_options(struct async_open_config *config,
 					       100, 60000);
 	threshold_nsec = asvfs_conf_uint(snum, MODULE, "async threshold usec",
 					 1000, 0, 10000000) * 1000;
-	/* one preempted open moves a settled estimate by a quarter of it */
-	asvfs_estimate_init(&config->estimate, threshold_nsec,
-			    MAX(2 * threshold_nsec, 1000));
+	/*
+	 * One preempted open moves a settled estimate by a quarter of it.
+	 * The asynchronous opens measure too: an open taken synchronously
+	 * to find out would block the connection for as long as the
+	 * storage is slow.
+	 */
+	asvfs_estimate_init_async(&config->estimate, threshold_nsec,
+				  MAX(2 * threshold_nsec, 1000));
 	asvfs_conf_engine(snum, &config->engine);
 }
 
@@ -988,6 +994,23 @@ static void async_open_timeout(struct tevent_context *ev,
 	}
 }
 
+/*
+ * Mode auto: an open that succeeded tells how long the storage took (with
+ * the waits on the way, see asvfs_estimate.h).  A failed one may have
+ * failed in the machinery, not the storage.
+ */
+static void async_open_learn(struct async_open_pending *p)
+{
+	uint64_t now = asvfs_now_nsec();
+
+	if (p->config->mode != AO_AUTO || p->fd == -1 ||
+	    now < p->started_nsec) {
+		return;
+	}
+	asvfs_estimate_add_async(&p->config->estimate,
+				 now - p->started_nsec, now);
+}
+
 static void async_open_done(struct tevent_req *subreq)
 {
 	struct async_open_pending *p = tevent_req_callback_data(
@@ -997,6 +1020,7 @@ static void async_open_done(struct tevent_req *subreq)
 	TALLOC_FREE(subreq);
 	p->subreq = NULL;
 	p->done = true;
+	async_open_learn(p);
 	DBG_DEBUG(MODULE ": %s of %s for mid %" PRIu64 ": fd %d, %s\n",
 		  p->create ? "create" : "open", p->name, p->mid, p->fd,
 		  p->fd == -1 ? strerror(p->err) : "ok");
@@ -1192,6 +1216,7 @@ static bool async_open_start(vfs_handle_struct *handle,
 		.create = create,
 		.flags = how->flags & ~ASYNC_OPEN_REPLAY_FLAGS,
 		.mode = how->mode, .fd = -1, .dirfd = -1,
+		.started_nsec = asvfs_now_nsec(),
 	};
 	talloc_set_destructor(p, async_open_pending_destructor);
 	p->name = talloc_strdup(p, fsp->fsp_name->base_name);
@@ -1581,10 +1606,11 @@ static int async_open_next(vfs_handle_struct *handle,
 }
 
 /*
- * Mode auto: an open that could go asynchronous does so while the
- * share's synchronous opens take longer than the threshold (the policy:
- * asvfs_estimate.h).  Only synchronous opens teach the estimate: an
- * asynchronous open costs smbd a second pass (the replay), which only
+ * Mode auto: an open that could go asynchronous does so until the share's
+ * opens are measured fast, and again once they take longer than the
+ * threshold (the policy: asvfs_estimate.h).  Synchronous opens are timed
+ * by async_open_next_measured(), asynchronous ones by async_open_learn().
+ * An asynchronous open costs smbd a second pass (the replay), which only
  * pays on slow storage.
  */
 static bool async_open_auto_async(struct async_open_config *config)

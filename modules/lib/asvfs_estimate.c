@@ -14,6 +14,14 @@ void asvfs_estimate_init(struct asvfs_estimate *e, uint64_t threshold_nsec,
 	};
 }
 
+void asvfs_estimate_init_async(struct asvfs_estimate *e,
+			       uint64_t threshold_nsec, uint64_t cap_nsec)
+{
+	asvfs_estimate_init(e, threshold_nsec, cap_nsec);
+	e->learns_async = true;
+	e->async = true;
+}
+
 void asvfs_estimate_add(struct asvfs_estimate *e, uint64_t sample_nsec,
 			uint64_t now_nsec)
 {
@@ -26,6 +34,20 @@ void asvfs_estimate_add(struct asvfs_estimate *e, uint64_t sample_nsec,
 		e->samples++;
 	}
 	e->nsec = (e->nsec * (e->samples - 1) + sample_nsec) / e->samples;
+}
+
+void asvfs_estimate_add_async(struct asvfs_estimate *e, uint64_t sample_nsec,
+			      uint64_t now_nsec)
+{
+	if (e->batch_n == 0 || sample_nsec < e->batch_min_nsec) {
+		e->batch_min_nsec = sample_nsec;
+	}
+	e->batch_n++;
+	if (e->batch_n < ASVFS_ESTIMATE_ASYNC_BATCH) {
+		return;
+	}
+	e->batch_n = 0;
+	asvfs_estimate_add(e, e->batch_min_nsec, now_nsec);
 }
 
 bool asvfs_estimate_settled(const struct asvfs_estimate *e)
@@ -52,6 +74,13 @@ bool asvfs_estimate_above(const struct asvfs_estimate *e,
 
 bool asvfs_estimate_want_async(struct asvfs_estimate *e, uint64_t now_nsec)
 {
+	if (e->learns_async) {
+		if (e->samples > 0) {
+			e->async = asvfs_estimate_above(e, e->threshold_nsec,
+							e->async);
+		}
+		return e->async;
+	}
 	e->async = asvfs_estimate_above(e, e->threshold_nsec, e->async);
 	return e->async && !asvfs_estimate_measure_due(e, now_nsec);
 }

@@ -22,6 +22,17 @@
  *   samples, and a fast sample asks for the next measurement at once, so
  *   that a storage that became fast is noticed quickly.
  *
+ * A module that can time its asynchronous operations too (from the
+ * submission to the completion it sees) starts with
+ * asvfs_estimate_init_async() instead: nothing known is taken as slow, so
+ * that no operation blocks the connection to find out, and while
+ * asynchronous, the completions measure and no operation goes
+ * synchronous for it.  A completion's time also holds the wait for a
+ * kernel worker and for the main loop, which only ever makes a storage
+ * look slower than it is: the least of each ASVFS_ESTIMATE_ASYNC_BATCH
+ * completions counts as one sample, so that a fast storage on a busy
+ * smbd is still seen as fast.
+ *
  * Times are nanoseconds of the caller's monotonic clock; the library
  * reads no clock, so that the tests can give it any time they like.
  */
@@ -32,6 +43,9 @@
 #include <stdint.h>
 
 #define ASVFS_ESTIMATE_WEIGHT 8
+
+/* Asynchronous completions: the least of this many is one sample. */
+#define ASVFS_ESTIMATE_ASYNC_BATCH 4
 
 /* While slow, a measurement at most this often. */
 #define ASVFS_ESTIMATE_REMEASURE_NSEC (1000ULL * 1000 * 1000)
@@ -47,6 +61,10 @@ struct asvfs_estimate {
 	uint64_t slow_at_nsec;
 	/* asvfs_estimate_want_async()'s last answer, for hysteresis */
 	bool async;
+	/* asvfs_estimate_init_async(): completions teach it too */
+	bool learns_async;
+	unsigned batch_n;	/* completions in the batch so far */
+	uint64_t batch_min_nsec;	/* the least of them */
 };
 
 /*
@@ -58,9 +76,23 @@ struct asvfs_estimate {
 void asvfs_estimate_init(struct asvfs_estimate *e, uint64_t threshold_nsec,
 			 uint64_t cap_nsec);
 
+/*
+ * The same policy for a module that also reports its asynchronous
+ * operations' times: asynchronous until they say the storage is fast.
+ */
+void asvfs_estimate_init_async(struct asvfs_estimate *e,
+			       uint64_t threshold_nsec, uint64_t cap_nsec);
+
 /* Add a synchronous operation's time, taken at now_nsec. */
 void asvfs_estimate_add(struct asvfs_estimate *e, uint64_t sample_nsec,
 			uint64_t now_nsec);
+
+/*
+ * Add an asynchronous operation's time from its submission to its
+ * completion, seen at now_nsec (asvfs_estimate_init_async() only).
+ */
+void asvfs_estimate_add_async(struct asvfs_estimate *e, uint64_t sample_nsec,
+			      uint64_t now_nsec);
 
 /* Whether it has had its first ASVFS_ESTIMATE_WEIGHT samples. */
 bool asvfs_estimate_settled(const struct asvfs_estimate *e);
@@ -79,7 +111,8 @@ bool asvfs_estimate_above(const struct asvfs_estimate *e,
 /*
  * Whether the operation starting at now_nsec should go asynchronous:
  * the estimate is above the threshold (with hysteresis) and no
- * measurement is due.
+ * measurement is due.  After asvfs_estimate_init_async(): before the
+ * first sample, or while above the threshold (with hysteresis).
  */
 bool asvfs_estimate_want_async(struct asvfs_estimate *e, uint64_t now_nsec);
 

@@ -2,7 +2,9 @@
 /*
  * Unit tests: the latency-estimate policy of mode auto starts from its
  * first samples, settles into a moving average, caps outliers, switches
- * with hysteresis and measures a slow storage again once a second.
+ * with hysteresis and measures a slow storage again once a second; one
+ * that learns from asynchronous completions too starts asynchronous and
+ * never waits on a synchronous measurement while the storage is slow.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -178,6 +180,90 @@ static void above_with_and_without_hysteresis(void **state)
 	assert_true(asvfs_estimate_above(&e, 0, false));
 }
 
+static void add_async_n(struct asvfs_estimate *e, int n, uint64_t sample,
+			uint64_t now)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		asvfs_estimate_add_async(e, sample, now);
+	}
+}
+
+static void async_learner_starts_asynchronous(void **state)
+{
+	struct asvfs_estimate e;
+
+	asvfs_estimate_init_async(&e, 1000 * USEC, 2000 * USEC);
+	/* nothing known: no operation blocks to find out */
+	assert_true(asvfs_estimate_want_async(&e, T0));
+	assert_true(asvfs_estimate_want_async(&e, T0 + 10 * SEC));
+	assert_int_equal(e.samples, 0);
+}
+
+static void async_batch_counts_its_least(void **state)
+{
+	struct asvfs_estimate e;
+
+	asvfs_estimate_init_async(&e, 1000 * USEC, 0);
+	asvfs_estimate_add_async(&e, 900 * USEC, T0);	/* waited in a queue */
+	asvfs_estimate_add_async(&e, 80 * USEC, T0);
+	asvfs_estimate_add_async(&e, 700 * USEC, T0);
+	assert_int_equal(e.samples, 0);
+	asvfs_estimate_add_async(&e, 300 * USEC, T0);
+	assert_int_equal(e.samples, 1);
+	assert_int_equal(e.nsec, 80 * USEC);
+	/* the next batch starts afresh */
+	add_async_n(&e, ASVFS_ESTIMATE_ASYNC_BATCH, 120 * USEC, T0);
+	assert_int_equal(e.samples, 2);
+	assert_int_equal(e.nsec, 100 * USEC);
+}
+
+static void fast_completions_switch_to_synchronous(void **state)
+{
+	struct asvfs_estimate e;
+
+	asvfs_estimate_init_async(&e, 1000 * USEC, 2000 * USEC);
+	add_async_n(&e, ASVFS_ESTIMATE_ASYNC_BATCH - 1, 100 * USEC, T0);
+	assert_true(asvfs_estimate_want_async(&e, T0));
+	asvfs_estimate_add_async(&e, 100 * USEC, T0);
+	assert_false(asvfs_estimate_want_async(&e, T0 + 1));
+	/* and synchronous samples take it back when the storage slows */
+	add_n(&e, ASVFS_ESTIMATE_WEIGHT, 5000 * USEC, T0 + 2);
+	assert_true(asvfs_estimate_want_async(&e, T0 + 3));
+}
+
+static void slow_learner_never_measures_synchronously(void **state)
+{
+	struct asvfs_estimate e;
+	uint64_t now = T0;
+	int i;
+
+	asvfs_estimate_init_async(&e, 1000 * USEC, 2000 * USEC);
+	/* 500 ms creates, one every 2 s: each one asynchronous */
+	for (i = 0; i < 40; i++) {
+		assert_true(asvfs_estimate_want_async(&e, now));
+		asvfs_estimate_add_async(&e, 500 * 1000 * USEC, now);
+		now += 2 * SEC;
+	}
+	assert_true(asvfs_estimate_settled(&e));
+	assert_int_equal(e.nsec, 2000 * USEC);		/* capped */
+	/* back to fast: it takes batches to fall under half the threshold */
+	add_async_n(&e, ASVFS_ESTIMATE_ASYNC_BATCH, 100 * USEC, now);
+	assert_true(asvfs_estimate_want_async(&e, now));
+	add_async_n(&e, 20 * ASVFS_ESTIMATE_ASYNC_BATCH, 100 * USEC, now);
+	assert_false(asvfs_estimate_want_async(&e, now));
+}
+
+static void threshold_zero_learner_stays_asynchronous(void **state)
+{
+	struct asvfs_estimate e;
+
+	asvfs_estimate_init_async(&e, 0, 1000);
+	add_async_n(&e, 10 * ASVFS_ESTIMATE_ASYNC_BATCH, 10 * USEC, T0);
+	assert_true(asvfs_estimate_want_async(&e, T0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -191,6 +277,11 @@ int main(void)
 		cmocka_unit_test(became_fast_is_noticed_at_once),
 		cmocka_unit_test(switching_has_hysteresis),
 		cmocka_unit_test(above_with_and_without_hysteresis),
+		cmocka_unit_test(async_learner_starts_asynchronous),
+		cmocka_unit_test(async_batch_counts_its_least),
+		cmocka_unit_test(fast_completions_switch_to_synchronous),
+		cmocka_unit_test(slow_learner_never_measures_synchronously),
+		cmocka_unit_test(threshold_zero_learner_stays_asynchronous),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
