@@ -10,7 +10,8 @@ with "aio open = yes" and async_open, interleaved (A B C A B C ...):
                 files in flight (async_open with mode = all)
   create-8x16   slowfs, create +5 ms, 8 connections x 16 creates each
   ext4-1x16     ext4, no injected latency, 1 x 16 creates, async_open
-                with its defaults
+                with its defaults (mode auto: creates measured fast stay
+                synchronous)
   echo-500ms    slowfs, create +500 ms, one create at a time: the echo
                 probes' p99 is the latency of a request behind a slow
                 create
@@ -67,6 +68,8 @@ BENCH_ENVS = {
     'aio_pthread': ('aio_pthread', {'aio_pthread:aio open': 'yes'}),
     'async_open': ('async_open', {}),
     'async_open_all': ('async_open', {'async_open:mode': 'all'}),
+    # --also: the default up to 2026-12-07 (every create deferred)
+    'async_open_creates': ('async_open', {'async_open:mode': 'creates'}),
     # --also: the same on worker threads instead of io_uring
     'async_open_threads': ('async_open', {'async_open:backend': 'threads'}),
     'async_open_all_threads': ('async_open', {'async_open:mode': 'all',
@@ -276,7 +279,7 @@ def measure_env(smbd, env, row, seconds, tag, args, name, broken):
     if m is None or new:
         why = [h for h in new if 'INTERNAL ERROR' in h or 'PANIC' in h]
         broken[row.name, env] = (why or new or [failure])[0][-160:]
-        print('  %-12s %-15s failed, left out of this row: %s' % (
+        print('  %-12s %-22s failed, left out of this row: %s' % (
             row.name, env, broken[row.name, env]), flush=True)
         return None
     return m
@@ -316,7 +319,7 @@ def run_storage(args, storage, rows, tmp, samples, broken):
                     if m is None:
                         continue
                     samples[row.name, env].append(m)
-                    print('  %-12s %-15s %8.0f ops/s  p99 %7.1f ms  '
+                    print('  %-12s %-22s %8.0f ops/s  p99 %7.1f ms  '
                           'generator %4.1f%% of the machine' % (
                               row.name, env, m['rate'], m['p99'],
                               100 * m['gen_share']), flush=True)
@@ -345,21 +348,21 @@ def report(args, rows, samples, broken, out):
         out.append('')
         out.append('%s: %s; %g s x %d rounds (median)' % (
             row.name, row.describe, args.seconds, args.rounds))
-        out.append('  %-15s %9s %7s %8s %8s %9s %9s %6s %6s' % (
+        out.append('  %-22s %9s %7s %8s %8s %9s %9s %6s %6s' % (
             'environment', 'ops/s', 'x dflt', 'p50 ms', 'p99 ms',
             'echo p99', 'smbd us', 'fair', 'gen %'))
         bound = False
         for env in row.envs:
             ms = samples[row.name, env]
             if (row.name, env) in broken:
-                out.append('  %-15s failed (smbd, Samba\'s own module): %s'
+                out.append('  %-22s failed (smbd, Samba\'s own module): %s'
                            % (env, broken[row.name, env]))
             if not ms:
                 continue
             rate = median_of(ms, 'rate')
             share = max(m['gen_share'] for m in ms)
             bound = bound or share > CLIENT_BOUND_SHARE
-            out.append('  %-15s %9.0f %7.2f %8.1f %8.1f %9.1f %9.0f %6.2f '
+            out.append('  %-22s %9.0f %7.2f %8.1f %8.1f %9.1f %9.0f %6.2f '
                        '%5.1f%s' % (
                            env, rate, rate / base if base else 0,
                            median_of(ms, 'p50'), median_of(ms, 'p99'),
