@@ -1019,14 +1019,16 @@ static uint64_t async_open_thread_cpu_nsec(void)
  */
 static void async_open_learn(struct async_open_pending *p)
 {
-	uint64_t now = asvfs_now_nsec();
-	uint64_t busy = async_open_thread_cpu_nsec() - p->started_cpu_nsec;
-	uint64_t waited;
+	uint64_t now, busy, waited;
 
-	if (p->config->mode != AO_AUTO || p->fd == -1 ||
-	    now < p->started_nsec) {
+	if (p->config->mode != AO_AUTO || p->fd == -1) {
 		return;
 	}
+	now = asvfs_now_nsec();
+	if (now < p->started_nsec) {
+		return;
+	}
+	busy = async_open_thread_cpu_nsec() - p->started_cpu_nsec;
 	waited = now - p->started_nsec;
 	waited = (busy < waited) ? waited - busy : 0;
 	asvfs_estimate_add_async(&p->config->estimate, waited, now);
@@ -1237,9 +1239,12 @@ static bool async_open_start(vfs_handle_struct *handle,
 		.create = create,
 		.flags = how->flags & ~ASYNC_OPEN_REPLAY_FLAGS,
 		.mode = how->mode, .fd = -1, .dirfd = -1,
-		.started_nsec = asvfs_now_nsec(),
-		.started_cpu_nsec = async_open_thread_cpu_nsec(),
 	};
+	if (config->mode == AO_AUTO) {
+		/* a system call (no vDSO clock): only where it is used */
+		p->started_nsec = asvfs_now_nsec();
+		p->started_cpu_nsec = async_open_thread_cpu_nsec();
+	}
 	talloc_set_destructor(p, async_open_pending_destructor);
 	p->name = talloc_strdup(p, fsp->fsp_name->base_name);
 	if (p->name == NULL ||
