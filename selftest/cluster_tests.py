@@ -25,8 +25,8 @@ import harness
 import smb2client
 from smb2client import FILE_CREATE, FILE_OPEN_IF, RawConn
 from impacket import smb3structs
-from testlib import (ClusterServer, Skip, child_of, judge, match,
-                     parse_subunit, read_patterns)
+from testlib import (ClusterServer, Skip, async_open_temp_names, child_of,
+                     judge, match, parse_subunit, read_patterns)
 
 PREFIX = 'cluster'		# of the test names: cluster.<test>/<env>
 
@@ -62,7 +62,6 @@ U1, U2 = harness.USERS
 STATUS_OBJECT_NAME_COLLISION = 0xC0000035
 STATUS_SHARING_VIOLATION = 0xC0000043
 CREATED = 2		# create action FILE_CREATED
-TEMP_PREFIX = '.async_open-'
 FILE_ATTRIBUTE_READONLY = 0x1
 FILE_ATTRIBUTE_HIDDEN = 0x2
 FILE_ATTRIBUTE_SYSTEM = 0x4
@@ -130,8 +129,7 @@ def blocking_lock_behind_local_holder(cluster, env):
 # --- async_open --------------------------------------------------------------
 
 def temp_names(cluster, env):
-    return [n for n in os.listdir(shared_path(cluster, env))
-            if n.startswith(TEMP_PREFIX)]
+    return async_open_temp_names(shared_path(cluster, env))
 
 
 # rounds of creates_race_across_nodes
@@ -274,8 +272,7 @@ def other_node_cannot_make_a_creator_smbd_exit(cluster, env, storage):
             'handed', 0) > 0), 'async_open counters: %s' % \
             open_counters(cluster, env)
     d = os.path.dirname(storage.backing(smbd, env, 'x'))
-    assert wait_for(lambda: not [n for n in os.listdir(d)
-                                 if n.startswith(TEMP_PREFIX)]), \
+    assert wait_for(lambda: not async_open_temp_names(d)), \
         'temporary names left'
 
 

@@ -37,7 +37,8 @@ import sys
 import harness
 import smb2client
 from impacket import smb3, smb3structs
-from testlib import Server
+from testlib import (ASYNC_OPEN_TEMP_PREFIX, Server,
+                     async_open_temp_names)
 
 PREFIX = 'escape'		# of the test names: escape.<test>/<env>
 
@@ -480,22 +481,16 @@ def check_race(smbd, env, outside):
 LISTED = re.compile(r"\('([^']*)', '(0x[0-9a-f]+)'\)")
 
 
-# async_open makes a create's file under a hidden temporary name in the
-# same directory (vfs_async_open.8); when the retry of its request is
+def temp_names(share):
+    d = os.path.join(share, 'race')
+    return async_open_temp_names(d) if os.path.isdir(d) else []
+
+
+# async_open's temporary files are hidden; when the retry of a create is
 # answered with an error (the directory had been swapped meanwhile), the
 # file is removed asynchronously, so a listing right behind may still
 # show it.  It is the share's own file: a create that escaped would show
 # as a change of the outside tree.
-ASYNC_OPEN_TEMP_PREFIX = '.async_open-'
-
-
-def temp_names(share):
-    d = os.path.join(share, 'race')
-    return [n for n in os.listdir(d)
-            if n.startswith(ASYNC_OPEN_TEMP_PREFIX)] if os.path.isdir(d) \
-        else []
-
-
 def hidden_listed(answer):
     """Names a listing answer shows hidden: nothing inside a share is but
     async_open's temporary names, every outside object is (its

@@ -154,9 +154,9 @@ def held_in_storage(storage, smbd, env, prefix):
             except OSError:
                 continue
             name = target[len(d):]
-            if target.startswith(d) and (
-                    name.startswith(prefix) or
-                    name.startswith('.async_open-')):
+            temp = testlib.ASYNC_OPEN_TEMP_PREFIX
+            if target.startswith(d) and (name.startswith(prefix) or
+                                         name.startswith(temp)):
                 held.append(target)
     return held
 
@@ -498,8 +498,8 @@ GENERIC_READ = 0x80000000
 
 def temp_files(storage, smbd, env):
     """The files async_open made under a temporary name that are left."""
-    d = os.path.dirname(storage.backing(smbd, env, 'x'))
-    return [n for n in os.listdir(d) if n.startswith('.async_open-')]
+    return testlib.async_open_temp_names(
+        os.path.dirname(storage.backing(smbd, env, 'x')))
 
 
 def other_client_cannot_make_a_creator_smbd_exit(smbd, env, storage):

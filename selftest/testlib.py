@@ -92,6 +92,16 @@ def listing(smbd, env, user, mask):
     return rc, status, entries
 
 
+# async_open makes a create's file under a temporary name in the same
+# directory (vfs_async_open.8)
+ASYNC_OPEN_TEMP_PREFIX = '.async_open-'
+
+
+def async_open_temp_names(d):
+    """The files async_open made under a temporary name that are in d."""
+    return [n for n in os.listdir(d) if n.startswith(ASYNC_OPEN_TEMP_PREFIX)]
+
+
 def share_counters(smbd, share, module='async_dosattr', op='listing'):
     """A module's counters of one share, summed over its connections
     (logged at tree disconnect)."""
