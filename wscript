@@ -146,7 +146,7 @@ def check_installed_smbd(conf):
 SAMBA_LIBRARIES = ['smbd-base-samba4', 'samba-debug-samba4', 'smbconf',
                    'samba-util', 'tevent-util', 'sys-rw-samba4',
                    'smbd-shim-samba4', 'samba3-util-samba4',
-                   'messages-dgm-samba4']
+                   'messages-dgm-samba4', 'samba-security-samba4']
 
 
 def samba_library(conf, name):

@@ -52,6 +52,8 @@
 #include "locking/share_mode_lock.h"
 #include "locking/leases_db.h"
 #include "librpc/gen_ndr/open_files.h"
+#include "librpc/gen_ndr/xattr.h"
+#include "libcli/security/security_descriptor.h"
 #include "lib/util/tevent_unix.h"
 
 #include <sys/random.h>
@@ -106,9 +108,12 @@ struct async_open_counters {
 	uint64_t queued;	/* waited for a free kernel worker or thread */
 	uint64_t late;		/* waited past smbd's limit: synchronous */
 	uint64_t lookups;	/* retries' name scans answered by a create */
+	uint64_t memo;		/* directory security reads a create's
+				 * earlier read answered */
 };
 
 struct async_open_pending;
+struct async_open_memo;
 
 struct async_open_config {
 	enum async_open_mode mode;
@@ -117,6 +122,8 @@ struct async_open_config {
 	struct asvfs_estimate estimate;	/* auto: synchronous open time */
 	struct asvfs_engine_config engine;
 	struct async_open_counters n;
+	struct async_open_memo *memo;	/* see async_open_memo_start */
+	struct tevent_immediate *memo_end;
 };
 
 /* A talloc child of the SMB2 request a create works for: see there */
@@ -151,6 +158,7 @@ struct async_open_pending {
 	ino_t dir_ino;
 	struct async_open_watch *watch;	/* on the request, see there */
 	struct asvfs_creds creds;	/* the creator's */
+	struct async_open_memo *memo;	/* its first pass's reads */
 	/* for the estimate of mode auto: when, and the main thread's CPU */
 	uint64_t started_nsec;
 	uint64_t started_cpu_nsec;
@@ -264,12 +272,12 @@ static void async_open_disconnect(vfs_handle_struct *handle)
 		 " timeouts=%" PRIu64 " abandoned=%" PRIu64 " next=%" PRIu64
 		 " threads=%" PRIu64 " discarded=%" PRIu64
 		 " queued=%" PRIu64 " late=%" PRIu64 " lookups=%" PRIu64
-		 " estimate_usec=%" PRIu64 "\n",
+		 " memo=%" PRIu64 " estimate_usec=%" PRIu64 "\n",
 		 lp_servicename(talloc_tos(), lp_sub, SNUM(handle->conn)),
 		 n->creates, n->existing, n->handed, n->failed,
 		 n->mismatched, n->sync_again, n->timeouts, n->abandoned,
 		 n->next, n->threads, n->discarded, n->queued, n->late,
-		 n->lookups, config->estimate.nsec / 1000);
+		 n->lookups, n->memo, config->estimate.nsec / 1000);
 next:
 	/* pending opens go with the config: late fds are closed */
 	SMB_VFS_NEXT_DISCONNECT(handle);
@@ -1130,6 +1138,250 @@ static char *async_open_temp_name(TALLOC_CTX *mem_ctx, const char *name)
 			       (int)len, name);
 }
 
+/* --- a create's reads of its directory's security ----------------------- */
+
+/*
+ * smbd checks the directory's security descriptor twice for a create
+ * (check_parent_access_fsp() from open_file_ntcreate() and from
+ * open_file()) and reads it once more to inherit it (inherit_new_acl()).
+ * Each read is the NT ACL xattr, the POSIX ACLs, stats and an id mapping:
+ * round trips to the storage on smbd's main thread.  smbd's retry of a
+ * deferred create makes both checks again.
+ *
+ * While smbd handles a create whose name its case-insensitive walk found
+ * free (the only kind this module defers), the first read of each kind
+ * answers the others, and a deferred create keeps its first pass's reads
+ * for its retry: the retry decides on what the first pass decided on, as
+ * smbd's own create decides before the kernel creates, however long that
+ * takes.  A memo ends with the turn of smbd's event loop that handles the
+ * request or its retry.  It holds only successful descriptor reads and
+ * reads of the NT ACL xattr, each with who read (the NT ACL is read as
+ * root).
+ */
+struct async_open_memo_read {
+	struct async_open_memo_read *prev, *next;
+	uid_t uid;		/* who read */
+	bool xattr;		/* the NT ACL xattr, else a descriptor */
+	uint32_t security_info;	/* a descriptor's parts */
+	struct security_descriptor *sd;
+	int err;		/* the xattr: errno, or 0 and value */
+	DATA_BLOB value;
+};
+
+struct async_open_memo {
+	dev_t dev;		/* the directory of the create */
+	ino_t ino;
+	struct async_open_memo_read *reads;
+};
+
+static void async_open_memo_end(struct tevent_context *ev,
+				struct tevent_immediate *im,
+				void *private_data)
+{
+	struct async_open_config *config = talloc_get_type_abort(
+		private_data, struct async_open_config);
+
+	TALLOC_FREE(config->memo);
+}
+
+/*
+ * A create walks dirfsp: with the reads a first pass kept (a retry), or
+ * none yet.
+ */
+static void async_open_memo_begin(vfs_handle_struct *handle,
+				  struct async_open_config *config,
+				  const struct files_struct *dirfsp,
+				  struct async_open_memo **kept)
+{
+	TALLOC_FREE(config->memo);
+	if (config->memo_end == NULL) {
+		config->memo_end = tevent_create_immediate(config);
+		if (config->memo_end == NULL) {
+			return;
+		}
+	}
+	if (kept != NULL && *kept != NULL) {
+		config->memo = talloc_move(config, kept);
+	} else {
+		config->memo = talloc_zero(config, struct async_open_memo);
+		if (config->memo == NULL) {
+			return;
+		}
+	}
+	config->memo->dev = dirfsp->fsp_name->st.st_ex_dev;
+	config->memo->ino = dirfsp->fsp_name->st.st_ex_ino;
+	tevent_schedule_immediate(config->memo_end,
+				  handle->conn->sconn->ev_ctx,
+				  async_open_memo_end, config);
+}
+
+/* A create is deferred: its retry gets the reads of its first pass. */
+static void async_open_memo_keep(struct async_open_pending *p)
+{
+	struct async_open_memo *memo = p->config->memo;
+
+	if (memo != NULL && memo->dev == p->dir_dev &&
+	    memo->ino == p->dir_ino) {
+		p->memo = talloc_move(p, &p->config->memo);
+	}
+}
+
+/* Is fsp the directory whose reads the memo keeps? */
+static struct async_open_memo *async_open_memo_for(
+	vfs_handle_struct *handle, const struct files_struct *fsp)
+{
+	struct async_open_config *config = NULL;
+	const struct stat_ex *st = &fsp->fsp_name->st;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
+				return NULL);
+	if (config->memo == NULL || !VALID_STAT(*st) ||
+	    !S_ISDIR(st->st_ex_mode) || st->st_ex_dev != config->memo->dev ||
+	    st->st_ex_ino != config->memo->ino) {
+		return NULL;
+	}
+	return config->memo;
+}
+
+static struct async_open_memo_read *async_open_memo_find(
+	vfs_handle_struct *handle, struct async_open_memo *memo, bool xattr,
+	uint32_t security_info)
+{
+	struct async_open_config *config = NULL;
+	struct async_open_memo_read *r = NULL;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
+				return NULL);
+	for (r = memo->reads; r != NULL; r = r->next) {
+		if (r->uid == geteuid() && r->xattr == xattr &&
+		    r->security_info == security_info) {
+			config->n.memo++;
+			return r;
+		}
+	}
+	return NULL;
+}
+
+static struct async_open_memo_read *async_open_memo_add(
+	struct async_open_memo *memo, bool xattr, uint32_t security_info)
+{
+	struct async_open_memo_read *r = NULL;
+
+	r = talloc_zero(memo, struct async_open_memo_read);
+	if (r == NULL) {
+		return NULL;
+	}
+	r->uid = geteuid();
+	r->xattr = xattr;
+	r->security_info = security_info;
+	DLIST_ADD(memo->reads, r);
+	return r;
+}
+
+static NTSTATUS async_open_fget_nt_acl(vfs_handle_struct *handle,
+				       files_struct *fsp,
+				       uint32_t security_info,
+				       TALLOC_CTX *mem_ctx,
+				       struct security_descriptor **ppdesc)
+{
+	struct async_open_memo *memo = async_open_memo_for(handle, fsp);
+	struct async_open_memo_read *r = NULL;
+	NTSTATUS status;
+
+	if (memo != NULL) {
+		r = async_open_memo_find(handle, memo, false, security_info);
+	}
+	if (r != NULL) {
+		*ppdesc = security_descriptor_copy(mem_ctx, r->sd);
+		return *ppdesc == NULL ? NT_STATUS_NO_MEMORY : NT_STATUS_OK;
+	}
+	status = SMB_VFS_NEXT_FGET_NT_ACL(handle, fsp, security_info,
+					  mem_ctx, ppdesc);
+	if (memo == NULL || !NT_STATUS_IS_OK(status)) {
+		return status;
+	}
+	r = async_open_memo_add(memo, false, security_info);
+	if (r != NULL) {
+		r->sd = security_descriptor_copy(r, *ppdesc);
+		if (r->sd == NULL) {
+			DLIST_REMOVE(memo->reads, r);
+			TALLOC_FREE(r);
+		}
+	}
+	return status;
+}
+
+/* An answer as fgetxattr(2) gives it: size 0 asks for the length. */
+static ssize_t async_open_memo_xattr(const struct async_open_memo_read *r,
+				     void *value, size_t size)
+{
+	if (r->err != 0) {
+		errno = r->err;
+		return -1;
+	}
+	if (size == 0) {
+		return r->value.length;
+	}
+	if (r->value.length > size) {
+		errno = ERANGE;
+		return -1;
+	}
+	memcpy(value, r->value.data, r->value.length);
+	return r->value.length;
+}
+
+static void async_open_memo_xattr_add(struct async_open_memo *memo,
+				      ssize_t ret, int err,
+				      const void *value, size_t size)
+{
+	struct async_open_memo_read *r = NULL;
+
+	/* a length query or a short buffer says nothing of the value */
+	if (size == 0 || (ret == -1 && err == ERANGE)) {
+		return;
+	}
+	r = async_open_memo_add(memo, true, 0);
+	if (r == NULL) {
+		return;
+	}
+	r->err = ret == -1 ? err : 0;
+	if (ret > 0) {
+		r->value = data_blob_talloc(r, value, ret);
+		if (r->value.data == NULL) {
+			DLIST_REMOVE(memo->reads, r);
+			TALLOC_FREE(r);
+		}
+	}
+}
+
+static ssize_t async_open_fgetxattr(vfs_handle_struct *handle,
+				    struct files_struct *fsp,
+				    const char *name, void *value,
+				    size_t size)
+{
+	struct async_open_memo *memo = NULL;
+	struct async_open_memo_read *r = NULL;
+	ssize_t ret;
+	int err;
+
+	if (strcmp(name, XATTR_NTACL_NAME) == 0) {
+		memo = async_open_memo_for(handle, fsp);
+	}
+	if (memo != NULL) {
+		r = async_open_memo_find(handle, memo, true, 0);
+	}
+	if (r != NULL) {
+		return async_open_memo_xattr(r, value, size);
+	}
+	ret = SMB_VFS_NEXT_FGETXATTR(handle, fsp, name, value, size);
+	if (memo != NULL) {
+		err = errno;
+		async_open_memo_xattr_add(memo, ret, err, value, size);
+		errno = err;
+	}
+	return ret;
+}
+
 /*
  * Where a create makes its file (a dup() of the directory's fd, the
  * temporary name in it) and who makes it, to rename it at the retry or
@@ -1150,6 +1402,7 @@ static bool async_open_note_creator(struct async_open_pending *p,
 	if (VALID_STAT(*dir)) {
 		p->dir_dev = dir->st_ex_dev;
 		p->dir_ino = dir->st_ex_ino;
+		async_open_memo_keep(p);
 	}
 	p->dirfd = fcntl(fsp_get_pathref_fd(dirfsp), F_DUPFD_CLOEXEC, 0);
 	return p->dirfd != -1;
@@ -2043,15 +2296,15 @@ static int async_open_openat(vfs_handle_struct *handle,
  * Does a create of ours, started or done, hold this name in dirfsp?  Its
  * file waits under the temporary name, so the name itself is still free.
  */
-static bool async_open_holds_name(struct async_open_config *config,
-				  const struct files_struct *dirfsp,
-				  const char *name)
+static struct async_open_pending *async_open_holds_name(
+	struct async_open_config *config, const struct files_struct *dirfsp,
+	const char *name)
 {
 	const struct stat_ex *dir = &dirfsp->fsp_name->st;
 	struct async_open_pending *p = NULL;
 
 	if (!VALID_STAT(*dir)) {
-		return false;
+		return NULL;
 	}
 	for (p = async_open_pending_list; p != NULL; p = p->next) {
 		if (p->config == config && p->create && !p->rerun &&
@@ -2059,10 +2312,10 @@ static bool async_open_holds_name(struct async_open_config *config,
 		    p->dir_ino == dir->st_ex_ino &&
 		    p->dir_dev == dir->st_ex_dev &&
 		    strcmp(p->leaf, name) == 0) {
-			return true;
+			return p;
 		}
 	}
-	return false;
+	return NULL;
 }
 
 /*
@@ -2081,15 +2334,29 @@ static NTSTATUS async_open_get_real_filename_at(
 	const char *name, TALLOC_CTX *mem_ctx, char **found_name)
 {
 	struct async_open_config *config = NULL;
+	struct async_open_pending *p = NULL;
+	NTSTATUS status;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
 				return NT_STATUS_INTERNAL_ERROR);
-	if (async_open_holds_name(config, dirfsp, name)) {
+	p = async_open_holds_name(config, dirfsp, name);
+	if (p != NULL) {
 		config->n.lookups++;
+		async_open_memo_begin(handle, config, dirfsp, &p->memo);
 		return NT_STATUS_OBJECT_NAME_NOT_FOUND;
 	}
-	return SMB_VFS_NEXT_GET_REAL_FILENAME_AT(handle, dirfsp, name,
-						 mem_ctx, found_name);
+	status = SMB_VFS_NEXT_GET_REAL_FILENAME_AT(handle, dirfsp, name,
+						   mem_ctx, found_name);
+	/*
+	 * A create may follow (see async_open_memo_begin); NOT_SUPPORTED
+	 * (the default VFS's answer) has smbd scan the directory next.
+	 */
+	if ((NT_STATUS_EQUAL(status, NT_STATUS_OBJECT_NAME_NOT_FOUND) ||
+	     NT_STATUS_EQUAL(status, NT_STATUS_NOT_SUPPORTED)) &&
+	    config->mode != AO_OFF && VALID_STAT(dirfsp->fsp_name->st)) {
+		async_open_memo_begin(handle, config, dirfsp, NULL);
+	}
+	return status;
 }
 
 static struct vfs_fn_pointers vfs_async_open_fns = {
@@ -2097,6 +2364,8 @@ static struct vfs_fn_pointers vfs_async_open_fns = {
 	.disconnect_fn = async_open_disconnect,
 	.openat_fn = async_open_openat,
 	.get_real_filename_at_fn = async_open_get_real_filename_at,
+	.fget_nt_acl_fn = async_open_fget_nt_acl,
+	.fgetxattr_fn = async_open_fgetxattr,
 };
 
 /* Out of tree, smbd's loader looks for this exact name. */
