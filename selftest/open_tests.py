@@ -37,6 +37,7 @@ U1, U2 = harness.USERS
 ACCESS_DENIED = 0xC0000022
 CANCELLED = 0xC0000120
 SHARING_VIOLATION = 0xC0000043
+NAME_COLLISION = 0xC0000035
 FILE_CREATED = 2
 
 # No verdict may depend on the machine's load (issue 20, item 9): answers
@@ -312,6 +313,43 @@ def second_user_is_refused_while_opens_pend(smbd, env, storage):
     assert not os.path.exists(os.path.join(back, 'b-new')), \
         'B created in A\'s directory'
     same_as_default('second_user', env, b_status)
+
+
+def second_user_racing_for_a_held_name_is_refused(smbd, env, storage):
+    """Issue 24: while the first user's create of a name is deferred
+    (with the directory security reads of its first pass kept for its
+    retry), the second user creates that very name and another in that
+    directory, whose mode refuses it writes, on the same connection.
+    What async_open keeps and answers belongs to a tree connect, so to
+    one user: the second user is refused, the first user creates, and
+    the file is the first user's."""
+    d = 'memo-' + env
+    back = storage.backing(smbd, env, d)
+    os.makedirs(back)
+    chown_u1(back)
+    os.chmod(back, 0o755)
+    storage.set('create.delay_ms = 400', 'path_filter = memo-')
+    rc = RawConn(smbd, env)
+    try:
+        rc.login(U1)
+        rc.login(U2)
+        a = rc.send_create(U1, '%s\\same' % d, FILE_CREATE)
+        b = rc.send_create(U2, '%s\\same' % d, FILE_CREATE)
+        c = rc.send_create(U2, '%s\\other' % d, FILE_CREATE)
+        b_status, c_status = rc.wait(b)[0], rc.wait(c)[0]
+        status, action, fid = smb2client.create_result(*rc.wait(a)[:2])
+        if fid is not None:
+            rc.close(U1, fid)
+    finally:
+        rc.disconnect()
+        storage.set()
+    assert (status, action) == (0, FILE_CREATED), (hex(status), action)
+    # smbd without the module creates first, then finds the name taken
+    assert b_status in (ACCESS_DENIED, NAME_COLLISION), hex(b_status)
+    assert c_status == ACCESS_DENIED, hex(c_status)
+    assert sorted(os.listdir(back)) == ['same'], os.listdir(back)
+    assert os.stat(os.path.join(back, 'same')).st_uid == \
+        pwd.getpwnam(U1).pw_uid
 
 
 def cancel_of_pending_open_leaves_no_fd(smbd, env, storage):
@@ -842,6 +880,8 @@ TESTS = [
      ['default', 'async_open', 'async_open_creates', 'async_open_threads']),
     (second_user_is_refused_while_opens_pend,
      ['default', 'async_open', 'async_open_creates', 'async_open_threads']),
+    (second_user_racing_for_a_held_name_is_refused,
+     ['default', 'async_open', 'async_open_threads']),
     (cancel_of_pending_open_leaves_no_fd,
      ['async_open', 'async_open_threads']),
     (teardown_with_pending_open_leaves_no_fd,
