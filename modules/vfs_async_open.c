@@ -122,7 +122,7 @@ struct async_open_config {
 	struct asvfs_estimate estimate;	/* auto: synchronous open time */
 	struct asvfs_engine_config engine;
 	struct async_open_counters n;
-	struct async_open_memo *memo;	/* see async_open_memo_start */
+	struct async_open_memo *memo;	/* see async_open_memo_begin */
 	struct tevent_immediate *memo_end;
 };
 
@@ -1226,8 +1226,8 @@ static void async_open_memo_keep(struct async_open_pending *p)
 	}
 }
 
-/* Is fsp the directory whose reads the memo keeps? */
-static struct async_open_memo *async_open_memo_for(
+/* The config whose memo keeps fsp's reads, or NULL. */
+static struct async_open_config *async_open_memo_for(
 	vfs_handle_struct *handle, const struct files_struct *fsp)
 {
 	struct async_open_config *config = NULL;
@@ -1240,19 +1240,15 @@ static struct async_open_memo *async_open_memo_for(
 	    st->st_ex_ino != config->memo->ino) {
 		return NULL;
 	}
-	return config->memo;
+	return config;
 }
 
 static struct async_open_memo_read *async_open_memo_find(
-	vfs_handle_struct *handle, struct async_open_memo *memo, bool xattr,
-	uint32_t security_info)
+	struct async_open_config *config, bool xattr, uint32_t security_info)
 {
-	struct async_open_config *config = NULL;
 	struct async_open_memo_read *r = NULL;
 
-	SMB_VFS_HANDLE_GET_DATA(handle, config, struct async_open_config,
-				return NULL);
-	for (r = memo->reads; r != NULL; r = r->next) {
+	for (r = config->memo->reads; r != NULL; r = r->next) {
 		if (r->uid == geteuid() && r->xattr == xattr &&
 		    r->security_info == security_info) {
 			config->n.memo++;
@@ -1262,7 +1258,8 @@ static struct async_open_memo_read *async_open_memo_find(
 	return NULL;
 }
 
-static struct async_open_memo_read *async_open_memo_add(
+/* A read to keep, listed by the caller once it holds the answer. */
+static struct async_open_memo_read *async_open_memo_new(
 	struct async_open_memo *memo, bool xattr, uint32_t security_info)
 {
 	struct async_open_memo_read *r = NULL;
@@ -1274,7 +1271,6 @@ static struct async_open_memo_read *async_open_memo_add(
 	r->uid = geteuid();
 	r->xattr = xattr;
 	r->security_info = security_info;
-	DLIST_ADD(memo->reads, r);
 	return r;
 }
 
@@ -1284,12 +1280,12 @@ static NTSTATUS async_open_fget_nt_acl(vfs_handle_struct *handle,
 				       TALLOC_CTX *mem_ctx,
 				       struct security_descriptor **ppdesc)
 {
-	struct async_open_memo *memo = async_open_memo_for(handle, fsp);
+	struct async_open_config *config = async_open_memo_for(handle, fsp);
 	struct async_open_memo_read *r = NULL;
 	NTSTATUS status;
 
-	if (memo != NULL) {
-		r = async_open_memo_find(handle, memo, false, security_info);
+	if (config != NULL) {
+		r = async_open_memo_find(config, false, security_info);
 	}
 	if (r != NULL) {
 		*ppdesc = security_descriptor_copy(mem_ctx, r->sd);
@@ -1297,15 +1293,16 @@ static NTSTATUS async_open_fget_nt_acl(vfs_handle_struct *handle,
 	}
 	status = SMB_VFS_NEXT_FGET_NT_ACL(handle, fsp, security_info,
 					  mem_ctx, ppdesc);
-	if (memo == NULL || !NT_STATUS_IS_OK(status)) {
+	if (config == NULL || !NT_STATUS_IS_OK(status)) {
 		return status;
 	}
-	r = async_open_memo_add(memo, false, security_info);
+	r = async_open_memo_new(config->memo, false, security_info);
 	if (r != NULL) {
 		r->sd = security_descriptor_copy(r, *ppdesc);
 		if (r->sd == NULL) {
-			DLIST_REMOVE(memo->reads, r);
 			TALLOC_FREE(r);
+		} else {
+			DLIST_ADD(config->memo->reads, r);
 		}
 	}
 	return status;
@@ -1340,7 +1337,7 @@ static void async_open_memo_xattr_add(struct async_open_memo *memo,
 	if (size == 0 || (ret == -1 && err == ERANGE)) {
 		return;
 	}
-	r = async_open_memo_add(memo, true, 0);
+	r = async_open_memo_new(memo, true, 0);
 	if (r == NULL) {
 		return;
 	}
@@ -1348,10 +1345,11 @@ static void async_open_memo_xattr_add(struct async_open_memo *memo,
 	if (ret > 0) {
 		r->value = data_blob_talloc(r, value, ret);
 		if (r->value.data == NULL) {
-			DLIST_REMOVE(memo->reads, r);
 			TALLOC_FREE(r);
+			return;
 		}
 	}
+	DLIST_ADD(memo->reads, r);
 }
 
 static ssize_t async_open_fgetxattr(vfs_handle_struct *handle,
@@ -1359,24 +1357,24 @@ static ssize_t async_open_fgetxattr(vfs_handle_struct *handle,
 				    const char *name, void *value,
 				    size_t size)
 {
-	struct async_open_memo *memo = NULL;
+	struct async_open_config *config = NULL;
 	struct async_open_memo_read *r = NULL;
 	ssize_t ret;
 	int err;
 
 	if (strcmp(name, XATTR_NTACL_NAME) == 0) {
-		memo = async_open_memo_for(handle, fsp);
+		config = async_open_memo_for(handle, fsp);
 	}
-	if (memo != NULL) {
-		r = async_open_memo_find(handle, memo, true, 0);
+	if (config != NULL) {
+		r = async_open_memo_find(config, true, 0);
 	}
 	if (r != NULL) {
 		return async_open_memo_xattr(r, value, size);
 	}
 	ret = SMB_VFS_NEXT_FGETXATTR(handle, fsp, name, value, size);
-	if (memo != NULL) {
+	if (config != NULL) {
 		err = errno;
-		async_open_memo_xattr_add(memo, ret, err, value, size);
+		async_open_memo_xattr_add(config->memo, ret, err, value, size);
 		errno = err;
 	}
 	return ret;
