@@ -15,8 +15,11 @@ PKGS_BUILD="gcc make pkg-config python3 liburing-dev libtalloc-dev \
 libtevent-dev libattr1-dev libcmocka-dev fuse3 libfuse3-dev xsltproc \
 docbook-xsl dpkg-dev"
 # What Samba's own configure needs for the header-only preparation
-# (measured on Debian 12 with --disable-python --without-ad-dc).
-PKGS_SAMBA_CONFIGURE="libgnutls28-dev libpopt-dev libjansson-dev libtdb-dev \
+# (measured on Debian 12 with --disable-python --without-ad-dc). The +dfsg
+# tarballs lack a file the embedded Heimdal needs, so prepare-samba.sh
+# configures with the system MIT Kerberos: libkrb5-dev (seen missing on a
+# fresh machine, 2026-12-07).
+PKGS_SAMBA_CONFIGURE="libkrb5-dev libgnutls28-dev libpopt-dev libjansson-dev libtdb-dev \
 libacl1-dev libparse-yapp-perl flex bison libarchive-dev libcap-dev \
 libbsd-dev python3-dev libdbus-1-dev libldap2-dev libpam0g-dev liblmdb-dev \
 libkeyutils-dev libsystemd-dev zlib1g-dev libicu-dev"
