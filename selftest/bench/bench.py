@@ -27,6 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import harness  # noqa: E402
+import threadstate  # noqa: E402
 
 NO_UNSHARE = os.path.join(harness.BIN, 'selftest', 'tools', 'no_unshare')
 MIB = 1024 * 1024
@@ -157,11 +158,16 @@ def measure(smbd, run):
     os.sync()
     baseline = smbd.children()
     cpu0 = smbd.cpu_children_seconds()
+    sampler = threadstate.MainThreadSampler(smbd.proc.pid)
+    sampler.start()
     t0 = time.monotonic()
-    run()
+    try:
+        run()
+    finally:
+        threads = sampler.stop()
     wall = time.monotonic() - t0
     smbd.wait_children(baseline)
-    return wall, smbd.cpu_children_seconds() - cpu0
+    return wall, smbd.cpu_children_seconds() - cpu0, threads
 
 
 def profile_requests(smbd):
@@ -372,8 +378,8 @@ def run_storage(args, storage, tmp, out):
 
 
 def report(out, storage, wl, envs, samples, enters):
-    med = {e: statistics.median(w for w, _ in samples[e]) for e in envs}
-    cpu = {e: statistics.median(c for _, c in samples[e]) for e in envs}
+    med = {e: statistics.median(s[0] for s in samples[e]) for e in envs}
+    cpu = {e: statistics.median(s[1] for s in samples[e]) for e in envs}
     base = envs[0]
     lines = ['', '%s on %s (%d rounds, median)' %
              (wl.describe, storage, len(samples[base])),
@@ -384,10 +390,13 @@ def report(out, storage, wl, envs, samples, enters):
         per_gib = '%9.3f' % (cpu[e] / (wl.nbytes / GIB)) if wl.nbytes \
             else '%9s' % '-'
         lines.append('  %-19s %8.3f %8.3f %6.2f %8.3f %s %6s %8s' % (
-            e, min(w for w, _ in samples[e]), med[e],
+            e, min(s[0] for s in samples[e]), med[e],
             med[e] / med[base] if med[base] else 0, cpu[e], per_gib,
             '%.2f' % (cpu[e] / cpu[base]) if cpu[base] else '-',
             '%.2f' % enters[e] if e in enters else '-'))
+    for e in envs:
+        lines.append('  %-19s %s' % (e, threadstate.describe(
+            threadstate.mean([s[2] for s in samples[e]]))))
     text = '\n'.join(lines)
     print(text, flush=True)
     out.append(text)

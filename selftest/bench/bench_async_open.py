@@ -57,6 +57,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import harness  # noqa: E402
+import threadstate  # noqa: E402
 
 GENERATOR = os.path.join(harness.BIN, 'selftest', 'bench', 'smb2load')
 SLOWFS = os.path.join(harness.BIN, 'selftest', 'slowfs', 'slowfs')
@@ -230,9 +231,12 @@ def measure(smbd, env, row, seconds, tag, profile=None, name=None):
     baseline = smbd.children()
     cpu0 = smbd.cpu_children_seconds()
     perf = start_perf(profile, name)
+    sampler = threadstate.MainThreadSampler(smbd.proc.pid)
+    sampler.start()
     try:
         r = run_generator(smbd, env, row, seconds, tag)
     finally:
+        threads = sampler.stop()
         stop_perf(perf)
     smbd.wait_children(baseline)
     ops = int(r['ops'])
@@ -247,6 +251,7 @@ def measure(smbd, env, row, seconds, tag, profile=None, name=None):
         if ops else 0.0,
         'fair': min(per_conn) / (ops / len(per_conn)) if ops else 0.0,
         'gen_share': gen_cpu / float(r['seconds']) / os.cpu_count(),
+        'threads': threads,
     }
 
 
@@ -371,6 +376,11 @@ def report(args, rows, samples, broken, out):
                            min(m['fair'] for m in ms), 100 * share,
                            ' CLIENT-BOUND' if share > CLIENT_BOUND_SHARE
                            else ''))
+        for env in row.envs:
+            if samples[row.name, env]:
+                threads = [m['threads'] for m in samples[row.name, env]]
+                out.append('  %-22s %s' % (env, threadstate.describe(
+                    threadstate.mean(threads))))
         if bound:
             out.append('  client-bound: the generator took more than a '
                        'quarter of the machine; these ratios measure it')
@@ -381,6 +391,12 @@ def report(args, rows, samples, broken, out):
                'equal share (1.00 = equal)')
     out.append('gen %%: the generator\'s CPU (user + system) as a share of '
                'all %d CPUs, the highest of the rounds' % os.cpu_count())
+    out.append('main thread: where the connections\' smbd main threads '
+               'were, sampled %d times a second (selftest/bench/'
+               'threadstate.py): on a CPU, blocked in a system call (the '
+               'calls most seen), or idle in the event loop; CPUs busy: '
+               'the whole machine, from /proc/stat; both the mean of the '
+               'rounds' % threadstate.PERIOD)
 
 
 def profile_report(args, out):
