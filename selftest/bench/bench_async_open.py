@@ -19,7 +19,7 @@ with "aio open = yes" and async_open, interleaved (A B C A B C ...):
 Every operation is a create (or open) and close of one file, compounded
 in one message as Windows sends them; each in-flight create has a
 directory of its own (the kernel runs creates in one directory one after
-the other on any file system).  The client is selftest/bench/smb2load
+the other on any file system), emptied before each measurement.  The client is selftest/bench/smb2load
 (C, one thread): per environment it prints operations/s and the ratio
 against the default, p50/p99 latency of the operations and of echo
 probes sent meanwhile, the smbd CPU per operation (the per-connection
@@ -176,6 +176,26 @@ def prepare(back_share, row):
             os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
+def empty_dirs(back_share, row):
+    """Every measurement of creates starts with empty directories. smbd
+    looks for a name it did not find case-insensitively by reading the
+    whole directory, so a create costs more the more files its directory
+    holds: without this, an environment that was faster in one round
+    started the next with fuller directories (seen, 2026-12-07: every
+    environment's creates/s fell round by round, the fastest's most).
+    The files go below slowfs, not through it; their names are not used
+    again, and slowfs does not let the kernel cache directory
+    listings."""
+    if row.op != 'create':
+        return
+    for c in range(row.conns):
+        for s in range(row.depth):
+            path = os.path.join(back_share, '%s_%d_%d' % (row.name, c, s))
+            with os.scandir(path) as entries:
+                for e in entries:
+                    os.unlink(e.path)
+
+
 def run_generator(smbd, env, row, seconds, tag):
     cmd = [GENERATOR, '--port', str(smbd.port), '--user', harness.USERS[0],
            '--password', harness.PASSWORD, '--share', env, '--op', row.op,
@@ -302,6 +322,7 @@ def run_storage(args, storage, rows, tmp, samples, broken):
                         extra_global={'server multi channel support': 'no'},
                         workdir=tempfile.mkdtemp(prefix='asvfs-bench-'))
     generation = 0
+    backing = {}
     try:
         smbd.start()
         for row in rows:
@@ -309,6 +330,7 @@ def run_storage(args, storage, rows, tmp, samples, broken):
                 share = smbd.share_path(env)
                 if back is not None:
                     share = os.path.join(back, os.path.relpath(share, mnt))
+                backing[env] = share
                 prepare(share, row)
         for rnd in range(args.rounds):
             for row in rows:
@@ -318,6 +340,7 @@ def run_storage(args, storage, rows, tmp, samples, broken):
                 for env in row.envs:
                     if (row.name, env) in broken:
                         continue
+                    empty_dirs(backing[env], row)
                     tag = 'r%d-%d' % (rnd, int(time.time() * 1000))
                     m = measure_env(smbd, env, row, args.seconds, tag,
                                     args, perf_name(row, env, rnd), broken)
