@@ -842,6 +842,19 @@ static void engine_submit_handler(struct tevent_context *ev,
 
 	engine->submit_scheduled = false;
 	engine_submit(engine);
+	/*
+	 * What the kernel finished within the submit (a read from the page
+	 * cache) is in the completion queue already: reap it in this turn.
+	 * Waiting for the ring fd costs another epoll_wait() and loop turn
+	 * per request (measured: two per 4 KiB read from ext4's page cache,
+	 * the in-tree module one).
+	 */
+	if (io_uring_cq_ready(&engine->ring) != 0) {
+		engine_reap(engine);
+		if (engine->backlog != NULL) {
+			engine_schedule_submit(engine);
+		}
+	}
 }
 
 /*
