@@ -19,15 +19,17 @@ with "aio open = yes" and async_open, interleaved (A B C A B C ...):
 Every operation is a create (or open) and close of one file, compounded
 in one message as Windows sends them; each in-flight create has a
 directory of its own (the kernel runs creates in one directory one after
-the other on any file system), emptied before each measurement.  The client is selftest/bench/smb2load
-(C, one thread): per environment it prints operations/s and the ratio
-against the default, p50/p99 latency of the operations and of echo
-probes sent meanwhile, the smbd CPU per operation (the per-connection
-smbds' CPU, reaped by the parent), the slowest connection's share of an
-equal share, and the generator's own CPU as a share of the machine.  A
-run where the generator took more than a quarter of the machine is
-marked client-bound: its numbers say more about the client than about
-the server.
+the other on any file system), emptied before each measurement.  The
+client is selftest/bench/smb2load (C, one thread): per environment it
+prints operations/s and the ratio against the default, p50/p99 latency
+of the operations and of echo probes sent meanwhile, the smbd CPU per
+operation (the per-connection smbds' CPU, reaped by the parent), the
+slowest connection's share of an equal share, and the generator's own
+CPU as a share of the machine; then a line per environment with where
+the connections' smbd main threads were and how busy the CPUs were
+(threadstate.py): what bounds the row.  A run where the generator took
+more than a quarter of the machine is marked client-bound: its numbers
+say more about the client than about the server.
 
 The server has multichannel off: aio_pthread switches "aio open" off
 when it is on (Samba >= 4.15 defaults to on).
