@@ -217,54 +217,40 @@ static void personalities_are_cached_and_bounded(void **state)
 }
 
 /*
- * An open the kernel still works on when its caller goes away.  A create
- * always goes to the kernel's workers (an open it can finish at once is
- * reaped in the turn that submits it); should a worker still finish
- * before that turn reaps, the test takes another name.
+ * An open the kernel has finished, but the engine not yet reaped, when
+ * its caller goes away.  Opening a FIFO for writing waits for a reader;
+ * with O_CREAT io_uring always hands the open to a worker, so it is still
+ * in flight after the submit's turn (an open the kernel finishes within
+ * the submit is reaped in that turn), and the reader opened afterwards
+ * lets the worker finish it while nobody reaps.
  */
-static struct tevent_req *open_in_flight(struct tevent_context *ev,
-					 struct asvfs_engine *engine,
-					 int dirfd)
-{
-	struct tevent_req *req = NULL;
-	char name[32];
-	int i, fd, err;
-
-	for (i = 0; i < 10; i++) {
-		snprintf(name, sizeof(name), "orphan-%d", i);
-		req = asvfs_openat_send(ev, ev, engine, dirfd, name,
-					O_RDWR | O_CREAT, 0600);
-		tevent_loop_once(ev);		/* the submit's turn */
-		if (asvfs_engine_stats()->inflight == 1) {
-			return req;
-		}
-		fd = asvfs_openat_recv(req, &err);
-		if (fd >= 0) {
-			close(fd);
-		}
-		TALLOC_FREE(req);
-	}
-	return NULL;
-}
-
 static void orphan_case(void)
 {
 	struct tevent_context *ev = tevent_context_init(NULL);
 	struct asvfs_engine *engine = child_engine(ev, 8);
 	struct tevent_req *req = NULL;
-	int dirfd, before;
+	char path[128];
+	int dirfd, reader, before;
 	time_t end = time(NULL) + 10;
 
 	CHECK(engine != NULL, 30);
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	CHECK(mkfifo(path, 0600) == 0, 34);
 	dirfd = open(dir, O_RDONLY | O_DIRECTORY);
 	before = count_fds();
-	req = open_in_flight(ev, engine, dirfd);
-	CHECK(req != NULL, 31);
+	req = asvfs_openat_send(ev, ev, engine, dirfd, "fifo",
+				O_WRONLY | O_CREAT, 0600);
+	tevent_loop_once(ev);		/* submitted: waits for a reader */
+	CHECK(asvfs_engine_stats()->inflight == 1, 31);
+	reader = open(path, O_RDONLY | O_NONBLOCK);
+	CHECK(reader >= 0, 35);
+	usleep(100 * 1000);		/* the worker opens, nobody reaps */
 	talloc_free(req);		/* the client went away */
 	while (asvfs_engine_stats()->inflight > 0 && time(NULL) < end) {
 		tevent_loop_once(ev);
 	}
 	CHECK(asvfs_engine_stats()->inflight == 0, 32);
+	close(reader);
 	CHECK(count_fds() == before, 33);	/* the opened fd was closed */
 }
 
