@@ -833,6 +833,18 @@ static void engine_submit(struct asvfs_engine *engine)
 	}
 }
 
+/*
+ * Reaped completions free room in the completion queue and may queue
+ * continuations: whatever waits to be submitted goes in the next turn.
+ */
+static void engine_reap_and_resubmit(struct asvfs_engine *engine)
+{
+	engine_reap(engine);
+	if (engine->backlog != NULL || engine->sq_unsubmitted) {
+		engine_schedule_submit(engine);
+	}
+}
+
 static void engine_submit_handler(struct tevent_context *ev,
 				  struct tevent_immediate *im,
 				  void *private_data)
@@ -850,10 +862,7 @@ static void engine_submit_handler(struct tevent_context *ev,
 	 * the in-tree module one).
 	 */
 	if (io_uring_cq_ready(&engine->ring) != 0) {
-		engine_reap(engine);
-		if (engine->backlog != NULL) {
-			engine_schedule_submit(engine);
-		}
+		engine_reap_and_resubmit(engine);
 	}
 }
 
@@ -933,10 +942,7 @@ static void engine_reap_handler(struct tevent_context *ev,
 	struct asvfs_engine *engine = talloc_get_type_abort(
 		private_data, struct asvfs_engine);
 
-	engine_reap(engine);
-	if (engine->backlog != NULL || engine->sq_unsubmitted) {
-		engine_schedule_submit(engine);
-	}
+	engine_reap_and_resubmit(engine);
 }
 
 /* --- life cycle -------------------------------------------------------- */

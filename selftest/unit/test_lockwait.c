@@ -94,6 +94,20 @@ static void tick(struct tevent_context *ev, struct tevent_timer *t,
 {
 }
 
+/*
+ * One turn of the loop, with a tick so that it never sleeps for good;
+ * tevent frees a fired timer itself, so it lives on a context of its own.
+ */
+static void loop_turn(struct fixture *f)
+{
+	TALLOC_CTX *tmp = talloc_new(f->mem);
+
+	tevent_add_timer(f->ev, tmp, tevent_timeval_current_ofs(0, 5000),
+			 tick, NULL);
+	tevent_loop_once(f->ev);
+	talloc_free(tmp);
+}
+
 /* Run the loop until req is done or ms have passed. */
 static bool loop_until_done(struct fixture *f, struct tevent_req *req,
 			    int ms)
@@ -101,15 +115,7 @@ static bool loop_until_done(struct fixture *f, struct tevent_req *req,
 	double end = now_ms() + ms;
 
 	while (tevent_req_is_in_progress(req) && now_ms() < end) {
-		/* a tick, so the loop never sleeps for good; tevent frees a
-		 * fired timer itself, so it lives on a context of its own */
-		TALLOC_CTX *tmp = talloc_new(f->mem);
-
-		tevent_add_timer(f->ev, tmp,
-				 tevent_timeval_current_ofs(0, 5000),
-				 tick, NULL);
-		tevent_loop_once(f->ev);
-		talloc_free(tmp);
+		loop_turn(f);
 	}
 	return !tevent_req_is_in_progress(req);
 }
@@ -280,13 +286,7 @@ static void loop_until_no_thread(struct fixture *f)
 	double end = now_ms() + WAIT_MS;
 
 	while (lockwait_threads() > 0 && now_ms() < end) {
-		TALLOC_CTX *tmp = talloc_new(f->mem);
-
-		tevent_add_timer(f->ev, tmp,
-				 tevent_timeval_current_ofs(0, 5000),
-				 tick, NULL);
-		tevent_loop_once(f->ev);
-		talloc_free(tmp);
+		loop_turn(f);
 	}
 	assert_int_equal(lockwait_threads(), 0);
 }
