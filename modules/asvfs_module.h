@@ -27,6 +27,8 @@
 
 #include "asvfs_options.h"
 #include "asvfs_engine.h"
+#include "asvfs_personality.h"
+#include "asvfs_process.h"
 
 /* A number in [min, max] as parse() reads it. */
 static inline uint64_t asvfs_conf_number(
@@ -223,10 +225,10 @@ static inline void asvfs_log_engine(const char *module,
 {
 	static pid_t logged_pid;
 
-	if (logged_pid == getpid()) {
+	if (logged_pid == asvfs_process_id()) {
 		return;
 	}
-	logged_pid = getpid();
+	logged_pid = asvfs_process_id();
 	/*
 	 * The module's class (registered under its name, so this finds
 	 * it): DBGC_CLASS is not yet the module's where this is included.
@@ -353,6 +355,23 @@ static inline struct asvfs_engine *asvfs_module_engine(
 }
 
 /*
+ * The personality cache's key from smbd's record of the identity it set
+ * last: set_sec_ctx() and pop_sec_ctx() update it in the same step as
+ * the system calls that take the identity on (and panic when those
+ * fail), so it is the kernel's, for three system calls less per request.
+ * The cache still registers nothing the kernel does not confirm.
+ */
+static inline void asvfs_smbd_creds(struct asvfs_creds_record *rec)
+{
+	const struct security_unix_token *ut = get_current_utok(NULL);
+
+	rec->uid = ut->uid;
+	rec->gid = ut->gid;
+	rec->ngroups = (int)ut->ngroups;
+	rec->groups = ut->groups;
+}
+
+/*
  * Register a module under its name and give it a debug class of the
  * same name (DBGC_VFS if classes are exhausted), so that
  * "log level = 1 <module>:10" debugs one module.
@@ -371,6 +390,8 @@ static inline NTSTATUS asvfs_register_module(const char *module,
 	if (*debug_level == -1) {
 		*debug_level = DBGC_VFS;
 	}
+	/* any module's copy: smbd unloads no module it registered */
+	asvfs_personality_read_creds_from(asvfs_smbd_creds);
 	return NT_STATUS_OK;
 }
 

@@ -88,6 +88,34 @@ int asvfs_creds_current(TALLOC_CTX *mem_ctx, struct asvfs_creds *c)
 	return 0;
 }
 
+int asvfs_creds_from_record(TALLOC_CTX *mem_ctx,
+			    const struct asvfs_creds_record *rec,
+			    struct asvfs_creds *c)
+{
+	size_t room = (c->groups != NULL) ? talloc_array_length(c->groups) : 0;
+
+	if (rec->ngroups < 0) {
+		return -EINVAL;
+	}
+	if (room < (size_t)rec->ngroups + 1) {
+		gid_t *bigger = talloc_realloc(mem_ctx, c->groups, gid_t,
+					       rec->ngroups + 1);
+
+		if (bigger == NULL) {
+			return -ENOMEM;
+		}
+		c->groups = bigger;
+	}
+	c->uid = rec->uid;
+	c->gid = rec->gid;
+	c->ngroups = rec->ngroups;
+	if (rec->ngroups > 0) {
+		memcpy(c->groups, rec->groups, rec->ngroups * sizeof(gid_t));
+		qsort(c->groups, rec->ngroups, sizeof(gid_t), compare_gid);
+	}
+	return 0;
+}
+
 bool asvfs_creds_equal(const struct asvfs_creds *a,
 		       const struct asvfs_creds *b)
 {

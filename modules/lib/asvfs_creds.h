@@ -36,6 +36,30 @@ struct asvfs_creds {
  */
 int asvfs_creds_current(TALLOC_CTX *mem_ctx, struct asvfs_creds *c);
 
+/*
+ * Credentials as a process records them for itself (smbd: its
+ * current_user, which set_sec_ctx() updates in the same step as the
+ * system calls that take them on).  groups: the recorder's memory, in
+ * any order.
+ */
+struct asvfs_creds_record {
+	uid_t uid;
+	gid_t gid;
+	int ngroups;
+	const gid_t *groups;
+};
+
+/* Fills rec with the calling thread's credentials as recorded. */
+typedef void (*asvfs_creds_reader_fn)(struct asvfs_creds_record *rec);
+
+/*
+ * c from a record, groups sorted as asvfs_creds_current() sorts them:
+ * 0 or -errno.  c->groups is reused as there.  No system call.
+ */
+int asvfs_creds_from_record(TALLOC_CTX *mem_ctx,
+			    const struct asvfs_creds_record *rec,
+			    struct asvfs_creds *c);
+
 bool asvfs_creds_equal(const struct asvfs_creds *a,
 		       const struct asvfs_creds *b);
 

@@ -22,6 +22,7 @@
 #include "asvfs_engine.h"
 #include "asvfs_bufcache.h"
 #include "asvfs_personality.h"
+#include "asvfs_process.h"
 #include "asvfs_procfd.h"
 #include "asvfs_uring_probe.h"
 #include "lib/util/dlinklist.h"
@@ -259,7 +260,7 @@ static void engine_unref_slot(struct asvfs_engine *engine, int slot)
 		return;
 	}
 	/* a child of fork() must not touch its parent's ring */
-	if (engine->pid == getpid() &&
+	if (engine->pid == asvfs_process_id() &&
 	    io_uring_register_files_update(&engine->ring, slot, &none,
 					   1) == 1) {
 		engine->free_slots[engine->n_free_slots++] = slot;
@@ -331,7 +332,7 @@ struct asvfs_file_slot *asvfs_file_slot_get(TALLOC_CTX *mem_ctx,
 {
 	struct asvfs_file_slot *h = NULL;
 
-	if (fd < 0 || engine->pid != getpid() ||
+	if (fd < 0 || engine->pid != asvfs_process_id() ||
 	    ((unsigned)fd < engine->n_held && engine->held[fd] != NULL) ||
 	    ((unsigned)fd >= engine->n_held && !engine_grow_held(engine, fd))) {
 		return NULL;
@@ -506,7 +507,7 @@ static void op_orphan(struct asvfs_op *op)
 	 * In a child of fork() the kernel side is the parent's: a cancel
 	 * or a wait would go to the parent's ring and reap its completions.
 	 */
-	if (!op_in_kernel(op) || engine->pid != getpid()) {
+	if (!op_in_kernel(op) || engine->pid != asvfs_process_id()) {
 		talloc_free(op);	/* unlinks itself */
 		return;
 	}
@@ -1009,7 +1010,7 @@ static int engine_destructor(struct asvfs_engine *engine)
 	if (the_engine == engine) {
 		the_engine = NULL;
 	}
-	if (engine->pid == getpid()) {
+	if (engine->pid == asvfs_process_id()) {
 		engine_drain(engine);
 	}
 	/*
@@ -1165,7 +1166,7 @@ static struct asvfs_engine *engine_create(
 		return NULL;
 	}
 	engine->ev = ev;
-	engine->pid = getpid();
+	engine->pid = asvfs_process_id();
 	talloc_set_destructor(engine, engine_destructor);
 	engine_set_workers(engine, config, params.sq_entries);
 	engine_set_fixed_files(engine);
@@ -1198,7 +1199,7 @@ struct asvfs_engine *asvfs_engine_get(struct tevent_context *ev,
 				      const struct asvfs_engine_config *config,
 				      int *err, bool *first_failure)
 {
-	pid_t pid = getpid();
+	pid_t pid = asvfs_process_id();
 
 	*first_failure = false;
 	if (the_engine != NULL && the_engine->pid != pid) {
@@ -1563,7 +1564,7 @@ void asvfs_engine_flush(struct asvfs_engine *engine)
 bool asvfs_engine_completed(struct asvfs_engine *engine,
 			    struct tevent_req *req)
 {
-	if (engine->pid == getpid()) {
+	if (engine->pid == asvfs_process_id()) {
 		engine_reap(engine);
 	}
 	return !tevent_req_is_in_progress(req);

@@ -22,12 +22,16 @@ struct asvfs_personality {
 	unsigned held;		/* queued requests that still need it */
 };
 
+/* asvfs_personality_read_creds_from(): NULL asks the kernel */
+static asvfs_creds_reader_fn creds_reader;
+
 struct asvfs_personality_cache {
 	struct io_uring *ring;
 	unsigned max;
 	struct asvfs_personality *entries;
 	uint64_t clock;
-	struct asvfs_creds now;		/* the capture's, reused */
+	struct asvfs_creds now;		/* the lookup's key, reused */
+	struct asvfs_creds kernel;	/* a reader's key confirmed, reused */
 	struct asvfs_personality_stats stats;
 };
 
@@ -101,26 +105,31 @@ static struct asvfs_personality *unused_entry(
 	return victim;
 }
 
-int asvfs_personality_current(struct asvfs_personality_cache *cache)
+/* The entry cached under c, marked used; NULL if there is none. */
+static struct asvfs_personality *lookup(struct asvfs_personality_cache *cache,
+					const struct asvfs_creds *c)
 {
-	struct asvfs_creds *c = &cache->now;
-	struct asvfs_personality *p = NULL;
 	unsigned i;
-	int ret;
 
-	ret = asvfs_creds_current(cache, c);
-	if (ret < 0) {
-		return ret;
-	}
 	for (i = 0; i < cache->max; i++) {
-		p = &cache->entries[i];
+		struct asvfs_personality *p = &cache->entries[i];
+
 		if (creds_match(p, c)) {
 			p->last_used = ++cache->clock;
 			cache->stats.hits++;
-			return p->id;
+			return p;
 		}
 	}
-	p = unused_entry(cache);
+	return NULL;
+}
+
+/* The calling thread's credentials, registered under c: the kernel's. */
+static int register_current(struct asvfs_personality_cache *cache,
+			    const struct asvfs_creds *c)
+{
+	struct asvfs_personality *p = unused_entry(cache);
+	int ret;
+
 	if (p == NULL) {
 		return -EBUSY;
 	}
@@ -143,6 +152,56 @@ int asvfs_personality_current(struct asvfs_personality_cache *cache)
 	p->last_used = ++cache->clock;
 	cache->stats.registered++;
 	return p->id;
+}
+
+void asvfs_personality_read_creds_from(asvfs_creds_reader_fn reader)
+{
+	creds_reader = reader;
+}
+
+/* The key of a lookup: the record's, or without a reader the kernel's. */
+static int current_key(struct asvfs_personality_cache *cache,
+		       struct asvfs_creds *c)
+{
+	struct asvfs_creds_record rec;
+
+	if (creds_reader == NULL) {
+		return asvfs_creds_current(cache, c);
+	}
+	creds_reader(&rec);
+	return asvfs_creds_from_record(cache, &rec, c);
+}
+
+int asvfs_personality_current(struct asvfs_personality_cache *cache)
+{
+	struct asvfs_creds *c = &cache->now;
+	struct asvfs_personality *p = NULL;
+	int ret;
+
+	ret = current_key(cache, c);
+	if (ret < 0) {
+		return ret;
+	}
+	p = lookup(cache, c);
+	if (p != NULL) {
+		return p->id;
+	}
+	if (creds_reader != NULL) {
+		/* nothing is registered under a key the kernel denies */
+		ret = asvfs_creds_current(cache, &cache->kernel);
+		if (ret < 0) {
+			return ret;
+		}
+		if (!asvfs_creds_equal(c, &cache->kernel)) {
+			cache->stats.record_mismatches++;
+			c = &cache->kernel;
+			p = lookup(cache, c);
+			if (p != NULL) {
+				return p->id;
+			}
+		}
+	}
+	return register_current(cache, c);
 }
 
 void asvfs_personality_hold(struct asvfs_personality_cache *cache, int id)

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <talloc.h>
 
+#include "asvfs_creds.h"
+
 struct io_uring;
 struct asvfs_personality_cache;
 
@@ -23,6 +25,7 @@ struct asvfs_personality_stats {
 	uint64_t registered;
 	uint64_t unregistered;
 	uint64_t hits;
+	uint64_t record_mismatches;	/* record and kernel disagreed */
 };
 
 struct asvfs_personality_cache *asvfs_personality_cache_new(
@@ -33,6 +36,19 @@ struct asvfs_personality_cache *asvfs_personality_cache_new(
  * (-EBUSY when every cached id is held by queued requests).
  */
 int asvfs_personality_current(struct asvfs_personality_cache *cache);
+
+/*
+ * Where asvfs_personality_current() takes the key of its lookup from, in
+ * every cache of the process: NULL (the default) asks the kernel, three
+ * system calls per request; a reader of a record the process keeps of
+ * its own identity asks none.  An id is registered, and cached under a
+ * key, only when the kernel confirms the key: a record that disagrees
+ * with the kernel at registration gets the kernel's credentials (what a
+ * synchronous call would run with), never the record's.  A record that
+ * disagrees after that is trusted: a reader's record must change in the
+ * same step as the credentials it records, as smbd's does.
+ */
+void asvfs_personality_read_creds_from(asvfs_creds_reader_fn reader);
 
 /* A queued request needs the id until its SQE has been submitted. */
 void asvfs_personality_hold(struct asvfs_personality_cache *cache, int id);

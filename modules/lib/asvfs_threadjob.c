@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "asvfs_threadjob.h"
+#include "asvfs_process.h"
 
 struct thread_start {
 	void *(*fn)(void *);
@@ -224,7 +225,7 @@ static void threadjob_link_ready(struct tevent_context *ev,
 	struct threadjob_shared *s = NULL, *next = NULL;
 	uint64_t n;
 
-	if (link->pid != getpid()) {
+	if (link->pid != asvfs_process_id()) {
 		TALLOC_FREE(link->fde);		/* the parent's */
 		return;
 	}
@@ -288,7 +289,7 @@ static struct threadjob_link *threadjob_link_of(struct tevent_context *ev)
 	struct threadjob_link *link = NULL;
 
 	for (link = threadjob_links; link != NULL; link = link->next) {
-		if (link->ev == ev && link->pid == getpid() &&
+		if (link->ev == ev && link->pid == asvfs_process_id() &&
 		    !link->going) {
 			return link;
 		}
@@ -304,7 +305,7 @@ static struct threadjob_link *threadjob_link_of(struct tevent_context *ev)
 		return NULL;
 	}
 	link->ev = ev;
-	link->pid = getpid();
+	link->pid = asvfs_process_id();
 	link->fde = tevent_add_fd(ev, link, link->hub->efd, TEVENT_FD_READ,
 				  threadjob_link_ready, link);
 	if (link->fde == NULL) {

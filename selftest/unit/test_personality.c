@@ -79,6 +79,28 @@ static int remove_dir(void **state)
 	return system(cmd);
 }
 
+/*
+ * What the test records of its identity, as smbd keeps current_user:
+ * become() and become_root() update it with the kernel's, the cases of a
+ * lying record set it alone.  Read only where record_reader() is
+ * installed.
+ */
+static gid_t recorded_groups[1];
+static struct asvfs_creds_record recorded = { .groups = recorded_groups };
+
+static void record(uid_t uid, gid_t gid, int ngroups)
+{
+	recorded.uid = uid;
+	recorded.gid = gid;
+	recorded.ngroups = ngroups;
+	recorded_groups[0] = gid;
+}
+
+static void record_reader(struct asvfs_creds_record *rec)
+{
+	*rec = recorded;
+}
+
 /* Impersonate like smbd: effective ids only, root stays saved. */
 static void become(uid_t uid, gid_t gid)
 {
@@ -88,6 +110,7 @@ static void become(uid_t uid, gid_t gid)
 	assert_int_equal(setgroups(1, groups), 0);
 	assert_int_equal(setegid(gid), 0);
 	assert_int_equal(seteuid(uid), 0);
+	record(uid, gid, 1);
 }
 
 static void become_root(void)
@@ -95,6 +118,7 @@ static void become_root(void)
 	assert_int_equal(seteuid(0), 0);
 	assert_int_equal(setegid(0), 0);
 	assert_int_equal(setgroups(0, NULL), 0);
+	record(0, 0, 0);
 }
 
 static int open_result(struct tevent_context *ev, struct tevent_req *req,
@@ -416,6 +440,80 @@ static void users_in_many_groups_keep_them(void **state)
 	in_child(groups_case);
 }
 
+/*
+ * With a faithful record (smbd's current_user) the cache asks the kernel
+ * nothing per request, and every verdict and count stays the kernel's.
+ */
+static void recorded_refusal_case(void)
+{
+	become_root();
+	asvfs_personality_read_creds_from(record_reader);
+	refusal_case();
+}
+
+static void recorded_caching_case(void)
+{
+	become_root();
+	asvfs_personality_read_creds_from(record_reader);
+	caching_case();
+}
+
+static void a_faithful_record_keeps_the_kernels_verdicts(void **state)
+{
+	in_child(recorded_refusal_case);
+	in_child(recorded_caching_case);
+}
+
+static int open_secret(struct tevent_context *ev, struct asvfs_engine *engine,
+		       int dirfd, int *err)
+{
+	struct tevent_req *req = NULL;
+	int fd;
+
+	req = asvfs_openat_send(ev, ev, engine, dirfd, "secret", O_RDONLY, 0);
+	become_root();
+	fd = open_result(ev, req, err);
+	if (fd >= 0) {
+		close(fd);
+	}
+	return fd;
+}
+
+/*
+ * A record that says root while the kernel says nobody gets nobody's
+ * personality, and nothing is ever cached under the lying key: root's
+ * own request later registers root afresh.
+ */
+static void lying_case(void)
+{
+	struct tevent_context *ev = tevent_context_init(NULL);
+	struct asvfs_engine *engine = child_engine(ev, 8);
+	const struct asvfs_personality_stats *ps = NULL;
+	int dirfd, i, err = 0;
+
+	become_root();
+	asvfs_personality_read_creds_from(record_reader);
+	CHECK(engine != NULL, 70);
+	ps = asvfs_engine_personality_stats(engine);
+	dirfd = open(dir, O_RDONLY | O_DIRECTORY);
+	CHECK(dirfd >= 0, 71);
+	for (i = 0; i < 2; i++) {
+		become(NOBODY, NOBODY);
+		record(0, 0, 0);
+		CHECK(open_secret(ev, engine, dirfd, &err) == -1 &&
+		      err == EACCES, 72);
+	}
+	CHECK(ps->record_mismatches == 2 && ps->registered == 1, 73);
+	/* the record again the kernel's: root, registered as root */
+	CHECK(open_secret(ev, engine, dirfd, &err) >= 0, 74);
+	CHECK(ps->record_mismatches == 2 && ps->registered == 2, 75);
+}
+
+static void a_record_the_kernel_denies_is_never_cached(void **state)
+{
+	in_child(lying_case);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -426,6 +524,8 @@ int main(void)
 		cmocka_unit_test(write_runs_with_the_callers_credentials),
 		cmocka_unit_test(sqpoll_write_runs_with_the_callers_credentials),
 		cmocka_unit_test(users_in_many_groups_keep_them),
+		cmocka_unit_test(a_faithful_record_keeps_the_kernels_verdicts),
+		cmocka_unit_test(a_record_the_kernel_denies_is_never_cached),
 	};
 
 	return cmocka_run_group_tests(tests, make_dir, remove_dir);
