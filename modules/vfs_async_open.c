@@ -1243,13 +1243,19 @@ static struct async_open_config *async_open_memo_for(
 	return config;
 }
 
+/*
+ * uid: who reads now, from smbd's record of its identity
+ * (get_current_uid()), which changes in the same step as the kernel's:
+ * no system call per read and entry.
+ */
 static struct async_open_memo_read *async_open_memo_find(
-	struct async_open_config *config, bool xattr, uint32_t security_info)
+	struct async_open_config *config, uid_t uid, bool xattr,
+	uint32_t security_info)
 {
 	struct async_open_memo_read *r = NULL;
 
 	for (r = config->memo->reads; r != NULL; r = r->next) {
-		if (r->uid == geteuid() && r->xattr == xattr &&
+		if (r->uid == uid && r->xattr == xattr &&
 		    r->security_info == security_info) {
 			config->n.memo++;
 			return r;
@@ -1260,7 +1266,8 @@ static struct async_open_memo_read *async_open_memo_find(
 
 /* A read to keep, listed by the caller once it holds the answer. */
 static struct async_open_memo_read *async_open_memo_new(
-	struct async_open_memo *memo, bool xattr, uint32_t security_info)
+	struct async_open_memo *memo, uid_t uid, bool xattr,
+	uint32_t security_info)
 {
 	struct async_open_memo_read *r = NULL;
 
@@ -1268,7 +1275,7 @@ static struct async_open_memo_read *async_open_memo_new(
 	if (r == NULL) {
 		return NULL;
 	}
-	r->uid = geteuid();
+	r->uid = uid;
 	r->xattr = xattr;
 	r->security_info = security_info;
 	return r;
@@ -1281,11 +1288,12 @@ static NTSTATUS async_open_fget_nt_acl(vfs_handle_struct *handle,
 				       struct security_descriptor **ppdesc)
 {
 	struct async_open_config *config = async_open_memo_for(handle, fsp);
+	uid_t uid = get_current_uid(handle->conn);
 	struct async_open_memo_read *r = NULL;
 	NTSTATUS status;
 
 	if (config != NULL) {
-		r = async_open_memo_find(config, false, security_info);
+		r = async_open_memo_find(config, uid, false, security_info);
 	}
 	if (r != NULL) {
 		*ppdesc = security_descriptor_copy(mem_ctx, r->sd);
@@ -1296,7 +1304,7 @@ static NTSTATUS async_open_fget_nt_acl(vfs_handle_struct *handle,
 	if (config == NULL || !NT_STATUS_IS_OK(status)) {
 		return status;
 	}
-	r = async_open_memo_new(config->memo, false, security_info);
+	r = async_open_memo_new(config->memo, uid, false, security_info);
 	if (r != NULL) {
 		r->sd = security_descriptor_copy(r, *ppdesc);
 		if (r->sd == NULL) {
@@ -1328,7 +1336,7 @@ static ssize_t async_open_memo_xattr(const struct async_open_memo_read *r,
 }
 
 static void async_open_memo_xattr_add(struct async_open_memo *memo,
-				      ssize_t ret, int err,
+				      uid_t uid, ssize_t ret, int err,
 				      const void *value, size_t size)
 {
 	struct async_open_memo_read *r = NULL;
@@ -1337,7 +1345,7 @@ static void async_open_memo_xattr_add(struct async_open_memo *memo,
 	if (size == 0 || (ret == -1 && err == ERANGE)) {
 		return;
 	}
-	r = async_open_memo_new(memo, true, 0);
+	r = async_open_memo_new(memo, uid, true, 0);
 	if (r == NULL) {
 		return;
 	}
@@ -1359,6 +1367,7 @@ static ssize_t async_open_fgetxattr(vfs_handle_struct *handle,
 {
 	struct async_open_config *config = NULL;
 	struct async_open_memo_read *r = NULL;
+	uid_t uid = get_current_uid(handle->conn);
 	ssize_t ret;
 	int err;
 
@@ -1366,7 +1375,7 @@ static ssize_t async_open_fgetxattr(vfs_handle_struct *handle,
 		config = async_open_memo_for(handle, fsp);
 	}
 	if (config != NULL) {
-		r = async_open_memo_find(config, true, 0);
+		r = async_open_memo_find(config, uid, true, 0);
 	}
 	if (r != NULL) {
 		return async_open_memo_xattr(r, value, size);
@@ -1374,7 +1383,8 @@ static ssize_t async_open_fgetxattr(vfs_handle_struct *handle,
 	ret = SMB_VFS_NEXT_FGETXATTR(handle, fsp, name, value, size);
 	if (config != NULL) {
 		err = errno;
-		async_open_memo_xattr_add(config->memo, ret, err, value, size);
+		async_open_memo_xattr_add(config->memo, uid, ret, err, value,
+					  size);
 		errno = err;
 	}
 	return ret;
